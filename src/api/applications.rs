@@ -1,0 +1,247 @@
+//! The application routes: list (cursor paging), retrieve, synchronous generation (whole or
+//! as a server-sent event stream), and the graph id list.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, BoxStream, Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::extract::{Principal, WJson, WPath, WQuery};
+use super::views::{ApplicationListView, ApplicationView, GraphsView, ResultView};
+use super::{ApiError, AppState};
+use crate::apps::Application;
+use crate::engine::chat_request;
+use crate::providers::ProviderError;
+
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 100;
+
+/// The body of a generate request, sync or async: `{inputs: [{id, value}], stream?}`.
+#[derive(Deserialize)]
+pub struct GenerateBody {
+    /// Kept raw so that validation can name the input at fault.
+    pub inputs: Option<serde_json::Value>,
+    /// Stream the answer as server-sent events.
+    pub stream: Option<bool>,
+}
+
+/// The deployed application `id`, or a 404.
+pub fn served_app<'a>(state: &'a AppState, id: &str) -> Result<&'a Arc<Application>, ApiError> {
+    state
+        .apps
+        .get(id)
+        .ok_or_else(|| ApiError::not_found("application.not_found", format!("no application '{id}'")))
+}
+
+/// The query of the applications list.
+#[derive(Deserialize)]
+pub struct ListQuery {
+    order: Option<String>,
+    before: Option<String>,
+    after: Option<String>,
+    limit: Option<usize>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+/// `GET /v1/applications`: deployed applications by creation time, newest first unless
+/// `order=asc`, paged with `after`/`before` cursors (application ids).
+pub async fn list(
+    State(state): State<AppState>,
+    _: Principal,
+    WQuery(q): WQuery<ListQuery>,
+) -> Result<Response, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "request.invalid_limit",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let mut apps: Vec<Arc<Application>> = match q.kind.as_deref() {
+        None | Some("generation") => state.apps.deployed().to_vec(),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "request.invalid_type",
+                format!("unknown application type '{other}'; use generation"),
+            ));
+        }
+    };
+    match q.order.as_deref() {
+        None | Some("desc") => apps.reverse(),
+        Some("asc") => {}
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "request.invalid_order",
+                format!("unknown order '{other}'; use asc or desc"),
+            ));
+        }
+    }
+    let position = |id: &str| {
+        apps.iter().position(|a| a.id == id).ok_or_else(|| {
+            ApiError::bad_request("request.invalid_cursor", format!("no application '{id}'"))
+        })
+    };
+    let (start, end) = match (q.after.as_deref(), q.before.as_deref()) {
+        (Some(after), _) => {
+            let start = position(after)? + 1;
+            (start, (start + limit).min(apps.len()))
+        }
+        (None, Some(before)) => {
+            let end = position(before)?;
+            (end.saturating_sub(limit), end)
+        }
+        (None, None) => (0, limit.min(apps.len())),
+    };
+    let has_more = if q.after.is_none() && q.before.is_some() {
+        start > 0
+    } else {
+        end < apps.len()
+    };
+    let page = &apps[start..end];
+    let view = ApplicationListView {
+        data: page.iter().map(|a| ApplicationView::from(a.as_ref())).collect(),
+        has_more,
+        first_id: page.first().map(|a| a.id.as_str()),
+        last_id: page.last().map(|a| a.id.as_str()),
+    };
+    Ok(Json(view).into_response())
+}
+
+/// `GET /v1/applications/{application_id}`.
+pub async fn retrieve(
+    State(state): State<AppState>,
+    _: Principal,
+    WPath(id): WPath<String>,
+) -> Result<Response, ApiError> {
+    let app = served_app(&state, &id)?;
+    Ok(Json(ApplicationView::from(app.as_ref())).into_response())
+}
+
+/// `POST /v1/applications/{application_id}`: generates now, whole or streamed.
+pub async fn generate(
+    State(state): State<AppState>,
+    _: Principal,
+    WPath(id): WPath<String>,
+    WJson(body): WJson<GenerateBody>,
+) -> Result<Response, ApiError> {
+    let app = served_app(&state, &id)?;
+    let inputs = app
+        .validate_inputs(body.inputs.as_ref())
+        .map_err(|e| ApiError::bad_request("inputs.invalid", e.message))?;
+    let prompt = app
+        .render(&inputs)
+        .map_err(|e| ApiError::bad_request("application.template", e.to_string()))?;
+    let provider = state.providers.get(&app.provider).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "provider.missing",
+            format!("provider '{}' is not configured", app.provider),
+        )
+    })?;
+    let title = prompt.title.clone();
+    let request = chat_request(app, prompt, uuid::Uuid::new_v4().to_string());
+    if body.stream == Some(true) {
+        let pieces = provider.stream(request);
+        return Ok(Sse::new(sse_events(title, pieces)).into_response());
+    }
+    match provider.complete(&request).await {
+        Ok(done) => Ok(Json(ResultView {
+            title,
+            suggestion: done.text,
+        })
+        .into_response()),
+        Err(e) => Err(provider_error(&e)),
+    }
+}
+
+/// Writer's stream: an optional title delta, content deltas, then `[DONE]`; a failure
+/// mid-stream becomes an event named `error` carrying an error body, and ends the stream.
+fn sse_events(
+    title: Option<String>,
+    pieces: BoxStream<'static, Result<String, ProviderError>>,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
+    let title = stream::iter(title.map(|t| delta_event(json!({"title": t}))));
+    let body = stream::unfold(Some(pieces), |open| async move {
+        let mut pieces = open?;
+        match pieces.next().await {
+            Some(Ok(text)) => Some((delta_event(json!({"content": text})), Some(pieces))),
+            Some(Err(e)) => Some((error_event(&e), None)),
+            None => Some((Event::default().data("[DONE]"), None)),
+        }
+    });
+    title.chain(body).map(Ok)
+}
+
+fn error_event(e: &ProviderError) -> Event {
+    let body = json!({
+        "tpe": "ServiceUnavailable",
+        "errors": [{"description": e.to_string(), "key": "provider.failed", "extras": {}}],
+        "extras": {},
+    });
+    Event::default().event("error").data(body.to_string())
+}
+
+fn delta_event(delta: serde_json::Value) -> Event {
+    Event::default().data(json!({ "delta": delta }).to_string())
+}
+
+fn provider_error(e: &ProviderError) -> ApiError {
+    match e {
+        ProviderError::Retryable { .. } => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "provider.unavailable",
+            e.to_string(),
+        ),
+        ProviderError::Fatal(_) => ApiError::bad_request("provider.rejected", e.to_string()),
+    }
+}
+
+/// `GET /v1/applications/{application_id}/graphs`.
+pub async fn graphs(
+    State(state): State<AppState>,
+    principal: Principal,
+    WPath(id): WPath<String>,
+) -> Result<Json<GraphsView>, ApiError> {
+    let app = served_app(&state, &id)?;
+    let graph_ids = state.store.graphs(&principal.org, &app.id).await?;
+    Ok(Json(GraphsView { graph_ids }))
+}
+
+/// The body of a graph list update.
+#[derive(Deserialize)]
+pub struct GraphsBody {
+    graph_ids: Vec<String>,
+}
+
+/// `PUT /v1/applications/{application_id}/graphs`: replaces the list; ids must be UUIDs.
+pub async fn set_graphs(
+    State(state): State<AppState>,
+    principal: Principal,
+    WPath(id): WPath<String>,
+    WJson(body): WJson<GraphsBody>,
+) -> Result<Json<GraphsView>, ApiError> {
+    let app = served_app(&state, &id)?;
+    let mut graph_ids = Vec::with_capacity(body.graph_ids.len());
+    for raw in body.graph_ids {
+        let parsed = uuid::Uuid::parse_str(&raw).map_err(|_| {
+            ApiError::bad_request("graphs.invalid_id", format!("graph id '{raw}' is not a UUID"))
+        })?;
+        let id = parsed.to_string();
+        if !graph_ids.contains(&id) {
+            graph_ids.push(id);
+        }
+    }
+    state
+        .store
+        .set_graphs(&principal.org, &app.id, graph_ids.clone())
+        .await?;
+    Ok(Json(GraphsView { graph_ids }))
+}

@@ -1,0 +1,148 @@
+//! The async job routes: create (202), retrieve, list with offset paging, retry (202).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+
+use super::applications::{GenerateBody, served_app};
+use super::extract::{Principal, WJson, WPath, WQuery};
+use super::views::{JobAcceptedView, JobListView, JobView, PaginationView};
+use super::{ApiError, AppState};
+use crate::store::{JobQuery, NewJob, RetryOutcome, WriterStatus};
+
+const DEFAULT_PAGE: u64 = 50;
+const MAX_PAGE: u64 = 1000;
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// `POST /v1/applications/{application_id}/jobs`: validates and stores a job; 202 once durable.
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    WPath(application_id): WPath<String>,
+    headers: HeaderMap,
+    WJson(body): WJson<GenerateBody>,
+) -> Result<(StatusCode, Json<JobAcceptedView>), ApiError> {
+    let app = served_app(&state, &application_id)?;
+    if body.stream == Some(true) {
+        return Err(ApiError::bad_request(
+            "request.stream_unsupported",
+            "async jobs cannot stream; use POST /v1/applications/{application_id} with stream",
+        ));
+    }
+    let inputs = app
+        .validate_inputs(body.inputs.as_ref())
+        .map_err(|e| ApiError::bad_request("inputs.invalid", e.message))?;
+    let inputs = serde_json::to_string(&inputs)
+        .map_err(|e| ApiError::bad_request("inputs.invalid", e.to_string()))?;
+    let job = NewJob {
+        id: uuid::Uuid::new_v4().to_string(),
+        org: principal.org,
+        application_id: app.id.clone(),
+        inputs,
+        retry: app.retry,
+        idempotency_key: idempotency_key(&headers)?,
+    };
+    let inserted = state.store.insert_job(job).await?;
+    Ok((StatusCode::ACCEPTED, Json(inserted.into())))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key) if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY => Ok(Some(key.to_owned())),
+        _ => Err(ApiError::bad_request(
+            "request.idempotency_key",
+            format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
+        )),
+    }
+}
+
+/// `GET /v1/applications/jobs/{job_id}`.
+pub async fn retrieve(
+    State(state): State<AppState>,
+    principal: Principal,
+    WPath(job_id): WPath<String>,
+) -> Result<Json<JobView>, ApiError> {
+    match state.store.get_job(&principal.org, &job_id).await? {
+        Some(job) => Ok(Json(job.into())),
+        None => Err(job_not_found(&job_id)),
+    }
+}
+
+/// The query of the jobs list.
+#[derive(Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    offset: Option<u64>,
+    limit: Option<u64>,
+}
+
+/// `GET /v1/applications/{application_id}/jobs`: newest first, always with `totalCount` and
+/// `pagination`, which the Python SDK needs to page on.
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    WPath(application_id): WPath<String>,
+    WQuery(query): WQuery<ListQuery>,
+) -> Result<Json<JobListView>, ApiError> {
+    let app = served_app(&state, &application_id)?;
+    let status = match query.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(WriterStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_request(
+                "request.invalid_status",
+                format!("unknown status '{s}'; use in_progress, completed or failed"),
+            )
+        })?),
+    };
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "request.invalid_limit",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let offset = query.offset.unwrap_or(0);
+    let page = state
+        .store
+        .list_jobs(JobQuery {
+            org: principal.org,
+            application_id: app.id.clone(),
+            status,
+            offset,
+            limit,
+        })
+        .await?;
+    Ok(Json(JobListView {
+        result: page.jobs.into_iter().map(JobView::from).collect(),
+        total_count: page.total,
+        pagination: PaginationView { offset, limit },
+    }))
+}
+
+/// `POST /v1/applications/jobs/{job_id}/retry`: a failed job starts a fresh series of
+/// attempts (202); any other job is a 400, never a 409 (which the SDKs would retry).
+pub async fn retry(
+    State(state): State<AppState>,
+    principal: Principal,
+    WPath(job_id): WPath<String>,
+) -> Result<(StatusCode, Json<JobAcceptedView>), ApiError> {
+    match state.store.retry_job(&principal.org, &job_id).await? {
+        RetryOutcome::Requeued(job) => Ok((StatusCode::ACCEPTED, Json(job.into()))),
+        RetryOutcome::NotFound => Err(job_not_found(&job_id)),
+        RetryOutcome::NotFailed(current) => Err(ApiError::bad_request(
+            "job.not_failed",
+            format!(
+                "job {job_id} is {}; only a failed job can be retried",
+                current.as_str()
+            ),
+        )),
+    }
+}
+
+fn job_not_found(job_id: &str) -> ApiError {
+    ApiError::not_found("job.not_found", format!("no job {job_id}"))
+}

@@ -1,0 +1,68 @@
+//! The HTTP surface: Writer's applications API, byte for byte where the SDKs look, plus a
+//! health check.
+//!
+//! Handlers parse, authenticate and validate, then talk to the store (async jobs) or, for
+//! synchronous generation only, to a provider. Every error leaves through [`ApiError`] in
+//! Writer's shape, including malformed bodies, unknown paths and wrong methods.
+
+mod applications;
+mod error;
+mod extract;
+mod jobs;
+mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+pub use error::ApiError;
+pub use extract::Principal;
+
+use crate::apps::Registry;
+use crate::auth::Keys;
+use crate::providers::Providers;
+use crate::store::Store;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// The applications served.
+    pub apps: Arc<Registry>,
+    /// The model providers, for synchronous generation.
+    pub providers: Arc<Providers>,
+    /// The key checker.
+    pub keys: Arc<Keys>,
+}
+
+/// The whole router. Request bodies over `max_body_bytes` answer 413.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/applications", get(applications::list))
+        .route(
+            "/v1/applications/{application_id}",
+            get(applications::retrieve).post(applications::generate),
+        )
+        .route(
+            "/v1/applications/{application_id}/jobs",
+            get(jobs::list).post(jobs::create),
+        )
+        .route("/v1/applications/jobs/{job_id}", get(jobs::retrieve))
+        .route("/v1/applications/jobs/{job_id}/retry", post(jobs::retry))
+        .route(
+            "/v1/applications/{application_id}/graphs",
+            get(applications::graphs).put(applications::set_graphs),
+        )
+        .route("/healthz", get(health))
+        .fallback(error::unknown_path)
+        .method_not_allowed_fallback(error::wrong_method)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}

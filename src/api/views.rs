@@ -1,0 +1,156 @@
+//! Wire types: what the routes send, shaped exactly as Writer's API (plus our own added
+//! fields, which both SDKs tolerate).
+
+use serde::Serialize;
+
+use crate::apps::{AppStatus, Application, InputSpec};
+use crate::store::{Inserted, JobRecord, JobState, rfc3339};
+
+/// A job, as `GET /v1/applications/jobs/{id}` and the list show it.
+#[derive(Serialize)]
+pub struct JobView {
+    id: String,
+    status: &'static str,
+    application_id: String,
+    created_at: String,
+    updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completed_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<ResultView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// Ours: the internal state (queued, running, retrying, completed, failed).
+    state: &'static str,
+    /// Ours: attempts started in the current series.
+    attempts: u32,
+    /// Ours: why the last attempt failed, while the job waits to retry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+}
+
+impl From<JobRecord> for JobView {
+    fn from(job: JobRecord) -> Self {
+        let completed = job.state == JobState::Completed;
+        let failed = job.state == JobState::Failed;
+        let data = match (completed, job.suggestion) {
+            (true, Some(suggestion)) => Some(ResultView {
+                title: job.title,
+                suggestion,
+            }),
+            _ => None,
+        };
+        let (error, last_error) = if failed {
+            (job.error, None)
+        } else {
+            (None, job.error)
+        };
+        Self {
+            id: job.id,
+            status: job.state.writer_status().as_str(),
+            application_id: job.application_id,
+            created_at: rfc3339(job.created_at),
+            updated_at: rfc3339(job.updated_at),
+            completed_at: job.completed_at.map(rfc3339),
+            data,
+            error,
+            state: job.state.as_str(),
+            attempts: job.attempt,
+            last_error,
+        }
+    }
+}
+
+/// A generation result: `{title?, suggestion}`.
+#[derive(Serialize)]
+pub struct ResultView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    pub suggestion: String,
+}
+
+/// The answer to a create or a retry: `{id, status, created_at}`.
+#[derive(Serialize)]
+pub struct JobAcceptedView {
+    id: String,
+    status: &'static str,
+    created_at: String,
+}
+
+impl From<Inserted> for JobAcceptedView {
+    fn from(job: Inserted) -> Self {
+        Self {
+            id: job.id,
+            status: job.state.writer_status().as_str(),
+            created_at: rfc3339(job.created_at),
+        }
+    }
+}
+
+/// A page of jobs: `{result, totalCount, pagination: {offset, limit}}`.
+#[derive(Serialize)]
+pub struct JobListView {
+    pub result: Vec<JobView>,
+    #[serde(rename = "totalCount")]
+    pub total_count: u64,
+    pub pagination: PaginationView,
+}
+
+/// The offset and limit a job page was read with.
+#[derive(Serialize)]
+pub struct PaginationView {
+    pub offset: u64,
+    pub limit: u64,
+}
+
+/// An application: `{id, name, type, status, inputs, created_at, updated_at, last_deployed_at?}`.
+#[derive(Serialize)]
+pub struct ApplicationView<'a> {
+    id: &'a str,
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    status: AppStatus,
+    inputs: &'a [InputSpec],
+    created_at: String,
+    updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_deployed_at: Option<String>,
+}
+
+impl<'a> From<&'a Application> for ApplicationView<'a> {
+    fn from(app: &'a Application) -> Self {
+        let micros = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64)
+        };
+        let updated_at = rfc3339(micros(app.updated_at));
+        Self {
+            id: &app.id,
+            name: &app.name,
+            kind: "generation",
+            status: app.status,
+            inputs: &app.inputs,
+            created_at: rfc3339(micros(app.created_at)),
+            last_deployed_at: (app.status == AppStatus::Deployed).then(|| updated_at.clone()),
+            updated_at,
+        }
+    }
+}
+
+/// A cursor page of applications: `{data, has_more, first_id?, last_id?}`.
+#[derive(Serialize)]
+pub struct ApplicationListView<'a> {
+    pub data: Vec<ApplicationView<'a>>,
+    pub has_more: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_id: Option<&'a str>,
+}
+
+/// `{graph_ids: [...]}`.
+#[derive(Serialize)]
+pub struct GraphsView {
+    pub graph_ids: Vec<String>,
+}

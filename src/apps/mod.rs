@@ -1,0 +1,136 @@
+//! No-code applications: loading them from a folder of TOML files, validating the inputs of a
+//! generate request against them, and rendering their prompt templates.
+//!
+//! - [`Registry`] (in `registry.rs`) loads and validates every `*.toml` file of a folder;
+//! - [`Application`] (here) is one loaded application, with its retry policy and templates;
+//! - `definition.rs` owns the file format, `spec.rs` the declared inputs ([`InputSpec`]),
+//!   `inputs.rs` submit-time validation ([`Inputs`]), `render.rs` the templates ([`Prompt`]),
+//!   and `checks.rs` the load-time checks of templates against inputs.
+
+mod checks;
+mod definition;
+mod fields;
+mod inputs;
+mod registry;
+mod render;
+mod spec;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+pub use inputs::{InputError, Inputs};
+pub use registry::{LoadError, Registry};
+pub use render::{Prompt, RenderError};
+pub use spec::{
+    DropdownOptions, FileOptions, InputOptions, InputSpec, InputType, MediaOptions, TextOptions,
+    UploadType,
+};
+
+/// Whether an application is served (`deployed`) or only loaded and validated (`draft`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppStatus {
+    /// Served by the API.
+    Deployed,
+    /// Loaded and validated, but not served.
+    Draft,
+}
+
+impl AppStatus {
+    /// The wire name: `"deployed"` or `"draft"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppStatus::Deployed => "deployed",
+            AppStatus::Draft => "draft",
+        }
+    }
+}
+
+/// How a failed generation is retried: up to `max_attempts` attempts in all, waiting
+/// `backoff_initial_ms` after the first failure, doubling each time, capped at `backoff_max_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (at least 1).
+    pub max_attempts: u32,
+    /// Wait after the first failed attempt, in milliseconds.
+    pub backoff_initial_ms: u64,
+    /// Longest wait between attempts, in milliseconds (>= `backoff_initial_ms`).
+    pub backoff_max_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    /// 3 attempts, 1 s initial backoff, 60 s cap.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            backoff_initial_ms: 1_000,
+            backoff_max_ms: 60_000,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after failed attempt number `attempt` (1-based): `backoff_initial_ms * 2^(attempt-1)`,
+    /// capped at `backoff_max_ms`.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u64
+            .checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u64::MAX);
+        let ms = self
+            .backoff_initial_ms
+            .saturating_mul(factor)
+            .min(self.backoff_max_ms);
+        Duration::from_millis(ms)
+    }
+}
+
+/// One loaded application: its metadata, declared inputs, model settings and templates.
+#[derive(Debug)]
+pub struct Application {
+    /// URL-safe id (`[A-Za-z0-9_-]+`), unique across the folder.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Deployed (served) or draft (not served).
+    pub status: AppStatus,
+    /// Declared inputs, in file order.
+    pub inputs: Vec<InputSpec>,
+    /// From `created_at` in the file, else the file's modification time.
+    pub created_at: SystemTime,
+    /// The file's modification time (never earlier than `created_at`).
+    pub updated_at: SystemTime,
+    /// Name of the model provider to use (checked by the server); `"default"` unless set.
+    pub provider: String,
+    /// Model to ask the provider for, if the application sets one.
+    pub model: Option<String>,
+    /// Sampling temperature (0..=2), if set.
+    pub temperature: Option<f32>,
+    /// Output token limit (> 0), if set.
+    pub max_tokens: Option<u32>,
+    /// How failed generations are retried.
+    pub retry: RetryPolicy,
+    templates: render::Templates,
+}
+
+impl Application {
+    /// Whether the application is served by the API.
+    pub fn is_deployed(&self) -> bool {
+        self.status == AppStatus::Deployed
+    }
+
+    /// Validates the `inputs` array of a generate request (the JSON value of its `"inputs"`
+    /// field, or `None` when absent). The result maps every declared input to its values.
+    pub fn validate_inputs(&self, raw: Option<&serde_json::Value>) -> Result<Inputs, InputError> {
+        inputs::validate(&self.inputs, raw)
+    }
+
+    /// Renders the application's templates with `inputs`. Declared inputs missing from
+    /// `inputs` render as empty lists; undeclared entries are ignored.
+    pub fn render(&self, inputs: &Inputs) -> Result<Prompt, RenderError> {
+        self.templates.render(&self.inputs, inputs)
+    }
+}

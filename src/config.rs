@@ -1,0 +1,239 @@
+//! Settings: defaults < `--config FILE` (TOML) < `SCRIPTORIUM_*` environment < flags.
+//!
+//! [`ServeOptions`] is both the flag set (clap, which also reads the environment) and the
+//! file format (serde), so the two can never drift apart; [`Settings::resolve`] layers them
+//! over the defaults into one typed [`Settings`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::auth::ApiKey;
+use crate::engine::EngineSettings;
+use crate::providers::mock::MockSettings;
+use crate::store::sqlite::Durability;
+
+/// The server's settings, as flags, environment variables or a TOML file.
+#[derive(Clone, Debug, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct ServeOptions {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "SCRIPTORIUM_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the database and other state [default: ./scriptorium-data].
+    #[arg(long, env = "SCRIPTORIUM_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Directory of application files [default: ./apps].
+    #[arg(long = "apps", env = "SCRIPTORIUM_APPS")]
+    #[serde(rename = "apps")]
+    pub apps_dir: Option<PathBuf>,
+    /// Database URL: sqlite://PATH [default: sqlite://DATA_DIR/scriptorium.db].
+    #[arg(long, env = "SCRIPTORIUM_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Jobs in flight on this node at most [default: 64].
+    #[arg(long, env = "SCRIPTORIUM_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+    /// How long a claimed job is held without a heartbeat [default: 30s].
+    #[arg(long, env = "SCRIPTORIUM_LEASE", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "duration")]
+    pub lease: Option<Duration>,
+    /// Fallback polling interval for due jobs [default: 1s].
+    #[arg(long, env = "SCRIPTORIUM_POLL_INTERVAL", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "duration")]
+    pub poll_interval: Option<Duration>,
+    /// How long in-flight jobs may finish after SIGINT/SIGTERM [default: 30s].
+    #[arg(long, env = "SCRIPTORIUM_SHUTDOWN_GRACE", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "duration")]
+    pub shutdown_grace: Option<Duration>,
+    /// Largest request body in bytes; larger ones answer 413 [default: 1048576].
+    #[arg(long, env = "SCRIPTORIUM_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// SQLite commit durability: full (fsync each commit) or normal [default: full].
+    #[arg(long, env = "SCRIPTORIUM_SQLITE_SYNC", value_enum)]
+    pub sqlite_sync: Option<Durability>,
+    /// Latency of each mock provider call [default: 0s].
+    #[arg(long, env = "SCRIPTORIUM_MOCK_LATENCY", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "duration")]
+    pub mock_latency: Option<Duration>,
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}")))
+}
+
+/// Where the jobs live.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Database {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+}
+
+impl Database {
+    /// Parses `sqlite://PATH`; without a URL, the file in the data directory.
+    pub fn parse(url: Option<&str>, data_dir: &Path) -> Result<Self, SettingsError> {
+        let Some(url) = url else {
+            return Ok(Self::Sqlite(data_dir.join("scriptorium.db")));
+        };
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Err(SettingsError::Invalid(
+                "PostgreSQL is not supported yet; use sqlite://PATH".into(),
+            ));
+        }
+        Err(SettingsError::Invalid(format!(
+            "unsupported database URL {url:?}; use sqlite://PATH"
+        )))
+    }
+}
+
+/// A settings problem, named for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The config file could not be read or parsed.
+    #[error("config file {path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        message: String,
+    },
+    /// A value is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Every setting, resolved.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory for state.
+    pub data_dir: PathBuf,
+    /// Directory of application files.
+    pub apps_dir: PathBuf,
+    /// Where the jobs live.
+    pub database: Database,
+    /// How SQLite commits.
+    pub sqlite_sync: Durability,
+    /// The engine's pacing.
+    pub engine: EngineSettings,
+    /// The mock provider.
+    pub mock: MockSettings,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// A key accepted for the default organisation (`SCRIPTORIUM_API_KEY`); never printed.
+    pub api_key: Option<ApiKey>,
+}
+
+impl Settings {
+    /// Layers `flags` (which already include the environment) over the file `config` (if
+    /// any) over the defaults. `api_key` comes from `SCRIPTORIUM_API_KEY` only.
+    pub fn resolve(
+        flags: ServeOptions,
+        config: Option<&Path>,
+        api_key: Option<String>,
+    ) -> Result<Self, SettingsError> {
+        let file = match config {
+            Some(path) => read_file(path)?,
+            None => ServeOptions::default(),
+        };
+        let o = flags.or(file);
+        let data_dir = o.data_dir.unwrap_or_else(|| PathBuf::from("scriptorium-data"));
+        let database = Database::parse(o.database_url.as_deref(), &data_dir)?;
+        let engine = EngineSettings {
+            concurrency: o.concurrency.unwrap_or(64).max(1),
+            claim_batch: 512,
+            lease: o.lease.unwrap_or(Duration::from_secs(30)),
+            poll_interval: o.poll_interval.unwrap_or(Duration::from_secs(1)),
+            shutdown_grace: o.shutdown_grace.unwrap_or(Duration::from_secs(30)),
+        };
+        if engine.lease < Duration::from_millis(300) {
+            return Err(SettingsError::Invalid("lease must be at least 300ms".into()));
+        }
+        Ok(Self {
+            listen: o.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            apps_dir: o.apps_dir.unwrap_or_else(|| PathBuf::from("apps")),
+            data_dir,
+            database,
+            sqlite_sync: o.sqlite_sync.unwrap_or(Durability::Full),
+            engine,
+            mock: MockSettings {
+                latency: o.mock_latency.unwrap_or_default(),
+            },
+            max_body_bytes: o.max_body_bytes.unwrap_or(1 << 20),
+            api_key: api_key.filter(|k| !k.is_empty()).map(ApiKey::new),
+        })
+    }
+}
+
+impl ServeOptions {
+    /// Each field of `self`, or else of `other`.
+    fn or(self, other: Self) -> Self {
+        Self {
+            listen: self.listen.or(other.listen),
+            data_dir: self.data_dir.or(other.data_dir),
+            apps_dir: self.apps_dir.or(other.apps_dir),
+            database_url: self.database_url.or(other.database_url),
+            concurrency: self.concurrency.or(other.concurrency),
+            lease: self.lease.or(other.lease),
+            poll_interval: self.poll_interval.or(other.poll_interval),
+            shutdown_grace: self.shutdown_grace.or(other.shutdown_grace),
+            max_body_bytes: self.max_body_bytes.or(other.max_body_bytes),
+            sqlite_sync: self.sqlite_sync.or(other.sqlite_sync),
+            mock_latency: self.mock_latency.or(other.mock_latency),
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<ServeOptions, SettingsError> {
+    let error = |message: String| SettingsError::File {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    toml::from_str(&text).map_err(|e| error(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        std::fs::write(&file, "concurrency = 7\nlease = \"5s\"\nlisten = \"127.0.0.1:9\"\n").unwrap();
+        let flags = ServeOptions {
+            concurrency: Some(3),
+            ..ServeOptions::default()
+        };
+        let s = Settings::resolve(flags, Some(&file), None).unwrap();
+        assert_eq!(s.engine.concurrency, 3);
+        assert_eq!(s.engine.lease, Duration::from_secs(5));
+        assert_eq!(s.listen, "127.0.0.1:9".parse().unwrap());
+        assert_eq!(s.engine.poll_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        std::fs::write(&file, "concurency = 7\n").unwrap();
+        let err = Settings::resolve(ServeOptions::default(), Some(&file), None).unwrap_err();
+        assert!(err.to_string().contains("s.toml"), "{err}");
+    }
+
+    #[test]
+    fn the_api_key_never_shows_in_debug_output() {
+        let s = Settings::resolve(ServeOptions::default(), None, Some("scr_secret123456789".into()))
+            .unwrap();
+        assert!(!format!("{s:?}").contains("secret123456789"));
+    }
+}

@@ -1,0 +1,104 @@
+//! One attempt at one job: render, call the provider, and decide what the outcome means.
+
+use std::time::Duration;
+
+use crate::apps::{Application, Inputs, Prompt, Registry, RetryPolicy};
+use crate::providers::{ChatRequest, ProviderError, Providers};
+use crate::store::{ClaimedJob, OutcomeKind, now_micros};
+
+/// Runs one attempt and classifies its end: success, retry later, or final failure.
+pub(super) async fn run(apps: &Registry, providers: &Providers, job: &ClaimedJob) -> OutcomeKind {
+    let Some(app) = apps.get(&job.application_id) else {
+        return failed(format!("application '{}' is no longer served", job.application_id));
+    };
+    let prompt = match serde_json::from_str::<Inputs>(&job.inputs)
+        .map_err(|e| format!("stored inputs are unreadable: {e}"))
+        .and_then(|inputs| app.render(&inputs).map_err(|e| format!("template error: {e}")))
+    {
+        Ok(prompt) => prompt,
+        Err(message) => return failed(message),
+    };
+    let Some(provider) = providers.get(&app.provider) else {
+        return failed(format!("provider '{}' is not configured", app.provider));
+    };
+    let title = prompt.title.clone();
+    let request = chat_request(app, prompt, job.id.clone());
+    match provider.complete(&request).await {
+        Ok(done) if !done.text.trim().is_empty() => OutcomeKind::Completed {
+            title,
+            suggestion: done.text,
+        },
+        Ok(_) => retry_or_fail(job, &ProviderError::Retryable {
+            message: "the model returned no text".into(),
+            retry_after: None,
+        }),
+        Err(e) => retry_or_fail(job, &e),
+    }
+}
+
+/// The chat request for a rendered prompt of `app`; `key` identifies the unit of work.
+pub fn chat_request(app: &Application, prompt: Prompt, key: String) -> ChatRequest {
+    ChatRequest {
+        model: app.model.clone(),
+        system: prompt.system,
+        user: prompt.user,
+        temperature: app.temperature,
+        max_tokens: app.max_tokens,
+        key,
+    }
+}
+
+fn retry_or_fail(job: &ClaimedJob, e: &ProviderError) -> OutcomeKind {
+    let attempt = job.lease.attempt;
+    match e {
+        ProviderError::Retryable { retry_after, .. } if attempt < job.retry.max_attempts => {
+            let wait = backoff(&job.retry, attempt).max(retry_after.unwrap_or_default());
+            OutcomeKind::Retry {
+                run_at: now_micros() + wait.as_micros() as i64,
+                error: e.to_string(),
+            }
+        }
+        ProviderError::Retryable { .. } => {
+            failed(format!("{e} (gave up after {attempt} attempts)"))
+        }
+        ProviderError::Fatal(_) => failed(e.to_string()),
+    }
+}
+
+/// The wait before attempt `attempt + 1`: exponential from `backoff_initial_ms`, capped at
+/// `backoff_max_ms`, with "equal jitter" (between half and all of it) so a burst of failures
+/// does not come back as a burst.
+pub fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
+    let exp = attempt.saturating_sub(1).min(32);
+    let full = policy
+        .backoff_initial_ms
+        .saturating_mul(1u64 << exp)
+        .min(policy.backoff_max_ms);
+    Duration::from_millis(full / 2 + fastrand::u64(0..=full / 2))
+}
+
+fn failed(error: String) -> OutcomeKind {
+    OutcomeKind::Failed { error }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_jitter_and_stops_at_the_cap() {
+        let policy = RetryPolicy {
+            max_attempts: 10,
+            backoff_initial_ms: 1000,
+            backoff_max_ms: 5000,
+        };
+        for _ in 0..100 {
+            let first = backoff(&policy, 1).as_millis();
+            let third = backoff(&policy, 3).as_millis();
+            let tenth = backoff(&policy, 10).as_millis();
+            assert!((500..=1000).contains(&first));
+            assert!((2000..=4000).contains(&third));
+            assert!((2500..=5000).contains(&tenth));
+        }
+    }
+}

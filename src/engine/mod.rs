@@ -1,0 +1,231 @@
+//! The engine: turns queued jobs into results.
+//!
+//! # The run loop
+//! One dispatcher task per node. It wakes when the store signals new work (an in-process
+//! notification on SQLite), when a slot frees up, or every `poll_interval` as a fallback for
+//! retries coming due. Each time it claims at most as many jobs as it has free slots
+//! (`concurrency - in flight`) in one statement, and spawns one task per job. A task renders
+//! the prompt, calls the provider, decides retry versus fail, and hands its [`Outcome`] to the
+//! completer, which writes outcomes in batches. Beside them:
+//! - the heartbeat renews every in-flight lease each `lease / 3`, in one call;
+//! - the reaper returns jobs whose lease lapsed (a dead worker) to the queue.
+//!
+//! # Who may write what
+//! Only the dispatcher claims, only the completer writes outcomes, and every outcome is
+//! fenced by its [`Lease`] (row + attempt), so a late worker can never overwrite a newer
+//! attempt or a finished job. No database transaction is held across a model call.
+//!
+//! # Shutdown
+//! Stop claiming; let in-flight calls finish until `shutdown_grace`; write their outcomes;
+//! give the leases of calls that did not finish back to the queue. A `kill -9` skips all of
+//! this and loses nothing: the leases lapse and the jobs run again.
+
+mod attempt;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+pub use attempt::{backoff, chat_request};
+
+use crate::apps::Registry;
+use crate::providers::Providers;
+use crate::store::{ClaimedJob, Lease, Outcome, Store, StoreError, now_micros};
+
+/// Outcomes written in one call at most.
+const MAX_COMPLETION_BATCH: usize = 4096;
+
+/// How the engine paces itself.
+#[derive(Clone, Copy, Debug)]
+pub struct EngineSettings {
+    /// Jobs in flight on this node at most.
+    pub concurrency: usize,
+    /// Jobs claimed in one statement at most.
+    pub claim_batch: usize,
+    /// How long a claim holds without a heartbeat.
+    pub lease: Duration,
+    /// How often to look for due jobs when nothing signals.
+    pub poll_interval: Duration,
+    /// How long in-flight calls may run on after shutdown begins.
+    pub shutdown_grace: Duration,
+}
+
+/// The engine's parts, shared by its tasks.
+pub struct Engine {
+    store: Arc<dyn Store>,
+    apps: Arc<Registry>,
+    providers: Arc<Providers>,
+    settings: EngineSettings,
+    in_flight: Mutex<HashSet<Lease>>,
+}
+
+impl Engine {
+    /// An engine over these parts; nothing runs until [`Engine::run`].
+    pub fn new(
+        store: Arc<dyn Store>,
+        apps: Arc<Registry>,
+        providers: Arc<Providers>,
+        settings: EngineSettings,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            apps,
+            providers,
+            settings,
+            in_flight: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Works jobs until `shutdown` turns true (or its sender is dropped), then drains.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let (done_tx, done_rx) = mpsc::channel(self.settings.concurrency.max(1) * 2);
+        let completer = tokio::spawn(self.clone().complete(done_rx));
+        let heartbeat = tokio::spawn(self.clone().heartbeat());
+        let reaper = tokio::spawn(self.clone().reap());
+        let mut tasks = JoinSet::new();
+        self.dispatch(&mut tasks, &done_tx, &mut shutdown).await;
+
+        let grace = self.settings.shutdown_grace;
+        let drained = tokio::time::timeout(grace, async {
+            while tasks.join_next().await.is_some() {}
+        });
+        if drained.await.is_err() {
+            tracing::warn!(jobs = tasks.len(), "shutdown grace over; giving unfinished jobs back");
+            tasks.shutdown().await;
+        }
+        drop(done_tx);
+        let _ = completer.await;
+        heartbeat.abort();
+        reaper.abort();
+        let unfinished: Vec<Lease> = self.leases();
+        if !unfinished.is_empty() {
+            match self.store.release(unfinished).await {
+                Ok(n) => tracing::info!(jobs = n, "released unfinished jobs to the queue"),
+                Err(e) => tracing::warn!(error = %e, "could not release jobs; their leases will lapse"),
+            }
+        }
+    }
+
+    async fn dispatch(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<()>,
+        done: &mpsc::Sender<Outcome>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        let wakeups = self.store.wakeups();
+        while !*shutdown.borrow() {
+            while tasks.try_join_next().is_some() {}
+            let free = slots.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    permit = slots.clone().acquire_owned() => drop(permit),
+                    _ = shutdown.changed() => break,
+                }
+                continue;
+            }
+            let want = free.min(self.settings.claim_batch.max(1));
+            let claimed = match self.store.claim(want, self.settings.lease).await {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claim failed; retrying after the poll interval");
+                    Vec::new()
+                }
+            };
+            let full = claimed.len() == want;
+            for job in claimed {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                self.track(job.lease);
+                let (engine, done) = (self.clone(), done.clone());
+                tasks.spawn(async move {
+                    let outcome = engine.attempt(&job).await;
+                    let _ = done.send(Outcome { lease: job.lease, kind: outcome }).await;
+                    drop(permit);
+                });
+            }
+            if full {
+                continue;
+            }
+            tokio::select! {
+                _ = wakeups.notified() => {}
+                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+    }
+
+    /// Writes outcomes in batches: whatever has queued up while the previous batch was written.
+    async fn complete(self: Arc<Self>, mut done: mpsc::Receiver<Outcome>) {
+        let mut batch = Vec::with_capacity(MAX_COMPLETION_BATCH);
+        while done.recv_many(&mut batch, MAX_COMPLETION_BATCH).await > 0 {
+            let leases: Vec<Lease> = batch.iter().map(|o| o.lease).collect();
+            if let Err(e) = self.finish_with_retries(std::mem::take(&mut batch)).await {
+                tracing::error!(error = %e, jobs = leases.len(),
+                    "could not record outcomes; the jobs will run again when their leases lapse");
+            }
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            for lease in leases {
+                in_flight.remove(&lease);
+            }
+        }
+    }
+
+    async fn finish_with_retries(&self, outcomes: Vec<Outcome>) -> Result<usize, StoreError> {
+        let mut delay = Duration::from_millis(50);
+        for _ in 0..6 {
+            match self.store.finish(outcomes.clone()).await {
+                Err(StoreError::Unavailable(e)) => {
+                    tracing::warn!(error = %e, "recording outcomes failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                other => return other,
+            }
+        }
+        self.store.finish(outcomes).await
+    }
+
+    async fn heartbeat(self: Arc<Self>) {
+        let every = self.settings.lease / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            let leases = self.leases();
+            if leases.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.store.renew(leases, self.settings.lease).await {
+                tracing::warn!(error = %e, "lease renewal failed");
+            }
+        }
+    }
+
+    async fn reap(self: Arc<Self>) {
+        let every = (self.settings.lease / 2).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(every).await;
+            match self.store.reap(now_micros()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(jobs = n, "returned jobs with lapsed leases to the queue"),
+                Err(e) => tracing::warn!(error = %e, "reaping lapsed leases failed"),
+            }
+        }
+    }
+
+    fn track(&self, lease: Lease) {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).insert(lease);
+    }
+
+    fn leases(&self) -> Vec<Lease> {
+        let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        in_flight.iter().copied().collect()
+    }
+
+    async fn attempt(&self, job: &ClaimedJob) -> crate::store::OutcomeKind {
+        attempt::run(&self.apps, &self.providers, job).await
+    }
+}

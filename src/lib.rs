@@ -1,0 +1,33 @@
+//! # scriptorium
+//!
+//! A self-hosted server that runs Writer-compatible no-code applications (typed inputs, a
+//! prompt template and a model) as durable, asynchronous batch jobs.
+//!
+//! # Layout
+//! Data flows one way: HTTP → [`api`] (parse, authenticate, validate against the
+//! application) → [`store`] (insert; 202) → [`engine`] (claim, render, call a provider) →
+//! [`store`] (complete or fail, fenced) → [`api`] (read).
+//!
+//! - [`api`]: the axum routers and the Writer error shape. Never calls a provider for an
+//!   async job; never holds a transaction.
+//! - [`apps`]: application definitions loaded from TOML files: validation at load and at
+//!   submit, prompt rendering. Pure: no I/O after loading.
+//! - [`auth`]: API keys, shown once and stored as hashes; organisations as tenants.
+//! - [`engine`]: the job state machine: batched claims, leases and heartbeats, retries with
+//!   backoff, the reaper, graceful shutdown. The only caller of providers for jobs.
+//! - [`providers`]: the model backends, a closed enum (the deterministic mock today).
+//! - [`store`]: every SQL statement, behind the [`store::Store`] trait (SQLite today).
+//! - [`config`]: one typed [`config::Settings`] from defaults, file, environment and flags.
+//! - [`server`]: assembles the parts and runs them until shutdown.
+//! - [`cli`]: the subcommands; `main.rs` only dispatches to it.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod apps;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod providers;
+pub mod server;
+pub mod store;

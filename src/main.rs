@@ -1,0 +1,15 @@
+//! The `scriptorium` binary: parse the command line, start logging, run the command.
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = scriptorium::cli::Cli::parse();
+    let filter = EnvFilter::try_from_env("SCRIPTORIUM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    scriptorium::cli::run(cli).await
+}

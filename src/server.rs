@@ -1,0 +1,148 @@
+//! Assembles a server from [`Settings`]: store, applications, providers, keys, engine and
+//! router; then serves on a listener it is given (so tests bind port 0) until a shutdown
+//! future resolves, and drains the engine.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::{AppState, router};
+use crate::apps::{LoadError, Registry};
+use crate::auth::{DEFAULT_ORG, Keys, create_key};
+use crate::config::{Database, Settings};
+use crate::engine::Engine;
+use crate::providers::Providers;
+use crate::store::sqlite::{Durability, SqliteStore};
+use crate::store::{Store, StoreError};
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The application folder has invalid files.
+    #[error("invalid applications:\n{0}")]
+    Apps(#[from] LoadError),
+    /// An application names a provider that is not configured.
+    #[error("{0}")]
+    Provider(String),
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Listening failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// A server ready to run.
+pub struct Server {
+    listener: TcpListener,
+    router: axum::Router,
+    engine: Arc<Engine>,
+}
+
+impl Server {
+    /// Opens everything `settings` names and prepares to serve on `listener`.
+    pub async fn build(settings: &Settings, listener: TcpListener) -> Result<Self, StartError> {
+        let apps = Arc::new(Registry::load_dir(&settings.apps_dir)?);
+        let providers = Arc::new(Providers::mock_only(settings.mock));
+        check_providers(&apps, &providers)?;
+        let store = open_server_store(&settings.database, settings.sqlite_sync).await?;
+        if settings.api_key.is_none() {
+            create_first_key(store.as_ref()).await?;
+        }
+        tracing::info!(
+            applications = apps.deployed().len(),
+            dir = %settings.apps_dir.display(),
+            "applications loaded"
+        );
+        if let Some(mock) = providers.get("mock") {
+            tracing::warn!(
+                "no model provider is configured: jobs run on the built-in {}",
+                mock.describe()
+            );
+        }
+        let keys = Arc::new(Keys::new(store.clone(), settings.api_key.as_ref()));
+        let engine = Engine::new(store.clone(), apps.clone(), providers.clone(), settings.engine);
+        let state = AppState {
+            store,
+            apps,
+            providers,
+            keys,
+        };
+        Ok(Self {
+            listener,
+            router: router(state, settings.max_body_bytes),
+            engine,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then stops taking requests and jobs and drains.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
+        let (stop, stopped) = watch::channel(false);
+        let engine = tokio::spawn(self.engine.run(stopped.clone()));
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let mut http_stopped = stopped;
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                let _ = http_stopped.wait_for(|stop| *stop).await;
+            })
+            .await;
+        let _ = engine.await;
+        served
+    }
+}
+
+/// Opens the database for a tool that runs beside a server (no lock, no recovery).
+pub fn open_store(database: &Database, sync: Durability) -> Result<Arc<dyn Store>, StoreError> {
+    match database {
+        Database::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path, sync)?)),
+    }
+}
+
+async fn open_server_store(
+    database: &Database,
+    sync: Durability,
+) -> Result<Arc<dyn Store>, StoreError> {
+    match database {
+        Database::Sqlite(path) => Ok(Arc::new(SqliteStore::open_for_server(path, sync).await?)),
+    }
+}
+
+fn check_providers(apps: &Registry, providers: &Providers) -> Result<(), StartError> {
+    for app in apps.all() {
+        if providers.get(&app.provider).is_none() {
+            return Err(StartError::Provider(format!(
+                "application '{}' names provider '{}', which is not configured (configured: {})",
+                app.id,
+                app.provider,
+                providers.names().join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// On a first start with no keys and no `SCRIPTORIUM_API_KEY`, makes one and prints it once.
+async fn create_first_key(store: &dyn Store) -> Result<(), StoreError> {
+    if !store.list_keys().await?.is_empty() {
+        return Ok(());
+    }
+    let (key, _) = create_key(store, DEFAULT_ORG, "first start").await?;
+    println!(
+        "No API key existed, so one was created for organisation '{DEFAULT_ORG}'.\n\
+         It is shown only this once; only its hash is stored:\n\n    {}\n",
+        key.expose()
+    );
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! Durable state: jobs, API keys, organisations and graph lists, behind one [`Store`] trait.
+//!
+//! The store owns every SQL statement and nothing else: it never calls a model and never
+//! decides policy (the engine decides retry versus fail; the store writes what it is told,
+//! fenced by [`Lease`]). Backends:
+//! - [`sqlite`]: the embedded default. One writer thread owns the only write connection and
+//!   commits whatever requests have queued up in one transaction (group commit), so many
+//!   concurrent submits cost one fsync; reads use a small pool of read connections (WAL).
+
+mod model;
+pub mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+pub use model::*;
+
+/// What every store method returns: a boxed future, so the store can live behind `dyn Store`.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A failure of the storage layer.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is shutting down; worth retrying later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The database answered with an error.
+    #[error("database error: {0}")]
+    Database(String),
+    /// A uniqueness rule was broken (e.g. a key id that already exists).
+    #[error("already exists: {0}")]
+    Conflict(String),
+}
+
+/// Durable storage for scriptorium. Every method is one round trip to the backend; backends
+/// group concurrent calls into shared transactions where they can.
+pub trait Store: Send + Sync + 'static {
+    /// Stores a new job as `queued`; durable when the future resolves. A repeated
+    /// idempotency key within the organisation answers the existing job instead.
+    fn insert_job(&self, job: NewJob) -> StoreFuture<'_, Inserted>;
+    /// One job of `org`, or `None` (also for another organisation's job).
+    fn get_job<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, Option<JobRecord>>;
+    /// A page of an application's jobs, newest first, with the total that match.
+    fn list_jobs(&self, query: JobQuery) -> StoreFuture<'_, JobPage>;
+    /// Queues a failed job again with a fresh series of attempts.
+    fn retry_job<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, RetryOutcome>;
+
+    /// Claims up to `limit` due jobs in one statement: each becomes `running` with its attempt
+    /// number raised and a lease that lapses after `lease`.
+    fn claim(&self, limit: usize, lease: Duration) -> StoreFuture<'_, Vec<ClaimedJob>>;
+    /// Writes the outcomes of finished attempts; each is applied only if its lease still
+    /// holds. Answers how many were applied.
+    fn finish(&self, outcomes: Vec<Outcome>) -> StoreFuture<'_, usize>;
+    /// Extends the leases of jobs still running, as a heartbeat. Answers how many held.
+    fn renew(&self, leases: Vec<Lease>, lease: Duration) -> StoreFuture<'_, usize>;
+    /// Gives back jobs this node claimed but will not finish (shutdown); they are queued
+    /// again without using up an attempt.
+    fn release(&self, leases: Vec<Lease>) -> StoreFuture<'_, usize>;
+    /// Returns running jobs whose lease lapsed before `before` (microseconds) to the queue,
+    /// or fails them if that was their last attempt. Answers how many were touched.
+    fn reap(&self, before: i64) -> StoreFuture<'_, usize>;
+    /// Signalled whenever jobs may have become runnable (inserted, retried, reaped).
+    fn wakeups(&self) -> Arc<Notify>;
+
+    /// The organisation of an unrevoked key with this SHA-256 hash.
+    fn authenticate(&self, key_hash: [u8; 32]) -> StoreFuture<'_, Option<String>>;
+    /// Stores a new key for `org` (creating the organisation if needed).
+    fn create_key(&self, key: KeyInfo, key_hash: [u8; 32]) -> StoreFuture<'_, ()>;
+    /// All keys, oldest first.
+    fn list_keys(&self) -> StoreFuture<'_, Vec<KeyInfo>>;
+    /// Revokes the key with this id; `false` if there is no such unrevoked key.
+    fn revoke_key<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool>;
+
+    /// The graph ids attached to an application for `org`.
+    fn graphs<'a>(&'a self, org: &'a str, app: &'a str) -> StoreFuture<'a, Vec<String>>;
+    /// Replaces the graph ids attached to an application for `org`.
+    fn set_graphs<'a>(
+        &'a self,
+        org: &'a str,
+        app: &'a str,
+        ids: Vec<String>,
+    ) -> StoreFuture<'a, ()>;
+}

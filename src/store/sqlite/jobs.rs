@@ -1,0 +1,236 @@
+//! The job statements. Each function runs inside a transaction its caller opened: the
+//! writer's group transaction for writes, an implicit read transaction for reads.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::apps::RetryPolicy;
+use crate::store::{
+    ClaimedJob, Inserted, JobPage, JobQuery, JobRecord, JobState, Lease, NewJob, Outcome,
+    OutcomeKind, RetryOutcome,
+};
+
+const RECORD_COLUMNS: &str = "id, application_id, state, attempt, created_at, updated_at, \
+     completed_at, title, suggestion, error";
+
+/// The error a job keeps when its worker vanished during its last attempt.
+const LOST_ON_LAST_ATTEMPT: &str =
+    "the worker running this job stopped during its last attempt (its lease expired)";
+
+pub(super) fn insert(conn: &Connection, job: &NewJob, now: i64) -> rusqlite::Result<Inserted> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO jobs (id, org, application_id, state, inputs, max_attempts, \
+             backoff_initial_ms, backoff_max_ms, run_at, idempotency_key, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?8, ?8) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            job.id,
+            job.org,
+            job.application_id,
+            job.inputs,
+            job.retry.max_attempts,
+            job.retry.backoff_initial_ms as i64,
+            job.retry.backoff_max_ms as i64,
+            now,
+            job.idempotency_key,
+        ])?;
+    if inserted == 1 {
+        return Ok(Inserted {
+            id: job.id.clone(),
+            created_at: now,
+            state: JobState::Queued,
+        });
+    }
+    // The idempotency key was used before: answer the job it created.
+    conn.prepare_cached(
+        "SELECT id, created_at, state FROM jobs WHERE org = ?1 AND idempotency_key = ?2",
+    )?
+    .query_row(params![job.org, job.idempotency_key], |r| {
+        Ok(Inserted {
+            id: r.get(0)?,
+            created_at: r.get(1)?,
+            state: state(r, 2)?,
+        })
+    })
+}
+
+pub(super) fn get(conn: &Connection, org: &str, id: &str) -> rusqlite::Result<Option<JobRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {RECORD_COLUMNS} FROM jobs WHERE id = ?1 AND org = ?2"
+    ))?
+    .query_row(params![id, org], record)
+    .optional()
+}
+
+pub(super) fn list(conn: &Connection, q: &JobQuery) -> rusqlite::Result<JobPage> {
+    let status = q.status.map(|s| s.as_str());
+    let filter = if status.is_some() { "AND status = ?3" } else { "AND ?3 IS NULL" };
+    let jobs = conn
+        .prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS} FROM jobs WHERE org = ?1 AND application_id = ?2 {filter} \
+             ORDER BY seq DESC LIMIT ?4 OFFSET ?5"
+        ))?
+        .query_map(
+            params![q.org, q.application_id, status, q.limit as i64, q.offset as i64],
+            record,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let total: i64 = conn
+        .prepare_cached(
+            "SELECT coalesce(sum(n), 0) FROM job_counts \
+             WHERE org = ?1 AND application_id = ?2 AND (?3 IS NULL OR status = ?3)",
+        )?
+        .query_row(params![q.org, q.application_id, status], |r| r.get(0))?;
+    Ok(JobPage {
+        jobs,
+        total: total.max(0) as u64,
+    })
+}
+
+pub(super) fn retry(
+    conn: &Connection,
+    org: &str,
+    id: &str,
+    now: i64,
+) -> rusqlite::Result<RetryOutcome> {
+    let requeued = conn
+        .prepare_cached(
+            "UPDATE jobs SET state = 'queued', attempt = 0, run_at = ?3, lease_until = NULL, \
+             error = NULL, title = NULL, suggestion = NULL, completed_at = NULL, updated_at = ?3 \
+             WHERE id = ?1 AND org = ?2 AND state = 'failed' RETURNING created_at",
+        )?
+        .query_row(params![id, org, now], |r| r.get::<_, i64>(0))
+        .optional()?;
+    if let Some(created_at) = requeued {
+        return Ok(RetryOutcome::Requeued(Inserted {
+            id: id.to_owned(),
+            created_at,
+            state: JobState::Queued,
+        }));
+    }
+    let current = conn
+        .prepare_cached("SELECT state FROM jobs WHERE id = ?1 AND org = ?2")?
+        .query_row(params![id, org], |r| state(r, 0))
+        .optional()?;
+    Ok(current.map_or(RetryOutcome::NotFound, RetryOutcome::NotFailed))
+}
+
+pub(super) fn claim(
+    conn: &Connection,
+    limit: usize,
+    lease: i64,
+    now: i64,
+) -> rusqlite::Result<Vec<ClaimedJob>> {
+    conn.prepare_cached(
+        "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_until = ?1, \
+         updated_at = ?2 \
+         WHERE seq IN (SELECT seq FROM jobs WHERE state IN ('queued', 'retrying') \
+                       AND run_at <= ?2 ORDER BY run_at LIMIT ?3) \
+         RETURNING seq, attempt, id, application_id, inputs, max_attempts, \
+                   backoff_initial_ms, backoff_max_ms",
+    )?
+    .query_map(params![now + lease, now, limit as i64], |r| {
+        Ok(ClaimedJob {
+            lease: Lease {
+                seq: r.get(0)?,
+                attempt: r.get(1)?,
+            },
+            id: r.get(2)?,
+            application_id: r.get(3)?,
+            inputs: r.get(4)?,
+            retry: RetryPolicy {
+                max_attempts: r.get(5)?,
+                backoff_initial_ms: r.get::<_, i64>(6)? as u64,
+                backoff_max_ms: r.get::<_, i64>(7)? as u64,
+            },
+        })
+    })?
+    .collect()
+}
+
+pub(super) fn finish(conn: &Connection, outcomes: &[Outcome], now: i64) -> rusqlite::Result<usize> {
+    let fence = "WHERE seq = ?1 AND attempt = ?2 AND state = 'running'";
+    let mut complete = conn.prepare_cached(&format!(
+        "UPDATE jobs SET state = 'completed', title = ?3, suggestion = ?4, error = NULL, \
+         lease_until = NULL, updated_at = ?5, completed_at = ?5 {fence}"
+    ))?;
+    let mut retry = conn.prepare_cached(&format!(
+        "UPDATE jobs SET state = 'retrying', run_at = ?3, error = ?4, lease_until = NULL, \
+         updated_at = ?5 {fence}"
+    ))?;
+    let mut fail = conn.prepare_cached(&format!(
+        "UPDATE jobs SET state = 'failed', error = ?3, lease_until = NULL, updated_at = ?4, \
+         completed_at = ?4 {fence}"
+    ))?;
+    let mut applied = 0;
+    for Outcome { lease, kind } in outcomes {
+        let (seq, attempt) = (lease.seq, lease.attempt);
+        applied += match kind {
+            OutcomeKind::Completed { title, suggestion } => {
+                complete.execute(params![seq, attempt, title, suggestion, now])?
+            }
+            OutcomeKind::Retry { run_at, error } => {
+                retry.execute(params![seq, attempt, run_at, error, now])?
+            }
+            OutcomeKind::Failed { error } => fail.execute(params![seq, attempt, error, now])?,
+        };
+    }
+    Ok(applied)
+}
+
+pub(super) fn renew(conn: &Connection, leases: &[Lease], until: i64) -> rusqlite::Result<usize> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE jobs SET lease_until = ?3 WHERE seq = ?1 AND attempt = ?2 AND state = 'running'",
+    )?;
+    leases.iter().try_fold(0, |n, l| {
+        Ok(n + stmt.execute(params![l.seq, l.attempt, until])?)
+    })
+}
+
+pub(super) fn release(conn: &Connection, leases: &[Lease], now: i64) -> rusqlite::Result<usize> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE jobs SET state = 'queued', attempt = attempt - 1, lease_until = NULL, \
+         run_at = ?3, updated_at = ?3 WHERE seq = ?1 AND attempt = ?2 AND state = 'running'",
+    )?;
+    leases.iter().try_fold(0, |n, l| {
+        Ok(n + stmt.execute(params![l.seq, l.attempt, now])?)
+    })
+}
+
+pub(super) fn reap(conn: &Connection, before: i64, now: i64) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "UPDATE jobs SET \
+           state = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END, \
+           error = CASE WHEN attempt >= max_attempts THEN ?3 ELSE error END, \
+           completed_at = CASE WHEN attempt >= max_attempts THEN ?2 END, \
+           lease_until = NULL, run_at = ?2, updated_at = ?2 \
+         WHERE state = 'running' AND lease_until < ?1",
+    )?
+    .execute(params![before, now, LOST_ON_LAST_ATTEMPT])
+}
+
+fn record(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
+    Ok(JobRecord {
+        id: r.get(0)?,
+        application_id: r.get(1)?,
+        state: state(r, 2)?,
+        attempt: r.get(3)?,
+        created_at: r.get(4)?,
+        updated_at: r.get(5)?,
+        completed_at: r.get(6)?,
+        title: r.get(7)?,
+        suggestion: r.get(8)?,
+        error: r.get(9)?,
+    })
+}
+
+fn state(r: &Row<'_>, i: usize) -> rusqlite::Result<JobState> {
+    let s: String = r.get(i)?;
+    JobState::parse(&s).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown job state {s:?}").into(),
+        )
+    })
+}

@@ -1,0 +1,258 @@
+//! The embedded backend: one SQLite file in WAL mode.
+//!
+//! Writes go through [`writer::Writer`] (one thread, group commit); reads use a pool of read
+//! connections on blocking threads, which WAL lets run beside the writer. A server takes an
+//! exclusive lock file next to the database, so exactly one server works a data directory and
+//! may, at start, return every job the previous process left `running` to the queue at once.
+//! Command-line tools (`keys`) open the database without that lock, beside a running server.
+
+mod jobs;
+mod orgs;
+mod writer;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::Notify;
+
+use super::{
+    ClaimedJob, Inserted, JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewJob, Outcome,
+    RetryOutcome, Store, StoreError, StoreFuture, now_micros,
+};
+use writer::Writer;
+
+const MIGRATIONS: &[&str] = &[include_str!("0001_init.sql")];
+
+/// How hard SQLite pushes each commit to disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// fsync on every commit: an accepted job survives power loss.
+    Full,
+    /// fsync at checkpoints: an accepted job survives a crash of the process, not of the machine.
+    Normal,
+}
+
+/// The SQLite store.
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<Readers>,
+    wakeups: Arc<Notify>,
+    _lock: Option<File>,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) the database at `path` for a server: takes the data
+    /// directory's lock and queues again every job a previous process left running.
+    pub async fn open_for_server(path: &Path, sync: Durability) -> Result<Self, StoreError> {
+        create_parent(path)?;
+        let lock_path = path.with_extension("lock");
+        let lock = File::create(&lock_path).map_err(|e| io_err(&lock_path, e))?;
+        lock.try_lock().map_err(|_| {
+            StoreError::Unavailable(format!(
+                "{} is in use by another scriptorium server",
+                path.display()
+            ))
+        })?;
+        let mut store = Self::open(path, sync)?;
+        store._lock = Some(lock);
+        let recovered = store.reap(i64::MAX).await?;
+        if recovered > 0 {
+            tracing::info!(jobs = recovered, "queued again the jobs a previous run left running");
+        }
+        Ok(store)
+    }
+
+    /// Opens (creating and migrating) the database at `path` without the server lock.
+    pub fn open(path: &Path, sync: Durability) -> Result<Self, StoreError> {
+        create_parent(path)?;
+        let conn = connect(path, sync).map_err(map_err)?;
+        migrate(&conn).map_err(map_err)?;
+        let wakeups = Arc::new(Notify::new());
+        let writer = Writer::spawn(conn, wakeups.clone())
+            .map_err(|e| StoreError::Database(format!("cannot start the writer: {e}")))?;
+        let readers = Arc::new(Readers {
+            path: path.to_path_buf(),
+            sync,
+            idle: Mutex::new(Vec::new()),
+        });
+        Ok(Self {
+            writer,
+            readers,
+            wakeups,
+            _lock: None,
+        })
+    }
+}
+
+fn create_parent(path: &Path) -> Result<(), StoreError> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn connect(path: &Path, sync: Durability) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let sync = match sync {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; \
+         PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;"
+    ))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))?;
+    }
+    Ok(())
+}
+
+/// Read connections, opened on demand and kept for reuse.
+struct Readers {
+    path: PathBuf,
+    sync: Durability,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    /// Runs `f` on a read connection, on the calling thread.
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => connect(&self.path, self.sync).map_err(map_err)?,
+        };
+        let result = f(&conn).map_err(map_err);
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(conn);
+        }
+        result
+    }
+}
+
+/// Runs `f` on a read connection on a blocking thread.
+async fn read<T, F>(readers: &Arc<Readers>, f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+{
+    let readers = readers.clone();
+    tokio::task::spawn_blocking(move || readers.with(f))
+        .await
+        .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
+}
+
+/// Sorts SQLite's errors into the store's: a busy or locked database is worth retrying.
+fn map_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        Some(ErrorCode::ConstraintViolation) => StoreError::Conflict(e.to_string()),
+        _ => StoreError::Database(e.to_string()),
+    }
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Database(format!("{}: {e}", path.display()))
+}
+
+impl Store for SqliteStore {
+    fn insert_job(&self, job: NewJob) -> StoreFuture<'_, Inserted> {
+        Box::pin(self.writer.write(true, move |c| jobs::insert(c, &job, now_micros())))
+    }
+
+    fn get_job<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, Option<JobRecord>> {
+        let (org, id) = (org.to_owned(), id.to_owned());
+        Box::pin(read(&self.readers, move |c| jobs::get(c, &org, &id)))
+    }
+
+    fn list_jobs(&self, query: JobQuery) -> StoreFuture<'_, JobPage> {
+        Box::pin(read(&self.readers, move |c| jobs::list(c, &query)))
+    }
+
+    fn retry_job<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, RetryOutcome> {
+        let (org, id) = (org.to_owned(), id.to_owned());
+        Box::pin(self.writer.write(true, move |c| jobs::retry(c, &org, &id, now_micros())))
+    }
+
+    fn claim(&self, limit: usize, lease: Duration) -> StoreFuture<'_, Vec<ClaimedJob>> {
+        let lease = lease.as_micros() as i64;
+        Box::pin(self.writer.write(false, move |c| jobs::claim(c, limit, lease, now_micros())))
+    }
+
+    fn finish(&self, outcomes: Vec<Outcome>) -> StoreFuture<'_, usize> {
+        let wakes = outcomes.iter().any(|o| matches!(o.kind, super::OutcomeKind::Retry { .. }));
+        Box::pin(self.writer.write(wakes, move |c| jobs::finish(c, &outcomes, now_micros())))
+    }
+
+    fn renew(&self, leases: Vec<Lease>, lease: Duration) -> StoreFuture<'_, usize> {
+        let lease = lease.as_micros() as i64;
+        Box::pin(self.writer.write(false, move |c| jobs::renew(c, &leases, now_micros() + lease)))
+    }
+
+    fn release(&self, leases: Vec<Lease>) -> StoreFuture<'_, usize> {
+        Box::pin(self.writer.write(true, move |c| jobs::release(c, &leases, now_micros())))
+    }
+
+    fn reap(&self, before: i64) -> StoreFuture<'_, usize> {
+        Box::pin(self.writer.write(true, move |c| jobs::reap(c, before, now_micros())))
+    }
+
+    fn wakeups(&self) -> Arc<Notify> {
+        self.wakeups.clone()
+    }
+
+    fn authenticate(&self, key_hash: [u8; 32]) -> StoreFuture<'_, Option<String>> {
+        // A point lookup on a cached page: cheaper inline than a hop to a blocking thread.
+        Box::pin(async move { self.readers.with(|c| orgs::authenticate(c, &key_hash)) })
+    }
+
+    fn create_key(&self, key: KeyInfo, key_hash: [u8; 32]) -> StoreFuture<'_, ()> {
+        Box::pin(self.writer.write(false, move |c| orgs::create(c, &key, &key_hash)))
+    }
+
+    fn list_keys(&self) -> StoreFuture<'_, Vec<KeyInfo>> {
+        Box::pin(read(&self.readers, orgs::list))
+    }
+
+    fn revoke_key<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool> {
+        let id = id.to_owned();
+        Box::pin(self.writer.write(false, move |c| orgs::revoke(c, &id, now_micros())))
+    }
+
+    fn graphs<'a>(&'a self, org: &'a str, app: &'a str) -> StoreFuture<'a, Vec<String>> {
+        let (org, app) = (org.to_owned(), app.to_owned());
+        Box::pin(read(&self.readers, move |c| orgs::graphs(c, &org, &app)))
+    }
+
+    fn set_graphs<'a>(
+        &'a self,
+        org: &'a str,
+        app: &'a str,
+        ids: Vec<String>,
+    ) -> StoreFuture<'a, ()> {
+        let (org, app) = (org.to_owned(), app.to_owned());
+        Box::pin(self.writer.write(false, move |c| orgs::set_graphs(c, &org, &app, &ids)))
+    }
+}
