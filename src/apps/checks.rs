@@ -13,7 +13,13 @@ use super::render::{Field, Problem, Source, Templates};
 use super::spec::{InputOptions, InputSpec, InputType};
 
 /// Runs every check; returns the problems found (empty when the templates are fine).
-pub(crate) fn check_templates(templates: &Templates, specs: &[InputSpec]) -> Vec<Problem> {
+/// The trial renders run only with `trial` (when the inputs themselves are valid) and only when
+/// the static checks found nothing.
+pub(crate) fn check_templates(
+    templates: &Templates,
+    specs: &[InputSpec],
+    trial: bool,
+) -> Vec<Problem> {
     let globals = templates.globals();
     let declared = |name: &str| specs.iter().any(|spec| spec.name == name);
     let names: Vec<&str> = specs.iter().map(|spec| spec.name.as_str()).collect();
@@ -54,7 +60,7 @@ pub(crate) fn check_templates(templates: &Templates, specs: &[InputSpec]) -> Vec
             }
         }
     }
-    if problems.is_empty() {
+    if trial && problems.is_empty() {
         problems.extend(trial_renders(templates, specs));
     }
     problems

@@ -66,152 +66,50 @@ pub(crate) fn parse(text: &str, mtime: SystemTime) -> Result<Loaded, Vec<Problem
         let line = e.span().map(|span| line_of(text, span.start));
         vec![(line, e.message().to_owned())]
     })?;
-    let mut problems: Vec<Problem> = Vec::new();
-    let at = |span: std::ops::Range<usize>| Some(line_of(text, span.start));
-
-    let id = raw.id.get_ref();
-    if let Err(reason) = check_id(id) {
-        problems.push((at(raw.id.span()), reason));
-    }
-    let mut non_blank = |field: &str, value: &Spanned<String>| {
-        if value.get_ref().trim().is_empty() {
-            problems.push((at(value.span()), format!("{field} must not be blank")));
-        }
+    let mut problems = Problems {
+        text,
+        list: Vec::new(),
     };
-    non_blank("name", &raw.name);
-    for (field, value) in [("provider", &raw.provider), ("model", &raw.model)] {
-        if let Some(value) = value {
-            non_blank(field, value);
-        }
-    }
-    if let Some(t) = &raw.temperature
-        && !(0.0..=2.0).contains(t.get_ref())
-    {
-        problems.push((
-            at(t.span()),
-            format!("temperature must be between 0 and 2, got {}", t.get_ref()),
-        ));
-    }
-    if let Some(n) = raw.max_tokens.as_ref().filter(|n| *n.get_ref() == 0) {
-        problems.push((at(n.span()), "max_tokens must be greater than 0".into()));
-    }
-    if let Some(n) = raw.max_attempts.as_ref().filter(|n| *n.get_ref() == 0) {
-        problems.push((at(n.span()), "max_attempts must be at least 1".into()));
-    }
-    let mut duration = |field: &str, value: &Option<Spanned<String>>, default: u64| match value {
-        None => Duration::from_secs(default),
-        Some(v) => humantime::parse_duration(v.get_ref().trim()).unwrap_or_else(|e| {
-            problems.push((
-                at(v.span()),
-                format!("{field} must be a duration like \"1s\" or \"500ms\": {e}"),
-            ));
-            Duration::from_secs(default)
-        }),
-    };
-    let backoff_initial = duration("backoff_initial", &raw.backoff_initial, 1);
-    let backoff_max = duration("backoff_max", &raw.backoff_max, 60);
-    if backoff_max < backoff_initial {
-        let span = raw
-            .backoff_max
-            .as_ref()
-            .or(raw.backoff_initial.as_ref())
-            .map(Spanned::span);
-        problems.push((
-            span.and_then(at),
-            "backoff_max must not be shorter than backoff_initial".into(),
-        ));
-    }
-    let created_at = match &raw.created_at {
-        None => mtime,
-        Some(value) => parse_created_at(value.get_ref()).unwrap_or_else(|| {
-            problems.push((
-                at(value.span()),
-                "created_at must be an RFC 3339 timestamp with an offset, e.g. \"2025-01-01T00:00:00Z\"".into(),
-            ));
-            mtime
-        }),
-    };
+    let (retry, created_at) = check_settings(&raw, mtime, &mut problems);
+    let before_inputs = problems.list.len();
+    let inputs = input_specs(&raw.inputs, &mut problems);
+    let inputs_ok = problems.list.len() == before_inputs;
 
-    let mut inputs = Vec::new();
-    let mut input_problems = Vec::new();
-    for raw_input in raw.inputs {
-        let line = at(raw_input.span());
-        let raw_input = raw_input.into_inner();
-        let name = raw_input.name.get_ref().clone();
-        if name.trim().is_empty() {
-            input_problems.push((
-                at(raw_input.name.span()),
-                "input name must not be blank".to_owned(),
-            ));
-        } else if inputs.iter().any(|i: &InputSpec| i.name == name) {
-            input_problems.push((
-                at(raw_input.name.span()),
-                format!("input '{name}' is declared twice"),
-            ));
-        }
-        let options_line = raw_input
-            .options
-            .as_ref()
-            .map(|o| o.span())
-            .and_then(at)
-            .or(line);
-        let options = parse_options(
-            raw_input.input_type,
-            raw_input.options.map(Spanned::into_inner),
-        )
-        .unwrap_or_else(|reasons| {
-            input_problems.extend(
-                reasons
-                    .into_iter()
-                    .map(|r| (options_line, format!("input '{name}': {r}"))),
-            );
-            None
-        });
-        inputs.push(InputSpec {
-            name,
-            input_type: raw_input.input_type,
-            required: raw_input.required,
-            description: raw_input.description,
-            options,
-        });
-    }
-    let inputs_ok = input_problems.is_empty();
-    problems.extend(input_problems);
-
-    let sources = [
-        (Field::System, raw.system),
-        (Field::Prompt, Some(raw.prompt)),
-        (Field::Title, raw.title),
-    ]
-    .into_iter()
-    .filter_map(|(field, value)| {
-        let value = value?;
-        let first_line = template_first_line(text, value.span().start);
-        Some(Source {
-            field,
-            text: value.into_inner(),
-            first_line,
+    let fields = [
+        (Field::System, raw.system.as_ref()),
+        (Field::Prompt, Some(&raw.prompt)),
+        (Field::Title, raw.title.as_ref()),
+    ];
+    let sources = fields
+        .into_iter()
+        .filter_map(|(field, value)| {
+            let value = value?;
+            let first_line = template_first_line(text, value.span().start);
+            Some(Source {
+                field,
+                text: value.get_ref().clone(),
+                first_line,
+            })
         })
-    })
-    .collect();
+        .collect();
     let templates = match Templates::compile(sources) {
         Ok(templates) => {
-            if inputs_ok {
-                problems.extend(check_templates(&templates, &inputs));
-            }
+            problems
+                .list
+                .extend(check_templates(&templates, &inputs, inputs_ok));
             Some(templates)
         }
         Err(errors) => {
-            problems.extend(errors);
+            problems.list.extend(errors);
             None
         }
     };
+    let problems = problems.list;
     let Some(templates) = templates.filter(|_| problems.is_empty()) else {
         return Err(problems);
     };
-    let id_line = line_of(text, raw.id.span().start);
     let app = Application {
-        id: raw.id.into_inner(),
+        id: raw.id.get_ref().clone(),
         name: raw.name.into_inner(),
         status: raw.status,
         inputs,
@@ -223,12 +121,132 @@ pub(crate) fn parse(text: &str, mtime: SystemTime) -> Result<Loaded, Vec<Problem
         model: raw.model.map(Spanned::into_inner),
         temperature: raw.temperature.map(Spanned::into_inner),
         max_tokens: raw.max_tokens.map(Spanned::into_inner),
-        retry: RetryPolicy {
-            max_attempts: raw.max_attempts.map_or(3, Spanned::into_inner),
-            backoff_initial_ms: millis(backoff_initial),
-            backoff_max_ms: millis(backoff_max),
-        },
+        retry,
         templates,
     };
-    Ok(Loaded { app, id_line })
+    Ok(Loaded {
+        app,
+        id_line: line_of(text, raw.id.span().start),
+    })
+}
+
+/// Problems of one file, located by byte span.
+struct Problems<'a> {
+    text: &'a str,
+    list: Vec<Problem>,
+}
+
+impl Problems<'_> {
+    fn at<T>(&mut self, value: &Spanned<T>, reason: impl Into<String>) {
+        let line = line_of(self.text, value.span().start);
+        self.list.push((Some(line), reason.into()));
+    }
+}
+
+/// Checks the scalar settings; returns the retry policy and the creation time.
+fn check_settings(
+    raw: &RawApp,
+    mtime: SystemTime,
+    problems: &mut Problems,
+) -> (RetryPolicy, SystemTime) {
+    if let Err(reason) = check_id(raw.id.get_ref()) {
+        problems.at(&raw.id, reason);
+    }
+    for (field, value) in [
+        ("name", Some(&raw.name)),
+        ("provider", raw.provider.as_ref()),
+        ("model", raw.model.as_ref()),
+    ] {
+        if let Some(value) = value.filter(|v| v.get_ref().trim().is_empty()) {
+            problems.at(value, format!("{field} must not be blank"));
+        }
+    }
+    if let Some(t) = raw
+        .temperature
+        .as_ref()
+        .filter(|t| !(0.0..=2.0).contains(t.get_ref()))
+    {
+        problems.at(
+            t,
+            format!("temperature must be between 0 and 2, got {}", t.get_ref()),
+        );
+    }
+    if let Some(n) = raw.max_tokens.as_ref().filter(|n| *n.get_ref() == 0) {
+        problems.at(n, "max_tokens must be greater than 0");
+    }
+    if let Some(n) = raw.max_attempts.as_ref().filter(|n| *n.get_ref() == 0) {
+        problems.at(n, "max_attempts must be at least 1");
+    }
+    let mut duration = |field: &str, value: &Option<Spanned<String>>, default: u64| match value {
+        None => Duration::from_secs(default),
+        Some(v) => humantime::parse_duration(v.get_ref().trim()).unwrap_or_else(|e| {
+            problems.at(
+                v,
+                format!("{field} must be a duration like \"1s\" or \"500ms\": {e}"),
+            );
+            Duration::from_secs(default)
+        }),
+    };
+    let backoff_initial = duration("backoff_initial", &raw.backoff_initial, 1);
+    let backoff_max = duration("backoff_max", &raw.backoff_max, 60);
+    if backoff_max < backoff_initial
+        && let Some(value) = raw.backoff_max.as_ref().or(raw.backoff_initial.as_ref())
+    {
+        problems.at(
+            value,
+            "backoff_max must not be shorter than backoff_initial",
+        );
+    }
+    let created_at = match &raw.created_at {
+        None => mtime,
+        Some(value) => parse_created_at(value.get_ref()).unwrap_or_else(|| {
+            problems.at(value, "created_at must be an RFC 3339 timestamp with an offset, e.g. \"2025-01-01T00:00:00Z\"");
+            mtime
+        }),
+    };
+    let retry = RetryPolicy {
+        max_attempts: raw.max_attempts.as_ref().map_or(3, |n| *n.get_ref()),
+        backoff_initial_ms: millis(backoff_initial),
+        backoff_max_ms: millis(backoff_max),
+    };
+    (retry, created_at)
+}
+
+/// Converts the declared inputs, checking names and options. An input whose options are
+/// invalid is still returned (without options) so that templates can be checked against it.
+fn input_specs(raw_inputs: &[Spanned<RawInput>], problems: &mut Problems) -> Vec<InputSpec> {
+    let mut inputs: Vec<InputSpec> = Vec::new();
+    for spanned in raw_inputs {
+        let raw = spanned.get_ref();
+        let name = raw.name.get_ref().clone();
+        if name.trim().is_empty() {
+            problems.at(&raw.name, "input name must not be blank");
+        } else if inputs.iter().any(|input| input.name == name) {
+            problems.at(&raw.name, format!("input '{name}' is declared twice"));
+        }
+        let options = match parse_options(
+            raw.input_type,
+            raw.options.as_ref().map(|o| o.get_ref().clone()),
+        ) {
+            Ok(options) => options,
+            Err(reasons) => {
+                for reason in reasons {
+                    let reason = format!("input '{name}': {reason}");
+                    match &raw.options {
+                        Some(options) => problems.at(options, reason),
+                        None => problems.at(spanned, reason),
+                    }
+                }
+                None
+            }
+        };
+        inputs.push(InputSpec {
+            name,
+            input_type: raw.input_type,
+            required: raw.required,
+            description: raw.description.clone(),
+            options,
+        });
+    }
+    inputs
 }

@@ -30,6 +30,7 @@ pub(crate) fn check_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A duration in whole milliseconds, saturating.
 pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -54,8 +55,11 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     if offset.get(3..4)? != ":" {
         return None;
     }
-    let shift =
-        Duration::from_secs(hours.parse::<u64>().ok()? * 3600 + minutes.parse::<u64>().ok()? * 60);
+    let (hours, minutes) = (hours.parse::<u64>().ok()?, minutes.parse::<u64>().ok()?);
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
+    let shift = Duration::from_secs(hours * 3600 + minutes * 60);
     let local = humantime::parse_rfc3339(&format!("{base}Z")).ok()?;
     match sign {
         "+" => local.checked_sub(shift),

@@ -18,7 +18,7 @@ mod spec;
 #[cfg(test)]
 mod tests;
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -70,21 +70,6 @@ impl Default for RetryPolicy {
             backoff_initial_ms: 1_000,
             backoff_max_ms: 60_000,
         }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait after failed attempt number `attempt` (1-based): `backoff_initial_ms * 2^(attempt-1)`,
-    /// capped at `backoff_max_ms`.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u64
-            .checked_shl(attempt.saturating_sub(1))
-            .unwrap_or(u64::MAX);
-        let ms = self
-            .backoff_initial_ms
-            .saturating_mul(factor)
-            .min(self.backoff_max_ms);
-        Duration::from_millis(ms)
     }
 }
 

@@ -49,7 +49,8 @@ impl Registry {
                         loaded.push(file.app);
                     }
                 }
-                Err(file_problems) => {
+                Err(mut file_problems) => {
+                    file_problems.sort_by_key(|(line, _)| *line);
                     problems.extend(file_problems.into_iter().map(|(line, reason)| match line {
                         Some(line) => format!("{}:{line}: {reason}", path.display()),
                         None => format!("{}: {reason}", path.display()),

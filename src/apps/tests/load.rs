@@ -7,18 +7,34 @@ use super::{MINIMAL, assert_problem, examples_dir, load, problems, problems_of};
 use crate::apps::{AppStatus, InputOptions, Registry, RetryPolicy};
 
 fn with(key_line: &str) -> String {
-    MINIMAL.replacen("status = \"deployed\"\n", &format!("status = \"deployed\"\n{key_line}\n"), 1)
+    MINIMAL.replacen(
+        "status = \"deployed\"\n",
+        &format!("status = \"deployed\"\n{key_line}\n"),
+        1,
+    )
 }
 
 #[test]
 fn shipped_examples_load_and_are_all_deployed() {
     let registry = Registry::load_dir(&examples_dir()).unwrap_or_else(|e| panic!("{e}"));
     let ids: Vec<&str> = registry.deployed().iter().map(|a| a.id.as_str()).collect();
-    assert_eq!(ids, ["product-descriptions", "social-post", "support-reply"]);
+    assert_eq!(
+        ids,
+        ["product-descriptions", "social-post", "support-reply"]
+    );
     assert_eq!(registry.len(), 3);
-    let products = registry.get("product-descriptions").expect("product-descriptions");
+    let products = registry
+        .get("product-descriptions")
+        .expect("product-descriptions");
     let names: Vec<&str> = products.inputs.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(names, ["Product names", "Tone", "Audience"]);
+}
+
+#[test]
+fn applications_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<crate::apps::Application>();
+    assert_send_sync::<Registry>();
 }
 
 #[test]
@@ -33,25 +49,39 @@ fn missing_folder_is_an_error() {
     let dir = tempfile::tempdir().expect("temp dir");
     let missing = dir.path().join("nope");
     let err = Registry::load_dir(&missing).expect_err("missing folder");
-    assert_problem(&err.problems, &["nope", "cannot read the applications folder"]);
+    assert_problem(
+        &err.problems,
+        &["nope", "cannot read the applications folder"],
+    );
 }
 
 #[test]
 fn files_that_are_not_toml_or_are_hidden_are_ignored() {
-    let registry = load(&[("README.md", "not toml"), (".draft.toml", "x ="), ("a.toml", MINIMAL)])
-        .expect("only a.toml is read");
+    let registry = load(&[
+        ("README.md", "not toml"),
+        (".draft.toml", "x ="),
+        ("a.toml", MINIMAL),
+    ])
+    .expect("only a.toml is read");
     assert_eq!(registry.len(), 1);
 }
 
 #[test]
 fn drafts_are_loaded_but_not_served() {
-    let draft = MINIMAL.replace("\"deployed\"", "\"draft\"").replace("\"mini\"", "\"wip\"");
+    let draft = MINIMAL
+        .replace("\"deployed\"", "\"draft\"")
+        .replace("\"mini\"", "\"wip\"");
     let registry = load(&[("a.toml", MINIMAL), ("b.toml", &draft)]).expect("loads");
     assert_eq!(registry.len(), 2);
     assert!(registry.get("wip").is_none());
     assert!(registry.get("mini").is_some());
     assert_eq!(registry.deployed().len(), 1);
-    assert!(registry.all().iter().any(|a| a.id == "wip" && a.status == AppStatus::Draft));
+    assert!(
+        registry
+            .all()
+            .iter()
+            .any(|a| a.id == "wip" && a.status == AppStatus::Draft)
+    );
 }
 
 #[test]
@@ -76,7 +106,10 @@ fn defaults_apply_when_optional_fields_are_absent() {
     assert_eq!(app.provider, "default");
     assert_eq!(app.retry, RetryPolicy::default());
     assert_eq!(app.model, None);
-    assert!(app.created_at >= before, "created_at defaults to the file's mtime");
+    assert!(
+        app.created_at >= before,
+        "created_at defaults to the file's mtime"
+    );
     assert_eq!(app.created_at, app.updated_at);
 }
 
@@ -96,13 +129,17 @@ fn settings_are_read_from_the_file() {
          max_attempts = 5\nbackoff_initial = \"250ms\"\nbackoff_max = \"2s\"",
     );
     let app = super::app(&text);
-    assert_eq!((app.provider.as_str(), app.model.as_deref()), ("writer", Some("palmyra-x5")));
+    assert_eq!(
+        (app.provider.as_str(), app.model.as_deref()),
+        ("writer", Some("palmyra-x5"))
+    );
     assert_eq!((app.temperature, app.max_tokens), (Some(1.0), Some(64)));
-    let retry = RetryPolicy { max_attempts: 5, backoff_initial_ms: 250, backoff_max_ms: 2000 };
+    let retry = RetryPolicy {
+        max_attempts: 5,
+        backoff_initial_ms: 250,
+        backoff_max_ms: 2000,
+    };
     assert_eq!(app.retry, retry);
-    assert_eq!(retry.backoff(1), Duration::from_millis(250));
-    assert_eq!(retry.backoff(3), Duration::from_millis(1000));
-    assert_eq!(retry.backoff(40), Duration::from_millis(2000));
 }
 
 #[test]
@@ -134,7 +171,10 @@ fn bad_id_syntax_is_rejected_with_its_line() {
 #[test]
 fn duplicate_app_ids_name_both_files() {
     let problems = problems(&[("a.toml", MINIMAL), ("b.toml", MINIMAL)]);
-    assert_problem(&problems, &["b.toml:1:", "duplicate application id 'mini'", "a.toml:1"]);
+    assert_problem(
+        &problems,
+        &["b.toml:1:", "duplicate application id 'mini'", "a.toml:1"],
+    );
 }
 
 #[test]
@@ -147,42 +187,68 @@ fn out_of_range_settings_are_each_rejected() {
     assert_problem(&problems, &["app.toml:4:", "temperature"]);
     assert_problem(&problems, &["app.toml:5:", "max_tokens"]);
     assert_problem(&problems, &["app.toml:6:", "max_attempts"]);
-    assert_problem(&problems, &["app.toml:8:", "backoff_max must not be shorter"]);
+    assert_problem(
+        &problems,
+        &["app.toml:8:", "backoff_max must not be shorter"],
+    );
     assert_problem(&problems, &["app.toml:9:", "created_at"]);
-    assert_problem(&problems_of(&with("backoff_initial = \"soon\"")), &["app.toml:4:", "duration"]);
+    assert_problem(
+        &problems_of(&with("backoff_initial = \"soon\"")),
+        &["app.toml:4:", "duration"],
+    );
 }
 
 #[test]
 fn problems_in_several_files_are_all_reported() {
-    let problems = problems(&[("a.toml", &with("colour = 1")), ("b.toml", &with("max_tokens = 0"))]);
+    let problems = problems(&[
+        ("a.toml", &with("colour = 1")),
+        ("b.toml", &with("max_tokens = 0")),
+    ]);
     assert_problem(&problems, &["a.toml:4:", "colour"]);
     assert_problem(&problems, &["b.toml:4:", "max_tokens"]);
 }
 
 #[test]
 fn duplicate_input_names_are_rejected() {
-    let text = format!("{MINIMAL}\n[[inputs]]\nname = \"Word\"\ninput_type = \"text\"\nrequired = false\n");
-    assert_problem(&problems_of(&text), &["app.toml:12:", "input 'Word' is declared twice"]);
+    let text = format!(
+        "{MINIMAL}\n[[inputs]]\nname = \"Word\"\ninput_type = \"text\"\nrequired = false\n"
+    );
+    assert_problem(
+        &problems_of(&text),
+        &["app.toml:12:", "input 'Word' is declared twice"],
+    );
 }
 
 #[test]
 fn options_of_the_wrong_variant_are_rejected() {
     let text = format!("{MINIMAL}options = {{ list = [\"a\"] }}\n");
-    assert_problem(&problems_of(&text), &["app.toml:10:", "input 'Word'", "{min_fields, max_fields}"]);
+    assert_problem(
+        &problems_of(&text),
+        &["app.toml:10:", "input 'Word'", "{min_fields, max_fields}"],
+    );
 }
 
 #[test]
 fn malformed_options_are_rejected() {
     let text = format!("{MINIMAL}options = {{ min_fields = 3, max_fields = 2 }}\n");
-    assert_problem(&problems_of(&text), &["app.toml:10:", "min_fields (3) must not exceed"]);
+    assert_problem(
+        &problems_of(&text),
+        &["app.toml:10:", "min_fields (3) must not exceed"],
+    );
     let text = format!("{MINIMAL}options = {{ min_fields = 1 }}\n");
-    assert_problem(&problems_of(&text), &["app.toml:10:", "missing field `max_fields`"]);
+    assert_problem(
+        &problems_of(&text),
+        &["app.toml:10:", "missing field `max_fields`"],
+    );
     let dropdown = "\n[[inputs]]\nname = \"Tone\"\ninput_type = \"dropdown\"\nrequired = false\n";
     let text = format!("{MINIMAL}{dropdown}options = {{ list = [\"a\", \"a\"] }}\n");
     assert_problem(&problems_of(&text), &["app.toml:15:", "'a' twice"]);
     let text = format!("{MINIMAL}{dropdown}options = {{ list = [] }}\n");
     assert_problem(&problems_of(&text), &["input 'Tone'", "must not be empty"]);
-    assert_problem(&problems_of(&format!("{MINIMAL}{dropdown}")), &["app.toml:11:", "needs options"]);
+    assert_problem(
+        &problems_of(&format!("{MINIMAL}{dropdown}")),
+        &["app.toml:11:", "needs options"],
+    );
 }
 
 #[test]
@@ -192,5 +258,8 @@ fn file_options_are_parsed_as_their_own_variant() {
     let app = super::app(&format!("{MINIMAL}{file}"));
     assert!(matches!(&app.inputs[1].options, Some(InputOptions::File(f)) if f.max_files == 2));
     let bad = file.replace("\"file_id\"", "\"ftp\"");
-    assert_problem(&problems_of(&format!("{MINIMAL}{bad}")), &["input 'Doc'", "ftp"]);
+    assert_problem(
+        &problems_of(&format!("{MINIMAL}{bad}")),
+        &["input 'Doc'", "ftp"],
+    );
 }

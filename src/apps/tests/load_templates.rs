@@ -11,13 +11,18 @@ fn with_prompt(prompt: &str) -> String {
 /// A multi-line prompt whose third template line is `line3`; the template's line 1 is file
 /// line 5 because the newline after the opening quotes is not part of the string.
 fn three_line_prompt(line3: &str) -> String {
-    with_prompt(&format!("prompt = \"\"\"\nWrite about:\n{{{{ inputs['Word'][0] }}}}\n{line3}\"\"\""))
+    with_prompt(&format!(
+        "prompt = \"\"\"\nWrite about:\n{{{{ inputs['Word'][0] }}}}\n{line3}\"\"\""
+    ))
 }
 
 #[test]
 fn template_syntax_error_points_at_the_file_line() {
     let problems = problems_of(&three_line_prompt("{% if %}"));
-    assert_problem(&problems, &["app.toml:7:", "template `prompt`", "syntax error"]);
+    assert_problem(
+        &problems,
+        &["app.toml:7:", "template `prompt`", "syntax error"],
+    );
 }
 
 #[test]
@@ -43,27 +48,47 @@ fn global_functions_and_loop_variables_are_allowed() {
 #[test]
 fn subscript_of_an_undeclared_input_is_rejected_at_its_line() {
     let problems = problems_of(&three_line_prompt("{{ inputs[\"Wrd\"] | join(', ') }}"));
-    assert_problem(&problems, &["app.toml:7:", "inputs[\"Wrd\"]", "not a declared input", "Word"]);
+    assert_problem(
+        &problems,
+        &[
+            "app.toml:7:",
+            "inputs[\"Wrd\"]",
+            "not a declared input",
+            "Word",
+        ],
+    );
 }
 
 #[test]
 fn undeclared_input_in_a_branch_no_trial_takes_is_still_rejected() {
     let line3 = "{% if inputs['Word'][0] == 'never' %}{{ inputs['Nope'] }}{% endif %}";
-    assert_problem(&problems_of(&three_line_prompt(line3)), &["app.toml:7:", "inputs[\"Nope\"]"]);
+    assert_problem(
+        &problems_of(&three_line_prompt(line3)),
+        &["app.toml:7:", "inputs[\"Nope\"]"],
+    );
 }
 
 #[test]
 fn attribute_of_an_undeclared_input_is_rejected() {
     let problems = problems_of(&three_line_prompt("{{ inputs.Topic }}"));
-    assert_problem(&problems, &["app.toml:7:", "inputs.Topic", "not a declared input"]);
+    assert_problem(
+        &problems,
+        &["app.toml:7:", "inputs.Topic", "not a declared input"],
+    );
 }
 
 #[test]
 fn strict_undefined_surfaces_in_the_trial_render_with_optional_inputs_empty() {
     let optional = "\n[[inputs]]\nname = \"Tone\"\ninput_type = \"text\"\nrequired = false\n";
-    let text = format!("{}{optional}", three_line_prompt("Tone: {{ inputs['Tone'][0] }}"));
+    let text = format!(
+        "{}{optional}",
+        three_line_prompt("Tone: {{ inputs['Tone'][0] }}")
+    );
     let problems = problems_of(&text);
-    assert_problem(&problems, &["app.toml:7:", "trial render", "every optional input empty"]);
+    assert_problem(
+        &problems,
+        &["app.toml:7:", "trial render", "every optional input empty"],
+    );
 }
 
 #[test]
@@ -77,7 +102,10 @@ fn trial_render_uses_the_first_dropdown_item_and_min_fields_values() {
     let dropdown = "\n[[inputs]]\nname = \"Tone\"\ninput_type = \"dropdown\"\nrequired = true\n\
         options = { list = [\"calm\", \"loud\"] }\n";
     let prompt = "prompt = \"{{ inputs['Word'][1] }}{% if inputs['Tone'][0] != 'calm' %}{{ boom() }}{% endif %}\"";
-    let text = format!("{}options = {{ min_fields = 2, max_fields = 4 }}\n{dropdown}", with_prompt(prompt));
+    let text = format!(
+        "{}options = {{ min_fields = 2, max_fields = 4 }}\n{dropdown}",
+        with_prompt(prompt)
+    );
     // `boom` is an unknown variable, caught statically even though no trial reaches it.
     assert_problem(&problems_of(&text), &["unknown variable `boom`"]);
     let fine = text.replace("{{ boom() }}", "x");

@@ -54,7 +54,9 @@ pub(super) fn problems_of(text: &str) -> Vec<String> {
 /// Asserts that some problem contains every one of `needles`.
 pub(super) fn assert_problem(problems: &[String], needles: &[&str]) {
     assert!(
-        problems.iter().any(|p| needles.iter().all(|n| p.contains(n))),
+        problems
+            .iter()
+            .any(|p| needles.iter().all(|n| p.contains(n))),
         "no problem contains all of {needles:?}; problems: {problems:#?}"
     );
 }

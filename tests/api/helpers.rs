@@ -1,0 +1,173 @@
+//! Starting the real server for a test: port 0, a fresh data directory, the fixture apps.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::{Client, RequestBuilder, Response};
+use scriptorium::config::{ServeOptions, Settings};
+use scriptorium::server::Server;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The key every test server accepts for the default organisation.
+pub const KEY: &str = "scr_test_key_for_the_default_org";
+
+/// The fixture applications.
+pub fn fixture_apps() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/apps")
+}
+
+/// A running server and a client for it.
+pub struct TestApp {
+    pub base: String,
+    pub client: Client,
+    pub dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// Starts a server with default test settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_with(ServeOptions::default()).await
+}
+
+/// Starts a server with these settings over the test defaults (fixture apps, fast polling).
+pub async fn spawn_with(options: ServeOptions) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    spawn_in(dir, options).await
+}
+
+/// Starts a server on an existing data directory.
+pub async fn spawn_in(dir: TempDir, options: ServeOptions) -> TestApp {
+    let defaults = ServeOptions {
+        data_dir: Some(dir.path().to_path_buf()),
+        apps_dir: Some(fixture_apps()),
+        poll_interval: Some(Duration::from_millis(50)),
+        shutdown_grace: Some(Duration::from_secs(5)),
+        sqlite_sync: Some(scriptorium::store::sqlite::Durability::Normal),
+        ..ServeOptions::default()
+    };
+    let options = merge(options, defaults);
+    let settings = Settings::resolve(options, None, Some(KEY.to_owned())).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = Server::build(&settings, listener).await.unwrap();
+    let base = format!("http://{}", server.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        base,
+        client: Client::new(),
+        dir,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+fn merge(options: ServeOptions, defaults: ServeOptions) -> ServeOptions {
+    ServeOptions {
+        data_dir: options.data_dir.or(defaults.data_dir),
+        apps_dir: options.apps_dir.or(defaults.apps_dir),
+        poll_interval: options.poll_interval.or(defaults.poll_interval),
+        shutdown_grace: options.shutdown_grace.or(defaults.shutdown_grace),
+        sqlite_sync: options.sqlite_sync.or(defaults.sqlite_sync),
+        ..options
+    }
+}
+
+impl TestApp {
+    /// A request with the test key.
+    pub fn get(&self, path: &str) -> RequestBuilder {
+        self.client.get(format!("{}{path}", self.base)).bearer_auth(KEY)
+    }
+
+    /// A POST with the test key.
+    pub fn post(&self, path: &str) -> RequestBuilder {
+        self.client.post(format!("{}{path}", self.base)).bearer_auth(KEY)
+    }
+
+    /// A PUT with the test key.
+    pub fn put(&self, path: &str) -> RequestBuilder {
+        self.client.put(format!("{}{path}", self.base)).bearer_auth(KEY)
+    }
+
+    /// Creates a job for `app` with these `(input, values)` and answers the 202 body.
+    pub async fn create_job(&self, app: &str, inputs: &[(&str, &[&str])]) -> Value {
+        let response = self
+            .post(&format!("/v1/applications/{app}/jobs"))
+            .json(&inputs_body(inputs))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202, "create failed");
+        response.json().await.unwrap()
+    }
+
+    /// The job as the API shows it.
+    pub async fn job(&self, id: &str) -> Value {
+        let response = self.get(&format!("/v1/applications/jobs/{id}")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// Polls a job until its Writer status is no longer `in_progress` (at most 20 s).
+    pub async fn wait_finished(&self, id: &str) -> Value {
+        for _ in 0..2000 {
+            let job = self.job(id).await;
+            if job["status"] != "in_progress" {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("job {id} did not finish");
+    }
+
+    /// Stops the server gracefully and hands back its data directory.
+    pub async fn stop(mut self) -> TempDir {
+        self.shutdown().await;
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// `{"inputs": [{"id", "value"}...]}`.
+pub fn inputs_body(inputs: &[(&str, &[&str])]) -> Value {
+    let inputs: Vec<Value> = inputs
+        .iter()
+        .map(|(id, values)| json!({"id": id, "value": values}))
+        .collect();
+    json!({ "inputs": inputs })
+}
+
+/// Asserts the Writer error shape and answers the first description.
+pub async fn assert_error(response: Response, status: u16, tpe: &str) -> String {
+    assert_eq!(response.status().as_u16(), status);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["tpe"], tpe, "{body}");
+    assert!(body["extras"].is_object(), "{body}");
+    let first = &body["errors"][0];
+    assert!(first["key"].is_string(), "{body}");
+    assert!(first["extras"].is_object(), "{body}");
+    first["description"].as_str().unwrap().to_owned()
+}

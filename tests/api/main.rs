@@ -1,0 +1,14 @@
+//! The integration tests: each starts the real server (in process on port 0, or as a child
+//! process where a test kills it) and talks HTTP to it.
+
+mod helpers;
+
+mod applications;
+mod auth;
+mod cli;
+mod crash;
+mod errors;
+mod fencing;
+mod jobs;
+mod sdk;
+mod validation;
