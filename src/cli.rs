@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
 use crate::apps::Registry;
+use crate::bench::{BenchArgs, run_bench};
 use crate::auth::{DEFAULT_ORG, create_key};
 use crate::config::{Database, ServeOptions, Settings};
 use crate::server::{Server, open_store};
@@ -42,6 +43,8 @@ enum Command {
         #[command(subcommand)]
         command: AppsCommand,
     },
+    /// Measure intake, burn-down, wake-up latency and reads at scale.
+    Bench(BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -106,6 +109,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Apps {
             command: AppsCommand::Validate { dir },
         } => validate_apps(&dir),
+        Command::Bench(args) => run_bench(args).await,
     }
 }
 

@@ -32,7 +32,7 @@ pub struct ServeOptions {
     /// Database URL: sqlite://PATH [default: sqlite://DATA_DIR/scriptorium.db].
     #[arg(long, env = "SCRIPTORIUM_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// Jobs in flight on this node at most [default: 64].
+    /// Jobs in flight on this node at most; 0 serves the API without working jobs [default: 64].
     #[arg(long, env = "SCRIPTORIUM_CONCURRENCY")]
     pub concurrency: Option<usize>,
     /// How long a claimed job is held without a heartbeat [default: 30s].
@@ -148,7 +148,7 @@ impl Settings {
         let data_dir = o.data_dir.unwrap_or_else(|| PathBuf::from("scriptorium-data"));
         let database = Database::parse(o.database_url.as_deref(), &data_dir)?;
         let engine = EngineSettings {
-            concurrency: o.concurrency.unwrap_or(64).max(1),
+            concurrency: o.concurrency.unwrap_or(64),
             claim_batch: 512,
             lease: o.lease.unwrap_or(Duration::from_secs(30)),
             poll_interval: o.poll_interval.unwrap_or(Duration::from_secs(1)),

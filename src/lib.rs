@@ -19,12 +19,14 @@
 //! - [`store`]: every SQL statement, behind the [`store::Store`] trait (SQLite today).
 //! - [`config`]: one typed [`config::Settings`] from defaults, file, environment and flags.
 //! - [`server`]: assembles the parts and runs them until shutdown.
+//! - [`bench`]: `scriptorium bench`, the measured figures (a real server, measured over HTTP).
 //! - [`cli`]: the subcommands; `main.rs` only dispatches to it.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod apps;
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod engine;

@@ -20,6 +20,9 @@ pub struct JobView {
     data: Option<ResultView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// Ours: when the latest attempt started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<String>,
     /// Ours: the internal state (queued, running, retrying, completed, failed).
     state: &'static str,
     /// Ours: attempts started in the current series.
@@ -52,6 +55,7 @@ impl From<JobRecord> for JobView {
             created_at: rfc3339(job.created_at),
             updated_at: rfc3339(job.updated_at),
             completed_at: job.completed_at.map(rfc3339),
+            started_at: job.started_at.map(rfc3339),
             data,
             error,
             state: job.state.as_str(),

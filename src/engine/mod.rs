@@ -41,7 +41,7 @@ const MAX_COMPLETION_BATCH: usize = 4096;
 /// How the engine paces itself.
 #[derive(Clone, Copy, Debug)]
 pub struct EngineSettings {
-    /// Jobs in flight on this node at most.
+    /// Jobs in flight on this node at most; 0 makes a node that only serves the API.
     pub concurrency: usize,
     /// Jobs claimed in one statement at most.
     pub claim_batch: usize,
@@ -115,7 +115,12 @@ impl Engine {
         done: &mpsc::Sender<Outcome>,
         shutdown: &mut watch::Receiver<bool>,
     ) {
-        let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        if self.settings.concurrency == 0 {
+            tracing::info!("concurrency is 0: this node serves the API and works no jobs");
+            let _ = shutdown.wait_for(|stop| *stop).await;
+            return;
+        }
+        let slots = Arc::new(Semaphore::new(self.settings.concurrency));
         let wakeups = self.store.wakeups();
         while !*shutdown.borrow() {
             while tasks.try_join_next().is_some() {}

@@ -60,7 +60,10 @@ impl MockProvider {
     /// Waits the latency, then answers or fails as the prompt's directives say.
     pub async fn complete(&self, request: &ChatRequest) -> Result<Completion, ProviderError> {
         let directives = Directives::parse(request);
-        tokio::time::sleep(directives.sleep.unwrap_or(self.settings.latency)).await;
+        let latency = directives.sleep.unwrap_or(self.settings.latency);
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
         self.check(request, &directives)?;
         Ok(Completion {
             text: text_for(request),

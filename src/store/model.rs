@@ -144,6 +144,8 @@ pub struct JobRecord {
     pub created_at: i64,
     /// When it last changed.
     pub updated_at: i64,
+    /// When its latest attempt started.
+    pub started_at: Option<i64>,
     /// When it reached `completed` or `failed`.
     pub completed_at: Option<i64>,
     /// The rendered title, once completed.

@@ -29,6 +29,7 @@ CREATE TABLE jobs (
     idempotency_key TEXT,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
+    started_at INTEGER,
     completed_at INTEGER,
     title TEXT,
     suggestion TEXT,

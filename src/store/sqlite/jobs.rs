@@ -10,7 +10,7 @@ use crate::store::{
 };
 
 const RECORD_COLUMNS: &str = "id, application_id, state, attempt, created_at, updated_at, \
-     completed_at, title, suggestion, error";
+     started_at, completed_at, title, suggestion, error";
 
 /// The error a job keeps when its worker vanished during its last attempt.
 const LOST_ON_LAST_ATTEMPT: &str =
@@ -123,7 +123,7 @@ pub(super) fn claim(
 ) -> rusqlite::Result<Vec<ClaimedJob>> {
     conn.prepare_cached(
         "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_until = ?1, \
-         updated_at = ?2 \
+         started_at = ?2, updated_at = ?2 \
          WHERE seq IN (SELECT seq FROM jobs WHERE state IN ('queued', 'retrying') \
                        AND run_at <= ?2 ORDER BY run_at LIMIT ?3) \
          RETURNING seq, attempt, id, application_id, inputs, max_attempts, \
@@ -217,10 +217,11 @@ fn record(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
         attempt: r.get(3)?,
         created_at: r.get(4)?,
         updated_at: r.get(5)?,
-        completed_at: r.get(6)?,
-        title: r.get(7)?,
-        suggestion: r.get(8)?,
-        error: r.get(9)?,
+        started_at: r.get(6)?,
+        completed_at: r.get(7)?,
+        title: r.get(8)?,
+        suggestion: r.get(9)?,
+        error: r.get(10)?,
     })
 }
 

@@ -1,0 +1,85 @@
+//! `scriptorium bench`: the figures the README quotes, measured on the machine at hand.
+//!
+//! Each scenario starts a real server (in process, on port 0, in a fresh data directory,
+//! with a built-in benchmark application and the zero-latency mock) and measures it from
+//! outside, over HTTP, except where noted:
+//! - `intake`: jobs accepted per second through `POST …/jobs`, 64 keep-alive connections, each
+//!   job committed before its 202, driven by `wrk`; beside it, the same server's no-op route
+//!   (`GET /healthz`) in the same run, and the ratio of the two.
+//! - `burndown`: N queued jobs worked to completion; jobs per second.
+//! - `wakeup`: on an idle server, the time from a job's insert to its attempt starting
+//!   (`started_at - created_at`), p50 and p99 over sequential jobs.
+//! - `reads`: with M jobs stored, `GET` one job and `GET` a page of the list (with
+//!   `totalCount`), p50 and p99.
+
+mod harness;
+mod intake;
+mod reads;
+mod work;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::store::sqlite::Durability;
+
+/// What to measure.
+#[derive(Clone, Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Scenarios to run: intake, burndown, wakeup, reads (comma-separated) or all.
+    #[arg(long, default_value = "all", value_delimiter = ',')]
+    pub scenarios: Vec<String>,
+    /// Jobs for the burn-down.
+    #[arg(long, default_value_t = 100_000)]
+    pub jobs: usize,
+    /// Jobs stored before measuring reads.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub stored: usize,
+    /// Connections for the intake.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// How long each intake measurement runs.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// SQLite commit durability for the measured server.
+    #[arg(long, value_enum, default_value = "full")]
+    pub sqlite_sync: Durability,
+    /// Engine concurrency for the burn-down.
+    #[arg(long, default_value_t = 1024)]
+    pub concurrency: usize,
+    /// Where to put the temporary data directories [default: the system temp dir].
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+/// Runs the chosen scenarios and prints a line per figure.
+pub async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    let wants = |name: &str| args.scenarios.iter().any(|s| s == name || s == "all");
+    println!(
+        "scriptorium bench: {} cores, SQLite synchronous={:?}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        args.sqlite_sync
+    );
+    if wants("intake") {
+        intake::run(&args).await?;
+    }
+    if wants("burndown") {
+        work::burndown(&args).await?;
+    }
+    if wants("wakeup") {
+        work::wakeup(&args).await?;
+    }
+    if wants("reads") {
+        reads::run(&args).await?;
+    }
+    Ok(())
+}
+
+/// p50 and p99 of `samples` (sorted in place), in milliseconds.
+fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
+    samples.sort_unstable();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+        samples[i].as_secs_f64() * 1000.0
+    };
+    (at(0.50), at(0.99))
+}
