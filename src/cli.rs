@@ -114,6 +114,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(options: ServeOptions, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal()?;
     let api_key = std::env::var("SCRIPTORIUM_API_KEY").ok();
     let settings = Settings::resolve(options, config.as_deref(), api_key)?;
     let listener = TcpListener::bind(settings.listen)
@@ -121,32 +122,24 @@ async fn serve(options: ServeOptions, config: Option<PathBuf>) -> anyhow::Result
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let server = Server::build(&settings, listener).await?;
     tracing::info!(address = %server.local_addr()?, "scriptorium is serving");
-    server.run(shutdown_signal()).await?;
+    server.run(shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
+/// Installs the SIGINT/SIGTERM handlers now (so a signal during startup is not lost) and
+/// answers a future that resolves on the first of them.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
-    tracing::info!("shutting down: no new jobs are claimed; in-flight jobs may finish");
+        tracing::info!("shutting down: no new jobs are claimed; in-flight jobs may finish");
+    })
 }
 
 async fn keys(command: KeysCommand) -> anyhow::Result<()> {

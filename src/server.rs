@@ -24,7 +24,7 @@ use crate::store::{Store, StoreError};
 pub enum StartError {
     /// The application folder has invalid files.
     #[error("invalid applications:\n{0}")]
-    Apps(#[from] LoadError),
+    Apps(LoadError),
     /// An application names a provider that is not configured.
     #[error("{0}")]
     Provider(String),
@@ -34,6 +34,12 @@ pub enum StartError {
     /// Listening failed.
     #[error(transparent)]
     Io(#[from] io::Error),
+}
+
+impl From<LoadError> for StartError {
+    fn from(e: LoadError) -> Self {
+        Self::Apps(e)
+    }
 }
 
 /// A server ready to run.
