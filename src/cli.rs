@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
 use crate::apps::Registry;
-use crate::bench::{BenchArgs, run_bench};
 use crate::auth::{DEFAULT_ORG, create_key};
+use crate::bench::{BenchArgs, run_bench};
 use crate::config::{Database, ServeOptions, Settings};
 use crate::server::{Server, open_store};
 use crate::store::rfc3339;
@@ -97,7 +97,10 @@ struct DbArgs {
 
 impl DbArgs {
     fn database(&self) -> anyhow::Result<Database> {
-        Ok(Database::parse(self.database_url.as_deref(), &self.data_dir)?)
+        Ok(Database::parse(
+            self.database_url.as_deref(),
+            &self.data_dir,
+        )?)
     }
 }
 
@@ -147,17 +150,26 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Create { name, org, db } => {
             let store = open_store(&db.database()?, Durability::Full)?;
             let (key, info) = create_key(store.as_ref(), &org, &name).await?;
-            println!("Created key {} '{}' for organisation '{}'.", info.id, info.name, info.org);
+            println!(
+                "Created key {} '{}' for organisation '{}'.",
+                info.id, info.name, info.org
+            );
             println!("It is shown only this once:");
             println!("{}", key.expose());
         }
         KeysCommand::List { db } => {
             let store = open_store(&db.database()?, Durability::Full)?;
-            println!("{:<14} {:<16} {:<24} {:<28} REVOKED", "ID", "ORG", "NAME", "CREATED");
+            println!(
+                "{:<14} {:<16} {:<24} {:<28} REVOKED",
+                "ID", "ORG", "NAME", "CREATED"
+            );
             for k in store.list_keys().await? {
                 let revoked = k.revoked_at.map_or_else(|| "-".to_owned(), rfc3339);
                 let created = rfc3339(k.created_at);
-                println!("{:<14} {:<16} {:<24} {:<28} {revoked}", k.id, k.org, k.name, created);
+                println!(
+                    "{:<14} {:<16} {:<24} {:<28} {revoked}",
+                    k.id, k.org, k.name, created
+                );
             }
         }
         KeysCommand::Revoke { id, db } => {
@@ -174,6 +186,11 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
 fn validate_apps(dir: &std::path::Path) -> anyhow::Result<()> {
     let registry = Registry::load_dir(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let ids: Vec<&str> = registry.all().iter().map(|a| a.id.as_str()).collect();
-    println!("{}: {} applications OK ({})", dir.display(), ids.len(), ids.join(", "));
+    println!(
+        "{}: {} applications OK ({})",
+        dir.display(),
+        ids.len(),
+        ids.join(", ")
+    );
     Ok(())
 }

@@ -145,7 +145,9 @@ impl Settings {
             None => ServeOptions::default(),
         };
         let o = flags.or(file);
-        let data_dir = o.data_dir.unwrap_or_else(|| PathBuf::from("scriptorium-data"));
+        let data_dir = o
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("scriptorium-data"));
         let database = Database::parse(o.database_url.as_deref(), &data_dir)?;
         let engine = EngineSettings {
             concurrency: o.concurrency.unwrap_or(64),
@@ -155,7 +157,9 @@ impl Settings {
             shutdown_grace: o.shutdown_grace.unwrap_or(Duration::from_secs(30)),
         };
         if engine.lease < Duration::from_millis(300) {
-            return Err(SettingsError::Invalid("lease must be at least 300ms".into()));
+            return Err(SettingsError::Invalid(
+                "lease must be at least 300ms".into(),
+            ));
         }
         Ok(Self {
             listen: o.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
@@ -209,7 +213,11 @@ mod tests {
     fn flags_win_over_the_file_and_the_file_over_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("s.toml");
-        std::fs::write(&file, "concurrency = 7\nlease = \"5s\"\nlisten = \"127.0.0.1:9\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "concurrency = 7\nlease = \"5s\"\nlisten = \"127.0.0.1:9\"\n",
+        )
+        .unwrap();
         let flags = ServeOptions {
             concurrency: Some(3),
             ..ServeOptions::default()
@@ -232,8 +240,12 @@ mod tests {
 
     #[test]
     fn the_api_key_never_shows_in_debug_output() {
-        let s = Settings::resolve(ServeOptions::default(), None, Some("scr_secret123456789".into()))
-            .unwrap();
+        let s = Settings::resolve(
+            ServeOptions::default(),
+            None,
+            Some("scr_secret123456789".into()),
+        )
+        .unwrap();
         assert!(!format!("{s:?}").contains("secret123456789"));
     }
 }

@@ -71,7 +71,12 @@ impl Server {
             );
         }
         let keys = Arc::new(Keys::new(store.clone(), settings.api_key.as_ref()));
-        let engine = Engine::new(store.clone(), apps.clone(), providers.clone(), settings.engine);
+        let engine = Engine::new(
+            store.clone(),
+            apps.clone(),
+            providers.clone(),
+            settings.engine,
+        );
         let state = AppState {
             store,
             apps,

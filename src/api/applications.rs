@@ -34,10 +34,9 @@ pub struct GenerateBody {
 
 /// The deployed application `id`, or a 404.
 pub fn served_app<'a>(state: &'a AppState, id: &str) -> Result<&'a Arc<Application>, ApiError> {
-    state
-        .apps
-        .get(id)
-        .ok_or_else(|| ApiError::not_found("application.not_found", format!("no application '{id}'")))
+    state.apps.get(id).ok_or_else(|| {
+        ApiError::not_found("application.not_found", format!("no application '{id}'"))
+    })
 }
 
 /// The query of the applications list.
@@ -107,7 +106,10 @@ pub async fn list(
     };
     let page = &apps[start..end];
     let view = ApplicationListView {
-        data: page.iter().map(|a| ApplicationView::from(a.as_ref())).collect(),
+        data: page
+            .iter()
+            .map(|a| ApplicationView::from(a.as_ref()))
+            .collect(),
         has_more,
         first_id: page.first().map(|a| a.id.as_str()),
         last_id: page.last().map(|a| a.id.as_str()),
@@ -147,7 +149,7 @@ pub async fn generate(
         )
     })?;
     let title = prompt.title.clone();
-    let request = chat_request(app, prompt, uuid::Uuid::new_v4().to_string());
+    let request = chat_request(app, prompt, uuid::Uuid::now_v7().to_string());
     if body.stream == Some(true) {
         let pieces = provider.stream(request);
         return Ok(Sse::new(sse_events(title, pieces)).into_response());
@@ -232,7 +234,10 @@ pub async fn set_graphs(
     let mut graph_ids = Vec::with_capacity(body.graph_ids.len());
     for raw in body.graph_ids {
         let parsed = uuid::Uuid::parse_str(&raw).map_err(|_| {
-            ApiError::bad_request("graphs.invalid_id", format!("graph id '{raw}' is not a UUID"))
+            ApiError::bad_request(
+                "graphs.invalid_id",
+                format!("graph id '{raw}' is not a UUID"),
+            )
         })?;
         let id = parsed.to_string();
         if !graph_ids.contains(&id) {

@@ -23,7 +23,10 @@ impl FromRequestParts<AppState> for Principal {
         let header = parts.headers.get(header::AUTHORIZATION);
         let key = header
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .filter(|k| !k.is_empty())
             .ok_or_else(|| ApiError::unauthorized("missing bearer API key in Authorization"))?;
@@ -91,7 +94,10 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for WPath<T
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Self(value)),
-            Err(rejection) => Err(ApiError::bad_request("request.invalid_path", rejection.body_text())),
+            Err(rejection) => Err(ApiError::bad_request(
+                "request.invalid_path",
+                rejection.body_text(),
+            )),
         }
     }
 }

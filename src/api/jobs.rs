@@ -36,7 +36,7 @@ pub async fn create(
     let inputs = serde_json::to_string(&inputs)
         .map_err(|e| ApiError::bad_request("inputs.invalid", e.to_string()))?;
     let job = NewJob {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: uuid::Uuid::now_v7().to_string(),
         org: principal.org,
         application_id: app.id.clone(),
         inputs,

@@ -102,7 +102,7 @@ pub async fn seed(dir: &Path, n: usize) -> anyhow::Result<()> {
             for _ in (lane..n).step_by(lanes) {
                 store
                     .insert_job(NewJob {
-                        id: uuid::Uuid::new_v4().to_string(),
+                        id: uuid::Uuid::now_v7().to_string(),
                         org: crate::auth::DEFAULT_ORG.to_owned(),
                         application_id: APP.to_owned(),
                         inputs: inputs.clone(),
@@ -123,7 +123,13 @@ pub async fn seed(dir: &Path, n: usize) -> anyhow::Result<()> {
 /// `totalCount` of the benchmark application's jobs with this status.
 pub async fn count(client: &reqwest::Client, base: &str, status: &str) -> anyhow::Result<u64> {
     let url = format!("{base}/v1/applications/{APP}/jobs?status={status}&limit=1");
-    let page: serde_json::Value = client.get(url).bearer_auth(KEY).send().await?.json().await?;
+    let page: serde_json::Value = client
+        .get(url)
+        .bearer_auth(KEY)
+        .send()
+        .await?
+        .json()
+        .await?;
     page["totalCount"]
         .as_u64()
         .ok_or_else(|| anyhow::anyhow!("no totalCount in {page}"))

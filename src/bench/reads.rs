@@ -50,7 +50,10 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     .await?;
     report("GET a status-filtered page of 50 with totalCount", filtered);
     let deep = measure(&client, move |i| {
-        format!("{base}/v1/applications/{APP}/jobs?limit=50&offset={}", (i % 100) * 1000)
+        format!(
+            "{base}/v1/applications/{APP}/jobs?limit=50&offset={}",
+            (i % 100) * 1000
+        )
     })
     .await?;
     report("GET a page at offsets 0..99,000", deep);
@@ -62,9 +65,19 @@ async fn sample_ids(client: &reqwest::Client, base: &str) -> anyhow::Result<Vec<
     let mut ids = Vec::new();
     for offset in (0..100_000).step_by(10_000) {
         let url = format!("{base}/v1/applications/{APP}/jobs?limit=100&offset={offset}");
-        let page: serde_json::Value = client.get(url).bearer_auth(KEY).send().await?.json().await?;
+        let page: serde_json::Value = client
+            .get(url)
+            .bearer_auth(KEY)
+            .send()
+            .await?
+            .json()
+            .await?;
         let result = page["result"].as_array().cloned().unwrap_or_default();
-        ids.extend(result.iter().filter_map(|j| j["id"].as_str().map(str::to_owned)));
+        ids.extend(
+            result
+                .iter()
+                .filter_map(|j| j["id"].as_str().map(str::to_owned)),
+        );
     }
     anyhow::ensure!(!ids.is_empty(), "no jobs to read");
     Ok(ids)

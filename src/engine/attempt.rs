@@ -9,12 +9,17 @@ use crate::store::{ClaimedJob, OutcomeKind, now_micros};
 /// Runs one attempt and classifies its end: success, retry later, or final failure.
 pub(super) async fn run(apps: &Registry, providers: &Providers, job: &ClaimedJob) -> OutcomeKind {
     let Some(app) = apps.get(&job.application_id) else {
-        return failed(format!("application '{}' is no longer served", job.application_id));
+        return failed(format!(
+            "application '{}' is no longer served",
+            job.application_id
+        ));
     };
     let prompt = match serde_json::from_str::<Inputs>(&job.inputs)
         .map_err(|e| format!("stored inputs are unreadable: {e}"))
-        .and_then(|inputs| app.render(&inputs).map_err(|e| format!("template error: {e}")))
-    {
+        .and_then(|inputs| {
+            app.render(&inputs)
+                .map_err(|e| format!("template error: {e}"))
+        }) {
         Ok(prompt) => prompt,
         Err(message) => return failed(message),
     };
@@ -28,10 +33,13 @@ pub(super) async fn run(apps: &Registry, providers: &Providers, job: &ClaimedJob
             title,
             suggestion: done.text,
         },
-        Ok(_) => retry_or_fail(job, &ProviderError::Retryable {
-            message: "the model returned no text".into(),
-            retry_after: None,
-        }),
+        Ok(_) => retry_or_fail(
+            job,
+            &ProviderError::Retryable {
+                message: "the model returned no text".into(),
+                retry_after: None,
+            },
+        ),
         Err(e) => retry_or_fail(job, &e),
     }
 }

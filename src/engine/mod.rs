@@ -89,11 +89,13 @@ impl Engine {
         self.dispatch(&mut tasks, &done_tx, &mut shutdown).await;
 
         let grace = self.settings.shutdown_grace;
-        let drained = tokio::time::timeout(grace, async {
-            while tasks.join_next().await.is_some() {}
-        });
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} });
         if drained.await.is_err() {
-            tracing::warn!(jobs = tasks.len(), "shutdown grace over; giving unfinished jobs back");
+            tracing::warn!(
+                jobs = tasks.len(),
+                "shutdown grace over; giving unfinished jobs back"
+            );
             tasks.shutdown().await;
         }
         drop(done_tx);
@@ -104,7 +106,9 @@ impl Engine {
         if !unfinished.is_empty() {
             match self.store.release(unfinished).await {
                 Ok(n) => tracing::info!(jobs = n, "released unfinished jobs to the queue"),
-                Err(e) => tracing::warn!(error = %e, "could not release jobs; their leases will lapse"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not release jobs; their leases will lapse")
+                }
             }
         }
     }
@@ -149,7 +153,12 @@ impl Engine {
                 let (engine, done) = (self.clone(), done.clone());
                 tasks.spawn(async move {
                     let outcome = engine.attempt(&job).await;
-                    let _ = done.send(Outcome { lease: job.lease, kind: outcome }).await;
+                    let _ = done
+                        .send(Outcome {
+                            lease: job.lease,
+                            kind: outcome,
+                        })
+                        .await;
                     drop(permit);
                 });
             }
@@ -222,7 +231,10 @@ impl Engine {
     }
 
     fn track(&self, lease: Lease) {
-        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).insert(lease);
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(lease);
     }
 
     fn leases(&self) -> Vec<Lease> {

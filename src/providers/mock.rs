@@ -71,7 +71,10 @@ impl MockProvider {
     }
 
     /// Like [`Self::complete`], but a few words at a time.
-    pub fn stream(&self, request: ChatRequest) -> BoxStream<'static, Result<String, ProviderError>> {
+    pub fn stream(
+        &self,
+        request: ChatRequest,
+    ) -> BoxStream<'static, Result<String, ProviderError>> {
         let directives = Directives::parse(&request);
         let delay = directives.sleep.unwrap_or(self.settings.latency);
         let checked = self.check(&request, &directives);
@@ -112,7 +115,9 @@ impl MockProvider {
             *n
         };
         if d.fatal_first.is_some_and(|n| call <= n) {
-            return Err(ProviderError::Fatal(format!("mock: call {call} failed fatally on purpose")));
+            return Err(ProviderError::Fatal(format!(
+                "mock: call {call} failed fatally on purpose"
+            )));
         }
         if d.fail_first.is_some_and(|n| call <= n) {
             return Err(retryable(&format!("mock: call {call} failed on purpose")));
@@ -126,7 +131,11 @@ impl Directives {
         let mut d = Self::default();
         let texts = request.system.iter().chain(std::iter::once(&request.user));
         for text in texts {
-            for directive in text.split("[[mock:").skip(1).filter_map(|s| s.split_once("]]")) {
+            for directive in text
+                .split("[[mock:")
+                .skip(1)
+                .filter_map(|s| s.split_once("]]"))
+            {
                 d.apply(directive.0.trim());
             }
         }
@@ -156,7 +165,11 @@ fn retryable(message: &str) -> ProviderError {
 }
 
 fn text_for(request: &ChatRequest) -> String {
-    format!("[{}] {}", request.model.as_deref().unwrap_or("mock"), request.user)
+    format!(
+        "[{}] {}",
+        request.model.as_deref().unwrap_or("mock"),
+        request.user
+    )
 }
 
 /// Splits text into pieces of a few words, keeping every character.
@@ -227,7 +240,10 @@ mod tests {
     #[tokio::test]
     async fn a_broken_stream_ends_with_an_error() {
         let mock = MockProvider::new(MockSettings::default());
-        let pieces: Vec<_> = mock.stream(request("a b c d e f g h i j k l [[mock:break]]")).collect().await;
+        let pieces: Vec<_> = mock
+            .stream(request("a b c d e f g h i j k l [[mock:break]]"))
+            .collect()
+            .await;
         assert!(pieces.first().is_some_and(Result::is_ok));
         assert!(pieces.last().is_some_and(Result::is_err));
     }

@@ -79,7 +79,10 @@ impl Provider {
     }
 
     /// Generates the text as a stream of pieces.
-    pub fn stream(&self, request: ChatRequest) -> BoxStream<'static, Result<String, ProviderError>> {
+    pub fn stream(
+        &self,
+        request: ChatRequest,
+    ) -> BoxStream<'static, Result<String, ProviderError>> {
         match self {
             Self::Mock(mock) => mock.stream(request),
         }

@@ -13,7 +13,11 @@ fn new_job(id: &str) -> NewJob {
         org: "default".into(),
         application_id: "echo".into(),
         inputs: "{}".into(),
-        retry: RetryPolicy { max_attempts: 5, backoff_initial_ms: 10, backoff_max_ms: 10 },
+        retry: RetryPolicy {
+            max_attempts: 5,
+            backoff_initial_ms: 10,
+            backoff_max_ms: 10,
+        },
         idempotency_key: None,
     }
 }
@@ -21,7 +25,10 @@ fn new_job(id: &str) -> NewJob {
 fn completed(lease: scriptorium::store::Lease, text: &str) -> Outcome {
     Outcome {
         lease,
-        kind: OutcomeKind::Completed { title: None, suggestion: text.into() },
+        kind: OutcomeKind::Completed {
+            title: None,
+            suggestion: text.into(),
+        },
     }
 }
 
@@ -35,20 +42,42 @@ async fn a_worker_whose_lease_was_taken_over_cannot_overwrite_the_newer_attempt(
     assert_eq!(first.len(), 1);
     let stale = first[0].lease;
     tokio::time::sleep(Duration::from_millis(5)).await;
-    assert_eq!(store.reap(now_micros()).await.unwrap(), 1, "the lapsed lease is reaped");
+    assert_eq!(
+        store.reap(now_micros()).await.unwrap(),
+        1,
+        "the lapsed lease is reaped"
+    );
 
     let second = store.claim(10, Duration::from_secs(30)).await.unwrap();
     let fresh = second[0].lease;
     assert_eq!(fresh.attempt, stale.attempt + 1);
 
     // The stale worker wakes up and tries every kind of write: none lands.
-    assert_eq!(store.finish(vec![completed(stale, "stale")]).await.unwrap(), 0);
-    let retry = Outcome { lease: stale, kind: OutcomeKind::Retry { run_at: 0, error: "x".into() } };
+    assert_eq!(
+        store.finish(vec![completed(stale, "stale")]).await.unwrap(),
+        0
+    );
+    let retry = Outcome {
+        lease: stale,
+        kind: OutcomeKind::Retry {
+            run_at: 0,
+            error: "x".into(),
+        },
+    };
     assert_eq!(store.finish(vec![retry]).await.unwrap(), 0);
-    assert_eq!(store.renew(vec![stale], Duration::from_secs(30)).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .renew(vec![stale], Duration::from_secs(30))
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(store.release(vec![stale]).await.unwrap(), 0);
 
-    assert_eq!(store.finish(vec![completed(fresh, "fresh")]).await.unwrap(), 1);
+    assert_eq!(
+        store.finish(vec![completed(fresh, "fresh")]).await.unwrap(),
+        1
+    );
     let job = store.get_job("default", "job-1").await.unwrap().unwrap();
     assert_eq!(job.suggestion.as_deref(), Some("fresh"));
 }
@@ -59,11 +88,29 @@ async fn a_finished_job_cannot_be_overwritten_by_a_second_outcome() {
     let store = SqliteStore::open(&dir.path().join("db"), Durability::Normal).unwrap();
     store.insert_job(new_job("job-2")).await.unwrap();
     let lease = store.claim(1, Duration::from_secs(30)).await.unwrap()[0].lease;
-    assert_eq!(store.finish(vec![completed(lease, "first")]).await.unwrap(), 1);
-    assert_eq!(store.finish(vec![completed(lease, "second")]).await.unwrap(), 0);
-    let failed = Outcome { lease, kind: OutcomeKind::Failed { error: "late".into() } };
+    assert_eq!(
+        store.finish(vec![completed(lease, "first")]).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .finish(vec![completed(lease, "second")])
+            .await
+            .unwrap(),
+        0
+    );
+    let failed = Outcome {
+        lease,
+        kind: OutcomeKind::Failed {
+            error: "late".into(),
+        },
+    };
     assert_eq!(store.finish(vec![failed]).await.unwrap(), 0);
-    assert_eq!(store.reap(i64::MAX).await.unwrap(), 0, "a finished job is never reaped");
+    assert_eq!(
+        store.reap(i64::MAX).await.unwrap(),
+        0,
+        "a finished job is never reaped"
+    );
     let job = store.get_job("default", "job-2").await.unwrap().unwrap();
     assert_eq!(job.suggestion.as_deref(), Some("first"));
     assert!(job.error.is_none());

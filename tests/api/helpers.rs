@@ -82,17 +82,23 @@ fn merge(options: ServeOptions, defaults: ServeOptions) -> ServeOptions {
 impl TestApp {
     /// A request with the test key.
     pub fn get(&self, path: &str) -> RequestBuilder {
-        self.client.get(format!("{}{path}", self.base)).bearer_auth(KEY)
+        self.client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(KEY)
     }
 
     /// A POST with the test key.
     pub fn post(&self, path: &str) -> RequestBuilder {
-        self.client.post(format!("{}{path}", self.base)).bearer_auth(KEY)
+        self.client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(KEY)
     }
 
     /// A PUT with the test key.
     pub fn put(&self, path: &str) -> RequestBuilder {
-        self.client.put(format!("{}{path}", self.base)).bearer_auth(KEY)
+        self.client
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(KEY)
     }
 
     /// Creates a job for `app` with these `(input, values)` and answers the 202 body.
@@ -109,7 +115,11 @@ impl TestApp {
 
     /// The job as the API shows it.
     pub async fn job(&self, id: &str) -> Value {
-        let response = self.get(&format!("/v1/applications/jobs/{id}")).send().await.unwrap();
+        let response = self
+            .get(&format!("/v1/applications/jobs/{id}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
     }

@@ -64,14 +64,24 @@ pub(super) fn get(conn: &Connection, org: &str, id: &str) -> rusqlite::Result<Op
 
 pub(super) fn list(conn: &Connection, q: &JobQuery) -> rusqlite::Result<JobPage> {
     let status = q.status.map(|s| s.as_str());
-    let filter = if status.is_some() { "AND status = ?3" } else { "AND ?3 IS NULL" };
+    let filter = if status.is_some() {
+        "AND status = ?3"
+    } else {
+        "AND ?3 IS NULL"
+    };
     let jobs = conn
         .prepare_cached(&format!(
             "SELECT {RECORD_COLUMNS} FROM jobs WHERE org = ?1 AND application_id = ?2 {filter} \
              ORDER BY seq DESC LIMIT ?4 OFFSET ?5"
         ))?
         .query_map(
-            params![q.org, q.application_id, status, q.limit as i64, q.offset as i64],
+            params![
+                q.org,
+                q.application_id,
+                status,
+                q.limit as i64,
+                q.offset as i64
+            ],
             record,
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -25,6 +25,8 @@ use super::{
 use writer::Writer;
 
 const MIGRATIONS: &[&str] = &[include_str!("0001_init.sql")];
+/// Page cache of the key-lookup connection.
+const AUTH_CACHE_KIB: u32 = 256;
 
 /// How hard SQLite pushes each commit to disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
@@ -40,6 +42,10 @@ pub enum Durability {
 pub struct SqliteStore {
     writer: Writer,
     readers: Arc<Readers>,
+    /// A connection for key lookups only. Its cache stays tiny because SQLite drops a
+    /// reader's whole page cache whenever another connection has written, which here is
+    /// all the time.
+    auth: Mutex<Connection>,
     wakeups: Arc<Notify>,
     _lock: Option<File>,
 }
@@ -61,7 +67,10 @@ impl SqliteStore {
         store._lock = Some(lock);
         let recovered = store.reap(i64::MAX).await?;
         if recovered > 0 {
-            tracing::info!(jobs = recovered, "queued again the jobs a previous run left running");
+            tracing::info!(
+                jobs = recovered,
+                "queued again the jobs a previous run left running"
+            );
         }
         Ok(store)
     }
@@ -71,8 +80,14 @@ impl SqliteStore {
         create_parent(path)?;
         let conn = connect(path, sync).map_err(map_err)?;
         migrate(&conn).map_err(map_err)?;
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0")
+            .map_err(map_err)?;
+        let checkpoints = connect(path, sync).map_err(map_err)?;
+        let auth = connect(path, sync).map_err(map_err)?;
+        auth.execute_batch(&format!("PRAGMA cache_size = -{AUTH_CACHE_KIB}"))
+            .map_err(map_err)?;
         let wakeups = Arc::new(Notify::new());
-        let writer = Writer::spawn(conn, wakeups.clone())
+        let writer = Writer::spawn(conn, checkpoints, wakeups.clone())
             .map_err(|e| StoreError::Database(format!("cannot start the writer: {e}")))?;
         let readers = Arc::new(Readers {
             path: path.to_path_buf(),
@@ -82,6 +97,7 @@ impl SqliteStore {
         Ok(Self {
             writer,
             readers,
+            auth: Mutex::new(auth),
             wakeups,
             _lock: None,
         })
@@ -179,7 +195,10 @@ fn io_err(path: &Path, e: std::io::Error) -> StoreError {
 
 impl Store for SqliteStore {
     fn insert_job(&self, job: NewJob) -> StoreFuture<'_, Inserted> {
-        Box::pin(self.writer.write(true, move |c| jobs::insert(c, &job, now_micros())))
+        Box::pin(
+            self.writer
+                .write(true, move |c| jobs::insert(c, &job, now_micros())),
+        )
     }
 
     fn get_job<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, Option<JobRecord>> {
@@ -193,30 +212,49 @@ impl Store for SqliteStore {
 
     fn retry_job<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, RetryOutcome> {
         let (org, id) = (org.to_owned(), id.to_owned());
-        Box::pin(self.writer.write(true, move |c| jobs::retry(c, &org, &id, now_micros())))
+        Box::pin(
+            self.writer
+                .write(true, move |c| jobs::retry(c, &org, &id, now_micros())),
+        )
     }
 
     fn claim(&self, limit: usize, lease: Duration) -> StoreFuture<'_, Vec<ClaimedJob>> {
         let lease = lease.as_micros() as i64;
-        Box::pin(self.writer.write(false, move |c| jobs::claim(c, limit, lease, now_micros())))
+        Box::pin(
+            self.writer
+                .write(false, move |c| jobs::claim(c, limit, lease, now_micros())),
+        )
     }
 
     fn finish(&self, outcomes: Vec<Outcome>) -> StoreFuture<'_, usize> {
-        let wakes = outcomes.iter().any(|o| matches!(o.kind, super::OutcomeKind::Retry { .. }));
-        Box::pin(self.writer.write(wakes, move |c| jobs::finish(c, &outcomes, now_micros())))
+        let wakes = outcomes
+            .iter()
+            .any(|o| matches!(o.kind, super::OutcomeKind::Retry { .. }));
+        Box::pin(
+            self.writer
+                .write(wakes, move |c| jobs::finish(c, &outcomes, now_micros())),
+        )
     }
 
     fn renew(&self, leases: Vec<Lease>, lease: Duration) -> StoreFuture<'_, usize> {
         let lease = lease.as_micros() as i64;
-        Box::pin(self.writer.write(false, move |c| jobs::renew(c, &leases, now_micros() + lease)))
+        Box::pin(self.writer.write(false, move |c| {
+            jobs::renew(c, &leases, now_micros() + lease)
+        }))
     }
 
     fn release(&self, leases: Vec<Lease>) -> StoreFuture<'_, usize> {
-        Box::pin(self.writer.write(true, move |c| jobs::release(c, &leases, now_micros())))
+        Box::pin(
+            self.writer
+                .write(true, move |c| jobs::release(c, &leases, now_micros())),
+        )
     }
 
     fn reap(&self, before: i64) -> StoreFuture<'_, usize> {
-        Box::pin(self.writer.write(true, move |c| jobs::reap(c, before, now_micros())))
+        Box::pin(
+            self.writer
+                .write(true, move |c| jobs::reap(c, before, now_micros())),
+        )
     }
 
     fn wakeups(&self) -> Arc<Notify> {
@@ -224,12 +262,18 @@ impl Store for SqliteStore {
     }
 
     fn authenticate(&self, key_hash: [u8; 32]) -> StoreFuture<'_, Option<String>> {
-        // A point lookup on a cached page: cheaper inline than a hop to a blocking thread.
-        Box::pin(async move { self.readers.with(|c| orgs::authenticate(c, &key_hash)) })
+        // A point lookup on a few pages: cheaper inline than a hop to a blocking thread.
+        Box::pin(async move {
+            let conn = self.auth.lock().unwrap_or_else(|e| e.into_inner());
+            orgs::authenticate(&conn, &key_hash).map_err(map_err)
+        })
     }
 
     fn create_key(&self, key: KeyInfo, key_hash: [u8; 32]) -> StoreFuture<'_, ()> {
-        Box::pin(self.writer.write(false, move |c| orgs::create(c, &key, &key_hash)))
+        Box::pin(
+            self.writer
+                .write(false, move |c| orgs::create(c, &key, &key_hash)),
+        )
     }
 
     fn list_keys(&self) -> StoreFuture<'_, Vec<KeyInfo>> {
@@ -238,7 +282,10 @@ impl Store for SqliteStore {
 
     fn revoke_key<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool> {
         let id = id.to_owned();
-        Box::pin(self.writer.write(false, move |c| orgs::revoke(c, &id, now_micros())))
+        Box::pin(
+            self.writer
+                .write(false, move |c| orgs::revoke(c, &id, now_micros())),
+        )
     }
 
     fn graphs<'a>(&'a self, org: &'a str, app: &'a str) -> StoreFuture<'a, Vec<String>> {
@@ -253,6 +300,9 @@ impl Store for SqliteStore {
         ids: Vec<String>,
     ) -> StoreFuture<'a, ()> {
         let (org, app) = (org.to_owned(), app.to_owned());
-        Box::pin(self.writer.write(false, move |c| orgs::set_graphs(c, &org, &app, &ids)))
+        Box::pin(
+            self.writer
+                .write(false, move |c| orgs::set_graphs(c, &org, &app, &ids)),
+        )
     }
 }

@@ -11,12 +11,20 @@ pub(super) fn authenticate(conn: &Connection, hash: &[u8; 32]) -> rusqlite::Resu
 }
 
 pub(super) fn create(conn: &Connection, key: &KeyInfo, hash: &[u8; 32]) -> rusqlite::Result<()> {
-    conn.prepare_cached("INSERT INTO orgs (name, created_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?
-        .execute(params![key.org, key.created_at])?;
+    conn.prepare_cached(
+        "INSERT INTO orgs (name, created_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![key.org, key.created_at])?;
     conn.prepare_cached(
         "INSERT INTO api_keys (id, org, name, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![key.id, key.org, key.name, &hash[..], key.created_at])?;
+    .execute(params![
+        key.id,
+        key.org,
+        key.name,
+        &hash[..],
+        key.created_at
+    ])?;
     Ok(())
 }
 

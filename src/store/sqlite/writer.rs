@@ -3,12 +3,16 @@
 //!
 //! Why: SQLite allows one writer at a time, and a commit costs an fsync. Funnelling writes
 //! through one thread removes `SQLITE_BUSY` inside the process, and draining the queue into
-//! one transaction lets 64 concurrent submits share one commit. Each request runs in its own
-//! savepoint, so one failing request cannot undo the others; every reply is sent only after
-//! the commit succeeded, so a caller that hears "ok" knows its write is durable.
+//! one transaction lets 64 concurrent submits share one commit. If any request in a group
+//! fails, the group is rolled back and each request is replayed in a transaction of its own,
+//! so one bad request cannot undo the others (requests are `Fn`, so replaying is safe).
+//! Every reply is sent only after the commit succeeded: a caller that hears "ok" knows its
+//! write is durable. WAL checkpoints run on a thread of their own ([`checkpoint`]),
+//! off the writer's path.
 
 use std::sync::Arc;
 use std::sync::mpsc;
+use std::time::Duration;
 
 use rusqlite::Connection;
 use tokio::sync::{Notify, oneshot};
@@ -18,6 +22,8 @@ use crate::store::StoreError;
 
 /// Requests drained into one transaction at most.
 const MAX_BATCH: usize = 4096;
+/// How often the checkpointer copies the WAL back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 /// The handle requests are sent through.
 #[derive(Clone)]
@@ -36,7 +42,7 @@ trait WriteOp: Send {
 }
 
 struct Op<T, F> {
-    work: Option<F>,
+    work: F,
     result: Option<rusqlite::Result<T>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
     wakes: bool,
@@ -45,13 +51,10 @@ struct Op<T, F> {
 impl<T, F> WriteOp for Op<T, F>
 where
     T: Send,
-    F: FnOnce(&Connection) -> rusqlite::Result<T> + Send,
+    F: Fn(&Connection) -> rusqlite::Result<T> + Send,
 {
     fn apply(&mut self, conn: &Connection) -> bool {
-        let Some(work) = self.work.take() else {
-            return false;
-        };
-        let result = work(conn);
+        let result = (self.work)(conn);
         let ok = result.is_ok();
         self.result = Some(result);
         ok
@@ -74,12 +77,24 @@ where
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`. It stops when every handle is dropped.
-    pub(super) fn spawn(conn: Connection, wakeups: Arc<Notify>) -> std::io::Result<Self> {
+    /// Starts the writer thread on `conn` and the checkpointer on `checkpoints`. Both stop
+    /// when every handle is dropped.
+    pub(super) fn spawn(
+        conn: Connection,
+        checkpoints: Connection,
+        wakeups: Arc<Notify>,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Box<dyn WriteOp>>();
+        let (stop_checkpoints, stopped) = mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint(&checkpoints, &stopped))?;
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, rx, wakeups))?;
+            .spawn(move || {
+                run(conn, rx, wakeups);
+                drop(stop_checkpoints);
+            })?;
         Ok(Self { tx })
     }
 
@@ -88,21 +103,18 @@ impl Writer {
     pub(super) async fn write<T, F>(&self, wakes: bool, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        F: Fn(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let op = Op {
-            work: Some(work),
+            work,
             result: None,
             reply,
             wakes,
         };
-        self.tx
-            .send(Box::new(op))
-            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?
+        let stopped = || StoreError::Unavailable("the database writer has stopped".into());
+        self.tx.send(Box::new(op)).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 }
 
@@ -115,37 +127,58 @@ fn run(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteOp>>, wakeups: Arc<Noti
                 Err(_) => break,
             }
         }
-        let committed = commit(&conn, &mut batch);
-        let wake = committed.is_ok() && batch.iter().any(|op| op.wakes());
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, requests = batch.len(), "group commit failed");
-        }
-        for op in batch {
-            op.settle(committed.clone());
-        }
-        if wake {
-            wakeups.notify_one();
+        match commit(&conn, &mut batch) {
+            Ok(()) => settle(batch, Ok(()), &wakeups),
+            Err(e) if batch.len() == 1 => settle(batch, Err(e), &wakeups),
+            Err(_) => {
+                for op in batch {
+                    let mut alone = vec![op];
+                    let committed = commit(&conn, &mut alone);
+                    settle(alone, committed, &wakeups);
+                }
+            }
         }
     }
 }
 
+fn settle(batch: Vec<Box<dyn WriteOp>>, committed: Result<(), StoreError>, wakeups: &Notify) {
+    if let Err(e) = &committed {
+        tracing::warn!(error = %e, requests = batch.len(), "write failed");
+    }
+    let wake = committed.is_ok() && batch.iter().any(|op| op.wakes());
+    for op in batch {
+        op.settle(committed.clone());
+    }
+    if wake {
+        wakeups.notify_one();
+    }
+}
+
+/// Runs every request in one transaction; any failure rolls back all of them.
 fn commit(conn: &Connection, batch: &mut [Box<dyn WriteOp>]) -> Result<(), StoreError> {
     conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
-    let applied = batch.iter_mut().try_for_each(|op| apply_in_savepoint(conn, op.as_mut()));
-    let result = applied.and_then(|()| conn.execute_batch("COMMIT"));
+    let mut ok = true;
+    for op in batch.iter_mut() {
+        ok &= op.apply(conn);
+    }
+    let result = if ok {
+        conn.execute_batch("COMMIT").map_err(map_err)
+    } else {
+        Err(StoreError::Database("a request in the group failed".into()))
+    };
     if result.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
-    result.map_err(map_err)
+    result
 }
 
-fn apply_in_savepoint(conn: &Connection, op: &mut dyn WriteOp) -> rusqlite::Result<()> {
-    conn.prepare_cached("SAVEPOINT op")?.execute([])?;
-    if op.apply(conn) {
-        conn.prepare_cached("RELEASE op")?.execute([])?;
-    } else {
-        conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
-        conn.prepare_cached("RELEASE op")?.execute([])?;
+/// Checkpoints the WAL passively (never blocking the writer or readers) every
+/// [`CHECKPOINT_EVERY`] until `stop` is dropped. The writer's automatic checkpoints are
+/// turned off, so this work leaves the commit path.
+fn checkpoint(conn: &Connection, stop: &mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
     }
-    Ok(())
 }
