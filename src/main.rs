@@ -5,6 +5,11 @@ use std::io::IsTerminal;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: the server allocates small objects on several threads at a high rate, where
+/// mimalloc lifted durable intake from ~23,500 to ~28,000-30,000 jobs/s on a 2-core machine.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = scriptorium::cli::Cli::parse();
