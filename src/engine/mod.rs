@@ -102,6 +102,8 @@ impl Engine {
         let _ = completer.await;
         heartbeat.abort();
         reaper.abort();
+        // Wait for them to drop their handles, so the store closes when `run` returns.
+        let _ = tokio::join!(heartbeat, reaper);
         let unfinished: Vec<Lease> = self.leases();
         if !unfinished.is_empty() {
             match self.store.release(unfinished).await {

@@ -257,3 +257,21 @@ async fn accepted_jobs_survive_a_restart_and_then_run() {
         .unwrap();
     assert_error(response, 405, "MethodNotAllowed").await;
 }
+
+#[tokio::test]
+async fn a_job_longer_than_its_lease_keeps_it_by_heartbeat() {
+    let short_lease = ServeOptions {
+        lease: Some(std::time::Duration::from_millis(600)),
+        ..ServeOptions::default()
+    };
+    let app = spawn_with(short_lease).await;
+    let created = app
+        .create_job("echo", &[("Text", &["long [[mock:sleep=2500]]"])])
+        .await;
+    let job = app.wait_finished(created["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "completed");
+    assert_eq!(
+        job["attempts"], 1,
+        "the lease lapsed and the job ran twice: {job}"
+    );
+}

@@ -71,8 +71,11 @@ pub(super) fn list(conn: &Connection, q: &JobQuery) -> rusqlite::Result<JobPage>
     };
     let jobs = conn
         .prepare_cached(&format!(
-            "SELECT {RECORD_COLUMNS} FROM jobs WHERE org = ?1 AND application_id = ?2 {filter} \
-             ORDER BY seq DESC LIMIT ?4 OFFSET ?5"
+            // The offset is skipped inside the index alone; only the page's rows are read.
+            "SELECT {RECORD_COLUMNS} FROM jobs WHERE seq IN (\
+               SELECT seq FROM jobs WHERE org = ?1 AND application_id = ?2 {filter} \
+               ORDER BY seq DESC LIMIT ?4 OFFSET ?5) \
+             ORDER BY seq DESC"
         ))?
         .query_map(
             params![
