@@ -118,8 +118,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(options: ServeOptions, config: Option<PathBuf>) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
-    let api_key = std::env::var("SCRIPTORIUM_API_KEY").ok();
-    let settings = Settings::resolve(options, config.as_deref(), api_key)?;
+    let settings = Settings::resolve(options, config.as_deref(), |name| std::env::var(name).ok())?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;

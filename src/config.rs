@@ -4,6 +4,7 @@
 //! file format (serde), so the two can never drift apart; [`Settings::resolve`] layers them
 //! over the defaults into one typed [`Settings`].
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,7 +13,7 @@ use serde::Deserialize;
 
 use crate::auth::ApiKey;
 use crate::engine::EngineSettings;
-use crate::providers::mock::MockSettings;
+use crate::providers::config::{self as providers, ProviderConfig, Secret};
 use crate::store::sqlite::Durability;
 
 /// The server's settings, as flags, environment variables or a TOML file.
@@ -57,6 +58,10 @@ pub struct ServeOptions {
     #[arg(long, env = "SCRIPTORIUM_MOCK_LATENCY", value_parser = humantime::parse_duration)]
     #[serde(default, deserialize_with = "duration")]
     pub mock_latency: Option<Duration>,
+    /// Model providers, as `[providers.NAME]` tables (config file only).
+    #[arg(skip)]
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
 }
 
 fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -124,8 +129,8 @@ pub struct Settings {
     pub sqlite_sync: Durability,
     /// The engine's pacing.
     pub engine: EngineSettings,
-    /// The mock provider.
-    pub mock: MockSettings,
+    /// The model providers by name, with their API keys read from the environment.
+    pub providers: BTreeMap<String, ProviderConfig>,
     /// Largest request body.
     pub max_body_bytes: usize,
     /// A key accepted for the default organisation (`SCRIPTORIUM_API_KEY`); never printed.
@@ -134,11 +139,13 @@ pub struct Settings {
 
 impl Settings {
     /// Layers `flags` (which already include the environment) over the file `config` (if
-    /// any) over the defaults. `api_key` comes from `SCRIPTORIUM_API_KEY` only.
+    /// any) over the defaults. `env` reads the variables that hold secrets:
+    /// `SCRIPTORIUM_API_KEY`, the providers' `api_key_env`, and the quickstart
+    /// `SCRIPTORIUM_OPENAI_*` provider.
     pub fn resolve(
         flags: ServeOptions,
         config: Option<&Path>,
-        api_key: Option<String>,
+        env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, SettingsError> {
         let file = match config {
             Some(path) => read_file(path)?,
@@ -168,11 +175,11 @@ impl Settings {
             database,
             sqlite_sync: o.sqlite_sync.unwrap_or(Durability::Full),
             engine,
-            mock: MockSettings {
-                latency: o.mock_latency.unwrap_or_default(),
-            },
+            providers: resolve_providers(o.providers, &env, o.mock_latency.unwrap_or_default())?,
             max_body_bytes: o.max_body_bytes.unwrap_or(1 << 20),
-            api_key: api_key.filter(|k| !k.is_empty()).map(ApiKey::new),
+            api_key: env("SCRIPTORIUM_API_KEY")
+                .filter(|k| !k.is_empty())
+                .map(ApiKey::new),
         })
     }
 }
@@ -192,8 +199,33 @@ impl ServeOptions {
             max_body_bytes: self.max_body_bytes.or(other.max_body_bytes),
             sqlite_sync: self.sqlite_sync.or(other.sqlite_sync),
             mock_latency: self.mock_latency.or(other.mock_latency),
+            providers: if self.providers.is_empty() {
+                other.providers
+            } else {
+                self.providers
+            },
         }
     }
+}
+
+/// The configured providers (or the quickstart default), with their keys read from `env`.
+fn resolve_providers(
+    configured: BTreeMap<String, ProviderConfig>,
+    env: &impl Fn(&str) -> Option<String>,
+    mock_latency: Duration,
+) -> Result<BTreeMap<String, ProviderConfig>, SettingsError> {
+    let mut resolved = providers::resolve(configured, env, mock_latency);
+    for (name, provider) in &mut resolved {
+        if let Some(var) = &provider.api_key_env {
+            let key = env(var).filter(|k| !k.is_empty()).ok_or_else(|| {
+                SettingsError::Invalid(format!(
+                    "provider '{name}': the environment variable {var} (api_key_env) is not set"
+                ))
+            })?;
+            provider.api_key = Some(Secret::new(key));
+        }
+    }
+    Ok(resolved)
 }
 
 fn read_file(path: &Path) -> Result<ServeOptions, SettingsError> {
@@ -209,6 +241,10 @@ fn read_file(path: &Path) -> Result<ServeOptions, SettingsError> {
 mod tests {
     use super::*;
 
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
     #[test]
     fn flags_win_over_the_file_and_the_file_over_defaults() {
         let dir = tempfile::tempdir().unwrap();
@@ -222,7 +258,7 @@ mod tests {
             concurrency: Some(3),
             ..ServeOptions::default()
         };
-        let s = Settings::resolve(flags, Some(&file), None).unwrap();
+        let s = Settings::resolve(flags, Some(&file), no_env).unwrap();
         assert_eq!(s.engine.concurrency, 3);
         assert_eq!(s.engine.lease, Duration::from_secs(5));
         assert_eq!(s.listen, "127.0.0.1:9".parse().unwrap());
@@ -234,18 +270,48 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("s.toml");
         std::fs::write(&file, "concurency = 7\n").unwrap();
-        let err = Settings::resolve(ServeOptions::default(), Some(&file), None).unwrap_err();
+        let err = Settings::resolve(ServeOptions::default(), Some(&file), no_env).unwrap_err();
         assert!(err.to_string().contains("s.toml"), "{err}");
     }
 
     #[test]
-    fn the_api_key_never_shows_in_debug_output() {
-        let s = Settings::resolve(
-            ServeOptions::default(),
-            None,
-            Some("scr_secret123456789".into()),
-        )
-        .unwrap();
-        assert!(!format!("{s:?}").contains("secret123456789"));
+    fn secrets_never_show_in_debug_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        let providers = "[providers.default]\nkind = \"openai\"\nbase_url = \"http://x/v1\"\napi_key_env = \"K\"\n";
+        std::fs::write(&file, providers).unwrap();
+        let env = |name: &str| match name {
+            "SCRIPTORIUM_API_KEY" => Some("scr_secret123456789".to_owned()),
+            "K" => Some("sk-provider-secret".to_owned()),
+            _ => None,
+        };
+        let s = Settings::resolve(ServeOptions::default(), Some(&file), env).unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("secret123456789"), "{shown}");
+        assert!(!shown.contains("provider-secret"), "{shown}");
+    }
+
+    #[test]
+    fn a_provider_key_variable_that_is_not_set_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        let providers = "[providers.gpu]\nkind = \"openai\"\nbase_url = \"http://x/v1\"\napi_key_env = \"GPU_KEY\"\n";
+        std::fs::write(&file, providers).unwrap();
+        let err = Settings::resolve(ServeOptions::default(), Some(&file), no_env).unwrap_err();
+        assert!(err.to_string().contains("GPU_KEY"), "{err}");
+    }
+
+    #[test]
+    fn the_quickstart_variables_define_the_default_provider() {
+        let env = |name: &str| {
+            (name == "SCRIPTORIUM_OPENAI_BASE_URL").then(|| "http://127.0.0.1:11434/v1".to_owned())
+        };
+        let s = Settings::resolve(ServeOptions::default(), None, env).unwrap();
+        let default = &s.providers["default"];
+        assert_eq!(default.kind, crate::providers::config::ProviderKind::Openai);
+        assert_eq!(
+            default.base_url.as_deref(),
+            Some("http://127.0.0.1:11434/v1")
+        );
     }
 }

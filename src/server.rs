@@ -53,7 +53,9 @@ impl Server {
     /// Opens everything `settings` names and prepares to serve on `listener`.
     pub async fn build(settings: &Settings, listener: TcpListener) -> Result<Self, StartError> {
         let apps = Arc::new(Registry::load_dir(&settings.apps_dir)?);
-        let providers = Arc::new(Providers::mock_only(settings.mock));
+        let providers = Providers::build(&settings.providers)
+            .map_err(|e| StartError::Provider(e.to_string()))?;
+        let providers = Arc::new(providers);
         check_providers(&apps, &providers)?;
         let store = open_server_store(&settings.database, settings.sqlite_sync).await?;
         if settings.api_key.is_none() {
@@ -64,12 +66,7 @@ impl Server {
             dir = %settings.apps_dir.display(),
             "applications loaded"
         );
-        if let Some(mock) = providers.get("mock") {
-            tracing::warn!(
-                "no model provider is configured: jobs run on the built-in {}",
-                mock.describe()
-            );
-        }
+        log_providers(&providers);
         let keys = Arc::new(Keys::new(store.clone(), settings.api_key.as_ref()));
         let engine = Engine::new(
             store.clone(),
@@ -130,18 +127,46 @@ async fn open_server_store(
     }
 }
 
+/// Every application's provider exists, and can name a model when the application does not.
 fn check_providers(apps: &Registry, providers: &Providers) -> Result<(), StartError> {
     for app in apps.all() {
-        if providers.get(&app.provider).is_none() {
+        let Some(backend) = providers.get(&app.provider) else {
             return Err(StartError::Provider(format!(
                 "application '{}' names provider '{}', which is not configured (configured: {})",
                 app.id,
                 app.provider,
                 providers.names().join(", ")
             )));
+        };
+        if app.model.is_none() && !backend.has_default_model() {
+            return Err(StartError::Provider(format!(
+                "application '{}' names no model and provider '{}' has no default `model`",
+                app.id, app.provider
+            )));
         }
     }
     Ok(())
+}
+
+fn log_providers(providers: &Providers) {
+    for backend in providers.all() {
+        let view = backend.view();
+        if view.kind == "mock" {
+            tracing::warn!(
+                provider = %view.name,
+                "no model server is configured: jobs run on the built-in {}",
+                backend.describe()
+            );
+        } else {
+            tracing::info!(
+                provider = %view.name,
+                kind = view.kind,
+                max_concurrency = view.gate.max_concurrency,
+                "provider: {}",
+                backend.describe()
+            );
+        }
+    }
 }
 
 /// On a first start with no keys and no `SCRIPTORIUM_API_KEY`, makes one and prints it once.

@@ -151,7 +151,7 @@ pub async fn generate(
     let title = prompt.title.clone();
     let request = chat_request(app, prompt, uuid::Uuid::now_v7().to_string());
     if body.stream == Some(true) {
-        let pieces = provider.stream(request);
+        let pieces = provider.stream(request).await;
         return Ok(Sse::new(sse_events(title, pieces)).into_response());
     }
     match provider.complete(&request).await {
@@ -202,7 +202,7 @@ fn provider_error(e: &ProviderError) -> ApiError {
             "provider.unavailable",
             e.to_string(),
         ),
-        ProviderError::Fatal(_) => ApiError::bad_request("provider.rejected", e.to_string()),
+        ProviderError::Fatal { .. } => ApiError::bad_request("provider.rejected", e.to_string()),
     }
 }
 

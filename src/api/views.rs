@@ -23,6 +23,9 @@ pub struct JobView {
     /// Ours: when the latest attempt started.
     #[serde(skip_serializing_if = "Option::is_none")]
     started_at: Option<String>,
+    /// Ours: tokens the completing attempt used, when the backend said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<UsageView>,
     /// Ours: the internal state (queued, running, retrying, completed, failed).
     state: &'static str,
     /// Ours: attempts started in the current series.
@@ -56,6 +59,11 @@ impl From<JobRecord> for JobView {
             updated_at: rfc3339(job.updated_at),
             completed_at: job.completed_at.map(rfc3339),
             started_at: job.started_at.map(rfc3339),
+            usage: job.usage.map(|u| UsageView {
+                prompt_tokens: u.prompt_tokens,
+                completion_tokens: u.completion_tokens,
+                total_tokens: u.prompt_tokens + u.completion_tokens,
+            }),
             data,
             error,
             state: job.state.as_str(),
@@ -63,6 +71,14 @@ impl From<JobRecord> for JobView {
             last_error,
         }
     }
+}
+
+/// `{prompt_tokens, completion_tokens, total_tokens}`.
+#[derive(Serialize)]
+pub struct UsageView {
+    prompt_tokens: u32,
+    completion_tokens: u32,
+    total_tokens: u32,
 }
 
 /// A generation result: `{title?, suggestion}`.

@@ -60,7 +60,8 @@ pub async fn start(dir: &Path, concurrency: usize, sync: Durability) -> anyhow::
         poll_interval: Some(Duration::from_millis(100)),
         ..ServeOptions::default()
     };
-    let settings = Settings::resolve(options, None, Some(KEY.to_owned()))?;
+    let env = |name: &str| (name == "SCRIPTORIUM_API_KEY").then(|| KEY.to_owned());
+    let settings = Settings::resolve(options, None, env)?;
     let server = Server::build(&settings, TcpListener::bind("127.0.0.1:0").await?).await?;
     let base = format!("http://{}", server.local_addr()?);
     let (stop, stopped) = oneshot::channel::<()>();

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::apps::{Application, Inputs, Prompt, Registry, RetryPolicy};
-use crate::providers::{ChatRequest, ProviderError, Providers};
+use crate::providers::{ChatRequest, ErrorClass, ProviderError, Providers};
 use crate::store::{ClaimedJob, OutcomeKind, now_micros};
 
 /// Runs one attempt and classifies its end: success, retry later, or final failure.
@@ -32,10 +32,12 @@ pub(super) async fn run(apps: &Registry, providers: &Providers, job: &ClaimedJob
         Ok(done) if !done.text.trim().is_empty() => OutcomeKind::Completed {
             title,
             suggestion: done.text,
+            usage: done.usage,
         },
         Ok(_) => retry_or_fail(
             job,
             &ProviderError::Retryable {
+                class: ErrorClass::Malformed,
                 message: "the model returned no text".into(),
                 retry_after: None,
             },
@@ -69,7 +71,7 @@ fn retry_or_fail(job: &ClaimedJob, e: &ProviderError) -> OutcomeKind {
         ProviderError::Retryable { .. } => {
             failed(format!("{e} (gave up after {attempt} attempts)"))
         }
-        ProviderError::Fatal(_) => failed(e.to_string()),
+        ProviderError::Fatal { .. } => failed(e.to_string()),
     }
 }
 

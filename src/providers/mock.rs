@@ -21,7 +21,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::{self, BoxStream};
 
-use super::{ChatRequest, Completion, ProviderError};
+use super::{ChatRequest, Completion, ErrorClass, ProviderError};
 
 /// The mock's settings.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -67,6 +67,7 @@ impl MockProvider {
         self.check(request, &directives)?;
         Ok(Completion {
             text: text_for(request),
+            usage: None,
         })
     }
 
@@ -100,7 +101,7 @@ impl MockProvider {
 
     fn check(&self, request: &ChatRequest, d: &Directives) -> Result<(), ProviderError> {
         if d.fail {
-            return Err(ProviderError::Fatal("mock: failed on purpose".into()));
+            return Err(fatal("mock: failed on purpose"));
         }
         if d.error {
             return Err(retryable("mock: retryable error on purpose"));
@@ -115,7 +116,7 @@ impl MockProvider {
             *n
         };
         if d.fatal_first.is_some_and(|n| call <= n) {
-            return Err(ProviderError::Fatal(format!(
+            return Err(fatal(&format!(
                 "mock: call {call} failed fatally on purpose"
             )));
         }
@@ -159,8 +160,16 @@ impl Directives {
 
 fn retryable(message: &str) -> ProviderError {
     ProviderError::Retryable {
+        class: ErrorClass::Server,
         message: message.to_owned(),
         retry_after: None,
+    }
+}
+
+fn fatal(message: &str) -> ProviderError {
+    ProviderError::Fatal {
+        class: ErrorClass::Rejected,
+        message: message.to_owned(),
     }
 }
 

@@ -1,17 +1,28 @@
 //! Model providers: where a rendered prompt goes to become text.
 //!
-//! A closed set, so an enum: [`Provider::Mock`] today; OpenAI-compatible servers and Writer's
-//! chat API join it as variants. Providers never touch the store: the engine calls them
-//! between a claim and a completion and classifies their errors with
-//! [`ProviderError::is_retryable`].
+//! A closed set, so an enum ([`Provider`]): the deterministic mock, and any server speaking
+//! the OpenAI chat-completions protocol, in two dialects (OpenAI-compatible servers and
+//! Writer's own chat API). Each configured provider is a [`Backend`]: the provider behind a
+//! [`gate::Gate`] that enforces its concurrency, rate limits, 429 pauses and circuit breaker
+//! for every caller in the process. Providers never touch the store: the engine calls them
+//! between a claim and a completion and sorts their errors with [`ProviderError::is_retryable`].
 
+pub mod config;
+pub mod gate;
 pub mod mock;
+mod openai;
+mod openai_sse;
+mod stream;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::BoxStream;
+use serde::Serialize;
+
+use config::{ProviderConfig, ProviderKind};
+use gate::{Gate, GateView, Limits};
 
 /// The name applications use when they do not name a provider.
 pub const DEFAULT_PROVIDER: &str = "default";
@@ -33,27 +44,84 @@ pub struct ChatRequest {
     pub key: String,
 }
 
+impl ChatRequest {
+    /// A token estimate for rate budgets: ~4 characters a token, plus the output allowance.
+    fn estimated_tokens(&self) -> u32 {
+        let chars = self.user.len() + self.system.as_ref().map_or(0, String::len);
+        (chars / 4) as u32 + self.max_tokens.unwrap_or(256)
+    }
+}
+
+/// Tokens a call used, as the backend reported them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Tokens of the prompt.
+    pub prompt_tokens: u32,
+    /// Tokens generated.
+    pub completion_tokens: u32,
+}
+
 /// A successful generation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Completion {
     /// The generated text.
     pub text: String,
+    /// Tokens used, when the backend said.
+    pub usage: Option<Usage>,
+}
+
+/// What kind of failure a call met, for counters and for the gate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The connection could not be made or broke.
+    Connect,
+    /// No answer in time (whole request, or silence mid-stream).
+    Timeout,
+    /// 429: the backend asked us to slow down.
+    RateLimited,
+    /// 408 or 5xx: the backend failed.
+    Server,
+    /// An answer we could not read.
+    Malformed,
+    /// 4xx other than 408/429: the backend refused the request.
+    Rejected,
+}
+
+impl ErrorClass {
+    /// The counter name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::RateLimited => "rate_limited",
+            Self::Server => "server",
+            Self::Malformed => "malformed",
+            Self::Rejected => "rejected",
+        }
+    }
 }
 
 /// Why a provider call failed, sorted into what is worth another attempt.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum ProviderError {
-    /// A passing failure (timeout, overload, 5xx): try again later.
+    /// A passing failure: try again later.
     #[error("{message}")]
     Retryable {
+        /// What kind of failure.
+        class: ErrorClass,
         /// What went wrong, for the job's `error`.
         message: String,
         /// How long the provider asked us to wait, if it said.
         retry_after: Option<Duration>,
     },
     /// A failure another attempt cannot fix (a bad request, a refused prompt).
-    #[error("{0}")]
-    Fatal(String),
+    #[error("{message}")]
+    Fatal {
+        /// What kind of failure.
+        class: ErrorClass,
+        /// The backend's message.
+        message: String,
+    },
 }
 
 impl ProviderError {
@@ -61,67 +129,191 @@ impl ProviderError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Retryable { .. })
     }
+
+    /// The kind of failure.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Retryable { class, .. } | Self::Fatal { class, .. } => *class,
+        }
+    }
+
+    /// The wait the backend asked for.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Retryable { retry_after, .. } => *retry_after,
+            Self::Fatal { .. } => None,
+        }
+    }
 }
 
-/// A configured model backend.
+/// A provider's protocol client.
 #[derive(Debug)]
 pub enum Provider {
     /// The deterministic built-in mock.
     Mock(mock::MockProvider),
+    /// An OpenAI-compatible server, or Writer's chat API.
+    OpenAi(openai::OpenAiClient),
 }
 
-impl Provider {
-    /// Generates the whole text.
+/// A configured provider behind its gate.
+#[derive(Debug)]
+pub struct Backend {
+    name: String,
+    kind: ProviderKind,
+    model: Option<String>,
+    provider: Provider,
+    gate: Arc<Gate>,
+}
+
+/// A provider as operators see it.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackendView {
+    /// Its name in the configuration.
+    pub name: String,
+    /// `openai`, `writer` or `mock`.
+    pub kind: &'static str,
+    /// Its default model.
+    pub model: Option<String>,
+    /// Limits, load, pause, circuit, errors and tokens.
+    #[serde(flatten)]
+    pub gate: GateView,
+}
+
+impl Backend {
+    /// Generates the whole text, waiting at the gate first.
     pub async fn complete(&self, request: &ChatRequest) -> Result<Completion, ProviderError> {
-        match self {
-            Self::Mock(mock) => mock.complete(request).await,
-        }
+        let request = self.with_model(request.clone());
+        let admission = self.gate.admit(request.estimated_tokens()).await;
+        let result = match &self.provider {
+            Provider::Mock(mock) => mock.complete(&request).await,
+            Provider::OpenAi(client) => client.complete(&request).await,
+        };
+        admission.settle(result.as_ref().map(|done| done.usage));
+        result
     }
 
-    /// Generates the text as a stream of pieces.
-    pub fn stream(
+    /// Generates the text as a stream of pieces; the gate's slot is held until it ends.
+    pub async fn stream(
         &self,
         request: ChatRequest,
     ) -> BoxStream<'static, Result<String, ProviderError>> {
-        match self {
-            Self::Mock(mock) => mock.stream(request),
+        let request = self.with_model(request);
+        let admission = self.gate.admit(request.estimated_tokens()).await;
+        let pieces = match &self.provider {
+            Provider::Mock(mock) => mock.stream(request),
+            Provider::OpenAi(client) => client.stream(request),
+        };
+        stream::settled(pieces, admission)
+    }
+
+    /// The backend as operators see it.
+    pub fn view(&self) -> BackendView {
+        BackendView {
+            name: self.name.clone(),
+            kind: match self.kind {
+                ProviderKind::Openai => "openai",
+                ProviderKind::Writer => "writer",
+                ProviderKind::Mock => "mock",
+            },
+            model: self.model.clone(),
+            gate: self.gate.view(),
         }
+    }
+
+    /// Whether a request without a model can be served.
+    pub fn has_default_model(&self) -> bool {
+        self.model.is_some() || self.kind == ProviderKind::Mock
     }
 
     /// One line for the startup log.
     pub fn describe(&self) -> String {
-        match self {
-            Self::Mock(mock) => mock.describe(),
+        match &self.provider {
+            Provider::Mock(mock) => mock.describe(),
+            Provider::OpenAi(client) => client.describe(),
         }
     }
+
+    fn with_model(&self, mut request: ChatRequest) -> ChatRequest {
+        if request.model.is_none() {
+            request.model = self.model.clone();
+        }
+        request
+    }
+}
+
+/// A provider configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("provider '{name}': {message}")]
+pub struct ProviderConfigError {
+    /// The provider's name.
+    pub name: String,
+    /// What is wrong.
+    pub message: String,
 }
 
 /// The providers by name.
 #[derive(Debug)]
 pub struct Providers {
-    by_name: HashMap<String, Arc<Provider>>,
+    by_name: BTreeMap<String, Arc<Backend>>,
 }
 
 impl Providers {
-    /// Only the mock, answering to both `default` and `mock`.
-    pub fn mock_only(settings: mock::MockSettings) -> Self {
-        let mock = Arc::new(Provider::Mock(mock::MockProvider::new(settings)));
-        let by_name = [DEFAULT_PROVIDER, "mock"]
-            .into_iter()
-            .map(|name| (name.to_owned(), mock.clone()))
-            .collect();
-        Self { by_name }
+    /// Builds every configured provider.
+    pub fn build(configs: &BTreeMap<String, ProviderConfig>) -> Result<Self, ProviderConfigError> {
+        let mut by_name = BTreeMap::new();
+        for (name, config) in configs {
+            let error = |message: String| ProviderConfigError {
+                name: name.clone(),
+                message,
+            };
+            if config.max_concurrency == 0 {
+                return Err(error("max_concurrency must be at least 1".into()));
+            }
+            let provider = match config.kind {
+                ProviderKind::Mock => Provider::Mock(mock::MockProvider::new(mock::MockSettings {
+                    latency: config.latency,
+                })),
+                ProviderKind::Openai | ProviderKind::Writer => {
+                    Provider::OpenAi(openai::OpenAiClient::new(config).map_err(error)?)
+                }
+            };
+            let gate = Gate::new(
+                name.clone(),
+                Limits {
+                    max_concurrency: config.max_concurrency,
+                    requests_per_minute: config.requests_per_minute,
+                    tokens_per_minute: config.tokens_per_minute,
+                },
+            );
+            let backend = Backend {
+                name: name.clone(),
+                kind: config.kind,
+                model: config.model.clone(),
+                provider,
+                gate,
+            };
+            by_name.insert(name.clone(), Arc::new(backend));
+        }
+        Ok(Self { by_name })
     }
 
     /// The provider called `name`.
-    pub fn get(&self, name: &str) -> Option<&Arc<Provider>> {
+    pub fn get(&self, name: &str) -> Option<&Arc<Backend>> {
         self.by_name.get(name)
     }
 
     /// Provider names, sorted, for messages.
     pub fn names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.by_name.keys().map(String::as_str).collect();
-        names.sort_unstable();
-        names
+        self.by_name.keys().map(String::as_str).collect()
+    }
+
+    /// Every provider, as operators see it.
+    pub fn views(&self) -> Vec<BackendView> {
+        self.by_name.values().map(|b| b.view()).collect()
+    }
+
+    /// Every provider.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Backend>> {
+        self.by_name.values()
     }
 }

@@ -6,6 +6,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::apps::RetryPolicy;
+pub use crate::providers::Usage;
 
 /// Microseconds since the Unix epoch, now.
 pub fn now_micros() -> i64 {
@@ -154,6 +155,8 @@ pub struct JobRecord {
     pub suggestion: Option<String>,
     /// The last error: final once failed, the latest retryable one while retrying.
     pub error: Option<String>,
+    /// Tokens the completing attempt used, when the backend said.
+    pub usage: Option<Usage>,
 }
 
 /// A page of an application's jobs, newest first.
@@ -236,6 +239,8 @@ pub enum OutcomeKind {
         title: Option<String>,
         /// The generated text.
         suggestion: String,
+        /// Tokens used, when the backend said.
+        usage: Option<Usage>,
     },
     /// A retryable failure: run again at `run_at`.
     Retry {

@@ -28,6 +28,7 @@ fn completed(lease: scriptorium::store::Lease, text: &str) -> Outcome {
         kind: OutcomeKind::Completed {
             title: None,
             suggestion: text.into(),
+            usage: None,
         },
     }
 }

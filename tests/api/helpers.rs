@@ -51,7 +51,7 @@ pub async fn spawn_in(dir: TempDir, options: ServeOptions) -> TestApp {
         ..ServeOptions::default()
     };
     let options = merge(options, defaults);
-    let settings = Settings::resolve(options, None, Some(KEY.to_owned())).unwrap();
+    let settings = Settings::resolve(options, None, test_env).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = Server::build(&settings, listener).await.unwrap();
     let base = format!("http://{}", server.local_addr().unwrap());
@@ -66,6 +66,11 @@ pub async fn spawn_in(dir: TempDir, options: ServeOptions) -> TestApp {
         stop: Some(stop),
         task: Some(task),
     }
+}
+
+/// The environment a test server sees: only the test key.
+pub fn test_env(name: &str) -> Option<String> {
+    (name == "SCRIPTORIUM_API_KEY").then(|| KEY.to_owned())
 }
 
 fn merge(options: ServeOptions, defaults: ServeOptions) -> ServeOptions {

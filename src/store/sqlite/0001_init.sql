@@ -34,6 +34,8 @@ CREATE TABLE jobs (
     title TEXT,
     suggestion TEXT,
     error TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
     -- The Writer status, derived, so lists can filter on it through an index.
     status TEXT GENERATED ALWAYS AS (
         CASE state WHEN 'completed' THEN 'completed' WHEN 'failed' THEN 'failed' ELSE 'in_progress' END

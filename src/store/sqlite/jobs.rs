@@ -6,11 +6,11 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::apps::RetryPolicy;
 use crate::store::{
     ClaimedJob, Inserted, JobPage, JobQuery, JobRecord, JobState, Lease, NewJob, Outcome,
-    OutcomeKind, RetryOutcome,
+    OutcomeKind, RetryOutcome, Usage,
 };
 
 const RECORD_COLUMNS: &str = "id, application_id, state, attempt, created_at, updated_at, \
-     started_at, completed_at, title, suggestion, error";
+     started_at, completed_at, title, suggestion, error, prompt_tokens, completion_tokens";
 
 /// The error a job keeps when its worker vanished during its last attempt.
 const LOST_ON_LAST_ATTEMPT: &str =
@@ -165,6 +165,7 @@ pub(super) fn finish(conn: &Connection, outcomes: &[Outcome], now: i64) -> rusql
     let fence = "WHERE seq = ?1 AND attempt = ?2 AND state = 'running'";
     let mut complete = conn.prepare_cached(&format!(
         "UPDATE jobs SET state = 'completed', title = ?3, suggestion = ?4, error = NULL, \
+         prompt_tokens = ?6, completion_tokens = ?7, \
          lease_until = NULL, updated_at = ?5, completed_at = ?5 {fence}"
     ))?;
     let mut retry = conn.prepare_cached(&format!(
@@ -179,8 +180,16 @@ pub(super) fn finish(conn: &Connection, outcomes: &[Outcome], now: i64) -> rusql
     for Outcome { lease, kind } in outcomes {
         let (seq, attempt) = (lease.seq, lease.attempt);
         applied += match kind {
-            OutcomeKind::Completed { title, suggestion } => {
-                complete.execute(params![seq, attempt, title, suggestion, now])?
+            OutcomeKind::Completed {
+                title,
+                suggestion,
+                usage,
+            } => {
+                let prompt = usage.map(|u| u.prompt_tokens);
+                let completion = usage.map(|u| u.completion_tokens);
+                complete.execute(params![
+                    seq, attempt, title, suggestion, now, prompt, completion
+                ])?
             }
             OutcomeKind::Retry { run_at, error } => {
                 retry.execute(params![seq, attempt, run_at, error, now])?
@@ -235,6 +244,13 @@ fn record(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
         title: r.get(8)?,
         suggestion: r.get(9)?,
         error: r.get(10)?,
+        usage: match (r.get::<_, Option<u32>>(11)?, r.get::<_, Option<u32>>(12)?) {
+            (Some(prompt_tokens), completion) => Some(Usage {
+                prompt_tokens,
+                completion_tokens: completion.unwrap_or(0),
+            }),
+            _ => None,
+        },
     })
 }
 

@@ -1,0 +1,421 @@
+//! The gate in front of one provider: what keeps a model server busy without overloading it.
+//!
+//! Before a call, [`Gate::admit`] waits until all of these allow it: a concurrency slot
+//! (`max_concurrency`, counted across every application), the circuit (closed, or half-open
+//! with no probe out), the pause a 429 imposed on the whole provider, and the request and
+//! token budgets per minute. After the call, [`Admission::settle`] records what happened:
+//! a 429 pauses everyone until its Retry-After; repeated failures open the circuit, so
+//! waiting jobs stop burning attempts on a dead server, and after a cooldown one probe
+//! decides whether it closes again; real token usage corrects the estimate.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{ErrorClass, ProviderError, Usage};
+
+/// Consecutive failures that open the circuit.
+const OPEN_AFTER: u32 = 5;
+/// The first cooldown of an open circuit; it doubles on each failed probe.
+const FIRST_COOLDOWN: Duration = Duration::from_secs(2);
+/// The longest cooldown.
+const MAX_COOLDOWN: Duration = Duration::from_secs(60);
+/// A 429 without Retry-After pauses the provider this long.
+const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
+
+/// Limits of one provider.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Requests in flight at most.
+    pub max_concurrency: usize,
+    /// Requests per minute (0: unlimited).
+    pub requests_per_minute: u32,
+    /// Tokens per minute (0: unlimited).
+    pub tokens_per_minute: u32,
+}
+
+/// The gate of one provider.
+#[derive(Debug)]
+pub struct Gate {
+    name: String,
+    limits: Limits,
+    slots: Arc<Semaphore>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    circuit: Circuit,
+    paused_until: Option<Instant>,
+    requests: Budget,
+    tokens: Budget,
+    errors: BTreeMap<&'static str, u64>,
+    calls: u64,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Circuit {
+    Closed { failures: u32 },
+    Open { until: Instant, cooldown: Duration },
+    HalfOpen { probing: bool, cooldown: Duration },
+}
+
+/// A per-minute budget, refilled continuously.
+#[derive(Debug)]
+struct Budget {
+    per_minute: f64,
+    available: f64,
+    refilled: Instant,
+}
+
+impl Budget {
+    fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute: per_minute.into(),
+            available: per_minute.into(),
+            refilled: Instant::now(),
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.available = (self.available + elapsed * self.per_minute / 60.0).min(self.per_minute);
+        self.refilled = now;
+    }
+
+    /// How long until `amount` is available (zero if it is now); unlimited budgets never wait.
+    fn wait_for(&mut self, amount: f64, now: Instant) -> Duration {
+        if self.per_minute <= 0.0 {
+            return Duration::ZERO;
+        }
+        self.refill(now);
+        // A single request larger than the whole budget waits for a full budget, not forever.
+        let amount = amount.min(self.per_minute);
+        if self.available >= amount {
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64((amount - self.available) * 60.0 / self.per_minute)
+    }
+
+    fn spend(&mut self, amount: f64) {
+        if self.per_minute > 0.0 {
+            self.available -= amount;
+        }
+    }
+}
+
+/// A call allowed through the gate; holds its concurrency slot until settled or dropped.
+#[must_use = "settle the admission with the call's result"]
+pub struct Admission {
+    gate: Arc<Gate>,
+    estimated_tokens: f64,
+    _slot: OwnedSemaphorePermit,
+}
+
+/// What operators see of a gate.
+#[derive(Clone, Debug, Serialize)]
+pub struct GateView {
+    /// Requests in flight now.
+    pub in_flight: usize,
+    /// The concurrency limit.
+    pub max_concurrency: usize,
+    /// Requests per minute allowed (0: unlimited).
+    pub requests_per_minute: u32,
+    /// Tokens per minute allowed (0: unlimited).
+    pub tokens_per_minute: u32,
+    /// Milliseconds until a 429's pause ends, if one is in force.
+    pub paused_for_ms: Option<u64>,
+    /// `closed`, `open` or `half_open`.
+    pub circuit: &'static str,
+    /// Calls made.
+    pub calls: u64,
+    /// Failed calls by class.
+    pub errors: BTreeMap<&'static str, u64>,
+    /// Prompt tokens reported by the backend.
+    pub prompt_tokens: u64,
+    /// Completion tokens reported by the backend.
+    pub completion_tokens: u64,
+}
+
+impl Gate {
+    /// A gate enforcing `limits` for the provider `name`.
+    pub fn new(name: String, limits: Limits) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            slots: Arc::new(Semaphore::new(limits.max_concurrency.max(1))),
+            state: Mutex::new(State {
+                circuit: Circuit::Closed { failures: 0 },
+                paused_until: None,
+                requests: Budget::new(limits.requests_per_minute),
+                tokens: Budget::new(limits.tokens_per_minute),
+                errors: BTreeMap::new(),
+                calls: 0,
+                prompt_tokens: 0,
+                completion_tokens: 0,
+            }),
+            limits,
+        })
+    }
+
+    /// Waits until a call estimated at `estimated_tokens` may be sent.
+    pub async fn admit(self: &Arc<Self>, estimated_tokens: u32) -> Admission {
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .unwrap_or_else(|_| unreachable!("a gate's semaphore is never closed"));
+        let estimated_tokens = f64::from(estimated_tokens);
+        loop {
+            let wait = self.state().try_admit(estimated_tokens, Instant::now());
+            if wait.is_zero() {
+                break;
+            }
+            tokio::time::sleep(wait).await;
+        }
+        Admission {
+            gate: self.clone(),
+            estimated_tokens,
+            _slot: slot,
+        }
+    }
+
+    /// The gate as operators see it.
+    pub fn view(&self) -> GateView {
+        let now = Instant::now();
+        let state = self.state();
+        GateView {
+            in_flight: self.limits.max_concurrency.max(1) - self.slots.available_permits(),
+            max_concurrency: self.limits.max_concurrency,
+            requests_per_minute: self.limits.requests_per_minute,
+            tokens_per_minute: self.limits.tokens_per_minute,
+            paused_for_ms: state
+                .paused_until
+                .filter(|until| *until > now)
+                .map(|until| until.duration_since(now).as_millis() as u64),
+            circuit: match state.circuit {
+                Circuit::Closed { .. } => "closed",
+                Circuit::Open { .. } => "open",
+                Circuit::HalfOpen { .. } => "half_open",
+            },
+            calls: state.calls,
+            errors: state.errors.clone(),
+            prompt_tokens: state.prompt_tokens,
+            completion_tokens: state.completion_tokens,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl State {
+    /// Zero if the call may go now (and takes its budgets), else how long to wait.
+    fn try_admit(&mut self, tokens: f64, now: Instant) -> Duration {
+        if let Some(until) = self.paused_until.filter(|until| *until > now) {
+            return until - now;
+        }
+        match self.circuit {
+            Circuit::Open { until, .. } if until > now => return until - now,
+            Circuit::Open { cooldown, .. } => {
+                self.circuit = Circuit::HalfOpen {
+                    probing: false,
+                    cooldown,
+                };
+            }
+            Circuit::HalfOpen { probing: true, .. } => return Duration::from_millis(50),
+            _ => {}
+        }
+        let wait = self
+            .requests
+            .wait_for(1.0, now)
+            .max(self.tokens.wait_for(tokens, now));
+        if !wait.is_zero() {
+            return wait;
+        }
+        self.requests.spend(1.0);
+        self.tokens.spend(tokens);
+        if let Circuit::HalfOpen { cooldown, .. } = self.circuit {
+            self.circuit = Circuit::HalfOpen {
+                probing: true,
+                cooldown,
+            };
+        }
+        Duration::ZERO
+    }
+
+    fn record(
+        &mut self,
+        provider: &str,
+        result: Result<Option<Usage>, &ProviderError>,
+        estimate: f64,
+        now: Instant,
+    ) {
+        self.calls += 1;
+        match result {
+            Ok(usage) => {
+                if let Some(usage) = usage {
+                    let actual = f64::from(usage.prompt_tokens + usage.completion_tokens);
+                    self.tokens.spend(actual - estimate);
+                    self.prompt_tokens += u64::from(usage.prompt_tokens);
+                    self.completion_tokens += u64::from(usage.completion_tokens);
+                }
+                self.circuit = Circuit::Closed { failures: 0 };
+            }
+            Err(e) => {
+                *self.errors.entry(e.class().as_str()).or_default() += 1;
+                if e.class() == ErrorClass::RateLimited {
+                    let pause = e.retry_after().unwrap_or(DEFAULT_PAUSE);
+                    tracing::warn!(
+                        provider,
+                        pause_ms = pause.as_millis() as u64,
+                        "provider answered 429: pausing every call to it"
+                    );
+                    let until = now + pause;
+                    self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
+                } else if e.is_retryable() {
+                    self.fail(provider, now);
+                } else if let Circuit::HalfOpen { .. } = self.circuit {
+                    // A fatal answer is still an answer: the server is up.
+                    self.circuit = Circuit::Closed { failures: 0 };
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, provider: &str, now: Instant) {
+        self.circuit = match self.circuit {
+            Circuit::Closed { failures } if failures + 1 < OPEN_AFTER => Circuit::Closed {
+                failures: failures + 1,
+            },
+            Circuit::Closed { .. } => Circuit::Open {
+                until: now + FIRST_COOLDOWN,
+                cooldown: FIRST_COOLDOWN,
+            },
+            Circuit::HalfOpen { cooldown, .. } => {
+                let cooldown = (cooldown * 2).min(MAX_COOLDOWN);
+                Circuit::Open {
+                    until: now + cooldown,
+                    cooldown,
+                }
+            }
+            open @ Circuit::Open { .. } => open,
+        };
+        if let Circuit::Open { cooldown, .. } = self.circuit {
+            tracing::warn!(
+                provider,
+                cooldown_ms = cooldown.as_millis() as u64,
+                "provider keeps failing: circuit open, calls wait"
+            );
+        }
+    }
+}
+
+impl Admission {
+    /// Records the call's result and frees the slot.
+    pub fn settle(self, result: Result<Option<Usage>, &ProviderError>) {
+        let gate = &self.gate;
+        gate.state()
+            .record(&gate.name, result, self.estimated_tokens, Instant::now());
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        // An admission dropped unsettled (a cancelled call) must not leave a probe hanging.
+        let mut state = self.gate.state();
+        if let Circuit::HalfOpen {
+            cooldown,
+            probing: true,
+        } = state.circuit
+        {
+            state.circuit = Circuit::HalfOpen {
+                probing: false,
+                cooldown,
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_concurrency: 2,
+            requests_per_minute: 0,
+            tokens_per_minute: 0,
+        }
+    }
+
+    fn unavailable() -> ProviderError {
+        ProviderError::Retryable {
+            class: ErrorClass::Server,
+            message: "503".into(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn five_failures_open_the_circuit_and_a_probe_closes_it() {
+        let gate = Gate::new("test".into(), limits());
+        let now = Instant::now();
+        let mut state = gate.state();
+        for _ in 0..OPEN_AFTER {
+            assert!(state.try_admit(1.0, now).is_zero());
+            state.record("test", Err(&unavailable()), 1.0, now);
+        }
+        assert!(!state.try_admit(1.0, now).is_zero(), "open: calls wait");
+        let later = now + FIRST_COOLDOWN;
+        assert!(state.try_admit(1.0, later).is_zero(), "the probe goes");
+        assert!(
+            !state.try_admit(1.0, later).is_zero(),
+            "one probe at a time"
+        );
+        state.record("test", Ok(None), 1.0, later);
+        assert!(state.try_admit(1.0, later).is_zero(), "closed again");
+    }
+
+    #[test]
+    fn a_429_pauses_every_call_until_its_retry_after() {
+        let gate = Gate::new("test".into(), limits());
+        let now = Instant::now();
+        let mut state = gate.state();
+        let limited = ProviderError::Retryable {
+            class: ErrorClass::RateLimited,
+            message: "429".into(),
+            retry_after: Some(Duration::from_secs(3)),
+        };
+        state.record("test", Err(&limited), 1.0, now);
+        assert_eq!(state.try_admit(1.0, now), Duration::from_secs(3));
+        assert!(state.try_admit(1.0, now + Duration::from_secs(3)).is_zero());
+    }
+
+    #[test]
+    fn the_request_budget_spaces_calls_out() {
+        let gate = Gate::new(
+            "test".into(),
+            Limits {
+                requests_per_minute: 60,
+                ..limits()
+            },
+        );
+        let now = Instant::now();
+        let mut state = gate.state();
+        for _ in 0..60 {
+            assert!(state.try_admit(0.0, now).is_zero());
+        }
+        let wait = state.try_admit(0.0, now);
+        assert!(
+            wait > Duration::from_millis(900) && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
+    }
+}
