@@ -1,4 +1,4 @@
-//! The command line: `serve`, `keys`, `apps validate`, `bench`. Each subcommand parses its
+//! The command line: `serve`, `keys`, `apps validate`, `bench`, `mock-llm`. Each subcommand parses its
 //! arguments and calls one library function; output meant for scripts goes to stdout.
 
 use std::path::PathBuf;
@@ -45,6 +45,8 @@ enum Command {
     },
     /// Measure intake, burn-down, wake-up latency and reads at scale.
     Bench(BenchArgs),
+    /// Run an OpenAI-compatible mock model server for tests and benchmarks.
+    MockLlm(crate::mockllm::MockLlmArgs),
 }
 
 #[derive(Subcommand)]
@@ -113,6 +115,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: AppsCommand::Validate { dir },
         } => validate_apps(&dir),
         Command::Bench(args) => run_bench(args).await,
+        Command::MockLlm(args) => mock_llm(args).await,
     }
 }
 
@@ -129,6 +132,16 @@ async fn serve(options: ServeOptions, config: Option<PathBuf>) -> anyhow::Result
     Ok(())
 }
 
+async fn mock_llm(args: crate::mockllm::MockLlmArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal()?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "mock-llm is serving");
+    crate::mockllm::serve(args, listener, shutdown).await?;
+    Ok(())
+}
+
 /// Installs the SIGINT/SIGTERM handlers now (so a signal during startup is not lost) and
 /// answers a future that resolves on the first of them.
 fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
@@ -140,7 +153,7 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-        tracing::info!("shutting down: no new jobs are claimed; in-flight jobs may finish");
+        tracing::info!("shutting down");
     })
 }
 

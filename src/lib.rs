@@ -15,7 +15,10 @@
 //! - [`auth`]: API keys, shown once and stored as hashes; organisations as tenants.
 //! - [`engine`]: the job state machine: batched claims, leases and heartbeats, retries with
 //!   backoff, the reaper, graceful shutdown. The only caller of providers for jobs.
-//! - [`providers`]: the model backends, a closed enum (the deterministic mock today).
+//! - [`providers`]: the model backends, a closed enum (OpenAI-compatible servers, Writer's chat
+//!   API, the deterministic mock), each behind a gate that enforces its limits.
+//! - [`mockllm`]: `scriptorium mock-llm`, an OpenAI-compatible mock model server with seeded
+//!   faults, latency and capacity, for tests and benchmarks. Never touches the store.
 //! - [`store`]: every SQL statement, behind the [`store::Store`] trait (SQLite today).
 //! - [`config`]: one typed [`config::Settings`] from defaults, file, environment and flags.
 //! - [`server`]: assembles the parts and runs them until shutdown.
@@ -30,6 +33,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod mockllm;
 pub mod providers;
 pub mod server;
 pub mod store;

@@ -1,5 +1,5 @@
-//! The HTTP surface: Writer's applications API, byte for byte where the SDKs look, plus a
-//! health check.
+//! The HTTP surface: Writer's applications API, byte for byte where the SDKs look, plus
+//! scriptorium's own operator routes (`/v1/scriptorium/...`) and a health check.
 //!
 //! Handlers parse, authenticate and validate, then talk to the store (async jobs) or, for
 //! synchronous generation only, to a provider. Every error leaves through [`ApiError`] in
@@ -9,6 +9,7 @@ mod applications;
 mod error;
 mod extract;
 mod jobs;
+mod native;
 mod views;
 
 use std::sync::Arc;
@@ -56,6 +57,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             "/v1/applications/{application_id}/graphs",
             get(applications::graphs).put(applications::set_graphs),
         )
+        .route("/v1/scriptorium/providers", get(native::providers))
         .route("/healthz", get(health))
         .fallback(error::unknown_path)
         .method_not_allowed_fallback(error::wrong_method)

@@ -50,16 +50,20 @@ pub struct Running {
     task: JoinHandle<std::io::Result<()>>,
 }
 
-/// Starts a server on `dir` with `concurrency` workers.
-pub async fn start(dir: &Path, concurrency: usize, sync: Durability) -> anyhow::Result<Running> {
-    let options = ServeOptions {
+/// The settings of a measured server on `dir` with `concurrency` workers.
+pub fn options(dir: &Path, concurrency: usize, sync: Durability) -> ServeOptions {
+    ServeOptions {
         data_dir: Some(dir.join("data")),
         apps_dir: Some(dir.join("apps")),
         concurrency: Some(concurrency),
         sqlite_sync: Some(sync),
         poll_interval: Some(Duration::from_millis(100)),
         ..ServeOptions::default()
-    };
+    }
+}
+
+/// Starts a server with `options`.
+pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let env = |name: &str| (name == "SCRIPTORIUM_API_KEY").then(|| KEY.to_owned());
     let settings = Settings::resolve(options, None, env)?;
     let server = Server::build(&settings, TcpListener::bind("127.0.0.1:0").await?).await?;

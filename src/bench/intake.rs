@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use super::BenchArgs;
-use super::harness::{APP, KEY, count, start, workspace};
+use super::harness::{APP, KEY, count, options, start, workspace};
 
 pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if Command::new("wrk").arg("--version").output().is_err() {
@@ -13,7 +13,7 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let dir = workspace(args)?;
-    let server = start(dir.path(), 0, args.sqlite_sync).await?;
+    let server = start(options(dir.path(), 0, args.sqlite_sync)).await?;
     let script = dir.path().join("post_job.lua");
     std::fs::write(&script, lua_script())?;
     let jobs_url = format!("{}/v1/applications/{APP}/jobs", server.base);

@@ -9,11 +9,14 @@
 //! - `burndown`: N queued jobs worked to completion; jobs per second.
 //! - `wakeup`: on an idle server, the time from a job's insert to its attempt starting
 //!   (`started_at - created_at`), p50 and p99 over sequential jobs.
+//! - `model`: N jobs against `mock-llm` at a fixed latency and capacity; how close to the
+//!   ideal `N × latency / capacity` the run gets, and the engine's own time per call.
 //! - `reads`: with M jobs stored, `GET` one job and `GET` a page of the list (with
 //!   `totalCount`), p50 and p99.
 
 mod harness;
 mod intake;
+mod model;
 mod reads;
 mod work;
 
@@ -25,7 +28,7 @@ use crate::store::sqlite::Durability;
 /// What to measure.
 #[derive(Clone, Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Scenarios to run: intake, burndown, wakeup, reads (comma-separated) or all.
+    /// Scenarios to run: intake, burndown, wakeup, model, reads (comma-separated) or all.
     #[arg(long, default_value = "all", value_delimiter = ',')]
     pub scenarios: Vec<String>,
     /// Jobs for the burn-down.
@@ -46,6 +49,15 @@ pub struct BenchArgs {
     /// Engine concurrency for the burn-down.
     #[arg(long, default_value_t = 1024)]
     pub concurrency: usize,
+    /// Jobs for the model scenario.
+    #[arg(long, default_value_t = 10_000)]
+    pub model_jobs: usize,
+    /// The mock model's latency per call in the model scenario.
+    #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub llm_latency: Duration,
+    /// The mock model's capacity, and the provider's `max_concurrency`, in the model scenario.
+    #[arg(long, default_value_t = 64)]
+    pub llm_capacity: usize,
     /// Where to put the temporary data directories [default: the system temp dir].
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
@@ -67,6 +79,9 @@ pub async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     if wants("wakeup") {
         work::wakeup(&args).await?;
+    }
+    if wants("model") {
+        model::run(&args).await?;
     }
     if wants("reads") {
         reads::run(&args).await?;

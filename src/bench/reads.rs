@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::harness::{APP, KEY, seed, start, workspace};
+use super::harness::{APP, KEY, options, seed, start, workspace};
 use super::work::work_off;
 use super::{BenchArgs, percentiles};
 
@@ -27,7 +27,7 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         took.as_secs_f64(),
         args.stored as f64 / took.as_secs_f64()
     );
-    let server = start(dir.path(), 0, args.sqlite_sync).await?;
+    let server = start(options(dir.path(), 0, args.sqlite_sync)).await?;
     let client = reqwest::Client::new();
     let ids = sample_ids(&client, &server.base).await?;
     let base = server.base.clone();

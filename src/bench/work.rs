@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use super::harness::{APP, KEY, count, seed, start, workspace};
+use super::harness::{APP, KEY, count, options, seed, start, workspace};
 use super::{BenchArgs, percentiles};
 
 pub(super) async fn burndown(args: &BenchArgs) -> anyhow::Result<()> {
@@ -34,7 +34,7 @@ pub(super) async fn work_off(
 ) -> anyhow::Result<Duration> {
     let client = reqwest::Client::new();
     let started = Instant::now();
-    let server = start(dir, args.concurrency, args.sqlite_sync).await?;
+    let server = start(options(dir, args.concurrency, args.sqlite_sync)).await?;
     while count(&client, &server.base, "completed").await? < n {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -45,7 +45,7 @@ pub(super) async fn work_off(
 
 pub(super) async fn wakeup(args: &BenchArgs) -> anyhow::Result<()> {
     let dir = workspace(args)?;
-    let server = start(dir.path(), 64, args.sqlite_sync).await?;
+    let server = start(options(dir.path(), 64, args.sqlite_sync)).await?;
     let client = reqwest::Client::new();
     let body = serde_json::json!({"inputs": [{"id": "Text", "value": ["ping"]}]});
     let mut samples = Vec::new();

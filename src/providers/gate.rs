@@ -266,6 +266,9 @@ impl State {
                     self.prompt_tokens += u64::from(usage.prompt_tokens);
                     self.completion_tokens += u64::from(usage.completion_tokens);
                 }
+                if let Circuit::HalfOpen { .. } = self.circuit {
+                    tracing::info!(provider, "provider answered the probe: circuit closed");
+                }
                 self.circuit = Circuit::Closed { failures: 0 };
             }
             Err(e) => {

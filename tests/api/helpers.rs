@@ -131,14 +131,20 @@ impl TestApp {
 
     /// Polls a job until its Writer status is no longer `in_progress` (at most 20 s).
     pub async fn wait_finished(&self, id: &str) -> Value {
-        for _ in 0..2000 {
+        self.wait_finished_within(id, Duration::from_secs(20)).await
+    }
+
+    /// Polls a job until its Writer status is no longer `in_progress`, at most `limit`.
+    pub async fn wait_finished_within(&self, id: &str, limit: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
             let job = self.job(id).await;
             if job["status"] != "in_progress" {
                 return job;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("job {id} did not finish");
+        panic!("job {id} did not finish within {limit:?}");
     }
 
     /// Stops the server gracefully and hands back its data directory.

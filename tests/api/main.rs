@@ -10,5 +10,7 @@ mod crash;
 mod errors;
 mod fencing;
 mod jobs;
+mod mockllm;
+mod providers;
 mod sdk;
 mod validation;

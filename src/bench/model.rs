@@ -1,0 +1,110 @@
+//! Keeping a model server busy: N jobs against `mock-llm` (in this process, over real HTTP)
+//! serving `--llm-capacity` concurrent requests at `--llm-latency` each, with the provider's
+//! `max_concurrency` set to the same capacity. The ideal is `N × latency / capacity`; the
+//! figure is how close the run gets, and scriptorium's own time per call: from the claim to
+//! the durable result, less the model's latency.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use clap::Parser;
+use tokio::net::TcpListener;
+
+use super::harness::{APP, KEY, count, options, seed, start, workspace};
+use super::{BenchArgs, percentiles};
+use crate::mockllm::{MockLlm, MockLlmArgs};
+use crate::providers::config::{ProviderConfig, ProviderKind};
+
+#[derive(Parser)]
+struct Flags {
+    #[command(flatten)]
+    args: MockLlmArgs,
+}
+
+pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let latency = args.llm_latency;
+    let capacity = args.llm_capacity;
+    let ttft = humantime::format_duration(latency).to_string();
+    let flags = [
+        "mock-llm",
+        "--ttft",
+        &ttft,
+        "--capacity",
+        &capacity.to_string(),
+        "--output-tokens",
+        "8",
+    ];
+    let llm = MockLlm::new(Flags::try_parse_from(flags)?.args);
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let llm_url = format!("http://{}/v1", listener.local_addr()?);
+    let router = llm.router();
+    let llm_server = tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let dir = workspace(args)?;
+    seed(dir.path(), args.model_jobs).await?;
+    let provider = ProviderConfig {
+        base_url: Some(llm_url),
+        model: Some("bench".into()),
+        max_concurrency: capacity,
+        ..ProviderConfig::new(ProviderKind::Openai)
+    };
+    let mut serve = options(dir.path(), capacity, args.sqlite_sync);
+    serve.providers = BTreeMap::from([("default".to_owned(), provider)]);
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let server = start(serve).await?;
+    while count(&client, &server.base, "completed").await? < args.model_jobs as u64 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = started.elapsed();
+    let ideal = latency.as_secs_f64() * args.model_jobs as f64 / capacity as f64;
+    println!(
+        "model: {} jobs at {:?} each, {} at once: {:.2}s, ideal {:.2}s, ratio {:.3} (peak in flight at the model {})",
+        args.model_jobs,
+        latency,
+        capacity,
+        took.as_secs_f64(),
+        ideal,
+        took.as_secs_f64() / ideal,
+        llm.stats().peak_in_flight
+    );
+    let mut overhead = overheads(&client, &server.base, latency).await?;
+    let (p50, p99) = percentiles(&mut overhead);
+    println!(
+        "model: scriptorium's own time per call (claim to durable result, less the model's {:?}): p50 {p50:.2} ms, p99 {p99:.2} ms",
+        latency
+    );
+    server.stop().await?;
+    llm_server.abort();
+    Ok(())
+}
+
+/// `completed_at - started_at - latency` of the newest 1,000 jobs.
+async fn overheads(
+    client: &reqwest::Client,
+    base: &str,
+    latency: Duration,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut samples = Vec::new();
+    for offset in (0..1000).step_by(500) {
+        let url = format!("{base}/v1/applications/{APP}/jobs?limit=500&offset={offset}");
+        let page: serde_json::Value = client
+            .get(url)
+            .bearer_auth(KEY)
+            .send()
+            .await?
+            .json()
+            .await?;
+        for job in page["result"].as_array().into_iter().flatten() {
+            let at = |field: &str| -> anyhow::Result<SystemTime> {
+                Ok(humantime::parse_rfc3339(
+                    job[field].as_str().unwrap_or_default(),
+                )?)
+            };
+            let spent = at("completed_at")?.duration_since(at("started_at")?)?;
+            samples.push(spent.saturating_sub(latency));
+        }
+    }
+    anyhow::ensure!(!samples.is_empty(), "no jobs to measure");
+    Ok(samples)
+}

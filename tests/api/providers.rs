@@ -1,0 +1,317 @@
+//! Real model servers: the `openai` and `writer` providers against `mock-llm` over real HTTP,
+//! every fault kind, limits that hold under load, and fatal errors that fail at once.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use scriptorium::config::ServeOptions;
+use scriptorium::mockllm::{MockLlm, MockLlmArgs, Stats};
+use scriptorium::providers::config::{ProviderConfig, ProviderKind};
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+use crate::helpers::{TestApp, spawn_with};
+
+#[derive(Parser)]
+struct Flags {
+    #[command(flatten)]
+    args: MockLlmArgs,
+}
+
+/// A mock-llm running in this process.
+pub struct Llm {
+    pub base: String,
+    pub mock: Arc<MockLlm>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+/// Starts mock-llm with these flags (as on its command line) on `port` (0: any).
+pub async fn start_llm(flags: &[&str], port: u16) -> Llm {
+    let args = Flags::parse_from(std::iter::once("mock-llm").chain(flags.iter().copied())).args;
+    let mock = MockLlm::new(args);
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = mock.router();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Llm {
+        base,
+        mock,
+        _server: server,
+    }
+}
+
+fn provider(kind: ProviderKind, base_url: String, max_concurrency: usize) -> ProviderConfig {
+    ProviderConfig {
+        base_url: Some(base_url),
+        model: Some("test-model".into()),
+        max_concurrency,
+        timeout: Duration::from_millis(500),
+        ..ProviderConfig::new(kind)
+    }
+}
+
+/// A scriptorium whose default provider is `config`, serving the provider test apps.
+async fn serve_with(config: ProviderConfig, concurrency: usize) -> TestApp {
+    let apps =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/provider-apps");
+    spawn_with(ServeOptions {
+        apps_dir: Some(apps),
+        concurrency: Some(concurrency),
+        providers: BTreeMap::from([("default".to_owned(), config)]),
+        ..ServeOptions::default()
+    })
+    .await
+}
+
+async fn run_one(app: &TestApp, application: &str, text: &str) -> Value {
+    let created = app.create_job(application, &[("Text", &[text])]).await;
+    app.wait_finished(created["id"].as_str().unwrap()).await
+}
+
+#[tokio::test]
+async fn the_openai_provider_sends_the_prompt_and_records_usage() {
+    let llm = start_llm(&[], 0).await;
+    let app = serve_with(
+        provider(ProviderKind::Openai, format!("{}/v1", llm.base), 8),
+        8,
+    )
+    .await;
+    let job = run_one(&app, "sturdy", "hello from a job").await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let text = job["data"]["suggestion"].as_str().unwrap();
+    assert!(text.starts_with("echo: hello from a job"), "{text}");
+    assert!(job["usage"]["prompt_tokens"].as_u64().unwrap() > 0, "{job}");
+    assert!(
+        job["usage"]["completion_tokens"].as_u64().unwrap() > 0,
+        "{job}"
+    );
+    let sent = &llm.mock.stats().recent[0];
+    assert_eq!(sent["model"], "test-model");
+    assert_eq!(sent["max_tokens"], 16);
+    assert_eq!(sent["messages"][0]["content"], "hello from a job");
+}
+
+#[tokio::test]
+async fn the_writer_provider_speaks_to_the_chat_route() {
+    let llm = start_llm(&[], 0).await;
+    let app = serve_with(provider(ProviderKind::Writer, llm.base.clone(), 8), 8).await;
+    let job = run_one(&app, "sturdy", "palmyra, please").await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert!(
+        job["data"]["suggestion"]
+            .as_str()
+            .unwrap()
+            .starts_with("echo: palmyra, please")
+    );
+}
+
+#[tokio::test]
+async fn streamed_generation_relays_the_backend_chunks_as_writer_deltas() {
+    let llm = start_llm(&["--output-tokens", "12"], 0).await;
+    let app = serve_with(
+        provider(ProviderKind::Openai, format!("{}/v1", llm.base), 8),
+        8,
+    )
+    .await;
+    let whole: Value = app
+        .post("/v1/applications/sturdy")
+        .json(&crate::helpers::inputs_body(&[("Text", &["stream me"])]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut body = crate::helpers::inputs_body(&[("Text", &["stream me"])]);
+    body["stream"] = serde_json::json!(true);
+    let text = app
+        .post("/v1/applications/sturdy")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let data: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(data.last(), Some(&"[DONE]"), "{text}");
+    let streamed: String = data[..data.len() - 1]
+        .iter()
+        .map(|d| {
+            serde_json::from_str::<Value>(d).unwrap()["delta"]["content"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(streamed, whole["suggestion"].as_str().unwrap());
+}
+
+/// Each fault at rate 1.0, for both dialects, ends a one-attempt job with an error that says
+/// what happened.
+#[tokio::test]
+async fn every_fault_kind_is_classified_and_reported() {
+    let cases = [
+        ("--fail-500", "answered 500"),
+        ("--fail-503", "answered 503"),
+        ("--fail-429", "answered 429"),
+        ("--fail-malformed", "not JSON"),
+        ("--fail-drop", "connection failed"),
+        ("--fail-hang", "timed out"),
+    ];
+    for (kind, (flag, expected)) in [ProviderKind::Openai, ProviderKind::Writer]
+        .into_iter()
+        .flat_map(|kind| cases.iter().map(move |case| (kind, *case)))
+    {
+        let llm = start_llm(&[flag, "1", "--retry-after", "0s"], 0).await;
+        let base = match kind {
+            ProviderKind::Writer => llm.base.clone(),
+            _ => format!("{}/v1", llm.base),
+        };
+        let app = serve_with(provider(kind, base, 4), 4).await;
+        let job = run_one(&app, "fragile", "doomed").await;
+        assert_eq!(job["status"], "failed", "{flag}: {job}");
+        let error = job["error"].as_str().unwrap();
+        assert!(
+            error.contains(expected),
+            "{flag}: {error:?} should contain {expected:?}"
+        );
+        let providers: Value = app
+            .get("/v1/scriptorium/providers")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(providers["providers"][0]["calls"], 1, "{flag}: {providers}");
+    }
+}
+
+#[tokio::test]
+async fn a_fatal_backend_error_fails_the_job_at_once_and_retry_then_works() {
+    let llm = start_llm(&["--api-key", "right-key"], 0).await;
+    let port: u16 = llm.base.rsplit(':').next().unwrap().parse().unwrap();
+    let app = serve_with(
+        provider(ProviderKind::Openai, format!("{}/v1", llm.base), 4),
+        4,
+    )
+    .await;
+    let created = app
+        .create_job("sturdy", &[("Text", &["needs a key"])])
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let job = app.wait_finished(id).await;
+    assert_eq!(job["status"], "failed");
+    assert_eq!(job["attempts"], 1, "a 401 is not retried: {job}");
+    assert!(
+        job["error"].as_str().unwrap().contains("answered 401"),
+        "{job}"
+    );
+
+    // The operator fixes the backend (here: a mock-llm that wants no key, on the same port).
+    llm._server.abort();
+    let _ = llm._server.await;
+    let _fixed = start_llm(&[], port).await;
+    let retried = app
+        .post(&format!("/v1/applications/jobs/{id}/retry"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retried.status(), 202);
+    let job = app.wait_finished(id).await;
+    assert_eq!(job["status"], "completed", "{job}");
+}
+
+/// 1,000 jobs against a server that fails 30% of calls in every way it can: every job
+/// completes with its own result, the server never sees more than `max_concurrency` calls at
+/// once, and after a 429 nothing arrives before its Retry-After.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_jobs_survive_thirty_percent_faults_within_the_limits() {
+    let llm = start_llm(
+        &[
+            "--seed",
+            "7",
+            "--fail-500",
+            "0.06",
+            "--fail-503",
+            "0.06",
+            "--fail-429",
+            "0.04",
+            "--fail-malformed",
+            "0.05",
+            "--fail-drop",
+            "0.05",
+            "--fail-hang",
+            "0.04",
+            "--retry-after",
+            "200ms",
+            "--ttft",
+            "5ms",
+        ],
+        0,
+    )
+    .await;
+    let mut config = provider(ProviderKind::Openai, format!("{}/v1", llm.base), 16);
+    config.timeout = Duration::from_millis(300);
+    let app = serve_with(config, 64).await;
+    let mut ids = Vec::new();
+    for i in 0..1000 {
+        let text = format!("job-{i:04}");
+        ids.push((
+            app.create_job("sturdy", &[("Text", &[&text])]).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            text,
+        ));
+    }
+    for (id, text) in &ids {
+        let job = app.wait_finished_within(id, Duration::from_secs(240)).await;
+        assert_eq!(job["status"], "completed", "{job}");
+        let suggestion = job["data"]["suggestion"].as_str().unwrap();
+        assert!(
+            suggestion.starts_with(&format!("echo: {text}")),
+            "{suggestion}"
+        );
+    }
+    let stats: Stats = llm.mock.stats();
+    println!("mock-llm saw: {stats:?}", stats = summary(&stats));
+    assert!(
+        stats.peak_in_flight <= 16,
+        "peak {} over max_concurrency 16",
+        stats.peak_in_flight
+    );
+    assert!(
+        stats.faults.values().sum::<u64>() > 100,
+        "faults were injected: {:?}",
+        stats.faults
+    );
+    assert_eq!(
+        stats.early_after_429, 0,
+        "requests arrived before a 429's Retry-After ran out"
+    );
+    let list: Value = app
+        .get("/v1/applications/sturdy/jobs?status=completed&limit=1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["totalCount"], 1000);
+}
+
+fn summary(stats: &Stats) -> String {
+    format!(
+        "requests {}, completed {}, peak in flight {}, faults {:?}, early after 429 {}",
+        stats.requests, stats.completed, stats.peak_in_flight, stats.faults, stats.early_after_429
+    )
+}
