@@ -315,3 +315,52 @@ fn summary(stats: &Stats) -> String {
         stats.requests, stats.completed, stats.peak_in_flight, stats.faults, stats.early_after_429
     )
 }
+
+#[tokio::test]
+async fn a_stream_that_goes_silent_past_the_idle_timeout_ends_with_an_error_event() {
+    let llm = start_llm(&["--per-token", "2s", "--output-tokens", "8"], 0).await;
+    let mut config = provider(ProviderKind::Openai, format!("{}/v1", llm.base), 4);
+    config.idle_timeout = Duration::from_millis(300);
+    config.timeout = Duration::from_secs(30);
+    let app = serve_with(config, 4).await;
+    let mut body = crate::helpers::inputs_body(&[("Text", &["slow"])]);
+    body["stream"] = serde_json::json!(true);
+    let text = app
+        .post("/v1/applications/sturdy")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("event: error"), "{text}");
+    assert!(text.contains("went silent"), "{text}");
+    assert!(!text.contains("[DONE]"), "{text}");
+}
+
+#[tokio::test]
+async fn the_providers_route_shows_limits_load_and_errors() {
+    let llm = start_llm(&["--fail-503", "1"], 0).await;
+    let app = serve_with(
+        provider(ProviderKind::Openai, format!("{}/v1", llm.base), 3),
+        3,
+    )
+    .await;
+    run_one(&app, "fragile", "x").await;
+    let view: Value = app
+        .get("/v1/scriptorium/providers")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let default = &view["providers"][0];
+    assert_eq!(default["name"], "default");
+    assert_eq!(default["kind"], "openai");
+    assert_eq!(default["max_concurrency"], 3);
+    assert_eq!(default["in_flight"], 0);
+    assert_eq!(default["circuit"], "closed");
+    assert_eq!(default["errors"]["server"], 1);
+}
