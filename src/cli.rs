@@ -43,6 +43,11 @@ enum Command {
         #[command(subcommand)]
         command: AppsCommand,
     },
+    /// Apply the database migrations (servers also do this at start).
+    Migrate {
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Measure intake, burn-down, wake-up latency and reads at scale.
     Bench(BenchArgs),
     /// Run an OpenAI-compatible mock model server for tests and benchmarks.
@@ -92,7 +97,7 @@ struct DbArgs {
     /// Directory for state [default: ./scriptorium-data].
     #[arg(long, env = "SCRIPTORIUM_DATA_DIR", default_value = "scriptorium-data")]
     data_dir: PathBuf,
-    /// Database URL: sqlite://PATH.
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB.
     #[arg(long, env = "SCRIPTORIUM_DATABASE_URL")]
     database_url: Option<String>,
 }
@@ -114,6 +119,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Apps {
             command: AppsCommand::Validate { dir },
         } => validate_apps(&dir),
+        Command::Migrate { db } => migrate(&db).await,
         Command::Bench(args) => run_bench(args).await,
         Command::MockLlm(args) => mock_llm(args).await,
     }
@@ -160,7 +166,7 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Create { name, org, db } => {
-            let store = open_store(&db.database()?, Durability::Full)?;
+            let store = open_store(&db.database()?, Durability::Full).await?;
             let (key, info) = create_key(store.as_ref(), &org, &name).await?;
             println!(
                 "Created key {} '{}' for organisation '{}'.",
@@ -170,7 +176,7 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
             println!("{}", key.expose());
         }
         KeysCommand::List { db } => {
-            let store = open_store(&db.database()?, Durability::Full)?;
+            let store = open_store(&db.database()?, Durability::Full).await?;
             println!(
                 "{:<14} {:<16} {:<24} {:<28} REVOKED",
                 "ID", "ORG", "NAME", "CREATED"
@@ -185,13 +191,23 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Revoke { id, db } => {
-            let store = open_store(&db.database()?, Durability::Full)?;
+            let store = open_store(&db.database()?, Durability::Full).await?;
             if !store.revoke_key(&id).await? {
                 bail!("no active key with id {id}");
             }
             println!("Revoked key {id}.");
         }
     }
+    Ok(())
+}
+
+async fn migrate(db: &DbArgs) -> anyhow::Result<()> {
+    let database = db.database()?;
+    match &database {
+        Database::Sqlite(_) => drop(open_store(&database, Durability::Full).await?),
+        Database::Postgres(url) => crate::store::postgres::migrate(url).await?,
+    }
+    println!("{database:?}: migrations applied");
     Ok(())
 }
 

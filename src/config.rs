@@ -30,7 +30,7 @@ pub struct ServeOptions {
     #[arg(long = "apps", env = "SCRIPTORIUM_APPS")]
     #[serde(rename = "apps")]
     pub apps_dir: Option<PathBuf>,
-    /// Database URL: sqlite://PATH [default: sqlite://DATA_DIR/scriptorium.db].
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB [default: sqlite://DATA_DIR/scriptorium.db].
     #[arg(long, env = "SCRIPTORIUM_DATABASE_URL")]
     pub database_url: Option<String>,
     /// Jobs in flight on this node at most; 0 serves the API without working jobs [default: 64].
@@ -72,14 +72,40 @@ fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, 
 }
 
 /// Where the jobs live.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub enum Database {
-    /// An SQLite file.
+    /// An SQLite file: one node.
     Sqlite(PathBuf),
+    /// A PostgreSQL URL: any number of nodes.
+    Postgres(String),
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "Sqlite({})", path.display()),
+            // A URL may carry a password.
+            Self::Postgres(url) => write!(f, "Postgres({})", redact_password(url)),
+        }
+    }
+}
+
+/// `url` with any password replaced by `***`.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) if credentials.contains(':') => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
 }
 
 impl Database {
-    /// Parses `sqlite://PATH`; without a URL, the file in the data directory.
+    /// Parses `sqlite://PATH` or `postgres://…`; without a URL, the file in the data directory.
     pub fn parse(url: Option<&str>, data_dir: &Path) -> Result<Self, SettingsError> {
         let Some(url) = url else {
             return Ok(Self::Sqlite(data_dir.join("scriptorium.db")));
@@ -88,12 +114,11 @@ impl Database {
             return Ok(Self::Sqlite(PathBuf::from(path)));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(SettingsError::Invalid(
-                "PostgreSQL is not supported yet; use sqlite://PATH".into(),
-            ));
+            return Ok(Self::Postgres(url.to_owned()));
         }
         Err(SettingsError::Invalid(format!(
-            "unsupported database URL {url:?}; use sqlite://PATH"
+            "unsupported database URL {:?}; use sqlite://PATH or postgres://USER@HOST/DB",
+            redact_password(url)
         )))
     }
 }

@@ -16,6 +16,8 @@ use crate::auth::{DEFAULT_ORG, Keys, create_key};
 use crate::config::{Database, Settings};
 use crate::engine::Engine;
 use crate::providers::Providers;
+use crate::providers::shared::SharedLimits;
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::{Durability, SqliteStore};
 use crate::store::{Store, StoreError};
 
@@ -53,11 +55,11 @@ impl Server {
     /// Opens everything `settings` names and prepares to serve on `listener`.
     pub async fn build(settings: &Settings, listener: TcpListener) -> Result<Self, StartError> {
         let apps = Arc::new(Registry::load_dir(&settings.apps_dir)?);
-        let providers = Providers::build(&settings.providers)
+        let (store, shared) = open_server_store(&settings.database, settings.sqlite_sync).await?;
+        let providers = Providers::build(&settings.providers, shared)
             .map_err(|e| StartError::Provider(e.to_string()))?;
         let providers = Arc::new(providers);
         check_providers(&apps, &providers)?;
-        let store = open_server_store(&settings.database, settings.sqlite_sync).await?;
         if settings.api_key.is_none() {
             create_first_key(store.as_ref()).await?;
         }
@@ -112,18 +114,32 @@ impl Server {
 }
 
 /// Opens the database for a tool that runs beside a server (no lock, no recovery).
-pub fn open_store(database: &Database, sync: Durability) -> Result<Arc<dyn Store>, StoreError> {
-    match database {
-        Database::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path, sync)?)),
-    }
-}
-
-async fn open_server_store(
+pub async fn open_store(
     database: &Database,
     sync: Durability,
 ) -> Result<Arc<dyn Store>, StoreError> {
     match database {
-        Database::Sqlite(path) => Ok(Arc::new(SqliteStore::open_for_server(path, sync).await?)),
+        Database::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path, sync)?)),
+        Database::Postgres(url) => Ok(Arc::new(PostgresStore::open(url).await?)),
+    }
+}
+
+/// Opens the database for a server. SQLite: takes the data directory's lock and queues again
+/// what a previous process left running. PostgreSQL: shared by every node, so running jobs
+/// are left to their leases and the reaper.
+async fn open_server_store(
+    database: &Database,
+    sync: Durability,
+) -> Result<(Arc<dyn Store>, Option<Arc<dyn SharedLimits>>), StoreError> {
+    match database {
+        Database::Sqlite(path) => Ok((
+            Arc::new(SqliteStore::open_for_server(path, sync).await?),
+            None,
+        )),
+        Database::Postgres(url) => {
+            let store = Arc::new(PostgresStore::open(url).await?);
+            Ok((store.clone(), Some(store)))
+        }
     }
 }
 

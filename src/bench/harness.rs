@@ -1,7 +1,5 @@
 //! Starting a measured server and filling its database.
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -11,10 +9,10 @@ use tokio::task::JoinHandle;
 
 use super::BenchArgs;
 use crate::apps::{Inputs, RetryPolicy};
-use crate::config::{ServeOptions, Settings};
-use crate::server::Server;
-use crate::store::sqlite::{Durability, SqliteStore};
-use crate::store::{NewJob, Store};
+use crate::config::{Database, ServeOptions, Settings};
+use crate::server::{Server, open_store};
+use crate::store::NewJob;
+use crate::store::sqlite::Durability;
 
 /// The key the measured servers accept.
 pub const KEY: &str = "scr_bench_key";
@@ -32,15 +30,145 @@ input_type = "text"
 required = true
 "#;
 
-/// A fresh data directory with the benchmark application beside it.
-pub fn workspace(args: &BenchArgs) -> anyhow::Result<TempDir> {
-    let dir = match &args.work_dir {
-        Some(base) => tempfile::tempdir_in(base)?,
-        None => tempfile::tempdir()?,
-    };
-    std::fs::create_dir_all(dir.path().join("apps"))?;
-    std::fs::write(dir.path().join("apps/bench.toml"), APP_TOML)?;
-    Ok(dir)
+/// Where a scenario runs: a fresh directory with the benchmark application, and a fresh
+/// database (an SQLite file in it, or a schema of its own on `--database-url`).
+pub struct Workspace {
+    dir: TempDir,
+    database: Database,
+    _schema: Option<Schema>,
+}
+
+impl Workspace {
+    /// A new workspace for `args`.
+    pub async fn new(args: &BenchArgs) -> anyhow::Result<Self> {
+        let dir = match &args.work_dir {
+            Some(base) => tempfile::tempdir_in(base)?,
+            None => tempfile::tempdir()?,
+        };
+        std::fs::create_dir_all(dir.path().join("apps"))?;
+        std::fs::write(dir.path().join("apps/bench.toml"), APP_TOML)?;
+        let (database, schema) = match &args.database_url {
+            Some(url) => {
+                let schema = Schema::create(url).await?;
+                (Database::Postgres(schema.url.clone()), Some(schema))
+            }
+            None => (
+                Database::Sqlite(dir.path().join("data/scriptorium.db")),
+                None,
+            ),
+        };
+        Ok(Self {
+            dir,
+            database,
+            _schema: schema,
+        })
+    }
+
+    /// The settings of a measured server here with `concurrency` workers.
+    pub fn options(&self, concurrency: usize, sync: Durability) -> ServeOptions {
+        let url = match &self.database {
+            Database::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Database::Postgres(url) => url.clone(),
+        };
+        ServeOptions {
+            data_dir: Some(self.dir.path().join("data")),
+            apps_dir: Some(self.dir.path().join("apps")),
+            database_url: Some(url),
+            concurrency: Some(concurrency),
+            sqlite_sync: Some(sync),
+            poll_interval: Some(Duration::from_millis(100)),
+            ..ServeOptions::default()
+        }
+    }
+
+    /// Stores `n` queued jobs for the benchmark application, straight through the store (64
+    /// concurrent inserts, so the backend groups them).
+    pub async fn seed(&self, n: usize) -> anyhow::Result<()> {
+        let store = open_store(&self.database, Durability::Normal).await?;
+        let inputs = Inputs([("Text".to_owned(), vec!["hello".to_owned()])].into());
+        let inputs = serde_json::to_string(&inputs)?;
+        let lanes = 64;
+        let mut tasks = Vec::new();
+        for lane in 0..lanes {
+            let (store, inputs) = (store.clone(), inputs.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in (lane..n).step_by(lanes) {
+                    store.insert_job(bench_job(&inputs)).await?;
+                }
+                Ok::<_, crate::store::StoreError>(())
+            }));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        Ok(())
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+fn bench_job(inputs: &str) -> NewJob {
+    NewJob {
+        id: uuid::Uuid::now_v7().to_string(),
+        org: crate::auth::DEFAULT_ORG.to_owned(),
+        application_id: APP.to_owned(),
+        inputs: inputs.to_owned(),
+        retry: RetryPolicy::default(),
+        idempotency_key: None,
+    }
+}
+
+/// A PostgreSQL schema of one scenario's own, dropped afterwards.
+struct Schema {
+    base: String,
+    name: String,
+    url: String,
+}
+
+impl Schema {
+    async fn create(base: &str) -> anyhow::Result<Self> {
+        let name = format!("bench_{:012x}", fastrand::u64(..1 << 48));
+        admin(base)
+            .await?
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .await?;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-c%20search_path%3D{name}");
+        Ok(Self {
+            base: base.to_owned(),
+            name,
+            url,
+        })
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let (base, name) = (self.base.clone(), self.name.clone());
+        // Drop may run inside a runtime, which must not be blocked on: use a thread.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let sql = format!("DROP SCHEMA IF EXISTS {name} CASCADE");
+                admin(&base).await?.batch_execute(&sql).await?;
+                anyhow::Ok(())
+            })
+        });
+        if let Ok(Err(e)) = dropped.join() {
+            eprintln!("could not drop the benchmark schema: {e}");
+        }
+    }
+}
+
+async fn admin(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
 }
 
 /// A server running in this process.
@@ -48,18 +176,6 @@ pub struct Running {
     pub base: String,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
-}
-
-/// The settings of a measured server on `dir` with `concurrency` workers.
-pub fn options(dir: &Path, concurrency: usize, sync: Durability) -> ServeOptions {
-    ServeOptions {
-        data_dir: Some(dir.join("data")),
-        apps_dir: Some(dir.join("apps")),
-        concurrency: Some(concurrency),
-        sqlite_sync: Some(sync),
-        poll_interval: Some(Duration::from_millis(100)),
-        ..ServeOptions::default()
-    }
 }
 
 /// Starts a server with `options`.
@@ -88,41 +204,6 @@ impl Running {
         self.task.await??;
         Ok(())
     }
-}
-
-/// Stores `n` queued jobs for the benchmark application, straight through the store (64
-/// concurrent inserts, so the writer groups them).
-pub async fn seed(dir: &Path, n: usize) -> anyhow::Result<()> {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
-        &dir.join("data/scriptorium.db"),
-        Durability::Normal,
-    )?);
-    let inputs = Inputs([("Text".to_owned(), vec!["hello".to_owned()])].into());
-    let inputs = serde_json::to_string(&inputs)?;
-    let lanes = 64;
-    let mut tasks = Vec::new();
-    for lane in 0..lanes {
-        let (store, inputs) = (store.clone(), inputs.clone());
-        tasks.push(tokio::spawn(async move {
-            for _ in (lane..n).step_by(lanes) {
-                store
-                    .insert_job(NewJob {
-                        id: uuid::Uuid::now_v7().to_string(),
-                        org: crate::auth::DEFAULT_ORG.to_owned(),
-                        application_id: APP.to_owned(),
-                        inputs: inputs.clone(),
-                        retry: RetryPolicy::default(),
-                        idempotency_key: None,
-                    })
-                    .await?;
-            }
-            Ok::<_, crate::store::StoreError>(())
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
-    Ok(())
 }
 
 /// `totalCount` of the benchmark application's jobs with this status.

@@ -5,16 +5,16 @@ use std::path::Path;
 use std::process::Command;
 
 use super::BenchArgs;
-use super::harness::{APP, KEY, count, options, start, workspace};
+use super::harness::{APP, KEY, Workspace, count, start};
 
 pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if Command::new("wrk").arg("--version").output().is_err() {
         println!("intake: skipped (wrk is not installed; apt-get install wrk)");
         return Ok(());
     }
-    let dir = workspace(args)?;
-    let server = start(options(dir.path(), 0, args.sqlite_sync)).await?;
-    let script = dir.path().join("post_job.lua");
+    let workspace = Workspace::new(args).await?;
+    let server = start(workspace.options(0, args.sqlite_sync)).await?;
+    let script = workspace.path().join("post_job.lua");
     std::fs::write(&script, lua_script())?;
     let jobs_url = format!("{}/v1/applications/{APP}/jobs", server.base);
     let intake = wrk(args, &jobs_url, Some(&script)).await?;

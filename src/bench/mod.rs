@@ -58,6 +58,12 @@ pub struct BenchArgs {
     /// The mock model's capacity, and the provider's `max_concurrency`, in the model scenario.
     #[arg(long, default_value_t = 64)]
     pub llm_capacity: usize,
+    /// Measure on PostgreSQL (a fresh schema per scenario) instead of SQLite.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Nodes working the burn-down (PostgreSQL only).
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
     /// Where to put the temporary data directories [default: the system temp dir].
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
@@ -66,10 +72,17 @@ pub struct BenchArgs {
 /// Runs the chosen scenarios and prints a line per figure.
 pub async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     let wants = |name: &str| args.scenarios.iter().any(|s| s == name || s == "all");
+    anyhow::ensure!(
+        args.nodes == 1 || args.database_url.is_some(),
+        "several nodes need a shared database: give --database-url postgres://..."
+    );
+    let backend = match &args.database_url {
+        Some(_) => "PostgreSQL".to_owned(),
+        None => format!("SQLite synchronous={:?}", args.sqlite_sync),
+    };
     println!(
-        "scriptorium bench: {} cores, SQLite synchronous={:?}",
+        "scriptorium bench: {} cores, {backend}",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
-        args.sqlite_sync
     );
     if wants("intake") {
         intake::run(&args).await?;

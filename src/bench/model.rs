@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use clap::Parser;
 use tokio::net::TcpListener;
 
-use super::harness::{APP, KEY, count, options, seed, start, workspace};
+use super::harness::{APP, KEY, Workspace, count, start};
 use super::{BenchArgs, percentiles};
 use crate::mockllm::{MockLlm, MockLlmArgs};
 use crate::providers::config::{ProviderConfig, ProviderKind};
@@ -40,15 +40,15 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let router = llm.router();
     let llm_server = tokio::spawn(async move { axum::serve(listener, router).await });
 
-    let dir = workspace(args)?;
-    seed(dir.path(), args.model_jobs).await?;
+    let workspace = Workspace::new(args).await?;
+    workspace.seed(args.model_jobs).await?;
     let provider = ProviderConfig {
         base_url: Some(llm_url),
         model: Some("bench".into()),
         max_concurrency: capacity,
         ..ProviderConfig::new(ProviderKind::Openai)
     };
-    let mut serve = options(dir.path(), capacity, args.sqlite_sync);
+    let mut serve = workspace.options(capacity, args.sqlite_sync);
     serve.providers = BTreeMap::from([("default".to_owned(), provider)]);
     let client = reqwest::Client::new();
     let started = Instant::now();

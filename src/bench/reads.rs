@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::harness::{APP, KEY, options, seed, start, workspace};
+use super::harness::{APP, KEY, Workspace, start};
 use super::work::work_off;
 use super::{BenchArgs, percentiles};
 
@@ -12,22 +12,22 @@ const CLIENTS: usize = 8;
 const REQUESTS: usize = 4000;
 
 pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    let dir = workspace(args)?;
+    let workspace = Workspace::new(args).await?;
     let seeded = Instant::now();
-    seed(dir.path(), args.stored).await?;
+    workspace.seed(args.stored).await?;
     println!(
         "reads: seeded {} jobs in {:.1}s",
         args.stored,
         seeded.elapsed().as_secs_f64()
     );
-    let took = work_off(dir.path(), args, args.stored as u64).await?;
+    let took = work_off(&workspace, args, args.stored as u64).await?;
     println!(
         "reads: worked all {} in {:.1}s = {:.0} jobs/s",
         args.stored,
         took.as_secs_f64(),
         args.stored as f64 / took.as_secs_f64()
     );
-    let server = start(options(dir.path(), 0, args.sqlite_sync)).await?;
+    let server = start(workspace.options(0, args.sqlite_sync)).await?;
     let client = reqwest::Client::new();
     let ids = sample_ids(&client, &server.base).await?;
     let base = server.base.clone();

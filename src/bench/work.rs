@@ -3,49 +3,61 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use super::harness::{APP, KEY, count, options, seed, start, workspace};
+use super::harness::{APP, KEY, Running, Workspace, count, start};
 use super::{BenchArgs, percentiles};
 
 pub(super) async fn burndown(args: &BenchArgs) -> anyhow::Result<()> {
-    let dir = workspace(args)?;
+    let workspace = Workspace::new(args).await?;
     let seeded = Instant::now();
-    seed(dir.path(), args.jobs).await?;
+    workspace.seed(args.jobs).await?;
     println!(
         "burndown: seeded {} jobs in {:.1}s",
         args.jobs,
         seeded.elapsed().as_secs_f64()
     );
-    let took = work_off(dir.path(), args, args.jobs as u64).await?;
+    let took = work_off(&workspace, args, args.jobs as u64).await?;
     println!(
-        "burndown: {} jobs in {:.2}s = {:.0} jobs/s (concurrency {}, zero-latency mock)",
+        "burndown: {} jobs in {:.2}s = {:.0} jobs/s ({} node(s), concurrency {} each, zero-latency mock)",
         args.jobs,
         took.as_secs_f64(),
         args.jobs as f64 / took.as_secs_f64(),
+        args.nodes,
         args.concurrency
     );
     Ok(())
 }
 
-/// Starts a server on a seeded workspace and waits until `n` jobs are completed.
+/// Starts `--nodes` servers on a seeded workspace and waits until `n` jobs are completed.
 pub(super) async fn work_off(
-    dir: &std::path::Path,
+    workspace: &Workspace,
     args: &BenchArgs,
     n: u64,
 ) -> anyhow::Result<Duration> {
     let client = reqwest::Client::new();
     let started = Instant::now();
-    let server = start(options(dir, args.concurrency, args.sqlite_sync)).await?;
-    while count(&client, &server.base, "completed").await? < n {
+    let mut nodes: Vec<Running> = Vec::new();
+    for _ in 0..args.nodes.max(1) {
+        nodes.push(start(workspace.options(args.concurrency, args.sqlite_sync)).await?);
+    }
+    while count(&client, &nodes[0].base, "completed").await? < n {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let took = started.elapsed();
-    server.stop().await?;
+    for node in nodes {
+        node.stop().await?;
+    }
     Ok(took)
 }
 
 pub(super) async fn wakeup(args: &BenchArgs) -> anyhow::Result<()> {
-    let dir = workspace(args)?;
-    let server = start(options(dir.path(), 64, args.sqlite_sync)).await?;
+    let workspace = Workspace::new(args).await?;
+    let worker = start(workspace.options(64, args.sqlite_sync)).await?;
+    // On a shared database, submit to a node that works no jobs: the wake-up crosses nodes.
+    let front = match args.database_url {
+        Some(_) => Some(start(workspace.options(0, args.sqlite_sync)).await?),
+        None => None,
+    };
+    let server = front.as_ref().unwrap_or(&worker);
     let client = reqwest::Client::new();
     let body = serde_json::json!({"inputs": [{"id": "Text", "value": ["ping"]}]});
     let mut samples = Vec::new();
@@ -81,9 +93,17 @@ pub(super) async fn wakeup(args: &BenchArgs) -> anyhow::Result<()> {
         samples.push(at("started_at")?.duration_since(at("created_at")?)?);
     }
     let (p50, p99) = percentiles(&mut samples);
+    let path = if front.is_some() {
+        "accepted on one node, run on another"
+    } else {
+        "one node"
+    };
     println!(
-        "wakeup: insert to attempt start p50 {p50:.2} ms, p99 {p99:.2} ms ({} jobs, idle server)",
+        "wakeup: insert to attempt start p50 {p50:.2} ms, p99 {p99:.2} ms ({} jobs, idle, {path})",
         samples.len()
     );
-    server.stop().await
+    if let Some(front) = front {
+        front.stop().await?;
+    }
+    worker.stop().await
 }

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::shared::{Acquired, SharedLimits};
 use super::{ErrorClass, ProviderError, Usage};
+use crate::store::now_micros;
 
 /// Consecutive failures that open the circuit.
 const OPEN_AFTER: u32 = 5;
@@ -27,7 +29,7 @@ const MAX_COOLDOWN: Duration = Duration::from_secs(60);
 const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
 
 /// Limits of one provider.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Requests in flight at most.
     pub max_concurrency: usize,
@@ -44,6 +46,20 @@ pub struct Gate {
     limits: Limits,
     slots: Arc<Semaphore>,
     state: Mutex<State>,
+    shared: Option<Shared>,
+}
+
+/// The cluster's share of the gate.
+struct Shared {
+    limits: Arc<dyn SharedLimits>,
+    /// How long a slot may be held: the call's timeout and a margin.
+    hold: Duration,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Shared {{ hold: {:?} }}", self.hold)
+    }
 }
 
 #[derive(Debug)]
@@ -114,6 +130,7 @@ impl Budget {
 pub struct Admission {
     gate: Arc<Gate>,
     estimated_tokens: f64,
+    shared_slot: Option<i64>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -143,10 +160,16 @@ pub struct GateView {
 }
 
 impl Gate {
-    /// A gate enforcing `limits` for the provider `name`.
-    pub fn new(name: String, limits: Limits) -> Arc<Self> {
+    /// A gate enforcing `limits` for the provider `name` in this process, and, when `shared`
+    /// is given, across the cluster too (slots held at most `hold`).
+    pub fn new(
+        name: String,
+        limits: Limits,
+        shared: Option<(Arc<dyn SharedLimits>, Duration)>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             name,
+            shared: shared.map(|(limits, hold)| Shared { limits, hold }),
             slots: Arc::new(Semaphore::new(limits.max_concurrency.max(1))),
             state: Mutex::new(State {
                 circuit: Circuit::Closed { failures: 0 },
@@ -170,6 +193,7 @@ impl Gate {
             .acquire_owned()
             .await
             .unwrap_or_else(|_| unreachable!("a gate's semaphore is never closed"));
+        let tokens = estimated_tokens;
         let estimated_tokens = f64::from(estimated_tokens);
         loop {
             let wait = self.state().try_admit(estimated_tokens, Instant::now());
@@ -178,10 +202,37 @@ impl Gate {
             }
             tokio::time::sleep(wait).await;
         }
+        let shared_slot = match &self.shared {
+            Some(shared) => Some(self.admit_shared(shared, tokens).await),
+            None => None,
+        };
         Admission {
             gate: self.clone(),
             estimated_tokens,
+            shared_slot,
             _slot: slot,
+        }
+    }
+
+    /// Waits for a cluster-wide slot. While the shared database cannot be reached, nothing
+    /// is sent: a limit that cannot be checked is not assumed to hold.
+    async fn admit_shared(&self, shared: &Shared, tokens: u32) -> i64 {
+        loop {
+            let wait = match shared
+                .limits
+                .acquire(&self.name, self.limits, tokens, shared.hold)
+                .await
+            {
+                Ok(Acquired::Slot(slot)) => return slot,
+                Ok(Acquired::Wait(wait)) => wait,
+                Err(e) => {
+                    tracing::warn!(provider = %self.name, error = %e, "cannot reach the shared limits");
+                    Duration::from_millis(500)
+                }
+            };
+            // Jitter spreads the nodes' retries.
+            let wait = wait.clamp(Duration::from_millis(20), Duration::from_secs(1));
+            tokio::time::sleep(wait.mul_f64(0.75 + fastrand::f64() / 2.0)).await;
         }
     }
 
@@ -324,8 +375,21 @@ impl Admission {
     /// Records the call's result and frees the slot.
     pub fn settle(self, result: Result<Option<Usage>, &ProviderError>) {
         let gate = &self.gate;
+        let now = Instant::now();
         gate.state()
-            .record(&gate.name, result, self.estimated_tokens, Instant::now());
+            .record(&gate.name, result, self.estimated_tokens, now);
+        let pause = result
+            .err()
+            .filter(|e| e.class() == ErrorClass::RateLimited);
+        if let (Some(e), Some(shared)) = (pause, &gate.shared) {
+            let until = now_micros() + e.retry_after().unwrap_or(DEFAULT_PAUSE).as_micros() as i64;
+            let (limits, name) = (shared.limits.clone(), gate.name.clone());
+            tokio::spawn(async move {
+                if let Err(e) = limits.pause(&name, until).await {
+                    tracing::warn!(provider = %name, error = %e, "cannot share a 429 pause");
+                }
+            });
+        }
     }
 }
 
@@ -342,6 +406,16 @@ impl Drop for Admission {
                 probing: false,
                 cooldown,
             };
+        }
+        drop(state);
+        if let (Some(slot), Some(shared)) = (self.shared_slot.take(), &self.gate.shared) {
+            let (limits, name) = (shared.limits.clone(), self.gate.name.clone());
+            tokio::spawn(async move {
+                if let Err(e) = limits.release(&name, slot).await {
+                    tracing::warn!(provider = %name, error = %e,
+                        "cannot release a shared slot; it frees itself when its lease ends");
+                }
+            });
         }
     }
 }
@@ -368,7 +442,7 @@ mod tests {
 
     #[test]
     fn five_failures_open_the_circuit_and_a_probe_closes_it() {
-        let gate = Gate::new("test".into(), limits());
+        let gate = Gate::new("test".into(), limits(), None);
         let now = Instant::now();
         let mut state = gate.state();
         for _ in 0..OPEN_AFTER {
@@ -388,7 +462,7 @@ mod tests {
 
     #[test]
     fn a_429_pauses_every_call_until_its_retry_after() {
-        let gate = Gate::new("test".into(), limits());
+        let gate = Gate::new("test".into(), limits(), None);
         let now = Instant::now();
         let mut state = gate.state();
         let limited = ProviderError::Retryable {
@@ -409,6 +483,7 @@ mod tests {
                 requests_per_minute: 60,
                 ..limits()
             },
+            None,
         );
         let now = Instant::now();
         let mut state = gate.state();

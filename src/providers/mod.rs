@@ -12,6 +12,7 @@ pub mod gate;
 pub mod mock;
 mod openai;
 mod openai_sse;
+pub mod shared;
 mod stream;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,10 @@ use serde::Serialize;
 
 use config::{ProviderConfig, ProviderKind};
 use gate::{Gate, GateView, Limits};
+use shared::SharedLimits;
+
+/// How long past its timeout a call's shared slot stays taken if its node dies.
+const SHARED_SLOT_MARGIN: Duration = Duration::from_secs(5);
 
 /// The name applications use when they do not name a provider.
 pub const DEFAULT_PROVIDER: &str = "default";
@@ -258,8 +263,11 @@ pub struct Providers {
 }
 
 impl Providers {
-    /// Builds every configured provider.
-    pub fn build(configs: &BTreeMap<String, ProviderConfig>) -> Result<Self, ProviderConfigError> {
+    /// Builds every configured provider; with `shared`, their limits hold across the cluster.
+    pub fn build(
+        configs: &BTreeMap<String, ProviderConfig>,
+        shared: Option<Arc<dyn SharedLimits>>,
+    ) -> Result<Self, ProviderConfigError> {
         let mut by_name = BTreeMap::new();
         for (name, config) in configs {
             let error = |message: String| ProviderConfigError {
@@ -277,6 +285,13 @@ impl Providers {
                     Provider::OpenAi(openai::OpenAiClient::new(config).map_err(error)?)
                 }
             };
+            // The mock runs inside each node: only real servers share limits.
+            let shared = match config.kind {
+                ProviderKind::Mock => None,
+                _ => shared
+                    .clone()
+                    .map(|s| (s, config.timeout + SHARED_SLOT_MARGIN)),
+            };
             let gate = Gate::new(
                 name.clone(),
                 Limits {
@@ -284,6 +299,7 @@ impl Providers {
                     requests_per_minute: config.requests_per_minute,
                     tokens_per_minute: config.tokens_per_minute,
                 },
+                shared,
             );
             let backend = Backend {
                 name: name.clone(),
