@@ -6,8 +6,11 @@
 //! - [`sqlite`]: the embedded default. One writer thread owns the only write connection and
 //!   commits whatever requests have queued up in one transaction (group commit), so many
 //!   concurrent submits cost one fsync; reads use a small pool of read connections (WAL).
+//! - [`postgres`]: the distributed mode, one database shared by many nodes: grouped inserts,
+//!   `SKIP LOCKED` claims, batched fenced outcomes, LISTEN/NOTIFY wake-ups across nodes.
 
 mod model;
+pub mod postgres;
 pub mod sqlite;
 
 use std::future::Future;

@@ -1,0 +1,190 @@
+//! Reading jobs, retrying them and claiming them; inserts live in [`super::inserter`], the
+//! writes of running jobs in [`super::leases`]. Same semantics as SQLite's `jobs.rs`, written
+//! for many nodes at once: a claim is one `UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)`,
+//! so concurrent claimers take disjoint batches without waiting on each other, and a retry
+//! notifies listeners inside its transaction.
+
+use deadpool_postgres::Pool;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use super::errors::map_err;
+use super::{connection, notify};
+use crate::apps::RetryPolicy;
+use crate::store::{
+    ClaimedJob, Inserted, JobPage, JobQuery, JobRecord, JobState, Lease, RetryOutcome, StoreError,
+    Usage,
+};
+
+const RECORD_COLUMNS: &str = "id, application_id, state, attempt, created_at, updated_at, \
+     started_at, completed_at, title, suggestion, error, prompt_tokens, completion_tokens";
+
+/// Statement parameters.
+pub(super) type Params<'a> = [&'a (dyn ToSql + Sync)];
+
+/// Runs one statement on a pooled connection.
+pub(super) async fn query(
+    pool: &Pool,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<Vec<Row>, StoreError> {
+    let client = connection(pool).await?;
+    let stmt = client.prepare_cached(sql).await.map_err(map_err)?;
+    client.query(&stmt, params).await.map_err(map_err)
+}
+
+/// Runs one statement in a transaction and notifies listeners before committing when
+/// `wakes` says, from its rows, that jobs became runnable.
+pub(super) async fn query_then_notify(
+    pool: &Pool,
+    sql: &str,
+    params: &Params<'_>,
+    wakes: impl FnOnce(&[Row]) -> bool,
+) -> Result<Vec<Row>, StoreError> {
+    let mut client = connection(pool).await?;
+    let tx = client.transaction().await.map_err(map_err)?;
+    let stmt = tx.prepare_cached(sql).await.map_err(map_err)?;
+    let rows = tx.query(&stmt, params).await.map_err(map_err)?;
+    if wakes(&rows) {
+        notify(&tx).await?;
+    }
+    tx.commit().await.map_err(map_err)?;
+    Ok(rows)
+}
+
+/// One job of `org`.
+pub(super) async fn get(pool: &Pool, org: &str, id: &str) -> Result<Option<JobRecord>, StoreError> {
+    let sql = format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE id = $1 AND org = $2");
+    let rows = query(pool, &sql, &[&id, &org]).await?;
+    rows.first().map(record).transpose()
+}
+
+/// A page of an application's jobs, newest first, and the count from `job_counts`.
+pub(super) async fn list(pool: &Pool, q: &JobQuery) -> Result<JobPage, StoreError> {
+    let status = q.status.map(|s| s.as_str());
+    let filter = if status.is_some() {
+        "status = $3"
+    } else {
+        "$3::text IS NULL"
+    };
+    let page = format!(
+        // The offset is skipped in the index alone (an index-only scan); only the page's rows
+        // are read from the table.
+        "SELECT {RECORD_COLUMNS} FROM jobs WHERE seq IN (\
+           SELECT seq FROM jobs WHERE org = $1 AND application_id = $2 AND {filter} \
+           ORDER BY seq DESC LIMIT $4 OFFSET $5) \
+         ORDER BY seq DESC"
+    );
+    let total = "SELECT coalesce(sum(n), 0)::bigint FROM job_counts \
+         WHERE org = $1 AND application_id = $2 AND ($3::text IS NULL OR status = $3)";
+    let (limit, offset) = (
+        q.limit.min(i64::MAX as u64) as i64,
+        q.offset.min(i64::MAX as u64) as i64,
+    );
+    let client = connection(pool).await?;
+    let (page, total) = (
+        client.prepare_cached(&page).await.map_err(map_err)?,
+        client.prepare_cached(total).await.map_err(map_err)?,
+    );
+    // Both statements go out together on the one connection (tokio-postgres pipelines).
+    let page_params: [&(dyn ToSql + Sync); 5] =
+        [&q.org, &q.application_id, &status, &limit, &offset];
+    let total_params: [&(dyn ToSql + Sync); 3] = [&q.org, &q.application_id, &status];
+    let (rows, total) = tokio::try_join!(
+        client.query(&page, &page_params),
+        client.query_one(&total, &total_params),
+    )
+    .map_err(map_err)?;
+    Ok(JobPage {
+        jobs: rows.iter().map(record).collect::<Result<_, _>>()?,
+        total: total.get::<_, i64>(0).max(0) as u64,
+    })
+}
+
+/// Queues a failed job again with attempt 0; otherwise says why not.
+pub(super) async fn retry(
+    pool: &Pool,
+    org: &str,
+    id: &str,
+    now: i64,
+) -> Result<RetryOutcome, StoreError> {
+    let requeue = "UPDATE jobs SET state = 'queued', attempt = 0, run_at = $3, \
+         lease_until = NULL, error = NULL, title = NULL, suggestion = NULL, completed_at = NULL, \
+         updated_at = $3 WHERE id = $1 AND org = $2 AND state = 'failed' RETURNING created_at";
+    let rows = query_then_notify(pool, requeue, &[&id, &org, &now], |r| !r.is_empty()).await?;
+    if let Some(row) = rows.first() {
+        return Ok(RetryOutcome::Requeued(Inserted {
+            id: id.to_owned(),
+            created_at: row.get(0),
+            state: JobState::Queued,
+        }));
+    }
+    let current = "SELECT state FROM jobs WHERE id = $1 AND org = $2";
+    match query(pool, current, &[&id, &org]).await?.first() {
+        Some(row) => Ok(RetryOutcome::NotFailed(parse_state(row.get(0))?)),
+        None => Ok(RetryOutcome::NotFound),
+    }
+}
+
+/// Claims up to `limit` due jobs, oldest due first, with a lease until `now + lease`.
+pub(super) async fn claim(
+    pool: &Pool,
+    limit: usize,
+    lease: i64,
+    now: i64,
+) -> Result<Vec<ClaimedJob>, StoreError> {
+    let sql = "WITH c AS (SELECT seq FROM jobs WHERE state IN ('queued', 'retrying') \
+                 AND run_at <= $2 ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+         UPDATE jobs j SET state = 'running', attempt = j.attempt + 1, lease_until = $1, \
+           started_at = $2, updated_at = $2 FROM c WHERE j.seq = c.seq \
+         RETURNING j.seq, j.attempt, j.id, j.application_id, j.inputs, j.max_attempts, \
+           j.backoff_initial_ms, j.backoff_max_ms";
+    let limit = limit.min(i64::MAX as usize) as i64;
+    let rows = query(pool, sql, &[&(now + lease), &now, &limit]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| ClaimedJob {
+            lease: Lease {
+                seq: r.get(0),
+                attempt: r.get::<_, i32>(1) as u32,
+            },
+            id: r.get(2),
+            application_id: r.get(3),
+            inputs: r.get(4),
+            retry: RetryPolicy {
+                max_attempts: r.get::<_, i32>(5) as u32,
+                backoff_initial_ms: r.get::<_, i64>(6) as u64,
+                backoff_max_ms: r.get::<_, i64>(7) as u64,
+            },
+        })
+        .collect())
+}
+
+fn record(r: &Row) -> Result<JobRecord, StoreError> {
+    let tokens = |i: usize| {
+        r.get::<_, Option<i64>>(i)
+            .map(|n| n.clamp(0, i64::from(u32::MAX)) as u32)
+    };
+    Ok(JobRecord {
+        id: r.get(0),
+        application_id: r.get(1),
+        state: parse_state(r.get(2))?,
+        attempt: r.get::<_, i32>(3).max(0) as u32,
+        created_at: r.get(4),
+        updated_at: r.get(5),
+        started_at: r.get(6),
+        completed_at: r.get(7),
+        title: r.get(8),
+        suggestion: r.get(9),
+        error: r.get(10),
+        usage: tokens(11).map(|prompt_tokens| Usage {
+            prompt_tokens,
+            completion_tokens: tokens(12).unwrap_or(0),
+        }),
+    })
+}
+
+/// Parses a stored state name.
+pub(super) fn parse_state(s: &str) -> Result<JobState, StoreError> {
+    JobState::parse(s).ok_or_else(|| StoreError::Database(format!("unknown job state {s:?}")))
+}

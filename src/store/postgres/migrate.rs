@@ -1,0 +1,77 @@
+//! Schema migrations, versioned in `schema_migrations`.
+//!
+//! All pending migrations run in one transaction that first takes an advisory lock keyed on
+//! the schema, so when several nodes start at once one migrates and the others wait, then
+//! find nothing left to do. DDL is transactional in PostgreSQL: a failed migration leaves
+//! nothing half-applied.
+
+use tokio_postgres::{Client, Config, NoTls};
+
+use super::errors::map_err;
+use crate::store::{StoreError, now_micros};
+
+/// The migrations in order; version `i + 1` is `MIGRATIONS[i]`. Never edit a released one:
+/// add the next.
+const MIGRATIONS: &[&str] = &[
+    include_str!("0001_init.sql"),
+    include_str!("0002_shared_limits.sql"),
+];
+
+/// Taken before anything else, per schema: nodes sharing a schema serialise their
+/// migrations, while deployments (or tests) in other schemas of the database do not wait.
+const LOCK: &str = "SELECT pg_advisory_xact_lock(\
+     hashtextextended('scriptorium.migrations.' || coalesce(current_schema(), ''), 0))";
+
+const CREATE_VERSIONS: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\
+     version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)";
+
+/// Connects with `config` on a connection of its own and applies every pending migration.
+pub(super) async fn run(config: &Config) -> Result<(), StoreError> {
+    let (mut client, connection) = config.connect(NoTls).await.map_err(unreachable)?;
+    let driver = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "migration connection ended");
+        }
+    });
+    let result = apply(&mut client).await;
+    drop(client);
+    let _ = driver.await;
+    result
+}
+
+async fn apply(client: &mut Client) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(map_err)?;
+    tx.batch_execute(LOCK).await.map_err(map_err)?;
+    tx.batch_execute(CREATE_VERSIONS).await.map_err(map_err)?;
+    let current: i32 = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(map_err)?
+        .get(0);
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+        let version = i as i32 + 1;
+        tx.batch_execute(sql).await.map_err(|e| match map_err(e) {
+            StoreError::Database(m) => StoreError::Database(format!("migration {version}: {m}")),
+            other => other,
+        })?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+            &[&version, &now_micros()],
+        )
+        .await
+        .map_err(map_err)?;
+        tracing::info!(version, "applied PostgreSQL migration");
+    }
+    tx.commit().await.map_err(map_err)
+}
+
+/// A failure to connect at all is always "unavailable", whatever the cause.
+fn unreachable(e: tokio_postgres::Error) -> StoreError {
+    match map_err(e) {
+        StoreError::Database(m) => StoreError::Unavailable(m),
+        other => other,
+    }
+}

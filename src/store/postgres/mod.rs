@@ -1,0 +1,254 @@
+//! The distributed backend: one PostgreSQL database shared by any number of nodes.
+//!
+//! # Design
+//! - **Connections.** A [`deadpool_postgres`] pool (16 connections, created on demand) serves
+//!   every call. Its wait, create and recycle timeouts are 5 s, so a request never hangs on a
+//!   dead database: it gets [`StoreError::Unavailable`] (the API answers 503, the engine
+//!   retries). A connection the server closed (a restart, `pg_terminate_backend`) is noticed
+//!   by its connection task, dropped at its next checkout and replaced, so the pool recovers
+//!   by itself; a query that raced the close fails once, as `Unavailable`.
+//! - **Inserts are grouped** ([`inserter`]): one task collects concurrent `insert_job` calls and
+//!   writes each group with one multi-row `INSERT … SELECT FROM unnest(…)` in one transaction,
+//!   replying after the commit. A commit costs an fsync, so per-request commits cap intake
+//!   near 10k/s; a group shares one.
+//! - **Claims, outcomes, heartbeats and releases are one statement each** ([`jobs`],
+//!   [`leases`]): a claim is `FOR UPDATE SKIP LOCKED`, so nodes never wait on each other; a
+//!   batch of outcomes of every kind is one fenced `UPDATE … FROM unnest(…)`. One statement,
+//!   rather than one per outcome kind, matters here: the `job_counts` triggers upsert counter
+//!   rows in key order within a statement, so transactions that each change counts in a single
+//!   statement always lock counter rows in the same order and cannot deadlock one another.
+//! - **Wake-ups** ([`listener`]): every commit that may make jobs runnable also runs
+//!   `pg_notify('scriptorium_jobs', <schema>)` inside its transaction (once per transaction);
+//!   a dedicated connection LISTENs, reconnecting with backoff when it drops, and turns
+//!   notifications for its own schema into [`Notify::notify_one`]. So a job accepted by one
+//!   node wakes the engines of all. The engine polls as a fallback (PgBouncer in transaction
+//!   mode, for one, breaks LISTEN).
+//! - **Counts** are kept by statement-level triggers with transition tables (one upsert per
+//!   organisation, application and status per statement), so `totalCount` never scans.
+//! - **Migrations** ([`migrate`]) are versioned in `schema_migrations` and run under a
+//!   transaction-scoped advisory lock, so nodes starting together do not race.
+//!
+//! The tables live in the first schema of the connection's `search_path`; give each
+//! deployment (or test) its own with `options=-c search_path=NAME` in the URL.
+
+mod errors;
+mod inserter;
+mod jobs;
+mod leases;
+mod listener;
+mod migrate;
+mod orgs;
+mod shared;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use tokio_postgres::{Config, NoTls};
+
+use super::{
+    ClaimedJob, Inserted, JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewJob, Outcome,
+    RetryOutcome, Store, StoreError, StoreFuture, now_micros,
+};
+use errors::{map_err, pool_err};
+
+/// Connections in the pool at most.
+const POOL_SIZE: usize = 16;
+/// How long a call waits for a connection, for a new connection, or for a health check.
+const POOL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The channel wake-ups are sent on; the payload is the schema, so deployments sharing a
+/// database in different schemas do not wake each other.
+const CHANNEL: &str = "scriptorium_jobs";
+/// Sent inside every transaction that may make jobs runnable.
+const NOTIFY: &str = "SELECT pg_notify('scriptorium_jobs', coalesce(current_schema(), ''))";
+
+/// The PostgreSQL store. Cheap to share behind an `Arc`; several nodes (or several stores in
+/// one process) may open the same database and schema at once.
+pub struct PostgresStore {
+    pool: Pool,
+    inserts: mpsc::Sender<inserter::Request>,
+    wakeups: Arc<Notify>,
+    listener: JoinHandle<()>,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (a `postgres://` URL or a key-value string), applies
+    /// any pending migrations, starts listening for wake-ups and the insert grouper.
+    ///
+    /// Fails with [`StoreError::Unavailable`] when the database cannot be reached.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let config = config(url)?;
+        migrate::run(&config).await?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_TIMEOUT))
+            .create_timeout(Some(POOL_TIMEOUT))
+            .recycle_timeout(Some(POOL_TIMEOUT))
+            .build()
+            .map_err(|e| StoreError::Database(format!("cannot build the pool: {e}")))?;
+        let wakeups = Arc::new(Notify::new());
+        let listener = listener::start(config, wakeups.clone()).await?;
+        let inserts = inserter::spawn(pool.clone(), wakeups.clone());
+        Ok(Self {
+            pool,
+            inserts,
+            wakeups,
+            listener,
+        })
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // The grouper stops by itself once `inserts` is dropped; the listener must be told.
+        self.listener.abort();
+        self.pool.close();
+    }
+}
+
+/// Applies any pending migrations to the database at `url` and returns, for a `migrate`
+/// command run before the servers start. [`PostgresStore::open`] does the same, so this is
+/// optional.
+pub async fn migrate(url: &str) -> Result<(), StoreError> {
+    migrate::run(&config(url)?).await
+}
+
+/// Parses `url` and fills in what it leaves out: an application name (shown in
+/// `pg_stat_activity`), a connect timeout, and TCP keepalives that notice a vanished server in
+/// about a minute rather than two hours.
+fn config(url: &str) -> Result<Config, StoreError> {
+    let mut config: Config = url
+        .parse()
+        .map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?;
+    if config.get_application_name().is_none() {
+        config.application_name("scriptorium");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(POOL_TIMEOUT);
+    }
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(Duration::from_secs(30));
+        config.keepalives_interval(Duration::from_secs(10));
+        config.keepalives_retries(3);
+    }
+    Ok(config)
+}
+
+impl Store for PostgresStore {
+    fn insert_job(&self, job: NewJob) -> StoreFuture<'_, Inserted> {
+        Box::pin(inserter::insert(&self.inserts, job))
+    }
+
+    fn get_job<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, Option<JobRecord>> {
+        Box::pin(jobs::get(&self.pool, org, id))
+    }
+
+    fn list_jobs(&self, query: JobQuery) -> StoreFuture<'_, JobPage> {
+        Box::pin(async move { jobs::list(&self.pool, &query).await })
+    }
+
+    fn retry_job<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, RetryOutcome> {
+        Box::pin(async move {
+            let outcome = jobs::retry(&self.pool, org, id, now_micros()).await?;
+            if matches!(outcome, RetryOutcome::Requeued(_)) {
+                self.wakeups.notify_one();
+            }
+            Ok(outcome)
+        })
+    }
+
+    fn claim(&self, limit: usize, lease: Duration) -> StoreFuture<'_, Vec<ClaimedJob>> {
+        let lease = lease.as_micros() as i64;
+        Box::pin(async move { jobs::claim(&self.pool, limit, lease, now_micros()).await })
+    }
+
+    fn finish(&self, outcomes: Vec<Outcome>) -> StoreFuture<'_, usize> {
+        Box::pin(async move {
+            let (applied, wakes) = leases::finish(&self.pool, outcomes, now_micros()).await?;
+            if wakes {
+                self.wakeups.notify_one();
+            }
+            Ok(applied)
+        })
+    }
+
+    fn renew(&self, leases: Vec<Lease>, lease: Duration) -> StoreFuture<'_, usize> {
+        let until = now_micros() + lease.as_micros() as i64;
+        Box::pin(async move { leases::renew(&self.pool, leases, until).await })
+    }
+
+    fn release(&self, leases: Vec<Lease>) -> StoreFuture<'_, usize> {
+        Box::pin(async move {
+            let released = leases::release(&self.pool, leases, now_micros()).await?;
+            if released > 0 {
+                self.wakeups.notify_one();
+            }
+            Ok(released)
+        })
+    }
+
+    fn reap(&self, before: i64) -> StoreFuture<'_, usize> {
+        Box::pin(async move {
+            let (touched, requeued) = leases::reap(&self.pool, before, now_micros()).await?;
+            if requeued {
+                self.wakeups.notify_one();
+            }
+            Ok(touched)
+        })
+    }
+
+    fn wakeups(&self) -> Arc<Notify> {
+        self.wakeups.clone()
+    }
+
+    fn authenticate(&self, key_hash: [u8; 32]) -> StoreFuture<'_, Option<String>> {
+        Box::pin(async move { orgs::authenticate(&self.pool, &key_hash).await })
+    }
+
+    fn create_key(&self, key: KeyInfo, key_hash: [u8; 32]) -> StoreFuture<'_, ()> {
+        Box::pin(async move { orgs::create(&self.pool, &key, &key_hash).await })
+    }
+
+    fn list_keys(&self) -> StoreFuture<'_, Vec<KeyInfo>> {
+        Box::pin(orgs::list(&self.pool))
+    }
+
+    fn revoke_key<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(orgs::revoke(&self.pool, id, now_micros()))
+    }
+
+    fn graphs<'a>(&'a self, org: &'a str, app: &'a str) -> StoreFuture<'a, Vec<String>> {
+        Box::pin(orgs::graphs(&self.pool, org, app))
+    }
+
+    fn set_graphs<'a>(
+        &'a self,
+        org: &'a str,
+        app: &'a str,
+        ids: Vec<String>,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move { orgs::set_graphs(&self.pool, org, app, &ids).await })
+    }
+}
+
+/// A pooled connection, or `Unavailable`.
+async fn connection(pool: &Pool) -> Result<deadpool_postgres::Object, StoreError> {
+    pool.get().await.map_err(pool_err)
+}
+
+/// Runs [`NOTIFY`] in the transaction `tx`, so listeners hear of it once it commits.
+async fn notify(tx: &deadpool_postgres::Transaction<'_>) -> Result<(), StoreError> {
+    let stmt = tx.prepare_cached(NOTIFY).await.map_err(map_err)?;
+    tx.execute(&stmt, &[]).await.map_err(map_err)?;
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! Provider limits shared by every node ([`SharedLimits`]).
+//!
+//! One call's acquisition is one short transaction: lock the provider's `provider_state` row
+//! (so acquisitions of one provider are serialised across the cluster, which at model-call
+//! rates costs nothing), refuse while a 429 pause runs, refill and check the per-minute
+//! budgets, then lease a free row of `provider_slots` (`slot < max_concurrency`; free means
+//! unheld, or held past its lease by a node that died). Slot leases last the call's timeout
+//! plus a margin, so they need no heartbeat: a dead node's slots come back by themselves.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use tokio_postgres::Transaction;
+
+use super::PostgresStore;
+use super::errors::{map_err, pool_err};
+use crate::providers::gate::Limits;
+use crate::providers::shared::{Acquired, SharedLimits};
+use crate::store::{StoreError, StoreFuture, now_micros};
+
+/// This process, as the holder of the slots it takes.
+static NODE: LazyLock<String> = LazyLock::new(|| uuid::Uuid::now_v7().to_string());
+/// How soon to look again when every slot is taken.
+const SLOTS_FULL: Duration = Duration::from_millis(50);
+
+impl SharedLimits for PostgresStore {
+    fn acquire<'a>(
+        &'a self,
+        provider: &'a str,
+        limits: Limits,
+        tokens: u32,
+        hold: Duration,
+    ) -> StoreFuture<'a, Acquired> {
+        Box::pin(async move {
+            let mut client = self.pool.get().await.map_err(pool_err)?;
+            let tx = client.transaction().await.map_err(map_err)?;
+            let acquired = acquire(&tx, provider, limits, f64::from(tokens), hold).await?;
+            if let Acquired::Slot(_) = acquired {
+                tx.commit().await.map_err(map_err)?;
+            }
+            Ok(acquired)
+        })
+    }
+
+    fn release<'a>(&'a self, provider: &'a str, slot: i64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(pool_err)?;
+            client
+                .execute(
+                    "UPDATE provider_slots SET holder = NULL, held_until = 0 \
+                     WHERE provider = $1 AND slot = $2 AND holder = $3",
+                    &[&provider, &slot, &*NODE],
+                )
+                .await
+                .map_err(map_err)?;
+            Ok(())
+        })
+    }
+
+    fn pause<'a>(&'a self, provider: &'a str, until: i64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(pool_err)?;
+            client
+                .execute(
+                    "INSERT INTO provider_state (provider, paused_until) VALUES ($1, $2) \
+                     ON CONFLICT (provider) DO UPDATE \
+                     SET paused_until = greatest(provider_state.paused_until, excluded.paused_until)",
+                    &[&provider, &until],
+                )
+                .await
+                .map_err(map_err)?;
+            Ok(())
+        })
+    }
+}
+
+async fn acquire(
+    tx: &Transaction<'_>,
+    provider: &str,
+    limits: Limits,
+    tokens: f64,
+    hold: Duration,
+) -> Result<Acquired, StoreError> {
+    let now = now_micros();
+    tx.execute(
+        "INSERT INTO provider_state (provider, refilled_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        &[&provider, &now],
+    )
+    .await
+    .map_err(map_err)?;
+    let row = tx
+        .query_one(
+            "SELECT paused_until, requests, tokens, refilled_at FROM provider_state \
+             WHERE provider = $1 FOR UPDATE",
+            &[&provider],
+        )
+        .await
+        .map_err(map_err)?;
+    let paused_until: i64 = row.get(0);
+    if paused_until > now {
+        return Ok(Acquired::Wait(micros(paused_until - now)));
+    }
+    let minutes = (now - row.get::<_, i64>(3)).max(0) as f64 / 60e6;
+    let requests = Budget::refill(row.get(1), limits.requests_per_minute, minutes);
+    let budget = Budget::refill(row.get(2), limits.tokens_per_minute, minutes);
+    let wait = requests.wait_for(1.0).max(budget.wait_for(tokens));
+    if !wait.is_zero() {
+        return Ok(Acquired::Wait(wait));
+    }
+    let Some(slot) = lease_slot(tx, provider, limits.max_concurrency, hold, now).await? else {
+        return Ok(Acquired::Wait(SLOTS_FULL));
+    };
+    tx.execute(
+        "UPDATE provider_state SET requests = $2, tokens = $3, refilled_at = $4 WHERE provider = $1",
+        &[&provider, &requests.after(1.0), &budget.after(tokens), &now],
+    )
+    .await
+    .map_err(map_err)?;
+    Ok(Acquired::Slot(slot))
+}
+
+/// Leases the lowest free slot below `max`, creating the slot rows on first use.
+async fn lease_slot(
+    tx: &Transaction<'_>,
+    provider: &str,
+    max: usize,
+    hold: Duration,
+    now: i64,
+) -> Result<Option<i64>, StoreError> {
+    let max = max as i64;
+    let until = now + hold.as_micros() as i64;
+    let take = "UPDATE provider_slots SET holder = $3, held_until = $4 \
+                WHERE provider = $1 AND slot = (SELECT slot FROM provider_slots \
+                  WHERE provider = $1 AND slot < $2 AND (holder IS NULL OR held_until < $5) \
+                  ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                RETURNING slot";
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+        [&provider, &max, &*NODE, &until, &now];
+    if let Some(row) = tx.query_opt(take, &params).await.map_err(map_err)? {
+        return Ok(Some(row.get(0)));
+    }
+    let created = tx
+        .execute(
+            "INSERT INTO provider_slots (provider, slot) SELECT $1, g FROM generate_series(0, $2 - 1) g \
+             ON CONFLICT DO NOTHING",
+            &[&provider, &max],
+        )
+        .await
+        .map_err(map_err)?;
+    if created == 0 {
+        return Ok(None);
+    }
+    Ok(tx
+        .query_opt(take, &params)
+        .await
+        .map_err(map_err)?
+        .map(|row| row.get(0)))
+}
+
+/// A per-minute budget read from its row: `None` stored means full.
+struct Budget {
+    per_minute: f64,
+    available: f64,
+}
+
+impl Budget {
+    fn refill(stored: Option<f64>, per_minute: u32, minutes: f64) -> Self {
+        let per_minute = f64::from(per_minute);
+        let available = stored.map_or(per_minute, |a| (a + minutes * per_minute).min(per_minute));
+        Self {
+            per_minute,
+            available,
+        }
+    }
+
+    /// How long until `amount` is available; unlimited budgets never wait, and one call
+    /// larger than the whole budget waits for a full one.
+    fn wait_for(&self, amount: f64) -> Duration {
+        if self.per_minute <= 0.0 {
+            return Duration::ZERO;
+        }
+        let amount = amount.min(self.per_minute);
+        if self.available >= amount {
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64((amount - self.available) * 60.0 / self.per_minute)
+    }
+
+    /// What is stored after spending `amount` (`None` for an unlimited budget).
+    fn after(&self, amount: f64) -> Option<f64> {
+        (self.per_minute > 0.0).then_some(self.available - amount)
+    }
+}
+
+fn micros(us: i64) -> Duration {
+    Duration::from_micros(us.max(0) as u64)
+}
