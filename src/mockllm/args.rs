@@ -39,6 +39,10 @@ pub struct MockLlmArgs {
     /// The wait a 429 asks for (`Retry-After` seconds, rounded up, and `retry-after-ms`).
     #[arg(long, env = "MOCK_LLM_RETRY_AFTER", default_value = "1s", value_parser = humantime::parse_duration)]
     pub retry_after: Duration,
+    /// How long after a 429 a request still counts as already on its way (not as early):
+    /// the time a client needs to hear of the 429 (more in a cluster, where other nodes must).
+    #[arg(long, env = "MOCK_LLM_GRACE", default_value = "20ms", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
     /// Probability (0..1) that a request answers 500.
     #[arg(long, env = "MOCK_LLM_FAIL_500", default_value = "0")]
     pub fail_500: Rate,
@@ -77,6 +81,7 @@ impl Default for MockLlmArgs {
             capacity: 0,
             over_capacity: OverCapacity::Queue,
             retry_after: Duration::from_secs(1),
+            grace: Duration::from_millis(20),
             fail_500: Rate::NEVER,
             fail_503: Rate::NEVER,
             fail_429: Rate::NEVER,

@@ -65,11 +65,13 @@ pub struct Ledger {
     /// When each 429 whose window is still open was sent, oldest first.
     rate_limited_at: VecDeque<Instant>,
     retry_after: Duration,
+    grace: Duration,
 }
 
 impl Ledger {
-    /// Zeroed counters for a mock whose 429s ask for `retry_after`.
-    pub fn new(retry_after: Duration) -> Self {
+    /// Zeroed counters for a mock whose 429s ask for `retry_after`, counting requests that
+    /// arrive more than `grace` after a 429 and before its end as early.
+    pub fn new(retry_after: Duration, grace: Duration) -> Self {
         let faults = FAULT_KINDS.iter().map(|k| ((*k).to_owned(), 0)).collect();
         Self {
             counts: Stats {
@@ -79,6 +81,7 @@ impl Ledger {
             recent: VecDeque::with_capacity(RECENT),
             rate_limited_at: VecDeque::new(),
             retry_after,
+            grace,
         }
     }
 
@@ -95,7 +98,7 @@ impl Ledger {
         if self
             .rate_limited_at
             .front()
-            .is_some_and(|&sent| sent + GRACE <= now)
+            .is_some_and(|&sent| sent + self.grace <= now)
         {
             self.counts.early_after_429 += 1;
         }
@@ -153,7 +156,7 @@ impl Ledger {
     /// requests being served are still being served, and the peak restarts from them.
     pub fn reset(&mut self) {
         let in_flight = self.counts.in_flight;
-        *self = Self::new(self.retry_after);
+        *self = Self::new(self.retry_after, self.grace);
         self.counts.in_flight = in_flight;
         self.counts.peak_in_flight = in_flight;
     }
@@ -165,7 +168,7 @@ mod tests {
 
     #[test]
     fn only_arrivals_between_the_grace_and_the_deadline_are_early() {
-        let mut ledger = Ledger::new(Duration::from_secs(1));
+        let mut ledger = Ledger::new(Duration::from_secs(1), GRACE);
         let t0 = Instant::now();
         ledger.rate_limited("429", t0);
         ledger.arrive(Value::Null, t0 + Duration::from_millis(5));
@@ -180,7 +183,7 @@ mod tests {
 
     #[test]
     fn recent_keeps_the_last_fifty_bodies_newest_last() {
-        let mut ledger = Ledger::new(Duration::ZERO);
+        let mut ledger = Ledger::new(Duration::ZERO, GRACE);
         for i in 0..60 {
             ledger.arrive(Value::from(i), Instant::now());
         }
@@ -192,7 +195,7 @@ mod tests {
 
     #[test]
     fn a_reset_zeroes_counters_but_keeps_requests_still_in_flight() {
-        let mut ledger = Ledger::new(Duration::ZERO);
+        let mut ledger = Ledger::new(Duration::ZERO, GRACE);
         ledger.enter();
         ledger.enter();
         ledger.leave();

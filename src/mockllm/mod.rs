@@ -67,7 +67,7 @@ impl MockLlm {
         Arc::new(Self {
             rng: Mutex::new(fastrand::Rng::with_seed(config.seed)),
             slots: (config.capacity > 0).then(|| Arc::new(Semaphore::new(config.capacity))),
-            ledger: Mutex::new(Ledger::new(config.retry_after)),
+            ledger: Mutex::new(Ledger::new(config.retry_after, config.grace)),
             ids: AtomicU64::new(1),
             stopping: watch::Sender::new(false),
             config,

@@ -373,22 +373,31 @@ impl State {
 
 impl Admission {
     /// Records the call's result and frees the slot.
-    pub fn settle(self, result: Result<Option<Usage>, &ProviderError>) {
-        let gate = &self.gate;
-        let now = Instant::now();
+    ///
+    /// In a cluster, a 429's pause is written to the shared database before this returns
+    /// (the sooner the other nodes see it, the fewer calls they send into it), and the
+    /// shared slot is given back.
+    pub async fn settle(mut self, result: Result<Option<Usage>, &ProviderError>) {
+        let gate = self.gate.clone();
         gate.state()
-            .record(&gate.name, result, self.estimated_tokens, now);
-        let pause = result
+            .record(&gate.name, result, self.estimated_tokens, Instant::now());
+        let Some(shared) = &gate.shared else {
+            return;
+        };
+        if let Some(e) = result
             .err()
-            .filter(|e| e.class() == ErrorClass::RateLimited);
-        if let (Some(e), Some(shared)) = (pause, &gate.shared) {
+            .filter(|e| e.class() == ErrorClass::RateLimited)
+        {
             let until = now_micros() + e.retry_after().unwrap_or(DEFAULT_PAUSE).as_micros() as i64;
-            let (limits, name) = (shared.limits.clone(), gate.name.clone());
-            tokio::spawn(async move {
-                if let Err(e) = limits.pause(&name, until).await {
-                    tracing::warn!(provider = %name, error = %e, "cannot share a 429 pause");
-                }
-            });
+            if let Err(e) = shared.limits.pause(&gate.name, until).await {
+                tracing::warn!(provider = %gate.name, error = %e, "cannot share a 429 pause");
+            }
+        }
+        if let Some(slot) = self.shared_slot.take() {
+            if let Err(e) = shared.limits.release(&gate.name, slot).await {
+                tracing::warn!(provider = %gate.name, error = %e,
+                    "cannot release a shared slot; it frees itself when its lease ends");
+            }
         }
     }
 }
@@ -408,6 +417,7 @@ impl Drop for Admission {
             };
         }
         drop(state);
+        // Settled admissions gave their slot back already; this one was cancelled.
         if let (Some(slot), Some(shared)) = (self.shared_slot.take(), &self.gate.shared) {
             let (limits, name) = (shared.limits.clone(), self.gate.name.clone());
             tokio::spawn(async move {

@@ -193,7 +193,9 @@ impl Backend {
             Provider::Mock(mock) => mock.complete(&request).await,
             Provider::OpenAi(client) => client.complete(&request).await,
         };
-        admission.settle(result.as_ref().map(|done| done.usage));
+        admission
+            .settle(result.as_ref().map(|done| done.usage))
+            .await;
         result
     }
 

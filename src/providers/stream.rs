@@ -18,11 +18,11 @@ pub(super) fn settled(
         match pieces.next().await {
             Some(Ok(piece)) => Some((Ok(piece), Some((pieces, admission)))),
             Some(Err(e)) => {
-                admission.settle(Err(&e));
+                admission.settle(Err(&e)).await;
                 Some((Err(e), None))
             }
             None => {
-                admission.settle(Ok(None));
+                admission.settle(Ok(None)).await;
                 None
             }
         }

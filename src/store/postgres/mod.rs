@@ -61,7 +61,7 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The channel wake-ups are sent on; the payload is the schema, so deployments sharing a
 /// database in different schemas do not wake each other.
 const CHANNEL: &str = "scriptorium_jobs";
-/// Sent inside every transaction that may make jobs runnable.
+/// Sent inside every transaction that may make jobs runnable (on [`CHANNEL`]).
 const NOTIFY: &str = "SELECT pg_notify('scriptorium_jobs', coalesce(current_schema(), ''))";
 
 /// The PostgreSQL store. Cheap to share behind an `Arc`; several nodes (or several stores in

@@ -141,7 +141,7 @@ async fn lease_slot(
     }
     let created = tx
         .execute(
-            "INSERT INTO provider_slots (provider, slot) SELECT $1, g FROM generate_series(0, $2 - 1) g \
+            "INSERT INTO provider_slots (provider, slot) SELECT $1, g FROM generate_series(0::bigint, $2::bigint - 1) g \
              ON CONFLICT DO NOTHING",
             &[&provider, &max],
         )
