@@ -206,6 +206,14 @@ impl Gate {
             Some(shared) => Some(self.admit_shared(shared, tokens).await),
             None => None,
         };
+        // A 429 may have arrived here while the shared slot was being taken.
+        loop {
+            let pause = self.state().pause_left(Instant::now());
+            if pause.is_zero() {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+        }
         Admission {
             gate: self.clone(),
             estimated_tokens,
@@ -267,6 +275,12 @@ impl Gate {
 }
 
 impl State {
+    /// How long the pause a 429 imposed still runs.
+    fn pause_left(&self, now: Instant) -> Duration {
+        self.paused_until
+            .map_or(Duration::ZERO, |until| until.saturating_duration_since(now))
+    }
+
     /// Zero if the call may go now (and takes its budgets), else how long to wait.
     fn try_admit(&mut self, tokens: f64, now: Instant) -> Duration {
         if let Some(until) = self.paused_until.filter(|until| *until > now) {

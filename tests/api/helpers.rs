@@ -8,6 +8,8 @@ use scriptorium::config::{ServeOptions, Settings};
 use scriptorium::server::Server;
 use serde_json::{Value, json};
 use tempfile::TempDir;
+
+use crate::pg::Schema;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -20,11 +22,34 @@ pub fn fixture_apps() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/apps")
 }
 
+/// Where a test server keeps its state: a data directory, and, when the API tests run on
+/// PostgreSQL (`SCRIPTORIUM_TEST_API_ON_POSTGRES` set), a schema of its own.
+pub struct Storage {
+    pub dir: TempDir,
+    schema: Option<Schema>,
+}
+
+impl Storage {
+    async fn new() -> Self {
+        let schema =
+            match std::env::var_os("SCRIPTORIUM_TEST_API_ON_POSTGRES") {
+                Some(_) => Some(Schema::create().await.expect(
+                    "SCRIPTORIUM_TEST_API_ON_POSTGRES needs SCRIPTORIUM_TEST_POSTGRES_URL",
+                )),
+                None => None,
+            };
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            schema,
+        }
+    }
+}
+
 /// A running server and a client for it.
 pub struct TestApp {
     pub base: String,
     pub client: Client,
-    pub dir: TempDir,
+    storage: Option<Storage>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -36,14 +61,14 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a server with these settings over the test defaults (fixture apps, fast polling).
 pub async fn spawn_with(options: ServeOptions) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    spawn_in(dir, options).await
+    spawn_in(Storage::new().await, options).await
 }
 
-/// Starts a server on an existing data directory.
-pub async fn spawn_in(dir: TempDir, options: ServeOptions) -> TestApp {
+/// Starts a server on existing storage (as [`TestApp::stop`] hands it back).
+pub async fn spawn_in(storage: Storage, options: ServeOptions) -> TestApp {
     let defaults = ServeOptions {
-        data_dir: Some(dir.path().to_path_buf()),
+        data_dir: Some(storage.dir.path().to_path_buf()),
+        database_url: storage.schema.as_ref().map(|s| s.url("api")),
         apps_dir: Some(fixture_apps()),
         poll_interval: Some(Duration::from_millis(50)),
         shutdown_grace: Some(Duration::from_secs(5)),
@@ -62,7 +87,7 @@ pub async fn spawn_in(dir: TempDir, options: ServeOptions) -> TestApp {
     TestApp {
         base,
         client: Client::new(),
-        dir,
+        storage: Some(storage),
         stop: Some(stop),
         task: Some(task),
     }
@@ -77,6 +102,7 @@ fn merge(options: ServeOptions, defaults: ServeOptions) -> ServeOptions {
     ServeOptions {
         data_dir: options.data_dir.or(defaults.data_dir),
         apps_dir: options.apps_dir.or(defaults.apps_dir),
+        database_url: options.database_url.or(defaults.database_url),
         poll_interval: options.poll_interval.or(defaults.poll_interval),
         shutdown_grace: options.shutdown_grace.or(defaults.shutdown_grace),
         sqlite_sync: options.sqlite_sync.or(defaults.sqlite_sync),
@@ -147,11 +173,10 @@ impl TestApp {
         panic!("job {id} did not finish within {limit:?}");
     }
 
-    /// Stops the server gracefully and hands back its data directory.
-    pub async fn stop(mut self) -> TempDir {
+    /// Stops the server gracefully and hands back its storage.
+    pub async fn stop(mut self) -> Storage {
         self.shutdown().await;
-        let dir = tempfile::tempdir().unwrap();
-        std::mem::replace(&mut self.dir, dir)
+        self.storage.take().expect("storage is handed back once")
     }
 
     async fn shutdown(&mut self) {
