@@ -407,11 +407,11 @@ impl Admission {
                 tracing::warn!(provider = %gate.name, error = %e, "cannot share a 429 pause");
             }
         }
-        if let Some(slot) = self.shared_slot.take() {
-            if let Err(e) = shared.limits.release(&gate.name, slot).await {
-                tracing::warn!(provider = %gate.name, error = %e,
-                    "cannot release a shared slot; it frees itself when its lease ends");
-            }
+        if let Some(slot) = self.shared_slot.take()
+            && let Err(e) = shared.limits.release(&gate.name, slot).await
+        {
+            tracing::warn!(provider = %gate.name, error = %e,
+                "cannot release a shared slot; it frees itself when its lease ends");
         }
     }
 }
