@@ -7,6 +7,7 @@
 //! for every caller in the process. Providers never touch the store: the engine calls them
 //! between a claim and a completion and sorts their errors with [`ProviderError::is_retryable`].
 
+pub mod budget;
 pub mod config;
 pub mod gate;
 pub mod mock;

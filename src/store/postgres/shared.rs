@@ -14,6 +14,7 @@ use tokio_postgres::Transaction;
 
 use super::PostgresStore;
 use super::errors::{map_err, pool_err};
+use crate::providers::budget::Budget;
 use crate::providers::gate::Limits;
 use crate::providers::shared::{Acquired, SharedLimits};
 use crate::store::{StoreError, StoreFuture, now_micros};
@@ -101,9 +102,9 @@ async fn acquire(
         return Ok(Acquired::Wait(micros(paused_until - now)));
     }
     let minutes = (now - row.get::<_, i64>(3)).max(0) as f64 / 60e6;
-    let requests = Budget::refill(row.get(1), limits.requests_per_minute, minutes);
-    let budget = Budget::refill(row.get(2), limits.tokens_per_minute, minutes);
-    let wait = requests.wait_for(1.0).max(budget.wait_for(tokens));
+    let requests = budget(row.get(1), limits.requests_per_minute, minutes);
+    let token_budget = budget(row.get(2), limits.tokens_per_minute, minutes);
+    let wait = requests.wait_for(1.0).max(token_budget.wait_for(tokens));
     if !wait.is_zero() {
         return Ok(Acquired::Wait(wait));
     }
@@ -112,7 +113,7 @@ async fn acquire(
     };
     tx.execute(
         "UPDATE provider_state SET requests = $2, tokens = $3, refilled_at = $4 WHERE provider = $1",
-        &[&provider, &requests.after(1.0), &budget.after(tokens), &now],
+        &[&provider, &spent(requests, 1.0), &spent(token_budget, tokens), &now],
     )
     .await
     .map_err(map_err)?;
@@ -157,39 +158,19 @@ async fn lease_slot(
         .map(|row| row.get(0)))
 }
 
-/// A per-minute budget read from its row: `None` stored means full.
-struct Budget {
-    per_minute: f64,
-    available: f64,
+/// A budget as stored: `None` means full (or unlimited, which stores nothing).
+fn budget(stored: Option<f64>, per_minute: u32, minutes: f64) -> Budget {
+    let full = Budget::full(per_minute);
+    match stored {
+        Some(available) => Budget { available, ..full }.refilled(minutes),
+        None => full,
+    }
 }
 
-impl Budget {
-    fn refill(stored: Option<f64>, per_minute: u32, minutes: f64) -> Self {
-        let per_minute = f64::from(per_minute);
-        let available = stored.map_or(per_minute, |a| (a + minutes * per_minute).min(per_minute));
-        Self {
-            per_minute,
-            available,
-        }
-    }
-
-    /// How long until `amount` is available; unlimited budgets never wait, and one call
-    /// larger than the whole budget waits for a full one.
-    fn wait_for(&self, amount: f64) -> Duration {
-        if self.per_minute <= 0.0 {
-            return Duration::ZERO;
-        }
-        let amount = amount.min(self.per_minute);
-        if self.available >= amount {
-            return Duration::ZERO;
-        }
-        Duration::from_secs_f64((amount - self.available) * 60.0 / self.per_minute)
-    }
-
-    /// What is stored after spending `amount` (`None` for an unlimited budget).
-    fn after(&self, amount: f64) -> Option<f64> {
-        (self.per_minute > 0.0).then_some(self.available - amount)
-    }
+/// What to store after spending `amount`.
+fn spent(mut budget: Budget, amount: f64) -> Option<f64> {
+    budget.spend(amount);
+    (budget.per_minute > 0.0).then_some(budget.available)
 }
 
 fn micros(us: i64) -> Duration {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::budget::Budget;
 use super::shared::{Acquired, SharedLimits};
 use super::{ErrorClass, ProviderError, Usage};
 use crate::store::now_micros;
@@ -68,6 +69,8 @@ struct State {
     paused_until: Option<Instant>,
     requests: Budget,
     tokens: Budget,
+    /// When both budgets were last refilled.
+    refilled: Instant,
     errors: BTreeMap<&'static str, u64>,
     calls: u64,
     prompt_tokens: u64,
@@ -79,50 +82,6 @@ enum Circuit {
     Closed { failures: u32 },
     Open { until: Instant, cooldown: Duration },
     HalfOpen { probing: bool, cooldown: Duration },
-}
-
-/// A per-minute budget, refilled continuously.
-#[derive(Debug)]
-struct Budget {
-    per_minute: f64,
-    available: f64,
-    refilled: Instant,
-}
-
-impl Budget {
-    fn new(per_minute: u32) -> Self {
-        Self {
-            per_minute: per_minute.into(),
-            available: per_minute.into(),
-            refilled: Instant::now(),
-        }
-    }
-
-    fn refill(&mut self, now: Instant) {
-        let elapsed = now.duration_since(self.refilled).as_secs_f64();
-        self.available = (self.available + elapsed * self.per_minute / 60.0).min(self.per_minute);
-        self.refilled = now;
-    }
-
-    /// How long until `amount` is available (zero if it is now); unlimited budgets never wait.
-    fn wait_for(&mut self, amount: f64, now: Instant) -> Duration {
-        if self.per_minute <= 0.0 {
-            return Duration::ZERO;
-        }
-        self.refill(now);
-        // A single request larger than the whole budget waits for a full budget, not forever.
-        let amount = amount.min(self.per_minute);
-        if self.available >= amount {
-            return Duration::ZERO;
-        }
-        Duration::from_secs_f64((amount - self.available) * 60.0 / self.per_minute)
-    }
-
-    fn spend(&mut self, amount: f64) {
-        if self.per_minute > 0.0 {
-            self.available -= amount;
-        }
-    }
 }
 
 /// A call allowed through the gate; holds its concurrency slot until settled or dropped.
@@ -174,8 +133,9 @@ impl Gate {
             state: Mutex::new(State {
                 circuit: Circuit::Closed { failures: 0 },
                 paused_until: None,
-                requests: Budget::new(limits.requests_per_minute),
-                tokens: Budget::new(limits.tokens_per_minute),
+                requests: Budget::full(limits.requests_per_minute),
+                tokens: Budget::full(limits.tokens_per_minute),
+                refilled: Instant::now(),
                 errors: BTreeMap::new(),
                 calls: 0,
                 prompt_tokens: 0,
@@ -297,10 +257,14 @@ impl State {
             Circuit::HalfOpen { probing: true, .. } => return Duration::from_millis(50),
             _ => {}
         }
+        let minutes = now.saturating_duration_since(self.refilled).as_secs_f64() / 60.0;
+        self.requests = self.requests.refilled(minutes);
+        self.tokens = self.tokens.refilled(minutes);
+        self.refilled = now;
         let wait = self
             .requests
-            .wait_for(1.0, now)
-            .max(self.tokens.wait_for(tokens, now));
+            .wait_for(1.0)
+            .max(self.tokens.wait_for(tokens));
         if !wait.is_zero() {
             return wait;
         }
@@ -445,79 +409,4 @@ impl Drop for Admission {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn limits() -> Limits {
-        Limits {
-            max_concurrency: 2,
-            requests_per_minute: 0,
-            tokens_per_minute: 0,
-        }
-    }
-
-    fn unavailable() -> ProviderError {
-        ProviderError::Retryable {
-            class: ErrorClass::Server,
-            message: "503".into(),
-            retry_after: None,
-        }
-    }
-
-    #[test]
-    fn five_failures_open_the_circuit_and_a_probe_closes_it() {
-        let gate = Gate::new("test".into(), limits(), None);
-        let now = Instant::now();
-        let mut state = gate.state();
-        for _ in 0..OPEN_AFTER {
-            assert!(state.try_admit(1.0, now).is_zero());
-            state.record("test", Err(&unavailable()), 1.0, now);
-        }
-        assert!(!state.try_admit(1.0, now).is_zero(), "open: calls wait");
-        let later = now + FIRST_COOLDOWN;
-        assert!(state.try_admit(1.0, later).is_zero(), "the probe goes");
-        assert!(
-            !state.try_admit(1.0, later).is_zero(),
-            "one probe at a time"
-        );
-        state.record("test", Ok(None), 1.0, later);
-        assert!(state.try_admit(1.0, later).is_zero(), "closed again");
-    }
-
-    #[test]
-    fn a_429_pauses_every_call_until_its_retry_after() {
-        let gate = Gate::new("test".into(), limits(), None);
-        let now = Instant::now();
-        let mut state = gate.state();
-        let limited = ProviderError::Retryable {
-            class: ErrorClass::RateLimited,
-            message: "429".into(),
-            retry_after: Some(Duration::from_secs(3)),
-        };
-        state.record("test", Err(&limited), 1.0, now);
-        assert_eq!(state.try_admit(1.0, now), Duration::from_secs(3));
-        assert!(state.try_admit(1.0, now + Duration::from_secs(3)).is_zero());
-    }
-
-    #[test]
-    fn the_request_budget_spaces_calls_out() {
-        let gate = Gate::new(
-            "test".into(),
-            Limits {
-                requests_per_minute: 60,
-                ..limits()
-            },
-            None,
-        );
-        let now = Instant::now();
-        let mut state = gate.state();
-        for _ in 0..60 {
-            assert!(state.try_admit(0.0, now).is_zero());
-        }
-        let wait = state.try_admit(0.0, now);
-        assert!(
-            wait > Duration::from_millis(900) && wait <= Duration::from_secs(1),
-            "{wait:?}"
-        );
-    }
-}
+mod tests;
