@@ -206,16 +206,25 @@ impl Running {
     }
 }
 
-/// `totalCount` of the benchmark application's jobs with this status.
-pub async fn count(client: &reqwest::Client, base: &str, status: &str) -> anyhow::Result<u64> {
-    let url = format!("{base}/v1/applications/{APP}/jobs?status={status}&limit=1");
-    let page: serde_json::Value = client
+/// A page of the benchmark application's jobs: `query` is the list route's query string.
+pub async fn jobs_page(
+    client: &reqwest::Client,
+    base: &str,
+    query: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let url = format!("{base}/v1/applications/{APP}/jobs?{query}");
+    Ok(client
         .get(url)
         .bearer_auth(KEY)
         .send()
         .await?
         .json()
-        .await?;
+        .await?)
+}
+
+/// `totalCount` of the benchmark application's jobs with this status.
+pub async fn count(client: &reqwest::Client, base: &str, status: &str) -> anyhow::Result<u64> {
+    let page = jobs_page(client, base, &format!("status={status}&limit=1")).await?;
     page["totalCount"]
         .as_u64()
         .ok_or_else(|| anyhow::anyhow!("no totalCount in {page}"))

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use clap::Parser;
 use tokio::net::TcpListener;
 
-use super::harness::{APP, KEY, Workspace, count, start};
+use super::harness::{Workspace, count, jobs_page, start};
 use super::{BenchArgs, percentiles};
 use crate::mockllm::{MockLlm, MockLlmArgs};
 use crate::providers::config::{ProviderConfig, ProviderKind};
@@ -87,14 +87,7 @@ async fn overheads(
 ) -> anyhow::Result<Vec<Duration>> {
     let mut samples = Vec::new();
     for offset in (0..1000).step_by(500) {
-        let url = format!("{base}/v1/applications/{APP}/jobs?limit=500&offset={offset}");
-        let page: serde_json::Value = client
-            .get(url)
-            .bearer_auth(KEY)
-            .send()
-            .await?
-            .json()
-            .await?;
+        let page = jobs_page(client, base, &format!("limit=500&offset={offset}")).await?;
         for job in page["result"].as_array().into_iter().flatten() {
             let at = |field: &str| -> anyhow::Result<SystemTime> {
                 Ok(humantime::parse_rfc3339(

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::harness::{APP, KEY, Workspace, start};
+use super::harness::{APP, KEY, Workspace, jobs_page, start};
 use super::work::work_off;
 use super::{BenchArgs, percentiles};
 
@@ -64,14 +64,7 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
 async fn sample_ids(client: &reqwest::Client, base: &str) -> anyhow::Result<Vec<String>> {
     let mut ids = Vec::new();
     for offset in (0..100_000).step_by(10_000) {
-        let url = format!("{base}/v1/applications/{APP}/jobs?limit=100&offset={offset}");
-        let page: serde_json::Value = client
-            .get(url)
-            .bearer_auth(KEY)
-            .send()
-            .await?
-            .json()
-            .await?;
+        let page = jobs_page(client, base, &format!("limit=100&offset={offset}")).await?;
         let result = page["result"].as_array().cloned().unwrap_or_default();
         ids.extend(
             result

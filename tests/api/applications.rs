@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_error, inputs_body, spawn_app};
+use crate::helpers::{assert_error, inputs_body, spawn_app, stream_content, stream_deltas};
 
 #[tokio::test]
 async fn the_list_shows_deployed_apps_newest_first_and_pages_with_cursors() {
@@ -137,24 +137,15 @@ async fn streamed_generation_sends_writer_deltas_then_done() {
             .starts_with("text/event-stream")
     );
     let text = response.text().await.unwrap();
-    let data: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .collect();
-    assert_eq!(data.last(), Some(&"[DONE]"));
-    let deltas: Vec<Value> = data[..data.len() - 1]
-        .iter()
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect();
+    let deltas = stream_deltas(&text);
     assert_eq!(
-        deltas[0]["delta"]["title"],
+        deltas[0]["title"],
         "Echo of one two three four five six seven"
     );
-    let content: String = deltas[1..]
-        .iter()
-        .map(|d| d["delta"]["content"].as_str().unwrap())
-        .collect();
-    assert_eq!(content, "[mock] one two three four five six seven");
+    assert_eq!(
+        stream_content(&deltas[1..]),
+        "[mock] one two three four five six seven"
+    );
 }
 
 #[tokio::test]

@@ -217,3 +217,24 @@ pub async fn assert_error(response: Response, status: u16, tpe: &str) -> String 
     assert!(first["extras"].is_object(), "{body}");
     first["description"].as_str().unwrap().to_owned()
 }
+
+/// The `delta`s of a Writer event stream that ended well (with `data: [DONE]`).
+pub fn stream_deltas(text: &str) -> Vec<Value> {
+    let data: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(data.last(), Some(&"[DONE]"), "{text}");
+    data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str::<Value>(d).unwrap()["delta"].clone())
+        .collect()
+}
+
+/// The text of a stream's content deltas, joined.
+pub fn stream_content(deltas: &[Value]) -> String {
+    deltas
+        .iter()
+        .filter_map(|d| d["content"].as_str())
+        .collect()
+}

@@ -12,7 +12,7 @@ use scriptorium::providers::config::{ProviderConfig, ProviderKind};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-use crate::helpers::{TestApp, spawn_with};
+use crate::helpers::{TestApp, spawn_with, stream_content, stream_deltas};
 
 #[derive(Parser)]
 struct Flags {
@@ -137,20 +137,7 @@ async fn streamed_generation_relays_the_backend_chunks_as_writer_deltas() {
         .text()
         .await
         .unwrap();
-    let data: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .collect();
-    assert_eq!(data.last(), Some(&"[DONE]"), "{text}");
-    let streamed: String = data[..data.len() - 1]
-        .iter()
-        .map(|d| {
-            serde_json::from_str::<Value>(d).unwrap()["delta"]["content"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned()
-        })
-        .collect();
+    let streamed = stream_content(&stream_deltas(&text));
     assert_eq!(streamed, whole["suggestion"].as_str().unwrap());
 }
 
