@@ -43,6 +43,12 @@ pub(super) async fn query_then_notify(
 ) -> Result<Vec<Row>, StoreError> {
     let mut client = connection(pool).await?;
     let tx = client.transaction().await.map_err(map_err)?;
+    // These statements join a table with a batch of `unnest`ed rows. Without statistics on
+    // the arrays the planner may pick a nested loop that rescans the batch for every row:
+    // quadratic, half a second for 4,096 outcomes. A hash join is linear.
+    tx.batch_execute("SET LOCAL enable_nestloop = off")
+        .await
+        .map_err(map_err)?;
     let stmt = tx.prepare_cached(sql).await.map_err(map_err)?;
     let rows = tx.query(&stmt, params).await.map_err(map_err)?;
     if wakes(&rows) {
@@ -133,10 +139,12 @@ pub(super) async fn claim(
     lease: i64,
     now: i64,
 ) -> Result<Vec<ClaimedJob>, StoreError> {
+    // `= ANY(ARRAY(…))` makes each claimed row a primary-key probe; as a join, the planner
+    // may hash the whole table for a batch of a few hundred rows.
     let sql = "WITH c AS (SELECT seq FROM jobs WHERE state IN ('queued', 'retrying') \
                  AND run_at <= $2 ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
          UPDATE jobs j SET state = 'running', attempt = j.attempt + 1, lease_until = $1, \
-           started_at = $2, updated_at = $2 FROM c WHERE j.seq = c.seq \
+           started_at = $2, updated_at = $2 WHERE j.seq = ANY(ARRAY(SELECT seq FROM c)) \
          RETURNING j.seq, j.attempt, j.id, j.application_id, j.inputs, j.max_attempts, \
            j.backoff_initial_ms, j.backoff_max_ms";
     let limit = limit.min(i64::MAX as usize) as i64;
