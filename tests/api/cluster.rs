@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::cli::{Serve, ServerProcess, client};
 use crate::helpers::{KEY, inputs_body};
 use crate::pg::{Schema, bootstrap, kill_connections};
+use crate::process::{Serve, ServerProcess, client};
 use crate::providers::start_llm;
 
 /// Starts `count` nodes on `url`, with these extra flags.

@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use scriptorium::store::{now_micros, rfc3339};
 
-use crate::cli::{Serve, ServerProcess, client};
 use crate::helpers::{KEY, inputs_body};
+use crate::process::{Serve, ServerProcess, client};
 
 const JOBS: usize = 500;
 

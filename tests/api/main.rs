@@ -13,6 +13,7 @@ mod errors;
 mod jobs;
 mod mockllm;
 mod pg;
+mod process;
 mod providers;
 mod sdk;
 mod validation;
