@@ -38,15 +38,15 @@ pub struct ServeOptions {
     pub concurrency: Option<usize>,
     /// How long a claimed job is held without a heartbeat [default: 30s].
     #[arg(long, env = "SCRIPTORIUM_LEASE", value_parser = humantime::parse_duration)]
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(default, deserialize_with = "optional_duration")]
     pub lease: Option<Duration>,
     /// Fallback polling interval for due jobs [default: 1s].
     #[arg(long, env = "SCRIPTORIUM_POLL_INTERVAL", value_parser = humantime::parse_duration)]
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(default, deserialize_with = "optional_duration")]
     pub poll_interval: Option<Duration>,
     /// How long in-flight jobs may finish after SIGINT/SIGTERM [default: 30s].
     #[arg(long, env = "SCRIPTORIUM_SHUTDOWN_GRACE", value_parser = humantime::parse_duration)]
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(default, deserialize_with = "optional_duration")]
     pub shutdown_grace: Option<Duration>,
     /// Largest request body in bytes; larger ones answer 413 [default: 1048576].
     #[arg(long, env = "SCRIPTORIUM_MAX_BODY_BYTES")]
@@ -56,7 +56,7 @@ pub struct ServeOptions {
     pub sqlite_sync: Option<Durability>,
     /// Latency of each mock provider call [default: 0s].
     #[arg(long, env = "SCRIPTORIUM_MOCK_LATENCY", value_parser = humantime::parse_duration)]
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(default, deserialize_with = "optional_duration")]
     pub mock_latency: Option<Duration>,
     /// Model providers, as `[providers.NAME]` tables (config file only).
     #[arg(skip)]
@@ -64,11 +64,14 @@ pub struct ServeOptions {
     pub providers: BTreeMap<String, ProviderConfig>,
 }
 
-fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+/// A humantime duration (`"30s"`, `"250ms"`) in a config file.
+pub(crate) fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
-    humantime::parse_duration(&text)
-        .map(Some)
-        .map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}")))
+    humantime::parse_duration(&text).map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}")))
+}
+
+fn optional_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
 }
 
 /// Where the jobs live.

@@ -154,7 +154,7 @@ pub async fn generate(
         let pieces = provider.stream(request).await;
         return Ok(Sse::new(sse_events(title, pieces)).into_response());
     }
-    match provider.complete(&request).await {
+    match provider.complete(request).await {
         Ok(done) => Ok(Json(ResultView {
             title,
             suggestion: done.text,

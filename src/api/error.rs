@@ -43,11 +43,6 @@ impl ApiError {
     pub fn unauthorized(description: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "auth.invalid_key", description)
     }
-
-    /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
 }
 
 /// Writer's `tpe` for a status.

@@ -40,16 +40,6 @@ pub enum AppStatus {
     Draft,
 }
 
-impl AppStatus {
-    /// The wire name: `"deployed"` or `"draft"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AppStatus::Deployed => "deployed",
-            AppStatus::Draft => "draft",
-        }
-    }
-}
-
 /// How a failed generation is retried: up to `max_attempts` attempts in all, waiting
 /// `backoff_initial_ms` after the first failure, doubling each time, capped at `backoff_max_ms`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use clap::Parser;
 use tokio::net::TcpListener;
 
 use super::harness::{Workspace, count, jobs_page, start};
@@ -15,26 +14,15 @@ use super::{BenchArgs, percentiles};
 use crate::mockllm::{MockLlm, MockLlmArgs};
 use crate::providers::config::{ProviderConfig, ProviderKind};
 
-#[derive(Parser)]
-struct Flags {
-    #[command(flatten)]
-    args: MockLlmArgs,
-}
-
 pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let latency = args.llm_latency;
     let capacity = args.llm_capacity;
-    let ttft = humantime::format_duration(latency).to_string();
-    let flags = [
-        "mock-llm",
-        "--ttft",
-        &ttft,
-        "--capacity",
-        &capacity.to_string(),
-        "--output-tokens",
-        "8",
-    ];
-    let llm = MockLlm::new(Flags::try_parse_from(flags)?.args);
+    let llm = MockLlm::new(MockLlmArgs {
+        ttft: latency,
+        capacity,
+        output_tokens: 8,
+        ..MockLlmArgs::default()
+    });
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let llm_url = format!("http://{}/v1", listener.local_addr()?);
     let router = llm.router();

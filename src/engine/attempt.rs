@@ -28,7 +28,7 @@ pub(super) async fn run(apps: &Registry, providers: &Providers, job: &ClaimedJob
     };
     let title = prompt.title.clone();
     let request = chat_request(app, prompt, job.id.clone());
-    match provider.complete(&request).await {
+    match provider.complete(request).await {
         Ok(done) if !done.text.trim().is_empty() => OutcomeKind::Completed {
             title,
             suggestion: done.text,
@@ -78,7 +78,7 @@ fn retry_or_fail(job: &ClaimedJob, e: &ProviderError) -> OutcomeKind {
 /// The wait before attempt `attempt + 1`: exponential from `backoff_initial_ms`, capped at
 /// `backoff_max_ms`, with "equal jitter" (between half and all of it) so a burst of failures
 /// does not come back as a burst.
-pub fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
+fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
     let exp = attempt.saturating_sub(1).min(32);
     let full = policy
         .backoff_initial_ms

@@ -43,16 +43,25 @@ pub struct ProviderConfig {
     #[serde(default)]
     pub tokens_per_minute: u32,
     /// The whole request, first byte to last.
-    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "crate::config::duration"
+    )]
     pub timeout: Duration,
     /// Establishing the connection.
-    #[serde(default = "default_connect_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "default_connect_timeout",
+        deserialize_with = "crate::config::duration"
+    )]
     pub connect_timeout: Duration,
     /// Silence between two chunks of a stream.
-    #[serde(default = "default_idle_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "default_idle_timeout",
+        deserialize_with = "crate::config::duration"
+    )]
     pub idle_timeout: Duration,
     /// The mock's latency per call.
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(default, deserialize_with = "crate::config::duration")]
     pub latency: Duration,
     /// The key itself, read from `api_key_env` when settings are resolved.
     #[serde(skip)]
@@ -95,11 +104,6 @@ fn default_connect_timeout() -> Duration {
 
 fn default_idle_timeout() -> Duration {
     Duration::from_secs(30)
-}
-
-fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}")))
 }
 
 impl ProviderConfig {

@@ -187,8 +187,8 @@ pub struct BackendView {
 
 impl Backend {
     /// Generates the whole text, waiting at the gate first.
-    pub async fn complete(&self, request: &ChatRequest) -> Result<Completion, ProviderError> {
-        let request = self.with_model(request.clone());
+    pub async fn complete(&self, request: ChatRequest) -> Result<Completion, ProviderError> {
+        let request = self.with_model(request);
         let admission = self.gate.admit(request.estimated_tokens()).await;
         let result = match &self.provider {
             Provider::Mock(mock) => mock.complete(&request).await,

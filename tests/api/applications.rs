@@ -121,22 +121,9 @@ async fn sync_generation_answers_title_and_suggestion() {
 #[tokio::test]
 async fn streamed_generation_sends_writer_deltas_then_done() {
     let app = spawn_app().await;
-    let mut body = inputs_body(&[("Text", &["one two three four five six seven"])]);
-    body["stream"] = json!(true);
-    let response = app
-        .post("/v1/applications/echo")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/event-stream")
-    );
-    let text = response.text().await.unwrap();
+    let text = app
+        .stream("echo", &[("Text", &["one two three four five six seven"])])
+        .await;
     let deltas = stream_deltas(&text);
     assert_eq!(
         deltas[0]["title"],
@@ -151,17 +138,12 @@ async fn streamed_generation_sends_writer_deltas_then_done() {
 #[tokio::test]
 async fn a_stream_that_breaks_ends_with_an_error_event() {
     let app = spawn_app().await;
-    let mut body = inputs_body(&[("Text", &["a b c d e f g h i j k l [[mock:break]]"])]);
-    body["stream"] = json!(true);
     let text = app
-        .post("/v1/applications/echo")
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .stream(
+            "echo",
+            &[("Text", &["a b c d e f g h i j k l [[mock:break]]"])],
+        )
+        .await;
     assert!(text.contains("event: error"), "{text}");
     assert!(!text.contains("[DONE]"), "{text}");
     let error_data = text

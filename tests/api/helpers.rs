@@ -132,6 +132,28 @@ impl TestApp {
             .bearer_auth(KEY)
     }
 
+    /// Generates synchronously on `app` with `"stream": true`; answers the event stream's text.
+    pub async fn stream(&self, app: &str, inputs: &[(&str, &[&str])]) -> String {
+        let mut body = inputs_body(inputs);
+        body["stream"] = Value::Bool(true);
+        let response = self
+            .post(&format!("/v1/applications/{app}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            content_type.starts_with("text/event-stream"),
+            "{content_type}"
+        );
+        response.text().await.unwrap()
+    }
+
     /// Creates a job for `app` with these `(input, values)` and answers the 202 body.
     pub async fn create_job(&self, app: &str, inputs: &[(&str, &[&str])]) -> Value {
         let response = self

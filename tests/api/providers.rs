@@ -126,17 +126,7 @@ async fn streamed_generation_relays_the_backend_chunks_as_writer_deltas() {
         .json()
         .await
         .unwrap();
-    let mut body = crate::helpers::inputs_body(&[("Text", &["stream me"])]);
-    body["stream"] = serde_json::json!(true);
-    let text = app
-        .post("/v1/applications/sturdy")
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.stream("sturdy", &[("Text", &["stream me"])]).await;
     let streamed = stream_content(&stream_deltas(&text));
     assert_eq!(streamed, whole["suggestion"].as_str().unwrap());
 }
@@ -310,17 +300,7 @@ async fn a_stream_that_goes_silent_past_the_idle_timeout_ends_with_an_error_even
     config.idle_timeout = Duration::from_millis(300);
     config.timeout = Duration::from_secs(30);
     let app = serve_with(config, 4).await;
-    let mut body = crate::helpers::inputs_body(&[("Text", &["slow"])]);
-    body["stream"] = serde_json::json!(true);
-    let text = app
-        .post("/v1/applications/sturdy")
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.stream("sturdy", &[("Text", &["slow"])]).await;
     assert!(text.contains("event: error"), "{text}");
     assert!(text.contains("went silent"), "{text}");
     assert!(!text.contains("[DONE]"), "{text}");
