@@ -331,3 +331,51 @@ async fn the_providers_route_shows_limits_load_and_errors() {
     assert_eq!(default["circuit"], "closed");
     assert_eq!(default["errors"]["server"], 1);
 }
+
+/// A request budget holds end to end: with 60 requests a minute (a full minute's burst, then
+/// one a second), mock-llm never sees more than 60 + one per elapsed second. An upper bound
+/// from the elapsed time, so a slow machine can only make it easier to meet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requests_per_minute_budget_spaces_calls_out() {
+    let llm = start_llm(&[], 0).await;
+    let mut config = provider(ProviderKind::Openai, format!("{}/v1", llm.base), 16);
+    config.requests_per_minute = 60;
+    let app = serve_with(config, 16).await;
+    let started = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..66 {
+        let text = format!("budget-{i}");
+        ids.push(
+            app.create_job("sturdy", &[("Text", &[&text])]).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let mut completed = 0;
+    while completed < 66 {
+        let requests = llm.mock.stats().requests;
+        let allowed = 60 + started.elapsed().as_secs() + 1;
+        assert!(
+            requests <= allowed,
+            "{requests} requests within {:?}",
+            started.elapsed()
+        );
+        let list: Value = app
+            .get("/v1/applications/sturdy/jobs?status=completed&limit=1")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        completed = list["totalCount"].as_u64().unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "stuck at {completed} of 66"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(llm.mock.stats().requests, 66);
+    assert_eq!(ids.len(), 66);
+}
