@@ -13,6 +13,8 @@ use serde::Deserialize;
 
 use crate::auth::ApiKey;
 use crate::engine::EngineSettings;
+use crate::files::FileLimits;
+use crate::files::blobs::BlobConfig;
 use crate::providers::config::{self as providers, ProviderConfig, Secret};
 use crate::store::sqlite::Durability;
 
@@ -58,10 +60,21 @@ pub struct ServeOptions {
     #[arg(long, env = "SCRIPTORIUM_MOCK_LATENCY", value_parser = humantime::parse_duration)]
     #[serde(default, deserialize_with = "optional_duration")]
     pub mock_latency: Option<Duration>,
+    /// Largest file upload in megabytes; larger ones answer 413 [default: 50].
+    #[arg(long, env = "SCRIPTORIUM_MAX_UPLOAD_MB")]
+    pub max_upload_mb: Option<u64>,
+    /// Megabytes an organisation's files may take in all [default: 10240].
+    #[arg(long, env = "SCRIPTORIUM_ORG_QUOTA_MB")]
+    pub org_quota_mb: Option<u64>,
     /// Model providers, as `[providers.NAME]` tables (config file only).
     #[arg(skip)]
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// Where uploaded files' bytes live, as a `[file_storage]` table (config file only):
+    /// `kind = "local"` (the data directory) or `kind = "s3"` with a bucket [default: local].
+    #[arg(skip)]
+    #[serde(default)]
+    pub file_storage: Option<BlobConfig>,
 }
 
 /// A humantime duration (`"30s"`, `"250ms"`) in a config file.
@@ -159,8 +172,12 @@ pub struct Settings {
     pub engine: EngineSettings,
     /// The model providers by name, with their API keys read from the environment.
     pub providers: BTreeMap<String, ProviderConfig>,
-    /// Largest request body.
+    /// Largest request body (uploads excepted).
     pub max_body_bytes: usize,
+    /// Upload size and per-organisation quota.
+    pub file_limits: FileLimits,
+    /// Where uploaded files' bytes live.
+    pub file_storage: BlobConfig,
     /// A key accepted for the default organisation (`SCRIPTORIUM_API_KEY`); never printed.
     pub api_key: Option<ApiKey>,
 }
@@ -205,6 +222,11 @@ impl Settings {
             engine,
             providers: resolve_providers(o.providers, &env, o.mock_latency.unwrap_or_default())?,
             max_body_bytes: o.max_body_bytes.unwrap_or(1 << 20),
+            file_limits: FileLimits {
+                max_upload_bytes: o.max_upload_mb.unwrap_or(50) << 20,
+                org_quota_bytes: o.org_quota_mb.unwrap_or(10 << 10) << 20,
+            },
+            file_storage: o.file_storage.unwrap_or(BlobConfig::Local),
             api_key: env("SCRIPTORIUM_API_KEY")
                 .filter(|k| !k.is_empty())
                 .map(ApiKey::new),
@@ -227,6 +249,9 @@ impl ServeOptions {
             max_body_bytes: self.max_body_bytes.or(other.max_body_bytes),
             sqlite_sync: self.sqlite_sync.or(other.sqlite_sync),
             mock_latency: self.mock_latency.or(other.mock_latency),
+            max_upload_mb: self.max_upload_mb.or(other.max_upload_mb),
+            org_quota_mb: self.org_quota_mb.or(other.org_quota_mb),
+            file_storage: self.file_storage.or(other.file_storage),
             providers: if self.providers.is_empty() {
                 other.providers
             } else {

@@ -15,11 +15,13 @@
 //! - [`auth`]: API keys, shown once and stored as hashes; organisations as tenants.
 //! - [`engine`]: the job state machine: batched claims, leases and heartbeats, retries with
 //!   backoff, the reaper, graceful shutdown. The only caller of providers for jobs.
+//! - [`files`]: uploads (bytes in a directory or an S3-compatible bucket, metadata in the
+//!   store), text extraction in the background, and the files and images jobs give models.
 //! - [`providers`]: the model backends, a closed enum (OpenAI-compatible servers, Writer's chat
 //!   API, the deterministic mock), each behind a gate that enforces its limits.
 //! - [`mockllm`]: `scriptorium mock-llm`, an OpenAI-compatible mock model server with seeded
 //!   faults, latency and capacity, for tests and benchmarks. Never touches the store.
-//! - [`store`]: every SQL statement, behind the [`store::Store`] trait (SQLite today).
+//! - [`store`]: every SQL statement, behind the [`store::Store`] trait (SQLite or PostgreSQL).
 //! - [`config`]: one typed [`config::Settings`] from defaults, file, environment and flags.
 //! - [`server`]: assembles the parts and runs them until shutdown.
 //! - [`bench`]: `scriptorium bench`, the measured figures (a real server, measured over HTTP).
@@ -33,6 +35,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod files;
 pub mod mockllm;
 pub mod providers;
 pub mod server;

@@ -1,5 +1,5 @@
-//! Assembles a server from [`Settings`]: store, applications, providers, keys, engine and
-//! router; then serves on a listener it is given (so tests bind port 0) until a shutdown
+//! Assembles a server from [`Settings`]: store, applications, providers, keys, files, engine
+//! and router; then serves on a listener it is given (so tests bind port 0) until a shutdown
 //! future resolves, and drains the engine.
 
 use std::future::Future;
@@ -15,6 +15,8 @@ use crate::apps::{LoadError, Registry};
 use crate::auth::{DEFAULT_ORG, Keys, create_key};
 use crate::config::{Database, Settings};
 use crate::engine::Engine;
+use crate::files::Files;
+use crate::files::blobs::{BlobConfig, Blobs};
 use crate::providers::Providers;
 use crate::providers::shared::SharedLimits;
 use crate::store::postgres::PostgresStore;
@@ -33,6 +35,9 @@ pub enum StartError {
     /// The database could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// File storage cannot be used.
+    #[error("file storage: {0}")]
+    Files(String),
     /// Listening failed.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -69,11 +74,13 @@ impl Server {
             "applications loaded"
         );
         log_providers(&providers);
+        let files = open_files(settings, store.clone()).await?;
         let keys = Arc::new(Keys::new(store.clone(), settings.api_key.as_ref()));
         let engine = Engine::new(
             store.clone(),
             apps.clone(),
             providers.clone(),
+            files.clone(),
             settings.engine,
         );
         let state = AppState {
@@ -81,6 +88,7 @@ impl Server {
             apps,
             providers,
             keys,
+            files,
         };
         Ok(Self {
             listener,
@@ -141,6 +149,32 @@ async fn open_server_store(
             Ok((store.clone(), Some(store)))
         }
     }
+}
+
+/// Opens file storage (checking that it answers) and processes again the files a previous
+/// process left unfinished.
+async fn open_files(settings: &Settings, store: Arc<dyn Store>) -> Result<Files, StartError> {
+    let blobs = Blobs::open(&settings.file_storage, &settings.data_dir)
+        .map_err(|e| StartError::Files(e.to_string()))?;
+    blobs
+        .check()
+        .await
+        .map_err(|e| StartError::Files(e.to_string()))?;
+    if matches!(settings.database, Database::Postgres(_))
+        && matches!(settings.file_storage, BlobConfig::Local)
+    {
+        tracing::warn!(
+            "files are stored in this node's data directory: other nodes cannot read them; \
+             set [file_storage] kind = \"s3\" for a cluster"
+        );
+    }
+    tracing::info!(storage = %blobs.describe(), "file storage ready");
+    let files = Files::new(store, blobs, settings.file_limits);
+    let resumed = files.resume().await?;
+    if resumed > 0 {
+        tracing::info!(files = resumed, "processing again the files a previous run left unfinished");
+    }
+    Ok(files)
 }
 
 /// Every application's provider exists, and can name a model when the application does not.

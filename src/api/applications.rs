@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -16,10 +17,14 @@ use serde_json::json;
 use super::extract::{Principal, WJson, WPath, WQuery};
 use super::views::{ApplicationListView, ApplicationView, GraphsView, ResultView};
 use super::{ApiError, AppState};
-use crate::apps::Application;
+use crate::apps::{Application, Inputs};
 use crate::engine::chat_request;
+use crate::files::AttachError;
+use crate::files::rules::Refusal;
 use crate::providers::ProviderError;
 
+/// How long synchronous generation waits for its files to finish processing.
+const FILE_WAIT: Duration = Duration::from_secs(60);
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 100;
 
@@ -37,6 +42,24 @@ pub fn served_app<'a>(state: &'a AppState, id: &str) -> Result<&'a Arc<Applicati
     state.apps.get(id).ok_or_else(|| {
         ApiError::not_found("application.not_found", format!("no application '{id}'"))
     })
+}
+
+/// The inputs of a generate request, checked against `app` and, for file and media inputs,
+/// against the files of `org` they name: every refusal is a 400 naming the input.
+pub async fn checked_inputs(
+    state: &AppState,
+    org: &str,
+    app: &Application,
+    raw: Option<&serde_json::Value>,
+) -> Result<Inputs, ApiError> {
+    let inputs = app
+        .validate_inputs(raw)
+        .map_err(|e| ApiError::bad_request("inputs.invalid", e.message))?;
+    match state.files.check_inputs(org, app, &inputs).await {
+        Ok(()) => Ok(inputs),
+        Err(Refusal::Input(e)) => Err(ApiError::bad_request("inputs.invalid", e.message)),
+        Err(Refusal::Store(e)) => Err(e.into()),
+    }
 }
 
 /// The query of the applications list.
@@ -130,16 +153,24 @@ pub async fn retrieve(
 /// `POST /v1/applications/{application_id}`: generates now, whole or streamed.
 pub async fn generate(
     State(state): State<AppState>,
-    _: Principal,
+    principal: Principal,
     WPath(id): WPath<String>,
     WJson(body): WJson<GenerateBody>,
 ) -> Result<Response, ApiError> {
     let app = served_app(&state, &id)?;
-    let inputs = app
-        .validate_inputs(body.inputs.as_ref())
-        .map_err(|e| ApiError::bad_request("inputs.invalid", e.message))?;
+    let inputs = checked_inputs(&state, &principal.org, app, body.inputs.as_ref()).await?;
+    let attachments = state
+        .files
+        .attachments(app, &inputs, FILE_WAIT)
+        .await
+        .map_err(|e| match e {
+            AttachError::Unusable(message) => ApiError::bad_request("inputs.invalid", message),
+            AttachError::Pending(message) | AttachError::Unavailable(message) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "files.unavailable", message)
+            }
+        })?;
     let prompt = app
-        .render(&inputs)
+        .render(&inputs, &attachments.files)
         .map_err(|e| ApiError::bad_request("application.template", e.to_string()))?;
     let provider = state.providers.get(&app.provider).ok_or_else(|| {
         ApiError::new(
@@ -149,7 +180,7 @@ pub async fn generate(
         )
     })?;
     let title = prompt.title.clone();
-    let request = chat_request(app, prompt, uuid::Uuid::now_v7().to_string());
+    let request = chat_request(app, prompt, attachments, uuid::Uuid::now_v7().to_string());
     if body.stream == Some(true) {
         let pieces = provider.stream(request).await;
         return Ok(Sse::new(sse_events(title, pieces)).into_response());

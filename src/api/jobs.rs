@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
-use super::applications::{GenerateBody, served_app};
+use super::applications::{GenerateBody, checked_inputs, served_app};
 use super::extract::{Principal, WJson, WPath, WQuery};
 use super::views::{JobAcceptedView, JobListView, JobView, PaginationView};
 use super::{ApiError, AppState};
@@ -30,9 +30,7 @@ pub async fn create(
             "async jobs cannot stream; use POST /v1/applications/{application_id} with stream",
         ));
     }
-    let inputs = app
-        .validate_inputs(body.inputs.as_ref())
-        .map_err(|e| ApiError::bad_request("inputs.invalid", e.message))?;
+    let inputs = checked_inputs(&state, &principal.org, app, body.inputs.as_ref()).await?;
     let inputs = serde_json::to_string(&inputs)
         .map_err(|e| ApiError::bad_request("inputs.invalid", e.to_string()))?;
     let job = NewJob {

@@ -1,4 +1,4 @@
-//! The HTTP surface: Writer's applications API, byte for byte where the SDKs look, plus
+//! The HTTP surface: Writer's applications and files APIs, byte for byte where the SDKs look, plus
 //! scriptorium's own operator routes (`/v1/scriptorium/...`) and a health check.
 //!
 //! Handlers parse, authenticate and validate, then talk to the store (async jobs) or, for
@@ -8,6 +8,7 @@
 mod applications;
 mod error;
 mod extract;
+mod files;
 mod jobs;
 mod native;
 mod views;
@@ -23,6 +24,7 @@ pub use extract::Principal;
 
 use crate::apps::Registry;
 use crate::auth::Keys;
+use crate::files::Files;
 use crate::providers::Providers;
 use crate::store::Store;
 
@@ -37,11 +39,18 @@ pub struct AppState {
     pub providers: Arc<Providers>,
     /// The key checker.
     pub keys: Arc<Keys>,
+    /// Uploaded files.
+    pub files: Files,
 }
 
-/// The whole router. Request bodies over `max_body_bytes` answer 413.
+/// The whole router. Request bodies over `max_body_bytes` answer 413, except uploads, which
+/// read their raw body themselves and are held to the files' own limit.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
+        .route("/v1/files", get(files::list).post(files::upload))
+        .route("/v1/files/retry", post(files::retry))
+        .route("/v1/files/{file_id}", get(files::retrieve).delete(files::delete))
+        .route("/v1/files/{file_id}/download", get(files::download))
         .route("/v1/applications", get(applications::list))
         .route(
             "/v1/applications/{application_id}",

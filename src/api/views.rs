@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::apps::{AppStatus, Application, InputSpec};
-use crate::store::{Inserted, JobRecord, JobState, rfc3339};
+use crate::store::{FileRecord, Inserted, JobRecord, JobState, rfc3339};
 
 /// A job, as `GET /v1/applications/jobs/{id}` and the list show it.
 #[derive(Serialize)]
@@ -173,4 +173,56 @@ pub struct ApplicationListView<'a> {
 #[derive(Serialize)]
 pub struct GraphsView {
     pub graph_ids: Vec<String>,
+}
+
+/// A file, as the Files API shows it: Writer's `{id, created_at, name, graph_ids, status}`
+/// plus our own `type`, `size` and, once failed, `error`.
+#[derive(Serialize)]
+pub struct FileView {
+    id: String,
+    created_at: String,
+    name: String,
+    graph_ids: Vec<String>,
+    status: &'static str,
+    /// Ours: the type found from the name and the bytes, as an extension.
+    #[serde(rename = "type")]
+    kind: String,
+    /// Ours: the size in bytes.
+    size: i64,
+    /// Ours: why processing failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl From<FileRecord> for FileView {
+    fn from(f: FileRecord) -> Self {
+        Self {
+            id: f.id,
+            created_at: rfc3339(f.created_at),
+            name: f.name,
+            graph_ids: f.graph_ids,
+            status: f.status.as_str(),
+            kind: f.kind,
+            size: f.size,
+            error: f.error,
+        }
+    }
+}
+
+/// A cursor page of files.
+#[derive(Serialize)]
+pub struct FileListView {
+    pub data: Vec<FileView>,
+    pub has_more: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_id: Option<String>,
+}
+
+/// The answer to a delete.
+#[derive(Serialize)]
+pub struct DeletedView {
+    pub id: String,
+    pub deleted: bool,
 }

@@ -2,14 +2,15 @@
 //!
 //! Three layers, so that a mistake surfaces when the folder is loaded rather than on a request:
 //! 1. static analysis with minijinja's `undeclared_variables`: no top-level variable other than
-//!    `inputs` (and the environment's global functions), and no `inputs.X` for an undeclared X;
+//!    `inputs` and `files` (and the environment's global functions), and no `inputs.X` for an
+//!    undeclared X;
 //! 2. a lexical scan of `{{ }}` / `{% %}` tags for `inputs["X"]` / `inputs['X']` subscripts
 //!    naming an undeclared X (minijinja does not report subscripts);
 //! 3. two trial renders, one with every input given sample values and one with every optional
 //!    input empty, so that any strict-undefined or runtime error fires now.
 
 use super::inputs::Inputs;
-use super::render::{Field, Problem, Source, Templates};
+use super::render::{Field, InputFile, InputFiles, Problem, Source, Templates};
 use super::spec::{InputOptions, InputSpec, InputType};
 
 /// Runs every check; returns the problems found (empty when the templates are fine).
@@ -32,10 +33,10 @@ pub(crate) fn check_templates(
     for source in templates.sources() {
         let template = source.field.name();
         for var in templates.undeclared(source.field, false) {
-            if var != "inputs" && !globals.contains(&var) {
+            if var != "inputs" && var != "files" && !globals.contains(&var) {
                 problems.push((
                     find_line(source, &var),
-                    format!("template `{template}` uses unknown variable `{var}`; the only variable is `inputs`"),
+                    format!("template `{template}` uses unknown variable `{var}`; the variables are `inputs` and `files`"),
                 ));
             }
         }
@@ -72,11 +73,15 @@ fn trial_renders(templates: &Templates, specs: &[InputSpec]) -> Vec<Problem> {
         ("sample values for every input", sample_inputs(specs, true)),
         ("every optional input empty", sample_inputs(specs, false)),
     ];
+    let trials = trials.map(|(label, inputs)| {
+        let files = sample_files(specs, &inputs);
+        (label, inputs, files)
+    });
     let mut problems = Vec::new();
     for source in templates.sources() {
         let template = source.field.name();
-        for (label, inputs) in &trials {
-            match templates.render_field(source.field, specs, inputs) {
+        for (label, inputs, files) in &trials {
+            match templates.render_field(source.field, specs, inputs, files) {
                 Ok(Some(text)) if text.is_empty() && source.field == Field::Prompt => {
                     problems.push((
                         Some(source.first_line),
@@ -131,6 +136,27 @@ fn sample_values(spec: &InputSpec) -> Vec<String> {
         (_, InputType::File | InputType::Media) => vec!["sample-file-id".to_owned()],
         _ => vec!["sample".to_owned()],
     }
+}
+
+/// A sample file for each sample file id of a file or media input.
+fn sample_files(specs: &[InputSpec], inputs: &Inputs) -> InputFiles {
+    specs
+        .iter()
+        .filter(|spec| matches!(spec.input_type, InputType::File | InputType::Media))
+        .map(|spec| {
+            let files = inputs
+                .values(&spec.name)
+                .iter()
+                .map(|id| InputFile {
+                    id: id.clone(),
+                    name: "sample.txt".to_owned(),
+                    kind: "txt".to_owned(),
+                    text: "sample text".to_owned(),
+                })
+                .collect();
+            (spec.name.clone(), files)
+        })
+        .collect()
 }
 
 /// The file line of the first occurrence of `needle` as a whole identifier in the template,

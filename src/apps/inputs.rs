@@ -7,7 +7,8 @@
 //! - a required input must end up with at least one value; an optional one may be empty;
 //! - text: the count must be within `min_fields..=max_fields` when options are declared;
 //! - dropdown: at most one value, and it must be one of `list`;
-//! - file and media: every value must be a known file id (see [`check_file_ids`]).
+//! - file: at most `max_files` ids. Whether each id names a usable file of the caller's
+//!   organisation is checked against the store, by `crate::files::rules`.
 
 use std::collections::BTreeMap;
 
@@ -47,7 +48,8 @@ impl InputError {
         }
     }
 
-    fn about(input: &str, message: impl Into<String>) -> Self {
+    /// An error about the input named `input`.
+    pub(crate) fn about(input: &str, message: impl Into<String>) -> Self {
         InputError {
             input: Some(input.to_owned()),
             message: message.into(),
@@ -178,27 +180,12 @@ fn check_values(spec: &InputSpec, values: &[String]) -> Result<(), InputError> {
                     format!("input '{name}' takes at most {max} files, got {count}"),
                 ));
             }
-            check_file_ids(name, values)?;
         }
-        (InputType::Media, _) => check_file_ids(name, values)?,
-        (InputType::Text, _) => {}
+        (InputType::Media | InputType::Text, _) => {}
     }
     Ok(())
 }
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
-}
-
-/// Checks that every value of a file or media input is the id of a stored file.
-///
-/// The Files API does not exist yet, so no id is known and any value is refused.
-pub(crate) fn check_file_ids(input: &str, ids: &[String]) -> Result<(), InputError> {
-    match ids.first() {
-        Some(id) => Err(InputError::about(
-            input,
-            format!("input '{input}': file '{id}' not found"),
-        )),
-        None => Ok(()),
-    }
 }

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use inputs::{InputError, Inputs};
 pub use registry::{LoadError, Registry};
-pub use render::{Prompt, RenderError};
+pub use render::{InputFile, InputFiles, Prompt, RenderError};
 pub use spec::{
     DropdownOptions, FileOptions, InputOptions, InputSpec, InputType, MediaOptions, TextOptions,
     UploadType,
@@ -103,9 +103,23 @@ impl Application {
         inputs::validate(&self.inputs, raw)
     }
 
-    /// Renders the application's templates with `inputs`. Declared inputs missing from
-    /// `inputs` render as empty lists; undeclared entries are ignored.
-    pub fn render(&self, inputs: &Inputs) -> Result<Prompt, RenderError> {
-        self.templates.render(&self.inputs, inputs)
+    /// Renders the application's templates with `inputs` and the `files` of its file and
+    /// media inputs. Declared inputs missing from either render as empty lists; undeclared
+    /// entries are ignored.
+    pub fn render(&self, inputs: &Inputs, files: &InputFiles) -> Result<Prompt, RenderError> {
+        self.templates.render(&self.inputs, inputs, files)
+    }
+
+    /// The declared file and media inputs with the file ids given to each, in declaration
+    /// order (inputs given no file are left out).
+    pub fn file_inputs<'a>(
+        &'a self,
+        inputs: &'a Inputs,
+    ) -> impl Iterator<Item = (&'a InputSpec, &'a [String])> {
+        self.inputs
+            .iter()
+            .filter(|spec| matches!(spec.input_type, InputType::File | InputType::Media))
+            .map(|spec| (spec, inputs.values(&spec.name)))
+            .filter(|(_, ids)| !ids.is_empty())
     }
 }

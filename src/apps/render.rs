@@ -1,15 +1,34 @@
 //! The compiled templates of an application (`system`, `prompt`, `title`) and their rendering
 //! into a [`Prompt`].
 //!
-//! Templates are minijinja with strict undefined behaviour and no auto-escaping; the only
-//! variable they see is `inputs`, a map from every declared input name to its list of values.
+//! Templates are minijinja with strict undefined behaviour and no auto-escaping. They see two
+//! variables: `inputs`, a map from every declared input name to its list of values, and
+//! `files`, a map from every file and media input name to its files ([`InputFile`]).
 
 use std::collections::BTreeMap;
 
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde::Serialize;
 
 use super::inputs::Inputs;
-use super::spec::InputSpec;
+use super::spec::{InputSpec, InputType};
+
+/// A file given to a file or media input, as templates see it: `{id, name, type, text}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct InputFile {
+    /// The file's id.
+    pub id: String,
+    /// The name it was uploaded with.
+    pub name: String,
+    /// Its type, as a canonical extension (`pdf`, `png`, ...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its extracted text (empty for images).
+    pub text: String,
+}
+
+/// The files of each file and media input, by input name, in the order given.
+pub type InputFiles = BTreeMap<String, Vec<InputFile>>;
 
 /// The texts produced by rendering an application's templates for one set of inputs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,12 +144,14 @@ impl Templates {
         names
     }
 
-    /// Renders one template with `inputs`; `Ok(None)` when the application has no such template.
+    /// Renders one template with `inputs` and `files`; `Ok(None)` when the application has no
+    /// such template.
     pub(crate) fn render_field(
         &self,
         field: Field,
         specs: &[InputSpec],
         inputs: &Inputs,
+        files: &InputFiles,
     ) -> Result<Option<String>, minijinja::Error> {
         if !self.sources.iter().any(|source| source.field == field) {
             return Ok(None);
@@ -140,8 +161,17 @@ impl Templates {
             .iter()
             .map(|spec| (spec.name.as_str(), inputs.values(&spec.name)))
             .collect();
+        let file_context: BTreeMap<&str, &[InputFile]> = specs
+            .iter()
+            .filter(|spec| matches!(spec.input_type, InputType::File | InputType::Media))
+            .map(|spec| {
+                let given = files.get(&spec.name).map(Vec::as_slice);
+                (spec.name.as_str(), given.unwrap_or_default())
+            })
+            .collect();
         let template = self.env.get_template(field.name())?;
-        let text = template.render(minijinja::context! { inputs => context })?;
+        let text =
+            template.render(minijinja::context! { inputs => context, files => file_context })?;
         Ok(Some(text.trim().to_owned()))
     }
 
@@ -150,9 +180,10 @@ impl Templates {
         &self,
         specs: &[InputSpec],
         inputs: &Inputs,
+        files: &InputFiles,
     ) -> Result<Prompt, RenderError> {
         let render = |field: Field| {
-            self.render_field(field, specs, inputs)
+            self.render_field(field, specs, inputs, files)
                 .map(|text| text.filter(|text| !text.is_empty()))
                 .map_err(|e| RenderError(format!("template `{}`: {e}", field.name())))
         };

@@ -1,33 +1,50 @@
-//! One attempt at one job: render, call the provider, and decide what the outcome means.
+//! One attempt at one job: gather its files, render, call the provider, and decide what the
+//! outcome means.
 
 use std::time::Duration;
 
 use crate::apps::{Application, Inputs, Prompt, Registry, RetryPolicy};
+use crate::files::{AttachError, Attachments, Files};
 use crate::providers::{ChatRequest, ErrorClass, ProviderError, Providers};
 use crate::store::{ClaimedJob, OutcomeKind, now_micros};
 
+/// How long an attempt waits for its files to finish processing before it counts as a
+/// retryable failure. The lease is renewed meanwhile, as for any running attempt.
+const FILE_WAIT: Duration = Duration::from_secs(60);
+
 /// Runs one attempt and classifies its end: success, retry later, or final failure.
-pub(super) async fn run(apps: &Registry, providers: &Providers, job: &ClaimedJob) -> OutcomeKind {
+pub(super) async fn run(
+    apps: &Registry,
+    providers: &Providers,
+    files: &Files,
+    job: &ClaimedJob,
+) -> OutcomeKind {
     let Some(app) = apps.get(&job.application_id) else {
         return failed(format!(
             "application '{}' is no longer served",
             job.application_id
         ));
     };
-    let prompt = match serde_json::from_str::<Inputs>(&job.inputs)
-        .map_err(|e| format!("stored inputs are unreadable: {e}"))
-        .and_then(|inputs| {
-            app.render(&inputs)
-                .map_err(|e| format!("template error: {e}"))
-        }) {
+    let inputs = match serde_json::from_str::<Inputs>(&job.inputs) {
+        Ok(inputs) => inputs,
+        Err(e) => return failed(format!("stored inputs are unreadable: {e}")),
+    };
+    let attachments = match files.attachments(app, &inputs, FILE_WAIT).await {
+        Ok(attachments) => attachments,
+        Err(AttachError::Unusable(message)) => return failed(message),
+        Err(e @ (AttachError::Pending(_) | AttachError::Unavailable(_))) => {
+            return retry_later(job, e.to_string(), None);
+        }
+    };
+    let prompt = match app.render(&inputs, &attachments.files) {
         Ok(prompt) => prompt,
-        Err(message) => return failed(message),
+        Err(e) => return failed(format!("template error: {e}")),
     };
     let Some(provider) = providers.get(&app.provider) else {
         return failed(format!("provider '{}' is not configured", app.provider));
     };
     let title = prompt.title.clone();
-    let request = chat_request(app, prompt, job.id.clone());
+    let request = chat_request(app, prompt, attachments, job.id.clone());
     match provider.complete(request).await {
         Ok(done) if !done.text.trim().is_empty() => OutcomeKind::Completed {
             title,
@@ -46,12 +63,19 @@ pub(super) async fn run(apps: &Registry, providers: &Providers, job: &ClaimedJob
     }
 }
 
-/// The chat request for a rendered prompt of `app`; `key` identifies the unit of work.
-pub fn chat_request(app: &Application, prompt: Prompt, key: String) -> ChatRequest {
+/// The chat request for a rendered prompt of `app` with the images of its `attachments`;
+/// `key` identifies the unit of work.
+pub fn chat_request(
+    app: &Application,
+    prompt: Prompt,
+    attachments: Attachments,
+    key: String,
+) -> ChatRequest {
     ChatRequest {
         model: app.model.clone(),
         system: prompt.system,
         user: prompt.user,
+        images: attachments.images,
         temperature: app.temperature,
         max_tokens: app.max_tokens,
         key,
@@ -59,19 +83,26 @@ pub fn chat_request(app: &Application, prompt: Prompt, key: String) -> ChatReque
 }
 
 fn retry_or_fail(job: &ClaimedJob, e: &ProviderError) -> OutcomeKind {
-    let attempt = job.lease.attempt;
     match e {
-        ProviderError::Retryable { retry_after, .. } if attempt < job.retry.max_attempts => {
-            let wait = backoff(&job.retry, attempt).max(retry_after.unwrap_or_default());
-            OutcomeKind::Retry {
-                run_at: now_micros() + wait.as_micros() as i64,
-                error: e.to_string(),
-            }
-        }
-        ProviderError::Retryable { .. } => {
-            failed(format!("{e} (gave up after {attempt} attempts)"))
+        ProviderError::Retryable { retry_after, .. } => {
+            retry_later(job, e.to_string(), *retry_after)
         }
         ProviderError::Fatal { .. } => failed(e.to_string()),
+    }
+}
+
+/// A retryable failure: run again after the backoff (at least `retry_after`), unless this was
+/// the last attempt.
+fn retry_later(job: &ClaimedJob, error: String, retry_after: Option<Duration>) -> OutcomeKind {
+    let attempt = job.lease.attempt;
+    if attempt < job.retry.max_attempts {
+        let wait = backoff(&job.retry, attempt).max(retry_after.unwrap_or_default());
+        OutcomeKind::Retry {
+            run_at: now_micros() + wait.as_micros() as i64,
+            error,
+        }
+    } else {
+        failed(format!("{error} (gave up after {attempt} attempts)"))
     }
 }
 

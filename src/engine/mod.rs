@@ -32,6 +32,7 @@ use tokio::task::JoinSet;
 pub use attempt::chat_request;
 
 use crate::apps::Registry;
+use crate::files::Files;
 use crate::providers::Providers;
 use crate::store::{ClaimedJob, Lease, Outcome, Store, StoreError, now_micros};
 
@@ -58,6 +59,7 @@ pub struct Engine {
     store: Arc<dyn Store>,
     apps: Arc<Registry>,
     providers: Arc<Providers>,
+    files: Files,
     settings: EngineSettings,
     in_flight: Mutex<HashSet<Lease>>,
 }
@@ -68,12 +70,14 @@ impl Engine {
         store: Arc<dyn Store>,
         apps: Arc<Registry>,
         providers: Arc<Providers>,
+        files: Files,
         settings: EngineSettings,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
             apps,
             providers,
+            files,
             settings,
             in_flight: Mutex::new(HashSet::new()),
         })
@@ -245,6 +249,6 @@ impl Engine {
     }
 
     async fn attempt(&self, job: &ClaimedJob) -> crate::store::OutcomeKind {
-        attempt::run(&self.apps, &self.providers, job).await
+        attempt::run(&self.apps, &self.providers, &self.files, job).await
     }
 }

@@ -1,5 +1,6 @@
-//! The deterministic answer: `echo: ` and the last user message's text (so a test sees what
-//! reached the model), then words drawn from a fixed list with a generator seeded by the run's
+//! The deterministic answer: `echo: ` and the last user message's text, and for each of its
+//! image parts `[image <mime> <size> bytes sha256:<16 hex>]` (so a test sees what reached
+//! the model), then words drawn from a fixed list with a generator seeded by the run's
 //! seed and a hash of the messages. The same seed and messages give the same text, streamed
 //! or not, on every machine.
 //!
@@ -20,6 +21,29 @@ const WORDS: [&str; 48] = [
     "scroll",
 ];
 
+/// What the echo says of an image: for a data URL its MIME type, decoded size and the first
+/// 16 hex digits of the SHA-256 of its bytes, so a test can tell the exact image arrived;
+/// otherwise the URL.
+fn describe_image(url: &str) -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let decoded = url
+        .strip_prefix("data:")
+        .and_then(|rest| rest.split_once(";base64,"))
+        .and_then(|(mime, data)| {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(data).ok()?;
+            Some((mime, bytes))
+        });
+    match decoded {
+        Some((mime, bytes)) => {
+            let digest = Sha256::digest(&bytes);
+            let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+            format!("{mime} {} bytes sha256:{hex}", bytes.len())
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// A generated answer and its usage.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Answer {
@@ -38,6 +62,11 @@ impl Answer {
     pub fn generate(request: &ChatRequest, seed: u64, output_tokens: u32) -> Self {
         let last_user = request.messages.iter().rev().find(|m| m.role == "user");
         let mut text = format!("echo: {}", last_user.map(|m| m.text()).unwrap_or_default());
+        for part in last_user.into_iter().flat_map(|m| m.parts()) {
+            if let Part::ImageUrl { image_url } = part {
+                text.push_str(&format!(" [image {}]", describe_image(&image_url.url)));
+            }
+        }
         let echo_tokens = count(&text);
         let natural = u64::from(output_tokens).max(echo_tokens);
         let budget = request
@@ -149,10 +178,26 @@ mod tests {
             ]},
         ]}));
         let a = Answer::generate(&r, 0, 32);
-        assert_eq!(a.text, "echo: one two three");
-        assert_eq!(a.completion_tokens, 4);
+        assert_eq!(a.text, "echo: one two three [image https://x/y.png]");
+        assert_eq!(a.completion_tokens, 6);
         assert_eq!(a.prompt_tokens, 3 + TOKENS_PER_IMAGE);
         assert_eq!(a.finish_reason, "length");
+    }
+
+    #[test]
+    fn the_echo_describes_each_data_url_image_by_type_size_and_digest() {
+        // "hello" in base64; its SHA-256 starts 2cf24dba5fb0a30e.
+        let r = request(json!({"messages": [
+            {"role": "user", "content": [
+                {"type": "text", "text": "look"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,aGVsbG8="}},
+            ]},
+        ]}));
+        let a = Answer::generate(&r, 0, 0);
+        assert_eq!(
+            a.text,
+            "echo: look [image image/png 5 bytes sha256:2cf24dba5fb0a30e]"
+        );
     }
 
     #[test]

@@ -121,14 +121,19 @@ impl ChatRequest {
 
     /// Every part of every message whose content is a list of parts.
     pub fn parts(&self) -> impl Iterator<Item = &Part> {
-        self.messages.iter().flat_map(|m| match &m.content {
-            Some(Content::Parts(parts)) => parts.as_slice(),
-            _ => &[],
-        })
+        self.messages.iter().flat_map(Message::parts)
     }
 }
 
 impl Message {
+    /// The message's parts, when its content is a list of parts.
+    pub fn parts(&self) -> &[Part] {
+        match &self.content {
+            Some(Content::Parts(parts)) => parts,
+            _ => &[],
+        }
+    }
+
     /// The message's text: the string, or its text parts joined by spaces.
     pub fn text(&self) -> String {
         match &self.content {

@@ -1,7 +1,8 @@
 //! The deterministic mock provider, for tests, demos and benchmarks.
 //!
-//! The text it returns is built from the rendered prompt (`[model] <user prompt>`), so a test
-//! can see exactly which inputs reached the model. Its latency is configurable, and
+//! The text it returns is built from the rendered prompt (`[model] <user prompt>`, then
+//! `[image <mime>, <n> bytes]` for each image), so a test can see exactly which inputs
+//! reached the model. Its latency is configurable, and
 //! directives written anywhere in the prompt (for instance passed as an input value) make
 //! it fail on purpose:
 //!
@@ -174,11 +175,15 @@ fn fatal(message: &str) -> ProviderError {
 }
 
 fn text_for(request: &ChatRequest) -> String {
-    format!(
+    let mut text = format!(
         "[{}] {}",
         request.model.as_deref().unwrap_or("mock"),
         request.user
-    )
+    );
+    for image in &request.images {
+        text.push_str(&format!(" [image {}, {} bytes]", image.mime, image.data.len()));
+    }
+    text
 }
 
 /// Splits text into pieces of a few words, keeping every character.
@@ -208,6 +213,7 @@ mod tests {
             model: Some("m".into()),
             system: None,
             user: user.into(),
+            images: Vec::new(),
             temperature: None,
             max_tokens: None,
             key: "job-1".into(),

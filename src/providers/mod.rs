@@ -42,6 +42,8 @@ pub struct ChatRequest {
     pub system: Option<String>,
     /// The user message.
     pub user: String,
+    /// Images sent with the user message, in order.
+    pub images: Vec<Image>,
     /// Sampling temperature.
     pub temperature: Option<f32>,
     /// Output length limit.
@@ -51,10 +53,33 @@ pub struct ChatRequest {
 }
 
 impl ChatRequest {
-    /// A token estimate for rate budgets: ~4 characters a token, plus the output allowance.
+    /// A token estimate for rate budgets: ~4 characters a token, plus the output allowance
+    /// and [`TOKENS_PER_IMAGE`] an image.
     fn estimated_tokens(&self) -> u32 {
         let chars = self.user.len() + self.system.as_ref().map_or(0, String::len);
-        (chars / 4) as u32 + self.max_tokens.unwrap_or(256)
+        let images = self.images.len() as u32 * TOKENS_PER_IMAGE;
+        (chars / 4) as u32 + images + self.max_tokens.unwrap_or(256)
+    }
+}
+
+/// What one image counts for in a token estimate (a mid-sized image in OpenAI's tiling).
+const TOKENS_PER_IMAGE: u32 = 800;
+
+/// An image sent to the model with the user message.
+#[derive(Clone, Debug)]
+pub struct Image {
+    /// Its MIME type (`image/png`, ...).
+    pub mime: &'static str,
+    /// Its bytes.
+    pub data: bytes::Bytes,
+}
+
+impl Image {
+    /// The image as a `data:` URL, as OpenAI-compatible servers and Writer take it.
+    pub fn data_url(&self) -> String {
+        use base64::Engine;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&self.data);
+        format!("data:{};base64,{encoded}", self.mime)
     }
 }
 

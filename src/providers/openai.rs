@@ -121,7 +121,15 @@ fn body(request: &ChatRequest, stream: bool) -> Value {
     if let Some(system) = &request.system {
         messages.push(json!({"role": "system", "content": system}));
     }
-    messages.push(json!({"role": "user", "content": request.user}));
+    if request.images.is_empty() {
+        messages.push(json!({"role": "user", "content": request.user}));
+    } else {
+        let mut parts = vec![json!({"type": "text", "text": request.user})];
+        parts.extend(request.images.iter().map(|image| {
+            json!({"type": "image_url", "image_url": {"url": image.data_url()}})
+        }));
+        messages.push(json!({"role": "user", "content": parts}));
+    }
     let mut body = json!({"messages": messages, "stream": stream});
     if let Some(model) = &request.model {
         body["model"] = json!(model);

@@ -1,4 +1,4 @@
-//! Durable state: jobs, API keys, organisations and graph lists, behind one [`Store`] trait.
+//! Durable state: jobs, files' metadata, API keys, organisations and graph lists, behind one [`Store`] trait.
 //!
 //! The store owns every SQL statement and nothing else: it never calls a model and never
 //! decides policy (the engine decides retry versus fail; the store writes what it is told,
@@ -87,4 +87,34 @@ pub trait Store: Send + Sync + 'static {
         app: &'a str,
         ids: Vec<String>,
     ) -> StoreFuture<'a, ()>;
+
+    /// Records an uploaded file as `in_progress`, unless the organisation's files would then
+    /// take more than `quota` bytes. Its bytes must already be in blob storage.
+    fn insert_file(&self, file: NewFile, quota: i64) -> StoreFuture<'_, FileInserted>;
+    /// The files with these ids (of `org` only, when given), with their extracted text when
+    /// `with_text`; ids not found are left out.
+    fn get_files<'a>(
+        &'a self,
+        org: Option<&'a str>,
+        ids: &'a [String],
+        with_text: bool,
+    ) -> StoreFuture<'a, Vec<FileRecord>>;
+    /// A cursor page of an organisation's files.
+    fn list_files(&self, query: FileQuery) -> StoreFuture<'_, FilePage>;
+    /// Records the end of a file's processing; `false` if the file is gone or not in progress.
+    fn file_processed<'a>(
+        &'a self,
+        id: &'a str,
+        outcome: FileProcessed,
+    ) -> StoreFuture<'a, bool>;
+    /// Sets these failed files of `org` back to `in_progress`; answers the ids it reset.
+    fn retry_files<'a>(
+        &'a self,
+        org: &'a str,
+        ids: &'a [String],
+    ) -> StoreFuture<'a, Vec<String>>;
+    /// Deletes a file of `org`; `false` if there is no such file.
+    fn delete_file<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, bool>;
+    /// Every file still `in_progress` (to process again after a restart).
+    fn unprocessed_files(&self) -> StoreFuture<'_, Vec<FileRecord>>;
 }

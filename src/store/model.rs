@@ -270,3 +270,139 @@ pub struct KeyInfo {
     /// When it was revoked, if it was.
     pub revoked_at: Option<i64>,
 }
+
+/// Where the processing of an uploaded file stands (Writer's file `status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileStatus {
+    /// Stored; its text is being extracted.
+    InProgress,
+    /// Ready for use in jobs.
+    Completed,
+    /// Its text could not be extracted; `error` says why.
+    Failed,
+}
+
+impl FileStatus {
+    /// The wire and database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InProgress => "in_progress",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Parses the wire and database name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "in_progress" => Self::InProgress,
+            "completed" => Self::Completed,
+            "failed" => Self::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// A file to record, whose bytes are already in blob storage.
+#[derive(Clone, Debug)]
+pub struct NewFile {
+    /// The public id (a UUID), also the name of its blob.
+    pub id: String,
+    /// The organisation that owns it.
+    pub org: String,
+    /// The name the uploader gave it.
+    pub name: String,
+    /// Its type, as a canonical extension (`pdf`, `png`, ...).
+    pub kind: String,
+    /// Its size in bytes.
+    pub size: i64,
+    /// Graphs it was uploaded into.
+    pub graph_ids: Vec<String>,
+}
+
+/// A stored file's metadata, and its extracted text when asked for.
+#[derive(Clone, Debug)]
+pub struct FileRecord {
+    /// The public id.
+    pub id: String,
+    /// The organisation that owns it.
+    pub org: String,
+    /// The name the uploader gave it.
+    pub name: String,
+    /// Its type, as a canonical extension.
+    pub kind: String,
+    /// Its size in bytes.
+    pub size: i64,
+    /// Where its processing stands.
+    pub status: FileStatus,
+    /// Why processing failed, once `failed`.
+    pub error: Option<String>,
+    /// Words in its extracted text, once `completed` (none for images).
+    pub word_count: Option<i64>,
+    /// Graphs it belongs to.
+    pub graph_ids: Vec<String>,
+    /// When it was uploaded.
+    pub created_at: i64,
+    /// The extracted text, only when the read asked for it.
+    pub text: Option<String>,
+}
+
+/// A cursor page of an organisation's files, newest first unless `ascending`.
+#[derive(Clone, Debug, Default)]
+pub struct FileQuery {
+    /// The organisation asking.
+    pub org: String,
+    /// Only files after this id in list order.
+    pub after: Option<String>,
+    /// Only files before this id in list order (ignored when `after` is set).
+    pub before: Option<String>,
+    /// Files to return at most.
+    pub limit: u32,
+    /// Oldest first instead of newest first.
+    pub ascending: bool,
+    /// Only files with this status.
+    pub status: Option<FileStatus>,
+    /// Only files of these kinds (canonical extensions), when not empty.
+    pub kinds: Vec<String>,
+    /// Only files in this graph.
+    pub graph_id: Option<String>,
+}
+
+/// One page of files.
+#[derive(Clone, Debug)]
+pub struct FilePage {
+    /// The files on this page, in list order.
+    pub files: Vec<FileRecord>,
+    /// Whether more files lie beyond the page in the direction paged.
+    pub has_more: bool,
+}
+
+/// What recording a new file did.
+#[derive(Clone, Debug)]
+pub enum FileInserted {
+    /// Recorded, `in_progress`.
+    Stored(FileRecord),
+    /// Not recorded: the organisation's files would exceed its quota. `used` is what its
+    /// files take now, in bytes.
+    OverQuota {
+        /// Bytes the organisation's files take.
+        used: i64,
+    },
+}
+
+/// The result of processing a file, to record.
+#[derive(Clone, Debug)]
+pub enum FileProcessed {
+    /// Text extracted (empty for images): the file is `completed`.
+    Completed {
+        /// The extracted text, if the file is a document.
+        text: Option<String>,
+        /// Words in it.
+        word_count: Option<i64>,
+    },
+    /// Extraction failed: the file is `failed`.
+    Failed {
+        /// Why, for the user.
+        error: String,
+    },
+}

@@ -142,19 +142,20 @@ fn dropdown_takes_at_most_one_value() {
 }
 
 #[test]
-fn file_and_media_values_are_rejected_as_unknown_files() {
+fn file_and_media_ids_pass_the_store_free_checks() {
+    // Whether an id names a usable file is checked against the store (crate::files::rules).
     let extra = "\n[[inputs]]\nname = \"Doc\"\ninput_type = \"file\"\nrequired = false\n\
         \n[[inputs]]\nname = \"Photo\"\ninput_type = \"media\"\nrequired = false\n";
     let app = app(&format!("{MINIMAL}{extra}"));
-    for id in ["Doc", "Photo"] {
-        let raw = json!([{"id": "Word", "value": ["x"]}, {"id": id, "value": ["file-123"]}]);
-        let err = app.validate_inputs(Some(&raw)).expect_err("no files exist");
-        assert_eq!(
-            err.message,
-            format!("input '{id}': file 'file-123' not found")
-        );
-        assert_eq!(err.input.as_deref(), Some(id));
-    }
+    let raw = json!([{"id": "Word", "value": ["x"]}, {"id": "Doc", "value": ["file-123"]}, {"id": "Photo", "value": ["file-456"]}]);
+    let inputs = app.validate_inputs(Some(&raw)).expect("ids are checked later");
+    let given: Vec<(&str, &[String])> = app
+        .file_inputs(&inputs)
+        .map(|(spec, ids)| (spec.name.as_str(), ids))
+        .collect();
+    assert_eq!(given.len(), 2);
+    assert_eq!(given[0].0, "Doc");
+    assert_eq!(given[1].1, ["file-456".to_owned()]);
     let raw = json!([{"id": "Word", "value": ["x"]}, {"id": "Doc", "value": []}]);
     app.validate_inputs(Some(&raw))
         .expect("an empty optional file input is fine");

@@ -32,6 +32,7 @@
 //! deployment (or test) its own with `options=-c search_path=NAME` in the URL.
 
 mod errors;
+mod files;
 mod inserter;
 mod jobs;
 mod leases;
@@ -49,8 +50,9 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Config, NoTls};
 
 use super::{
-    ClaimedJob, Inserted, JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewJob, Outcome,
-    RetryOutcome, Store, StoreError, StoreFuture, now_micros,
+    ClaimedJob, FileInserted, FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobPage,
+    JobQuery, JobRecord, KeyInfo, Lease, NewFile, NewJob, Outcome, RetryOutcome, Store,
+    StoreError, StoreFuture, now_micros,
 };
 use errors::{map_err, pool_err};
 
@@ -238,6 +240,47 @@ impl Store for PostgresStore {
         ids: Vec<String>,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move { orgs::set_graphs(&self.pool, org, app, &ids).await })
+    }
+
+    fn insert_file(&self, file: NewFile, quota: i64) -> StoreFuture<'_, FileInserted> {
+        Box::pin(async move { files::insert(&self.pool, &file, quota, now_micros()).await })
+    }
+
+    fn get_files<'a>(
+        &'a self,
+        org: Option<&'a str>,
+        ids: &'a [String],
+        with_text: bool,
+    ) -> StoreFuture<'a, Vec<FileRecord>> {
+        Box::pin(files::get(&self.pool, org, ids, with_text))
+    }
+
+    fn list_files(&self, query: FileQuery) -> StoreFuture<'_, FilePage> {
+        Box::pin(async move { files::list(&self.pool, &query).await })
+    }
+
+    fn file_processed<'a>(
+        &'a self,
+        id: &'a str,
+        outcome: FileProcessed,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move { files::processed(&self.pool, id, &outcome, now_micros()).await })
+    }
+
+    fn retry_files<'a>(
+        &'a self,
+        org: &'a str,
+        ids: &'a [String],
+    ) -> StoreFuture<'a, Vec<String>> {
+        Box::pin(files::retry(&self.pool, org, ids, now_micros()))
+    }
+
+    fn delete_file<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(files::delete(&self.pool, org, id))
+    }
+
+    fn unprocessed_files(&self) -> StoreFuture<'_, Vec<FileRecord>> {
+        Box::pin(files::unprocessed(&self.pool))
     }
 }
 

@@ -6,6 +6,7 @@
 //! may, at start, return every job the previous process left `running` to the queue at once.
 //! Command-line tools (`keys`) open the database without that lock, beside a running server.
 
+mod files;
 mod jobs;
 mod orgs;
 mod writer;
@@ -19,12 +20,13 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Notify;
 
 use super::{
-    ClaimedJob, Inserted, JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewJob, Outcome,
-    RetryOutcome, Store, StoreError, StoreFuture, now_micros,
+    ClaimedJob, FileInserted, FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobPage,
+    JobQuery, JobRecord, KeyInfo, Lease, NewFile, NewJob, Outcome, RetryOutcome, Store,
+    StoreError, StoreFuture, now_micros,
 };
 use writer::Writer;
 
-const MIGRATIONS: &[&str] = &[include_str!("0001_init.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("0001_init.sql"), include_str!("0002_files.sql")];
 /// Page cache of the key-lookup connection.
 const AUTH_CACHE_KIB: u32 = 256;
 
@@ -304,5 +306,60 @@ impl Store for SqliteStore {
             self.writer
                 .write(false, move |c| orgs::set_graphs(c, &org, &app, &ids)),
         )
+    }
+
+    fn insert_file(&self, file: NewFile, quota: i64) -> StoreFuture<'_, FileInserted> {
+        Box::pin(
+            self.writer
+                .write(false, move |c| files::insert(c, &file, quota, now_micros())),
+        )
+    }
+
+    fn get_files<'a>(
+        &'a self,
+        org: Option<&'a str>,
+        ids: &'a [String],
+        with_text: bool,
+    ) -> StoreFuture<'a, Vec<FileRecord>> {
+        let (org, ids) = (org.map(str::to_owned), ids.to_vec());
+        Box::pin(read(&self.readers, move |c| {
+            files::get(c, org.as_deref(), &ids, with_text)
+        }))
+    }
+
+    fn list_files(&self, query: FileQuery) -> StoreFuture<'_, FilePage> {
+        Box::pin(read(&self.readers, move |c| files::list(c, &query)))
+    }
+
+    fn file_processed<'a>(
+        &'a self,
+        id: &'a str,
+        outcome: FileProcessed,
+    ) -> StoreFuture<'a, bool> {
+        let id = id.to_owned();
+        Box::pin(self.writer.write(false, move |c| {
+            files::processed(c, &id, &outcome, now_micros())
+        }))
+    }
+
+    fn retry_files<'a>(
+        &'a self,
+        org: &'a str,
+        ids: &'a [String],
+    ) -> StoreFuture<'a, Vec<String>> {
+        let (org, ids) = (org.to_owned(), ids.to_vec());
+        Box::pin(
+            self.writer
+                .write(false, move |c| files::retry(c, &org, &ids, now_micros())),
+        )
+    }
+
+    fn delete_file<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, bool> {
+        let (org, id) = (org.to_owned(), id.to_owned());
+        Box::pin(self.writer.write(false, move |c| files::delete(c, &org, &id)))
+    }
+
+    fn unprocessed_files(&self) -> StoreFuture<'_, Vec<FileRecord>> {
+        Box::pin(read(&self.readers, files::unprocessed))
     }
 }

@@ -1,0 +1,281 @@
+//! The Files API: raw-body upload named by `Content-Disposition`, cursor-paged list with
+//! filters, retrieve, download with the file's own MIME type, delete, and retry of failed
+//! processing. Every route is scoped to the caller's organisation: another's file is a 404.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::extract::{Principal, WJson, WPath, WQuery};
+use super::views::{DeletedView, FileListView, FileView};
+use super::{ApiError, AppState};
+use crate::files::{FileKind, UploadError, disposition};
+use crate::store::{FileQuery, FileStatus};
+
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 100;
+
+/// The query of an upload.
+#[derive(Deserialize)]
+pub struct UploadQuery {
+    #[serde(rename = "graphId")]
+    graph_id: Option<String>,
+}
+
+/// `POST /v1/files`: the body is the file's bytes, its name comes from `Content-Disposition`
+/// and its type from the name and the bytes (never from `Content-Type`).
+pub async fn upload(
+    State(state): State<AppState>,
+    principal: Principal,
+    WQuery(query): WQuery<UploadQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let name = headers
+        .get(header::CONTENT_DISPOSITION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(disposition::file_name)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "files.name_missing",
+                "name the file with a Content-Disposition header, e.g. attachment; filename=\"report.pdf\"",
+            )
+        })?;
+    let limit = state.files.limits().max_upload_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(too_large(limit));
+    }
+    let mut bytes = BytesMut::new();
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request("request.body", format!("the upload broke off: {e}"))
+        })?;
+        if (bytes.len() + chunk.len()) as u64 > limit {
+            return Err(too_large(limit));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("files.empty", "the file is empty"));
+    }
+    let graph_ids = query.graph_id.into_iter().filter(|g| !g.is_empty()).collect();
+    let record = state
+        .files
+        .upload(&principal.org, name, bytes.freeze(), graph_ids)
+        .await
+        .map_err(upload_error)?;
+    Ok(Json(FileView::from(record)).into_response())
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "files.too_large",
+        format!("files may be at most {limit} bytes ({} MB)", limit >> 20),
+    )
+}
+
+fn upload_error(e: UploadError) -> ApiError {
+    match e {
+        UploadError::OverQuota { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "files.quota", e.to_string())
+        }
+        UploadError::Blob(cause) => {
+            tracing::error!(%cause, "file storage failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "files.storage_unavailable",
+                "file storage is unavailable; try again shortly",
+            )
+        }
+        UploadError::Store(e) => e.into(),
+    }
+}
+
+/// The query of the files list.
+#[derive(Deserialize)]
+pub struct ListQuery {
+    before: Option<String>,
+    after: Option<String>,
+    limit: Option<u32>,
+    order: Option<String>,
+    graph_id: Option<String>,
+    status: Option<String>,
+    file_types: Option<String>,
+}
+
+/// `GET /v1/files`: newest first unless `order=asc`, paged with `after`/`before` cursors
+/// (file ids), filtered by `status`, `file_types` (comma-separated extensions) and `graph_id`.
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    WQuery(q): WQuery<ListQuery>,
+) -> Result<Response, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "request.invalid_limit",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let ascending = match q.order.as_deref() {
+        None | Some("desc") => false,
+        Some("asc") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "request.invalid_order",
+                format!("unknown order '{other}'; use asc or desc"),
+            ));
+        }
+    };
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(FileStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_request(
+                "request.invalid_status",
+                format!("unknown status '{s}'; use in_progress, completed or failed"),
+            )
+        })?),
+    };
+    let kinds = q
+        .file_types
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(|t| t.trim().trim_start_matches('.'))
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            FileKind::from_extension(t)
+                .map(|k| k.extension().to_owned())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "request.invalid_file_types",
+                        format!("unknown file type '{t}'"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let page = state
+        .store
+        .list_files(FileQuery {
+            org: principal.org,
+            after: nonempty(q.after),
+            before: nonempty(q.before),
+            limit,
+            ascending,
+            status,
+            kinds,
+            graph_id: nonempty(q.graph_id),
+        })
+        .await?;
+    let view = FileListView {
+        first_id: page.files.first().map(|f| f.id.clone()),
+        last_id: page.files.last().map(|f| f.id.clone()),
+        data: page.files.into_iter().map(FileView::from).collect(),
+        has_more: page.has_more,
+    };
+    Ok(Json(view).into_response())
+}
+
+/// `GET /v1/files/{file_id}`.
+pub async fn retrieve(
+    State(state): State<AppState>,
+    principal: Principal,
+    WPath(id): WPath<String>,
+) -> Result<Response, ApiError> {
+    match state.files.get(&principal.org, &id).await? {
+        Some(record) => Ok(Json(FileView::from(record)).into_response()),
+        None => Err(no_file(&id)),
+    }
+}
+
+/// `GET /v1/files/{file_id}/download`: the bytes as uploaded, with the file's MIME type.
+pub async fn download(
+    State(state): State<AppState>,
+    principal: Principal,
+    WPath(id): WPath<String>,
+) -> Result<Response, ApiError> {
+    let (record, bytes) = state
+        .files
+        .download(&principal.org, &id)
+        .await
+        .map_err(upload_error)?
+        .ok_or_else(|| no_file(&id))?;
+    let mime = FileKind::from_extension(&record.kind).map_or("application/octet-stream", FileKind::mime);
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    if let Ok(value) = HeaderValue::from_str(&attachment(&record.name)) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+/// `attachment; filename*=utf-8''<name>`, percent-encoded.
+fn attachment(name: &str) -> String {
+    let mut encoded = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || b".-_~".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    format!("attachment; filename*=utf-8''{encoded}")
+}
+
+/// `DELETE /v1/files/{file_id}`. Jobs that still need the file fail when they run.
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    WPath(id): WPath<String>,
+) -> Result<Response, ApiError> {
+    if state.files.delete(&principal.org, &id).await? {
+        Ok(Json(DeletedView { id, deleted: true }).into_response())
+    } else {
+        Err(no_file(&id))
+    }
+}
+
+/// The body of a retry: `{file_ids: [...]}`.
+#[derive(Deserialize)]
+pub struct RetryBody {
+    file_ids: Vec<String>,
+}
+
+/// `POST /v1/files/retry`: processes again those of the files that failed.
+pub async fn retry(
+    State(state): State<AppState>,
+    principal: Principal,
+    WJson(body): WJson<RetryBody>,
+) -> Result<Response, ApiError> {
+    if body.file_ids.is_empty() {
+        return Err(ApiError::bad_request(
+            "files.ids_missing",
+            "file_ids must name at least one file",
+        ));
+    }
+    for id in &body.file_ids {
+        if state.files.get(&principal.org, id).await?.is_none() {
+            return Err(no_file(id));
+        }
+    }
+    state.files.retry(&principal.org, &body.file_ids).await?;
+    Ok(Json(json!({"success": true})).into_response())
+}
+
+fn no_file(id: &str) -> ApiError {
+    ApiError::not_found("file.not_found", format!("no file '{id}'"))
+}

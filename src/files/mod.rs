@@ -1,0 +1,410 @@
+//! Uploaded files: their bytes in blob storage, their metadata in the store, their text
+//! extracted in the background, and what jobs take from them.
+//!
+//! - [`kind`]: what a file is, from its name and its bytes (never the client's Content-Type);
+//! - [`extract`]: text from documents (txt, md, csv, html, pdf, docx, ...);
+//! - [`blobs`]: where the bytes live, a directory or an S3-compatible bucket, named by id;
+//! - [`disposition`]: the upload's file name from `Content-Disposition`;
+//! - [`rules`]: the checks of file and media inputs against the files they name.
+//!
+//! # Lifecycle
+//! An upload stores the bytes first, then records the file as `in_progress` (so every
+//! recorded file has its bytes), then extracts its text on a blocking thread and records
+//! `completed` or `failed`. A server that starts finds files left `in_progress` by a process
+//! that died and processes them again (on PostgreSQL several nodes may do so at once; the
+//! result is the same and only the first write counts). Jobs that name a file still
+//! `in_progress` wait for it ([`Files::attachments`]).
+
+pub mod blobs;
+pub mod disposition;
+pub mod extract;
+pub mod kind;
+pub mod rules;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use crate::apps::{Application, InputFile, InputFiles, InputType, Inputs};
+use crate::providers::Image;
+use crate::store::{
+    FileInserted, FileProcessed, FileRecord, FileStatus, NewFile, Store, StoreError,
+};
+use blobs::{BlobError, Blobs};
+use extract::Extracted;
+pub use kind::FileKind;
+
+/// How often a job waiting for a file checks the store (another node may process it).
+const WAIT_POLL: Duration = Duration::from_millis(200);
+
+/// Limits on what an organisation may store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileLimits {
+    /// Largest upload, in bytes; larger ones answer 413.
+    pub max_upload_bytes: u64,
+    /// Bytes an organisation's files may take in all.
+    pub org_quota_bytes: u64,
+}
+
+/// Why an upload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// The organisation's files would take more than its quota.
+    #[error(
+        "storing this file ({size} bytes) would exceed the organisation's quota of {quota} bytes ({used} bytes used)"
+    )]
+    OverQuota {
+        /// The upload's size.
+        size: u64,
+        /// Bytes already used.
+        used: u64,
+        /// The quota.
+        quota: u64,
+    },
+    /// Blob storage failed.
+    #[error("file storage failed: {0}")]
+    Blob(#[from] BlobError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a job cannot have its files (yet).
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// A file is gone, failed or breaks the input's rules: the job cannot run.
+    #[error("{0}")]
+    Unusable(String),
+    /// A file is still being processed after the wait; try again later.
+    #[error("{0}")]
+    Pending(String),
+    /// Storage failed; try again later.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// What a job takes from its files: their text for the templates, and the images.
+#[derive(Debug, Default)]
+pub struct Attachments {
+    /// Each file and media input's files, for the templates' `files` variable.
+    pub files: InputFiles,
+    /// The images of media inputs, in input then value order.
+    pub images: Vec<Image>,
+}
+
+/// The files service: uploads, downloads, deletion, processing, and attachments for jobs.
+#[derive(Clone)]
+pub struct Files {
+    store: Arc<dyn Store>,
+    blobs: Blobs,
+    limits: FileLimits,
+    /// Signalled whenever this node finishes processing a file.
+    processed: Arc<Notify>,
+}
+
+impl Files {
+    /// The service over `store` and `blobs`.
+    pub fn new(store: Arc<dyn Store>, blobs: Blobs, limits: FileLimits) -> Self {
+        Self {
+            store,
+            blobs,
+            limits,
+            processed: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The limits uploads are held to.
+    pub fn limits(&self) -> FileLimits {
+        self.limits
+    }
+
+    /// Where the bytes live, for the startup log.
+    pub fn describe_storage(&self) -> String {
+        self.blobs.describe()
+    }
+
+    /// Stores an upload of `org` and starts extracting its text. Answers the file as
+    /// recorded (`in_progress`).
+    pub async fn upload(
+        &self,
+        org: &str,
+        name: String,
+        bytes: Bytes,
+        graph_ids: Vec<String>,
+    ) -> Result<FileRecord, UploadError> {
+        let kind = FileKind::detect(&name, &bytes);
+        let id = uuid::Uuid::now_v7().to_string();
+        let size = bytes.len() as u64;
+        self.blobs.put(&id, bytes.clone()).await?;
+        let file = NewFile {
+            id: id.clone(),
+            org: org.to_owned(),
+            name,
+            kind: kind.extension().to_owned(),
+            size: size as i64,
+            graph_ids,
+        };
+        let quota = self.limits.org_quota_bytes;
+        match self.store.insert_file(file, quota as i64).await {
+            Ok(FileInserted::Stored(record)) => {
+                self.spawn_processing(id, kind, bytes);
+                Ok(record)
+            }
+            Ok(FileInserted::OverQuota { used }) => {
+                self.forget_blob(&id).await;
+                Err(UploadError::OverQuota {
+                    size,
+                    used: used.max(0) as u64,
+                    quota,
+                })
+            }
+            Err(e) => {
+                self.forget_blob(&id).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// A file of `org` and its bytes, or `None`.
+    pub async fn download(
+        &self,
+        org: &str,
+        id: &str,
+    ) -> Result<Option<(FileRecord, Bytes)>, UploadError> {
+        let Some(record) = self.get(org, id).await? else {
+            return Ok(None);
+        };
+        match self.blobs.get(id).await {
+            Ok(bytes) => Ok(Some((record, bytes))),
+            // Deleted between the two reads.
+            Err(BlobError::NotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A file of `org`, or `None`.
+    pub async fn get(&self, org: &str, id: &str) -> Result<Option<FileRecord>, StoreError> {
+        let ids = [id.to_owned()];
+        let mut found = self.store.get_files(Some(org), &ids, false).await?;
+        Ok(found.pop())
+    }
+
+    /// Deletes a file of `org`: its record first (so no new job can name it), then its bytes.
+    pub async fn delete(&self, org: &str, id: &str) -> Result<bool, StoreError> {
+        let deleted = self.store.delete_file(org, id).await?;
+        if deleted {
+            self.forget_blob(id).await;
+        }
+        Ok(deleted)
+    }
+
+    /// Processes again those of `ids` (of `org`) that failed. Answers how many it restarted.
+    pub async fn retry(&self, org: &str, ids: &[String]) -> Result<usize, StoreError> {
+        let reset = self.store.retry_files(org, ids).await?;
+        let records = self.store.get_files(Some(org), &reset, false).await?;
+        for record in &records {
+            self.reprocess(record).await;
+        }
+        Ok(reset.len())
+    }
+
+    /// Processes every file left `in_progress` (by a process that died mid-way).
+    pub async fn resume(&self) -> Result<usize, StoreError> {
+        let pending = self.store.unprocessed_files().await?;
+        for record in &pending {
+            self.reprocess(record).await;
+        }
+        Ok(pending.len())
+    }
+
+    /// Starts processing a recorded file again from its stored bytes.
+    async fn reprocess(&self, record: &FileRecord) {
+        match self.blobs.get(&record.id).await {
+            Ok(bytes) => {
+                let kind = FileKind::detect(&record.name, &bytes);
+                self.spawn_processing(record.id.clone(), kind, bytes);
+            }
+            Err(e) => {
+                let outcome = FileProcessed::Failed {
+                    error: format!("the file's bytes cannot be read: {e}"),
+                };
+                self.record_processed(&record.id, outcome).await;
+            }
+        }
+    }
+
+    /// Extracts the text of a file on a blocking thread and records the result.
+    fn spawn_processing(&self, id: String, kind: FileKind, bytes: Bytes) {
+        let files = self.clone();
+        tokio::spawn(async move {
+            let extracted = tokio::task::spawn_blocking(move || extract::extract(kind, &bytes))
+                .await
+                .map_err(|e| format!("text extraction crashed: {e}"));
+            let outcome = match extracted {
+                Ok(Ok(Extracted::Text(text))) if text.trim().is_empty() => FileProcessed::Failed {
+                    error: format!(
+                        "no text found in this {kind} file (text in images is not read)"
+                    ),
+                },
+                Ok(Ok(Extracted::Text(text))) => FileProcessed::Completed {
+                    word_count: Some(extract::word_count(&text) as i64),
+                    text: Some(text),
+                },
+                Ok(Ok(Extracted::Image)) => FileProcessed::Completed {
+                    text: None,
+                    word_count: None,
+                },
+                Ok(Err(e)) => FileProcessed::Failed {
+                    error: e.to_string(),
+                },
+                Err(message) => FileProcessed::Failed { error: message },
+            };
+            files.record_processed(&id, outcome).await;
+        });
+    }
+
+    /// Records a processing result, retrying while the store is unavailable.
+    async fn record_processed(&self, id: &str, outcome: FileProcessed) {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.store.file_processed(id, outcome.clone()).await {
+                Ok(_) => break,
+                Err(StoreError::Unavailable(e)) => {
+                    tracing::warn!(file = id, error = %e, "cannot record a processed file yet");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    tracing::error!(file = id, error = %e, "cannot record a processed file");
+                    break;
+                }
+            }
+        }
+        self.processed.notify_waiters();
+    }
+
+    /// Deletes a blob, logging (not failing) when that does not work: an orphaned blob
+    /// costs space, never correctness.
+    async fn forget_blob(&self, id: &str) {
+        if let Err(e) = self.blobs.delete(id).await {
+            tracing::warn!(file = id, error = %e, "cannot delete a file's bytes");
+        }
+    }
+
+    /// Checks the file and media inputs of a job being submitted by `org`: every id names a
+    /// file of `org` that suits its input ([`rules`]).
+    pub async fn check_inputs(
+        &self,
+        org: &str,
+        app: &Application,
+        inputs: &Inputs,
+    ) -> Result<(), rules::Refusal> {
+        let ids: Vec<String> = app
+            .file_inputs(inputs)
+            .flat_map(|(_, ids)| ids.iter().cloned())
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let records = self.store.get_files(Some(org), &ids, false).await?;
+        let found: HashMap<&str, &FileRecord> =
+            records.iter().map(|r| (r.id.as_str(), r)).collect();
+        for (spec, ids) in app.file_inputs(inputs) {
+            for id in ids {
+                rules::check_at_submit(spec, id, found.get(id.as_str()).copied())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads what a job's file and media inputs give the model: each file's name and text,
+    /// and each image's bytes. Files still `in_progress` are waited for up to `wait`.
+    pub async fn attachments(
+        &self,
+        app: &Application,
+        inputs: &Inputs,
+        wait: Duration,
+    ) -> Result<Attachments, AttachError> {
+        let ids: Vec<String> = app
+            .file_inputs(inputs)
+            .flat_map(|(_, ids)| ids.iter().cloned())
+            .collect();
+        if ids.is_empty() {
+            return Ok(Attachments::default());
+        }
+        let records = self.ready_files(&ids, wait).await?;
+        let found: HashMap<&str, &FileRecord> =
+            records.iter().map(|r| (r.id.as_str(), r)).collect();
+        let mut attachments = Attachments::default();
+        for (spec, ids) in app.file_inputs(inputs) {
+            let mut files = Vec::with_capacity(ids.len());
+            for id in ids {
+                let record = rules::check_at_run(spec, id, found.get(id.as_str()).copied())
+                    .map_err(AttachError::Unusable)?;
+                if spec.input_type == InputType::Media {
+                    attachments.images.push(self.image(spec.name.as_str(), record).await?);
+                }
+                files.push(InputFile {
+                    id: record.id.clone(),
+                    name: record.name.clone(),
+                    kind: record.kind.clone(),
+                    text: record.text.clone().unwrap_or_default(),
+                });
+            }
+            attachments.files.insert(spec.name.clone(), files);
+        }
+        Ok(attachments)
+    }
+
+    /// The records (with text) of `ids`, once none is `in_progress` or `wait` has passed.
+    async fn ready_files(
+        &self,
+        ids: &[String],
+        wait: Duration,
+    ) -> Result<Vec<FileRecord>, AttachError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let processed = self.processed.notified();
+            let records = self
+                .store
+                .get_files(None, ids, true)
+                .await
+                .map_err(|e| AttachError::Unavailable(e.to_string()))?;
+            let pending = records
+                .iter()
+                .find(|r| r.status == FileStatus::InProgress);
+            let Some(pending) = pending else {
+                return Ok(records);
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(AttachError::Pending(format!(
+                    "file '{}' is still being processed",
+                    pending.id
+                )));
+            }
+            let nap = WAIT_POLL.min(deadline - now);
+            let _ = tokio::time::timeout(nap, processed).await;
+        }
+    }
+
+    /// The bytes of an image file, as an image part.
+    async fn image(&self, input: &str, record: &FileRecord) -> Result<Image, AttachError> {
+        let mime = FileKind::from_extension(&record.kind)
+            .map_or("application/octet-stream", FileKind::mime);
+        match self.blobs.get(&record.id).await {
+            Ok(data) => Ok(Image { mime, data }),
+            Err(BlobError::NotFound) => Err(AttachError::Unusable(format!(
+                "input '{input}': file '{}' was deleted",
+                record.id
+            ))),
+            Err(e) => Err(AttachError::Unavailable(format!(
+                "input '{input}': file '{}' cannot be read: {e}",
+                record.id
+            ))),
+        }
+    }
+}

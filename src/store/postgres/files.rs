@@ -1,0 +1,243 @@
+//! Statements on files' metadata: the same semantics as SQLite's `files.rs`. The quota is
+//! held across nodes by the row lock of the organisation's `file_usage` row.
+
+use deadpool_postgres::Pool;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use super::connection;
+use super::errors::map_err;
+use crate::store::{
+    FileInserted, FilePage, FileProcessed, FileQuery, FileRecord, FileStatus, NewFile,
+    StoreError,
+};
+
+const COLUMNS: &str =
+    "id, org, name, kind, size, status, error, word_count, graph_ids, created_at";
+
+pub(super) async fn insert(
+    pool: &Pool,
+    file: &NewFile,
+    quota: i64,
+    now: i64,
+) -> Result<FileInserted, StoreError> {
+    let mut client = connection(pool).await?;
+    let tx = client.transaction().await.map_err(map_err)?;
+    tx.execute(
+        "INSERT INTO file_usage (org, bytes) VALUES ($1, 0) ON CONFLICT DO NOTHING",
+        &[&file.org],
+    )
+    .await
+    .map_err(map_err)?;
+    let raised = tx
+        .query_opt(
+            "UPDATE file_usage SET bytes = bytes + $2 WHERE org = $1 AND bytes + $2 <= $3 \
+             RETURNING bytes",
+            &[&file.org, &file.size, &quota],
+        )
+        .await
+        .map_err(map_err)?;
+    if raised.is_none() {
+        let used: i64 = tx
+            .query_one("SELECT bytes FROM file_usage WHERE org = $1", &[&file.org])
+            .await
+            .map_err(map_err)?
+            .get(0);
+        return Ok(FileInserted::OverQuota { used });
+    }
+    tx.execute(
+        "INSERT INTO files (id, org, name, kind, size, status, graph_ids, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 'in_progress', $6, $7, $7)",
+        &[
+            &file.id,
+            &file.org,
+            &file.name,
+            &file.kind,
+            &file.size,
+            &file.graph_ids,
+            &now,
+        ],
+    )
+    .await
+    .map_err(map_err)?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(FileInserted::Stored(FileRecord {
+        id: file.id.clone(),
+        org: file.org.clone(),
+        name: file.name.clone(),
+        kind: file.kind.clone(),
+        size: file.size,
+        status: FileStatus::InProgress,
+        error: None,
+        word_count: None,
+        graph_ids: file.graph_ids.clone(),
+        created_at: now,
+        text: None,
+    }))
+}
+
+pub(super) async fn get(
+    pool: &Pool,
+    org: Option<&str>,
+    ids: &[String],
+    with_text: bool,
+) -> Result<Vec<FileRecord>, StoreError> {
+    let text = if with_text { "text" } else { "NULL::text" };
+    let client = connection(pool).await?;
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS}, {text} FROM files \
+             WHERE id = ANY($1) AND ($2::text IS NULL OR org = $2)"
+        ))
+        .await
+        .map_err(map_err)?;
+    let rows = client.query(&stmt, &[&ids, &org]).await.map_err(map_err)?;
+    Ok(rows.iter().map(record).collect())
+}
+
+pub(super) async fn list(pool: &Pool, q: &FileQuery) -> Result<FilePage, StoreError> {
+    // Paging backwards (`before`) walks the list in reverse, then turns the page around.
+    let backwards = q.after.is_none() && q.before.is_some();
+    let ascending = q.ascending != backwards;
+    let (cursor, cursor_op) = match (&q.after, &q.before) {
+        (Some(after), _) => (Some(after), if q.ascending { ">" } else { "<" }),
+        (None, Some(before)) => (Some(before), if q.ascending { "<" } else { ">" }),
+        (None, None) => (None, ">"),
+    };
+    let status = q.status.map(FileStatus::as_str);
+    let limit = i64::from(q.limit) + 1;
+    let mut sql = format!("SELECT {COLUMNS}, NULL::text FROM files WHERE org = $1");
+    let mut args: Vec<&(dyn ToSql + Sync)> = vec![&q.org];
+    if let Some(cursor) = cursor {
+        args.push(cursor);
+        sql.push_str(&format!(" AND id {cursor_op} ${}", args.len()));
+    }
+    if let Some(status) = &status {
+        args.push(status);
+        sql.push_str(&format!(" AND status = ${}", args.len()));
+    }
+    if !q.kinds.is_empty() {
+        args.push(&q.kinds);
+        sql.push_str(&format!(" AND kind = ANY(${})", args.len()));
+    }
+    if let Some(graph) = &q.graph_id {
+        args.push(graph);
+        sql.push_str(&format!(" AND ${} = ANY(graph_ids)", args.len()));
+    }
+    args.push(&limit);
+    let direction = if ascending { "ASC" } else { "DESC" };
+    sql.push_str(&format!(" ORDER BY id {direction} LIMIT ${}", args.len()));
+    let client = connection(pool).await?;
+    let stmt = client.prepare_cached(&sql).await.map_err(map_err)?;
+    let rows = client.query(&stmt, &args).await.map_err(map_err)?;
+    let mut files: Vec<FileRecord> = rows.iter().map(record).collect();
+    let has_more = files.len() > q.limit as usize;
+    files.truncate(q.limit as usize);
+    if backwards {
+        files.reverse();
+    }
+    Ok(FilePage { files, has_more })
+}
+
+pub(super) async fn processed(
+    pool: &Pool,
+    id: &str,
+    outcome: &FileProcessed,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let (status, text, words, error) = match outcome {
+        FileProcessed::Completed { text, word_count } => {
+            (FileStatus::Completed, text.as_deref(), *word_count, None)
+        }
+        FileProcessed::Failed { error } => (FileStatus::Failed, None, None, Some(error.as_str())),
+    };
+    let client = connection(pool).await?;
+    let stmt = client
+        .prepare_cached(
+            "UPDATE files SET status = $2, text = $3, word_count = $4, error = $5, updated_at = $6 \
+             WHERE id = $1 AND status = 'in_progress'",
+        )
+        .await
+        .map_err(map_err)?;
+    let changed = client
+        .execute(&stmt, &[&id, &status.as_str(), &text, &words, &error, &now])
+        .await
+        .map_err(map_err)?;
+    Ok(changed > 0)
+}
+
+pub(super) async fn retry(
+    pool: &Pool,
+    org: &str,
+    ids: &[String],
+    now: i64,
+) -> Result<Vec<String>, StoreError> {
+    let client = connection(pool).await?;
+    let stmt = client
+        .prepare_cached(
+            "UPDATE files SET status = 'in_progress', error = NULL, updated_at = $3 \
+             WHERE org = $1 AND status = 'failed' AND id = ANY($2) RETURNING id",
+        )
+        .await
+        .map_err(map_err)?;
+    let rows = client
+        .query(&stmt, &[&org, &ids, &now])
+        .await
+        .map_err(map_err)?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+pub(super) async fn delete(pool: &Pool, org: &str, id: &str) -> Result<bool, StoreError> {
+    let mut client = connection(pool).await?;
+    let tx = client.transaction().await.map_err(map_err)?;
+    let deleted = tx
+        .query_opt(
+            "DELETE FROM files WHERE org = $1 AND id = $2 RETURNING size",
+            &[&org, &id],
+        )
+        .await
+        .map_err(map_err)?;
+    let Some(row) = deleted else {
+        return Ok(false);
+    };
+    let size: i64 = row.get(0);
+    tx.execute(
+        "UPDATE file_usage SET bytes = bytes - $2 WHERE org = $1",
+        &[&org, &size],
+    )
+    .await
+    .map_err(map_err)?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(true)
+}
+
+pub(super) async fn unprocessed(pool: &Pool) -> Result<Vec<FileRecord>, StoreError> {
+    let client = connection(pool).await?;
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS}, NULL::text FROM files WHERE status = 'in_progress' ORDER BY id"
+            ),
+            &[],
+        )
+        .await
+        .map_err(map_err)?;
+    Ok(rows.iter().map(record).collect())
+}
+
+fn record(row: &Row) -> FileRecord {
+    let status: &str = row.get(5);
+    FileRecord {
+        id: row.get(0),
+        org: row.get(1),
+        name: row.get(2),
+        kind: row.get(3),
+        size: row.get(4),
+        status: FileStatus::parse(status).unwrap_or(FileStatus::Failed),
+        error: row.get(6),
+        word_count: row.get(7),
+        graph_ids: row.get(8),
+        created_at: row.get(9),
+        text: row.get(10),
+    }
+}

@@ -1,0 +1,191 @@
+//! Statements on files' metadata. Quota checks run on the writer thread, so checking the
+//! organisation's usage and adding the file are one serial step.
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::store::{
+    FileInserted, FilePage, FileProcessed, FileQuery, FileRecord, FileStatus, NewFile,
+};
+
+const COLUMNS: &str =
+    "id, org, name, kind, size, status, error, word_count, graph_ids, created_at";
+
+pub(super) fn insert(
+    conn: &Connection,
+    file: &NewFile,
+    quota: i64,
+    now: i64,
+) -> rusqlite::Result<FileInserted> {
+    let used: i64 = conn
+        .prepare_cached("SELECT bytes FROM file_usage WHERE org = ?1")?
+        .query_row([&file.org], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    if used + file.size > quota {
+        return Ok(FileInserted::OverQuota { used });
+    }
+    conn.prepare_cached(
+        "INSERT INTO file_usage (org, bytes) VALUES (?1, ?2) \
+         ON CONFLICT DO UPDATE SET bytes = bytes + excluded.bytes",
+    )?
+    .execute(params![file.org, file.size])?;
+    let graph_ids = to_json(&file.graph_ids)?;
+    conn.prepare_cached(
+        "INSERT INTO files (id, org, name, kind, size, status, graph_ids, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 'in_progress', ?6, ?7, ?7)",
+    )?
+    .execute(params![
+        file.id, file.org, file.name, file.kind, file.size, graph_ids, now
+    ])?;
+    Ok(FileInserted::Stored(FileRecord {
+        id: file.id.clone(),
+        org: file.org.clone(),
+        name: file.name.clone(),
+        kind: file.kind.clone(),
+        size: file.size,
+        status: FileStatus::InProgress,
+        error: None,
+        word_count: None,
+        graph_ids: file.graph_ids.clone(),
+        created_at: now,
+        text: None,
+    }))
+}
+
+pub(super) fn get(
+    conn: &Connection,
+    org: Option<&str>,
+    ids: &[String],
+    with_text: bool,
+) -> rusqlite::Result<Vec<FileRecord>> {
+    let text = if with_text { "text" } else { "NULL" };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS}, {text} FROM files \
+         WHERE id IN (SELECT value FROM json_each(?1)) AND (?2 IS NULL OR org = ?2)"
+    ))?;
+    let ids = to_json(ids)?;
+    stmt.query_map(params![ids, org], record)?.collect()
+}
+
+pub(super) fn list(conn: &Connection, q: &FileQuery) -> rusqlite::Result<FilePage> {
+    // Paging backwards (`before`) walks the list in reverse, then turns the page around.
+    let backwards = q.after.is_none() && q.before.is_some();
+    let ascending = q.ascending != backwards;
+    let (cursor, cursor_op) = match (&q.after, &q.before) {
+        (Some(after), _) => (Some(after), if q.ascending { ">" } else { "<" }),
+        (None, Some(before)) => (Some(before), if q.ascending { "<" } else { ">" }),
+        (None, None) => (None, ">"),
+    };
+    let mut sql = format!("SELECT {COLUMNS}, NULL FROM files WHERE org = ?");
+    let mut args: Vec<Value> = vec![Value::Text(q.org.clone())];
+    if let Some(cursor) = cursor {
+        sql.push_str(&format!(" AND id {cursor_op} ?"));
+        args.push(Value::Text(cursor.clone()));
+    }
+    if let Some(status) = q.status {
+        sql.push_str(" AND status = ?");
+        args.push(Value::Text(status.as_str().to_owned()));
+    }
+    if !q.kinds.is_empty() {
+        sql.push_str(" AND kind IN (SELECT value FROM json_each(?))");
+        args.push(Value::Text(to_json(&q.kinds)?));
+    }
+    if let Some(graph) = &q.graph_id {
+        sql.push_str(" AND EXISTS (SELECT 1 FROM json_each(graph_ids) WHERE value = ?)");
+        args.push(Value::Text(graph.clone()));
+    }
+    let direction = if ascending { "ASC" } else { "DESC" };
+    sql.push_str(&format!(" ORDER BY id {direction} LIMIT ?"));
+    args.push(Value::Integer(i64::from(q.limit) + 1));
+    let mut files: Vec<FileRecord> = conn
+        .prepare_cached(&sql)?
+        .query_map(rusqlite::params_from_iter(args), record)?
+        .collect::<rusqlite::Result<_>>()?;
+    let has_more = files.len() > q.limit as usize;
+    files.truncate(q.limit as usize);
+    if backwards {
+        files.reverse();
+    }
+    Ok(FilePage { files, has_more })
+}
+
+pub(super) fn processed(
+    conn: &Connection,
+    id: &str,
+    outcome: &FileProcessed,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let (status, text, words, error) = match outcome {
+        FileProcessed::Completed { text, word_count } => {
+            (FileStatus::Completed, text.as_deref(), *word_count, None)
+        }
+        FileProcessed::Failed { error } => (FileStatus::Failed, None, None, Some(error.as_str())),
+    };
+    let changed = conn
+        .prepare_cached(
+            "UPDATE files SET status = ?2, text = ?3, word_count = ?4, error = ?5, updated_at = ?6 \
+             WHERE id = ?1 AND status = 'in_progress'",
+        )?
+        .execute(params![id, status.as_str(), text, words, error, now])?;
+    Ok(changed > 0)
+}
+
+pub(super) fn retry(
+    conn: &Connection,
+    org: &str,
+    ids: &[String],
+    now: i64,
+) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE files SET status = 'in_progress', error = NULL, updated_at = ?3 \
+         WHERE org = ?1 AND status = 'failed' AND id IN (SELECT value FROM json_each(?2)) \
+         RETURNING id",
+    )?;
+    let ids = to_json(ids)?;
+    stmt.query_map(params![org, ids, now], |r| r.get(0))?
+        .collect()
+}
+
+pub(super) fn delete(conn: &Connection, org: &str, id: &str) -> rusqlite::Result<bool> {
+    let size: Option<i64> = conn
+        .prepare_cached("DELETE FROM files WHERE org = ?1 AND id = ?2 RETURNING size")?
+        .query_row(params![org, id], |r| r.get(0))
+        .optional()?;
+    let Some(size) = size else {
+        return Ok(false);
+    };
+    conn.prepare_cached("UPDATE file_usage SET bytes = bytes - ?2 WHERE org = ?1")?
+        .execute(params![org, size])?;
+    Ok(true)
+}
+
+pub(super) fn unprocessed(conn: &Connection) -> rusqlite::Result<Vec<FileRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS}, NULL FROM files WHERE status = 'in_progress' ORDER BY id"
+    ))?
+    .query_map([], record)?
+    .collect()
+}
+
+fn record(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
+    let status: String = row.get(5)?;
+    let graph_ids: String = row.get(8)?;
+    Ok(FileRecord {
+        id: row.get(0)?,
+        org: row.get(1)?,
+        name: row.get(2)?,
+        kind: row.get(3)?,
+        size: row.get(4)?,
+        status: FileStatus::parse(&status).unwrap_or(FileStatus::Failed),
+        error: row.get(6)?,
+        word_count: row.get(7)?,
+        graph_ids: serde_json::from_str(&graph_ids).unwrap_or_default(),
+        created_at: row.get(9)?,
+        text: row.get(10)?,
+    })
+}
+
+fn to_json(values: &[String]) -> rusqlite::Result<String> {
+    serde_json::to_string(values).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))
+}
