@@ -1,11 +1,15 @@
 //! Starting the real server for a test: port 0, a fresh data directory, the fixture apps.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Client, RequestBuilder, Response};
-use scriptorium::config::{ServeOptions, Settings};
-use scriptorium::server::Server;
+use scriptorium::auth::create_key;
+use scriptorium::config::{Database, ServeOptions, Settings};
+use scriptorium::server::{Server, open_store};
+use scriptorium::store::Store;
+use scriptorium::store::sqlite::Durability;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -30,6 +34,15 @@ pub struct Storage {
 }
 
 impl Storage {
+    /// The database, opened as the command-line tools open it (beside a running server).
+    pub async fn store(&self) -> Arc<dyn Store> {
+        let database = match &self.schema {
+            Some(schema) => Database::Postgres(schema.url("api")),
+            None => Database::Sqlite(self.dir.path().join("scriptorium.db")),
+        };
+        open_store(&database, Durability::Normal).await.unwrap()
+    }
+
     async fn new() -> Self {
         let schema =
             match std::env::var_os("SCRIPTORIUM_TEST_API_ON_POSTGRES") {
@@ -72,7 +85,7 @@ pub async fn spawn_in(storage: Storage, options: ServeOptions) -> TestApp {
         apps_dir: Some(fixture_apps()),
         poll_interval: Some(Duration::from_millis(50)),
         shutdown_grace: Some(Duration::from_secs(5)),
-        sqlite_sync: Some(scriptorium::store::sqlite::Durability::Normal),
+        sqlite_sync: Some(Durability::Normal),
         ..ServeOptions::default()
     };
     let options = merge(options, defaults);
@@ -195,6 +208,71 @@ impl TestApp {
         panic!("job {id} did not finish within {limit:?}");
     }
 
+    /// A DELETE with the test key.
+    pub fn delete(&self, path: &str) -> RequestBuilder {
+        self.client
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(KEY)
+    }
+
+    /// Uploads `bytes` named `name` (sent as `text/plain`, as the Python SDK does) and
+    /// answers the file object.
+    pub async fn upload(&self, name: &str, bytes: impl Into<reqwest::Body>) -> Value {
+        let response = self
+            .post("/v1/files")
+            .header("content-type", "text/plain")
+            .header("content-disposition", format!("attachment; filename=\"{name}\""))
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "upload of {name} failed");
+        response.json().await.unwrap()
+    }
+
+    /// Uploads a fixture file (tests/fixtures/files) and waits until it is processed.
+    pub async fn upload_fixture(&self, name: &str) -> Value {
+        let file = self.upload(name, fixture_file(name)).await;
+        self.wait_processed(file["id"].as_str().unwrap()).await
+    }
+
+    /// Polls a file until its status is no longer `in_progress` (at most 20 s).
+    pub async fn wait_processed(&self, id: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while tokio::time::Instant::now() < deadline {
+            let file: Value = self
+                .get(&format!("/v1/files/{id}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if file["status"] != "in_progress" {
+                return file;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("file {id} was not processed within 20 s");
+    }
+
+    /// A new API key for organisation `org`, made as `scriptorium keys create` makes one.
+    pub async fn key_for(&self, org: &str) -> String {
+        let store = self.storage.as_ref().expect("running").store().await;
+        let (key, _) = create_key(store.as_ref(), org, "test").await.unwrap();
+        key.expose().to_owned()
+    }
+
+    /// The server's database, opened beside it as the command-line tools open it.
+    pub async fn store(&self) -> Arc<dyn Store> {
+        self.storage.as_ref().expect("running").store().await
+    }
+
+    /// The server's data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.storage.as_ref().expect("running").dir.path()
+    }
+
     /// Stops the server gracefully and hands back its storage.
     pub async fn stop(mut self) -> Storage {
         self.shutdown().await;
@@ -217,6 +295,12 @@ impl Drop for TestApp {
             let _ = stop.send(());
         }
     }
+}
+
+/// The bytes of a fixture file (tests/fixtures/files).
+pub fn fixture_file(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/files").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// `{"inputs": [{"id", "value"}...]}`.

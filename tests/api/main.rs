@@ -5,11 +5,13 @@ mod helpers;
 
 mod applications;
 mod auth;
+mod blobs;
 mod cli;
 mod cluster;
 mod conformance;
 mod crash;
 mod errors;
+mod files;
 mod jobs;
 mod mockllm;
 mod pg;
