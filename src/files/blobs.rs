@@ -613,19 +613,19 @@ mod tests {
         #[derive(serde::Deserialize)]
         struct Server {
             #[serde(default)]
-            files: BlobConfig,
+            file_storage: BlobConfig,
         }
         let s: Server = toml::from_str("").unwrap();
-        assert!(matches!(s.files, BlobConfig::Local));
+        assert!(matches!(s.file_storage, BlobConfig::Local));
         let s: Server = toml::from_str("[file_storage]\nkind = \"local\"\n").unwrap();
-        assert!(matches!(s.files, BlobConfig::Local));
+        assert!(matches!(s.file_storage, BlobConfig::Local));
 
         let s: Server = toml::from_str(
             "[file_storage]\nkind = \"s3\"\nbucket = \"b\"\nendpoint = \"http://h:9000\"\n\
              secret_access_key = \"hunter2\"\naccess_key_id = \"AKIA\"\nallow_http = true\n",
         )
         .unwrap();
-        let BlobConfig::S3(c) = &s.files else {
+        let BlobConfig::S3(c) = &s.file_storage else {
             panic!("not s3")
         };
         assert_eq!(c.bucket, "b");
@@ -633,7 +633,7 @@ mod tests {
         assert!(c.allow_http && c.region.is_none() && c.prefix.is_none());
 
         // The secret never shows in Debug output, of the config or of anything holding it.
-        let dbg = format!("{:?} {:#?}", s.files, c);
+        let dbg = format!("{:?} {:#?}", s.file_storage, c);
         assert!(!dbg.contains("hunter2"), "{dbg}");
         assert!(dbg.contains("<redacted>") && dbg.contains("AKIA"), "{dbg}");
 

@@ -67,6 +67,9 @@ pub struct MockLlmArgs {
     /// The model `/v1/models` lists and answers name when a request names none.
     #[arg(long, env = "MOCK_LLM_MODEL", default_value = "mock-llm")]
     pub model: String,
+    /// Refuse requests with image parts (400), as a text-only model does.
+    #[arg(long, env = "MOCK_LLM_NO_IMAGES")]
+    pub no_images: bool,
 }
 
 impl Default for MockLlmArgs {
@@ -90,6 +93,7 @@ impl Default for MockLlmArgs {
             fail_drop: Rate::NEVER,
             api_key: None,
             model: "mock-llm".to_owned(),
+            no_images: false,
         }
     }
 }

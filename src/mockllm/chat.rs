@@ -58,6 +58,12 @@ fn read(body: Result<Bytes, BytesRejection>) -> Result<Value, (Value, MockError)
 
 async fn answer(mock: &Arc<MockLlm>, request: ChatRequest) -> Result<Response, MockError> {
     mock.ledger().images(request.images());
+    if mock.config.no_images && request.images() > 0 {
+        return Err(MockError::BadRequest(format!(
+            "model {} does not accept image_url content",
+            mock.config.model
+        )));
+    }
     let slot = admit(mock).await?;
     if let Some(fault) = mock.draw_fault() {
         return Ok(fault.respond(mock, request.streams()).await);

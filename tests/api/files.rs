@@ -2,14 +2,18 @@
 //! paging and filters, download, delete, retry, limits, tenancy, text extraction of each
 //! document type, and file and media inputs reaching the model.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use scriptorium::config::ServeOptions;
+use scriptorium::providers::config::{ProviderConfig, ProviderKind};
+use sha2::{Digest, Sha256};
 use scriptorium::files::blobs::{BlobConfig, Blobs};
 use scriptorium::store::{FileInserted, FileProcessed, NewFile, Store};
 use serde_json::{Value, json};
 
+use crate::providers::start_llm;
 use crate::helpers::{
     TestApp, assert_error, fixture_file, inputs_body, spawn_app, spawn_in, spawn_with,
 };
@@ -528,4 +532,68 @@ async fn uploads_over_the_size_limit_or_the_quota_are_413() {
     let first = listed["data"][0]["id"].as_str().unwrap();
     app.delete(&format!("/v1/files/{first}")).send().await.unwrap();
     app.upload("three.txt", nearly).await;
+}
+
+/// Through a real model server over HTTP, in both dialects: the document's text is in the
+/// user message and the image arrives as an `image_url` part whose data URL holds exactly the
+/// uploaded bytes (mock-llm's echo names its type, size and SHA-256).
+#[tokio::test]
+async fn file_text_and_image_parts_reach_a_model_server_over_http() {
+    let png = fixture_file("dot.png");
+    let digest: String = Sha256::digest(&png)[..8].iter().map(|b| format!("{b:02x}")).collect();
+    for kind in [ProviderKind::Openai, ProviderKind::Writer] {
+        let llm = start_llm(&[], 0).await;
+        let app = spawn_with(ServeOptions {
+            providers: BTreeMap::from([("default".to_owned(), model_server(kind, &llm.base))]),
+            ..ServeOptions::default()
+        })
+        .await;
+        let image = app.upload_fixture("dot.png").await["id"].as_str().unwrap().to_owned();
+        let doc = app.upload_fixture("lease.docx").await["id"].as_str().unwrap().to_owned();
+        let job = app
+            .create_job("uploads", &[("Contract", &[&doc]), ("Picture", &[&image])])
+            .await;
+        let done = app.wait_finished(job["id"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "completed", "{kind:?}: {done}");
+        let text = done["data"]["suggestion"].as_str().unwrap();
+        assert!(text.contains("<<lease.docx|docx: The tenant shall pay"), "{kind:?}: {text}");
+        let part = format!("[image image/png {} bytes sha256:{digest}]", png.len());
+        assert!(text.contains(&part), "{kind:?}: {part} not in {text}");
+        assert_eq!(llm.mock.stats().images, 1, "{kind:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_model_that_refuses_images_fails_the_job_with_its_message() {
+    let llm = start_llm(&["--no-images"], 0).await;
+    let app = spawn_with(ServeOptions {
+        providers: BTreeMap::from([(
+            "default".to_owned(),
+            model_server(ProviderKind::Openai, &llm.base),
+        )]),
+        ..ServeOptions::default()
+    })
+    .await;
+    let image = app.upload_fixture("dot.png").await["id"].as_str().unwrap().to_owned();
+    let job = app.create_job("uploads", &[("Picture", &[&image])]).await;
+    let done = app.wait_finished(job["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["attempts"], 1, "a refusal is not retried: {done}");
+    let error = done["error"].as_str().unwrap();
+    assert!(error.contains("does not accept image_url content"), "{error}");
+}
+
+/// A provider of `kind` on mock-llm at `base` (OpenAI clients take the `/v1` prefix; Writer's
+/// base is the server's root).
+fn model_server(kind: ProviderKind, base: &str) -> ProviderConfig {
+    let base_url = match kind {
+        ProviderKind::Openai => format!("{base}/v1"),
+        _ => base.to_owned(),
+    };
+    ProviderConfig {
+        base_url: Some(base_url),
+        model: Some("test-model".into()),
+        max_concurrency: 4,
+        ..ProviderConfig::new(kind)
+    }
 }
