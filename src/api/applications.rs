@@ -254,6 +254,17 @@ pub struct GraphsBody {
     graph_ids: Vec<String>,
 }
 
+/// A graph id in canonical form; graph ids are UUIDs.
+pub fn graph_id(raw: &str) -> Result<String, ApiError> {
+    let parsed = uuid::Uuid::parse_str(raw).map_err(|_| {
+        ApiError::bad_request(
+            "graphs.invalid_id",
+            format!("graph id '{raw}' is not a UUID"),
+        )
+    })?;
+    Ok(parsed.to_string())
+}
+
 /// `PUT /v1/applications/{application_id}/graphs`: replaces the list; ids must be UUIDs.
 pub async fn set_graphs(
     State(state): State<AppState>,
@@ -264,13 +275,7 @@ pub async fn set_graphs(
     let app = served_app(&state, &id)?;
     let mut graph_ids = Vec::with_capacity(body.graph_ids.len());
     for raw in body.graph_ids {
-        let parsed = uuid::Uuid::parse_str(&raw).map_err(|_| {
-            ApiError::bad_request(
-                "graphs.invalid_id",
-                format!("graph id '{raw}' is not a UUID"),
-            )
-        })?;
-        let id = parsed.to_string();
+        let id = graph_id(&raw)?;
         if !graph_ids.contains(&id) {
             graph_ids.push(id);
         }

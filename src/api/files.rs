@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::applications::graph_id;
 use super::extract::{Principal, WJson, WPath, WQuery};
 use super::views::{DeletedView, FileListView, FileView};
 use super::{ApiError, AppState};
@@ -69,7 +70,10 @@ pub async fn upload(
     if bytes.is_empty() {
         return Err(ApiError::bad_request("files.empty", "the file is empty"));
     }
-    let graph_ids = query.graph_id.into_iter().filter(|g| !g.is_empty()).collect();
+    let graph_ids = match query.graph_id.as_deref() {
+        None | Some("") => Vec::new(),
+        Some(raw) => vec![graph_id(raw)?],
+    };
     let record = state
         .files
         .upload(&principal.org, name, bytes.freeze(), graph_ids)
@@ -167,6 +171,7 @@ pub async fn list(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let graph = nonempty(q.graph_id).map(|raw| graph_id(&raw)).transpose()?;
     let page = state
         .store
         .list_files(FileQuery {
@@ -177,7 +182,7 @@ pub async fn list(
             ascending,
             status,
             kinds,
-            graph_id: nonempty(q.graph_id),
+            graph_id: graph,
         })
         .await?;
     let view = FileListView {

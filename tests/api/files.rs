@@ -179,6 +179,14 @@ async fn the_list_pages_by_cursor_and_filters_by_status_type_and_graph() {
         .await
         .unwrap();
     assert_eq!(in_graph["graph_ids"], json!([graph]));
+    let response = app
+        .post("/v1/files?graphId=not-a-uuid")
+        .header("content-disposition", "attachment; filename=g.txt")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 400, "BadRequest").await;
     let graph_file = in_graph["id"].as_str().unwrap().to_owned();
     app.wait_processed(&graph_file).await;
     ids.push(graph_file.clone());
@@ -229,7 +237,7 @@ async fn the_list_pages_by_cursor_and_filters_by_status_type_and_graph() {
     let empty = list("?status=in_progress".into()).await;
     assert_eq!(empty["data"], json!([]));
     assert_eq!(empty["has_more"], false);
-    for bad in ["?limit=0", "?limit=101", "?order=up", "?status=done", "?file_types=exe"] {
+    for bad in ["?limit=0", "?limit=101", "?order=up", "?status=done", "?file_types=exe", "?graph_id=g"] {
         let response = app.get(&format!("/v1/files{bad}")).send().await.unwrap();
         assert_error(response, 400, "BadRequest").await;
     }

@@ -1,5 +1,6 @@
 //! The official Python SDK (`writer-sdk`, `import writerai`) against a real server: the
-//! script `tests/sdk/test_writer_sdk.py` drives every application route and fails loudly.
+//! script `tests/sdk/test_writer_sdk.py` drives every application and file route and fails
+//! loudly.
 //!
 //! Without Python or the SDK the test prints a notice and passes, so `cargo test` works on a
 //! laptop; CI sets `SCRIPTORIUM_REQUIRE_SDK`, which turns a missing SDK into a failure.
@@ -32,9 +33,10 @@ struct Run {
     stderr: Vec<u8>,
 }
 
-/// Runs the script against `base` with the test key; blocking, killed at [`SCRIPT_TIMEOUT`].
-/// Output goes to files rather than pipes, so a chatty script can never block on a full pipe.
-fn run_script(base: &str) -> Run {
+/// Runs the script against `base` with the test key (and `other_key`, a key of another
+/// organisation); blocking, killed at [`SCRIPT_TIMEOUT`]. Output goes to files rather than
+/// pipes, so a chatty script can never block on a full pipe.
+fn run_script(base: &str, other_key: &str) -> Run {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = tempfile::tempfile().unwrap();
     let err = tempfile::tempfile().unwrap();
@@ -43,6 +45,7 @@ fn run_script(base: &str) -> Run {
         .current_dir(root)
         .env("WRITER_BASE_URL", base)
         .env("WRITER_API_KEY", KEY)
+        .env("SCRIPTORIUM_OTHER_API_KEY", other_key)
         .env("PYTHONUNBUFFERED", "1")
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())
@@ -76,7 +79,7 @@ fn read_all(mut file: File) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_official_python_sdk_drives_every_application_route() {
+async fn the_official_python_sdk_drives_every_route() {
     let installed = tokio::task::spawn_blocking(sdk_installed).await.unwrap();
     if !installed {
         assert!(
@@ -90,7 +93,8 @@ async fn the_official_python_sdk_drives_every_application_route() {
 
     let app = helpers::spawn_app().await;
     let base = app.base.clone();
-    let output = tokio::task::spawn_blocking(move || run_script(&base))
+    let other_key = app.key_for("other").await;
+    let output = tokio::task::spawn_blocking(move || run_script(&base, &other_key))
         .await
         .unwrap();
 

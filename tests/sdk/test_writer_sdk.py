@@ -2,12 +2,15 @@
 """End-to-end check of scriptorium against the official Writer Python SDK (writer-sdk 3.0.0).
 
 A plain script, no pytest: it reads WRITER_BASE_URL and WRITER_API_KEY from the environment,
-drives every application route through `writerai.Writer` against the fixture applications
-(tests/fixtures/apps: echo, single-shot, uploads deployed; unfinished a draft), prints one
+drives every application and file route through `writerai.Writer` against the fixture
+applications (tests/fixtures/apps: echo, single-shot, uploads deployed; unfinished a draft)
+and fixture files (tests/fixtures/files), prints one
 line per check and ends with `SDK OK`. Any failure raises (exit status non-zero).
 
-Run by tests/api/sdk.rs against a server it starts; by hand:
-    WRITER_BASE_URL=http://127.0.0.1:8080 WRITER_API_KEY=... python3 tests/sdk/test_writer_sdk.py
+Run by tests/api/sdk.rs against a server it starts; by hand (SCRIPTORIUM_OTHER_API_KEY: a key
+of another organisation, from `scriptorium keys create --org other`):
+    WRITER_BASE_URL=http://127.0.0.1:8080 WRITER_API_KEY=... SCRIPTORIUM_OTHER_API_KEY=... \
+        python3 tests/sdk/test_writer_sdk.py
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import sys
 import time
 import uuid
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 import writerai
@@ -47,6 +51,8 @@ def make_client(api_key: str) -> writerai.Writer:
 
 client = make_client(API_KEY)
 intruder = make_client(API_KEY + "-wrong")
+# A valid key of another organisation (tests/api/sdk.rs creates it).
+other_org = make_client(os.environ["SCRIPTORIUM_OTHER_API_KEY"])
 
 
 def ok(message: str) -> None:
@@ -307,6 +313,102 @@ raises(
     "graph id not a uuid",
 )
 ok("graphs.update with a non-UUID raises BadRequestError")
+
+# --- files ----------------------------------------------------------------------------------
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "files"
+
+
+def wait_processed(file_id: str, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        f = client.files.retrieve(file_id)
+        if f.status != "in_progress":
+            return f
+        time.sleep(0.05)
+    raise AssertionError(f"file {file_id} still in progress after {timeout} s")
+
+
+pdf_bytes = (FIXTURES / "report.pdf").read_bytes()
+uploaded = {}
+for disposition, name in [
+    ("attachment; filename=report.pdf", "report.pdf"),
+    ('attachment; filename="Q3 report.pdf"', "Q3 report.pdf"),
+    ("attachment; filename*=utf-8''Q3%20r%C3%A9sum%C3%A9.pdf", "Q3 résumé.pdf"),
+]:
+    # The SDK sends Content-Type: text/plain whatever is passed; the type comes from the bytes.
+    f = client.files.upload(content=pdf_bytes, content_disposition=disposition, content_type="application/pdf")
+    assert f.name == name, f"{disposition}: named {f.name!r}"
+    assert f.status in ("in_progress", "completed"), f.status
+    uploaded[name] = f.id
+ok("files.upload names the file from each Content-Disposition form")
+
+done = wait_processed(uploaded["report.pdf"])
+assert done.status == "completed", done
+assert done.type == "pdf", f"type from the bytes: {done}"  # our added field
+ok("files.retrieve: a PDF sent as text/plain is processed as a PDF")
+
+graph = str(uuid.uuid4())
+in_graph = client.files.upload(
+    content=(FIXTURES / "dot.png").read_bytes(),
+    content_disposition="attachment; filename=dot.png",
+    content_type="image/png",
+    graph_id=graph,
+)
+legacy = client.files.upload(
+    content=(FIXTURES / "legacy.doc").read_bytes(),
+    content_disposition="attachment; filename=legacy.doc",
+    content_type="application/msword",
+)
+for file_id in [*uploaded.values(), in_graph.id, legacy.id]:
+    wait_processed(file_id)
+assert client.files.retrieve(in_graph.id).graph_ids == [graph], "graph association"
+assert client.files.retrieve(legacy.id).status == "failed", "a .doc cannot be read"
+ok("files.upload with graph_id; an unreadable type ends failed")
+
+everything = [f.id for f in client.files.list(limit=2)]  # auto-paginates with after=<last id>
+expected = [legacy.id, in_graph.id, *reversed(list(uploaded.values()))]
+assert everything == expected, f"list, newest first, two a page: {everything} != {expected}"
+oldest_first = [f.id for f in client.files.list(order="asc", limit=100)]
+assert oldest_first == list(reversed(expected)), f"order=asc: {oldest_first}"
+page = client.files.list(limit=2, before=expected[2])
+assert [f.id for f in page.data] == expected[:2], f"before: {page.data}"
+assert [f.id for f in client.files.list(status="failed")] == [legacy.id], "status filter"
+assert [f.id for f in client.files.list(file_types="png,doc")] == [legacy.id, in_graph.id], "file_types filter"
+assert [f.id for f in client.files.list(graph_id=graph)] == [in_graph.id], "graph_id filter"
+ok("files.list pages forward and back and filters by status, file_types and graph_id")
+
+downloaded = client.files.download(uploaded["Q3 report.pdf"])
+assert downloaded.read() == pdf_bytes, "download gives the uploaded bytes"
+assert downloaded.headers["content-type"] == "application/pdf", downloaded.headers["content-type"]
+ok("files.download gives the bytes back with the file's MIME type")
+
+retried = client.files.retry(file_ids=[legacy.id])
+assert retried.success is True, retried
+assert wait_processed(legacy.id).status == "failed"
+ok("files.retry processes a failed file again")
+
+job = client.applications.jobs.create(
+    "uploads",
+    inputs=[{"id": "Contract", "value": [uploaded["report.pdf"]]}, {"id": "Picture", "value": [in_graph.id]}],
+)
+finished = poll(job.id, "completed")
+assert "Quarterly revenue grew" in finished.data.suggestion, finished.data.suggestion
+ok("a job with a file input and a media input sees the PDF's text")
+
+e = raises(
+    writerai.BadRequestError,
+    lambda: client.applications.jobs.create("uploads", inputs=[{"id": "Contract", "value": [legacy.id]}]),
+    "a failed file as input",
+)
+assert "Contract" in str(e), e
+ok("a job naming a failed file raises BadRequestError naming the input")
+
+deleted = client.files.delete(uploaded["report.pdf"])
+assert deleted.id == uploaded["report.pdf"] and deleted.deleted is True, deleted
+raises(writerai.NotFoundError, lambda: client.files.retrieve(uploaded["report.pdf"]), "retrieve after delete")
+raises(writerai.NotFoundError, lambda: other_org.files.retrieve(in_graph.id), "another organisation's file")
+ok("files.delete, then retrieve raises NotFoundError; another organisation gets NotFoundError")
 
 # --- no call was retried by the SDK ---------------------------------------------------------
 
