@@ -31,7 +31,7 @@ enum Command {
         #[arg(long, env = "SCRIPTORIUM_CONFIG")]
         config: Option<PathBuf>,
         #[command(flatten)]
-        options: ServeOptions,
+        options: Box<ServeOptions>,
     },
     /// Manage API keys.
     Keys {
@@ -114,7 +114,7 @@ impl DbArgs {
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { config, options } => serve(options, config).await,
+        Command::Serve { config, options } => serve(*options, config).await,
         Command::Keys { command } => keys(command).await,
         Command::Apps {
             command: AppsCommand::Validate { dir },

@@ -172,7 +172,10 @@ async fn open_files(settings: &Settings, store: Arc<dyn Store>) -> Result<Files,
     let files = Files::new(store, blobs, settings.file_limits);
     let resumed = files.resume().await?;
     if resumed > 0 {
-        tracing::info!(files = resumed, "processing again the files a previous run left unfinished");
+        tracing::info!(
+            files = resumed,
+            "processing again the files a previous run left unfinished"
+        );
     }
     Ok(files)
 }

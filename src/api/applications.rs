@@ -165,9 +165,11 @@ pub async fn generate(
         .await
         .map_err(|e| match e {
             AttachError::Unusable(message) => ApiError::bad_request("inputs.invalid", message),
-            AttachError::Pending(message) | AttachError::Unavailable(message) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "files.unavailable", message)
-            }
+            AttachError::Pending(message) | AttachError::Unavailable(message) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "files.unavailable",
+                message,
+            ),
         })?;
     let prompt = app
         .render(&inputs, &attachments.files)

@@ -218,7 +218,8 @@ pub async fn download(
         .await
         .map_err(upload_error)?
         .ok_or_else(|| no_file(&id))?;
-    let mime = FileKind::from_extension(&record.kind).map_or("application/octet-stream", FileKind::mime);
+    let mime =
+        FileKind::from_extension(&record.kind).map_or("application/octet-stream", FileKind::mime);
     let mut response = bytes.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));

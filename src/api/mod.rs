@@ -49,7 +49,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/v1/files", get(files::list).post(files::upload))
         .route("/v1/files/retry", post(files::retry))
-        .route("/v1/files/{file_id}", get(files::retrieve).delete(files::delete))
+        .route(
+            "/v1/files/{file_id}",
+            get(files::retrieve).delete(files::delete),
+        )
         .route("/v1/files/{file_id}/download", get(files::download))
         .route("/v1/applications", get(applications::list))
         .route(

@@ -100,7 +100,10 @@ mod tests {
 
     #[test]
     fn the_three_forms_clients_send() {
-        assert_eq!(file_name("attachment; filename=a.pdf").as_deref(), Some("a.pdf"));
+        assert_eq!(
+            file_name("attachment; filename=a.pdf").as_deref(),
+            Some("a.pdf")
+        );
         assert_eq!(
             file_name("attachment; filename=\"a b.pdf\"").as_deref(),
             Some("a b.pdf")

@@ -345,7 +345,9 @@ impl Files {
                 let record = rules::check_at_run(spec, id, found.get(id.as_str()).copied())
                     .map_err(AttachError::Unusable)?;
                 if spec.input_type == InputType::Media {
-                    attachments.images.push(self.image(spec.name.as_str(), record).await?);
+                    attachments
+                        .images
+                        .push(self.image(spec.name.as_str(), record).await?);
                 }
                 files.push(InputFile {
                     id: record.id.clone(),
@@ -373,9 +375,7 @@ impl Files {
                 .get_files(None, ids, true)
                 .await
                 .map_err(|e| AttachError::Unavailable(e.to_string()))?;
-            let pending = records
-                .iter()
-                .find(|r| r.status == FileStatus::InProgress);
+            let pending = records.iter().find(|r| r.status == FileStatus::InProgress);
             let Some(pending) = pending else {
                 return Ok(records);
             };

@@ -33,9 +33,8 @@ pub fn check_at_submit(
     record: Option<&FileRecord>,
 ) -> Result<(), Refusal> {
     let name = &spec.name;
-    let record = record.ok_or_else(|| {
-        InputError::about(name, format!("input '{name}': file '{id}' not found"))
-    })?;
+    let record = record
+        .ok_or_else(|| InputError::about(name, format!("input '{name}': file '{id}' not found")))?;
     suits(spec, record).map_err(|message| InputError::about(name, message))?;
     Ok(())
 }
@@ -48,8 +47,7 @@ pub fn check_at_run<'a>(
     record: Option<&'a FileRecord>,
 ) -> Result<&'a FileRecord, String> {
     let name = &spec.name;
-    let record =
-        record.ok_or_else(|| format!("input '{name}': file '{id}' was deleted"))?;
+    let record = record.ok_or_else(|| format!("input '{name}': file '{id}' was deleted"))?;
     suits(spec, record)?;
     Ok(record)
 }

@@ -31,7 +31,9 @@ fn describe_image(url: &str) -> String {
         .strip_prefix("data:")
         .and_then(|rest| rest.split_once(";base64,"))
         .and_then(|(mime, data)| {
-            let bytes = base64::engine::general_purpose::STANDARD.decode(data).ok()?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .ok()?;
             Some((mime, bytes))
         });
     match decoded {

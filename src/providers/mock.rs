@@ -181,7 +181,11 @@ fn text_for(request: &ChatRequest) -> String {
         request.user
     );
     for image in &request.images {
-        text.push_str(&format!(" [image {}, {} bytes]", image.mime, image.data.len()));
+        text.push_str(&format!(
+            " [image {}, {} bytes]",
+            image.mime,
+            image.data.len()
+        ));
     }
     text
 }

@@ -125,9 +125,12 @@ fn body(request: &ChatRequest, stream: bool) -> Value {
         messages.push(json!({"role": "user", "content": request.user}));
     } else {
         let mut parts = vec![json!({"type": "text", "text": request.user})];
-        parts.extend(request.images.iter().map(|image| {
-            json!({"type": "image_url", "image_url": {"url": image.data_url()}})
-        }));
+        parts.extend(
+            request
+                .images
+                .iter()
+                .map(|image| json!({"type": "image_url", "image_url": {"url": image.data_url()}})),
+        );
         messages.push(json!({"role": "user", "content": parts}));
     }
     let mut body = json!({"messages": messages, "stream": stream});

@@ -253,23 +253,50 @@ async fn a_server_keeps_its_files_in_s3() {
     let png = fixture_file("dot.png");
     let image = app.upload_fixture("dot.png").await;
     let doc = app.upload_fixture("notes.txt").await;
-    assert_eq!((&image["status"], &doc["status"]), (&json!("completed"), &json!("completed")));
+    assert_eq!(
+        (&image["status"], &doc["status"]),
+        (&json!("completed"), &json!("completed"))
+    );
     let (image_id, doc_id) = (image["id"].as_str().unwrap(), doc["id"].as_str().unwrap());
-    let (status, body) = moto.request("GET", &format!("/server/files/{image_id}"), b"").unwrap();
-    assert_eq!((status, body), (200, png.clone()), "the bytes are in the bucket, named by id");
-    assert!(!app.data_dir().join("files").join(image_id).exists(), "and not on disk");
+    let (status, body) = moto
+        .request("GET", &format!("/server/files/{image_id}"), b"")
+        .unwrap();
+    assert_eq!(
+        (status, body),
+        (200, png.clone()),
+        "the bytes are in the bucket, named by id"
+    );
+    assert!(
+        !app.data_dir().join("files").join(image_id).exists(),
+        "and not on disk"
+    );
 
-    let response = app.get(&format!("/v1/files/{image_id}/download")).send().await.unwrap();
+    let response = app
+        .get(&format!("/v1/files/{image_id}/download"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.bytes().await.unwrap().as_ref(), png.as_slice());
     let job = app
-        .create_job("uploads", &[("Contract", &[doc_id]), ("Picture", &[image_id])])
+        .create_job(
+            "uploads",
+            &[("Contract", &[doc_id]), ("Picture", &[image_id])],
+        )
         .await;
     let done = app.wait_finished(job["id"].as_str().unwrap()).await;
     let text = done["data"]["suggestion"].as_str().unwrap();
-    assert!(text.contains("ship the beta") && text.contains("[image image/png"), "{text}");
+    assert!(
+        text.contains("ship the beta") && text.contains("[image image/png"),
+        "{text}"
+    );
 
-    app.delete(&format!("/v1/files/{image_id}")).send().await.unwrap();
-    let (status, _) = moto.request("GET", &format!("/server/files/{image_id}"), b"").unwrap();
+    app.delete(&format!("/v1/files/{image_id}"))
+        .send()
+        .await
+        .unwrap();
+    let (status, _) = moto
+        .request("GET", &format!("/server/files/{image_id}"), b"")
+        .unwrap();
     assert_eq!(status, 404, "deleting the file deletes its object");
 }
 
@@ -296,8 +323,15 @@ async fn two_nodes_share_files_through_the_bucket() {
     let id = uploaded["id"].as_str().unwrap();
     let seen = two.wait_processed(id).await;
     assert_eq!(seen["status"], "completed", "{seen}");
-    let response = two.get(&format!("/v1/files/{id}/download")).send().await.unwrap();
-    assert_eq!(response.bytes().await.unwrap().as_ref(), fixture_file("report.pdf").as_slice());
+    let response = two
+        .get(&format!("/v1/files/{id}/download"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.bytes().await.unwrap().as_ref(),
+        fixture_file("report.pdf").as_slice()
+    );
     let job = two.create_job("uploads", &[("Contract", &[id])]).await;
     let done = two.wait_finished(job["id"].as_str().unwrap()).await;
     let text = done["data"]["suggestion"].as_str().unwrap();

@@ -7,28 +7,40 @@ use std::path::Path;
 use std::time::Duration;
 
 use scriptorium::config::ServeOptions;
-use scriptorium::providers::config::{ProviderConfig, ProviderKind};
-use sha2::{Digest, Sha256};
 use scriptorium::files::blobs::{BlobConfig, Blobs};
+use scriptorium::providers::config::{ProviderConfig, ProviderKind};
 use scriptorium::store::{FileInserted, FileProcessed, NewFile, Store};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
-use crate::providers::start_llm;
 use crate::helpers::{
     TestApp, assert_error, fixture_file, inputs_body, spawn_app, spawn_in, spawn_with,
 };
+use crate::providers::start_llm;
 
 /// The text each fixture document must yield (as the `uploads` app shows it to the model).
 const EXTRACTED: &[(&str, &str, &str)] = &[
-    ("notes.txt", "txt", "Meeting notes: ship the beta on Friday."),
+    (
+        "notes.txt",
+        "txt",
+        "Meeting notes: ship the beta on Friday.",
+    ),
     ("readme.md", "md", "# Plan"),
     ("prices.csv", "csv", "item,price\nbottle,12"),
     ("page.html", "html", "Welcome"),
     ("report.pdf", "pdf", "Quarterly revenue grew"),
-    ("lease.docx", "docx", "The tenant shall pay\nrent & deposit monthly."),
+    (
+        "lease.docx",
+        "docx",
+        "The tenant shall pay\nrent & deposit monthly.",
+    ),
 ];
 
-async fn upload_with_disposition(app: &TestApp, disposition: &str, body: &[u8]) -> reqwest::Response {
+async fn upload_with_disposition(
+    app: &TestApp,
+    disposition: &str,
+    body: &[u8],
+) -> reqwest::Response {
     app.post("/v1/files")
         .header("content-type", "text/plain")
         .header("content-disposition", disposition)
@@ -52,7 +64,10 @@ async fn every_content_disposition_form_names_the_file() {
         assert_eq!(file["name"], name);
         assert_eq!(file["status"], "in_progress");
         assert_eq!(file["graph_ids"], json!([]));
-        assert!(file["created_at"].as_str().unwrap().ends_with('Z'), "{file}");
+        assert!(
+            file["created_at"].as_str().unwrap().ends_with('Z'),
+            "{file}"
+        );
         let done = app.wait_processed(file["id"].as_str().unwrap()).await;
         assert_eq!(done["status"], "completed", "{done}");
         assert_eq!(done["name"], name);
@@ -84,11 +99,18 @@ async fn the_type_comes_from_the_bytes_and_the_name_never_from_content_type() {
     for (file, mime) in [
         (&png, "image/png"),
         (&pdf, "application/pdf"),
-        (&docx, "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+        (
+            &docx,
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        ),
         (&text, "text/markdown"),
     ] {
         let id = file["id"].as_str().unwrap();
-        let response = app.get(&format!("/v1/files/{id}/download")).send().await.unwrap();
+        let response = app
+            .get(&format!("/v1/files/{id}/download"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         let content_type = response.headers()["content-type"].to_str().unwrap();
         assert!(content_type.starts_with(mime), "{content_type} for {file}");
@@ -136,7 +158,10 @@ async fn an_unsupported_file_fails_with_a_reason_and_jobs_naming_it_are_refused(
         .await
         .unwrap();
     let description = assert_error(response, 400, "BadRequest").await;
-    assert!(description.contains("Contract") && description.contains("could not be processed"), "{description}");
+    assert!(
+        description.contains("Contract") && description.contains("could not be processed"),
+        "{description}"
+    );
 
     // Retry processes it again (and it fails again, for the same reason).
     let response = app
@@ -146,7 +171,10 @@ async fn an_unsupported_file_fails_with_a_reason_and_jobs_naming_it_are_refused(
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.json::<Value>().await.unwrap(), json!({"success": true}));
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"success": true})
+    );
     let again = app.wait_processed(id).await;
     assert_eq!(again["status"], "failed");
     let response = app
@@ -156,7 +184,12 @@ async fn an_unsupported_file_fails_with_a_reason_and_jobs_naming_it_are_refused(
         .await
         .unwrap();
     assert_error(response, 404, "NotFound").await;
-    let response = app.post("/v1/files/retry").json(&json!({})).send().await.unwrap();
+    let response = app
+        .post("/v1/files/retry")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_error(response, 400, "BadRequest").await;
 }
 
@@ -165,8 +198,19 @@ async fn the_list_pages_by_cursor_and_filters_by_status_type_and_graph() {
     let app = spawn_app().await;
     let graph = "6f3b7a4e-8e1d-4c43-9d2b-1b2c3d4e5f60";
     let mut ids = Vec::new();
-    for name in ["notes.txt", "report.pdf", "dot.png", "legacy.doc", "readme.md"] {
-        ids.push(app.upload_fixture(name).await["id"].as_str().unwrap().to_owned());
+    for name in [
+        "notes.txt",
+        "report.pdf",
+        "dot.png",
+        "legacy.doc",
+        "readme.md",
+    ] {
+        ids.push(
+            app.upload_fixture(name).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     let in_graph = app
         .post(&format!("/v1/files?graphId={graph}"))
@@ -200,7 +244,12 @@ async fn the_list_pages_by_cursor_and_filters_by_status_type_and_graph() {
         }
     };
     let page_ids = |page: &Value| -> Vec<String> {
-        page["data"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap().to_owned()).collect()
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_owned())
+            .collect()
     };
     let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
 
@@ -226,18 +275,40 @@ async fn the_list_pages_by_cursor_and_filters_by_status_type_and_graph() {
     assert_eq!(page_ids(&before_asc), ids[..2]);
     assert_eq!(before_asc["has_more"], false);
     // Filters.
-    assert_eq!(page_ids(&list("?status=failed".into()).await), [ids[3].clone()]);
-    assert_eq!(list("?status=completed".into()).await["data"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        page_ids(&list("?status=failed".into()).await),
+        [ids[3].clone()]
+    );
+    assert_eq!(
+        list("?status=completed".into()).await["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
     assert_eq!(
         page_ids(&list("?file_types=pdf,png".into()).await),
         [ids[2].clone(), ids[1].clone()]
     );
-    assert_eq!(page_ids(&list("?file_types=txt".into()).await), [graph_file.clone(), ids[0].clone()]);
-    assert_eq!(page_ids(&list(format!("?graph_id={graph}")).await), [graph_file]);
+    assert_eq!(
+        page_ids(&list("?file_types=txt".into()).await),
+        [graph_file.clone(), ids[0].clone()]
+    );
+    assert_eq!(
+        page_ids(&list(format!("?graph_id={graph}")).await),
+        [graph_file]
+    );
     let empty = list("?status=in_progress".into()).await;
     assert_eq!(empty["data"], json!([]));
     assert_eq!(empty["has_more"], false);
-    for bad in ["?limit=0", "?limit=101", "?order=up", "?status=done", "?file_types=exe", "?graph_id=g"] {
+    for bad in [
+        "?limit=0",
+        "?limit=101",
+        "?order=up",
+        "?status=done",
+        "?file_types=exe",
+        "?graph_id=g",
+    ] {
         let response = app.get(&format!("/v1/files{bad}")).send().await.unwrap();
         assert_error(response, 400, "BadRequest").await;
     }
@@ -249,7 +320,11 @@ async fn download_gives_the_bytes_back_and_delete_makes_the_file_404() {
     let bytes = fixture_file("report.pdf");
     let file = app.upload("Q3 report.pdf", bytes.clone()).await;
     let id = file["id"].as_str().unwrap();
-    let response = app.get(&format!("/v1/files/{id}/download")).send().await.unwrap();
+    let response = app
+        .get(&format!("/v1/files/{id}/download"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/pdf");
     assert_eq!(
@@ -260,8 +335,14 @@ async fn download_gives_the_bytes_back_and_delete_makes_the_file_404() {
 
     let response = app.delete(&format!("/v1/files/{id}")).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.json::<Value>().await.unwrap(), json!({"id": id, "deleted": true}));
-    for path in [format!("/v1/files/{id}"), format!("/v1/files/{id}/download")] {
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"id": id, "deleted": true})
+    );
+    for path in [
+        format!("/v1/files/{id}"),
+        format!("/v1/files/{id}/download"),
+    ] {
         let response = app.get(&path).send().await.unwrap();
         assert_error(response, 404, "NotFound").await;
     }
@@ -276,7 +357,9 @@ async fn another_organisation_cannot_see_or_use_a_file() {
     let id = file["id"].as_str().unwrap();
     let other = app.key_for("other").await;
     let as_other = |method: reqwest::Method, path: String| {
-        app.client.request(method, format!("{}{path}", app.base)).bearer_auth(&other)
+        app.client
+            .request(method, format!("{}{path}", app.base))
+            .bearer_auth(&other)
     };
     for (method, path) in [
         (reqwest::Method::GET, format!("/v1/files/{id}")),
@@ -300,28 +383,64 @@ async fn another_organisation_cannot_see_or_use_a_file() {
         .await
         .unwrap();
     assert_eq!(listed["data"], json!([]));
-    let response = as_other(reqwest::Method::POST, "/v1/applications/uploads/jobs".into())
-        .json(&inputs_body(&[("Contract", &[id])]))
-        .send()
-        .await
-        .unwrap();
+    let response = as_other(
+        reqwest::Method::POST,
+        "/v1/applications/uploads/jobs".into(),
+    )
+    .json(&inputs_body(&[("Contract", &[id])]))
+    .send()
+    .await
+    .unwrap();
     let description = assert_error(response, 400, "BadRequest").await;
-    assert!(description.contains("Contract") && description.contains("not found"), "{description}");
+    assert!(
+        description.contains("Contract") && description.contains("not found"),
+        "{description}"
+    );
     // Still there for its owner.
-    assert_eq!(app.get(&format!("/v1/files/{id}")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.get(&format!("/v1/files/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 /// Every submit-time rule of file and media inputs, each a 400 naming the input.
 #[tokio::test]
 async fn file_and_media_inputs_are_validated_at_submit() {
     let app = spawn_app().await;
-    let text = app.upload_fixture("notes.txt").await["id"].as_str().unwrap().to_owned();
-    let pdf = app.upload_fixture("report.pdf").await["id"].as_str().unwrap().to_owned();
-    let png = app.upload_fixture("dot.png").await["id"].as_str().unwrap().to_owned();
-    let json_file = app.upload("data.json", b"{\"a\": 1}".to_vec()).await["id"].as_str().unwrap().to_owned();
-    let wordy = app.upload("long.txt", "word ".repeat(51)).await["id"].as_str().unwrap().to_owned();
-    let big = app.upload("big.txt", "x".repeat((1 << 20) + 1)).await["id"].as_str().unwrap().to_owned();
-    let gif = app.upload("anim.gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec()).await["id"].as_str().unwrap().to_owned();
+    let text = app.upload_fixture("notes.txt").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pdf = app.upload_fixture("report.pdf").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let png = app.upload_fixture("dot.png").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let json_file = app.upload("data.json", b"{\"a\": 1}".to_vec()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let wordy = app.upload("long.txt", "word ".repeat(51)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let big = app.upload("big.txt", "x".repeat((1 << 20) + 1)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let gif = app
+        .upload("anim.gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec())
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     for id in [&json_file, &wordy, &big, &gif] {
         app.wait_processed(id).await;
     }
@@ -357,10 +476,21 @@ async fn file_and_media_inputs_are_validated_at_submit() {
         assert_error(response, 400, "BadRequest").await;
     }
     // Nothing was queued by the refusals.
-    let jobs: Value = app.get("/v1/applications/uploads/jobs").send().await.unwrap().json().await.unwrap();
+    let jobs: Value = app
+        .get("/v1/applications/uploads/jobs")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(jobs["totalCount"], 0, "{jobs}");
     // And a valid combination is accepted.
-    app.create_job("uploads", &[("Contract", &[&text, &pdf]), ("Picture", &[&png])]).await;
+    app.create_job(
+        "uploads",
+        &[("Contract", &[&text, &pdf]), ("Picture", &[&png])],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -372,24 +502,36 @@ async fn images_reach_the_model_as_image_parts_and_sync_generation_sees_files_to
     let doc = app.upload_fixture("notes.txt").await;
     let (image_id, doc_id) = (image["id"].as_str().unwrap(), doc["id"].as_str().unwrap());
     let job = app
-        .create_job("uploads", &[("Contract", &[doc_id]), ("Picture", &[image_id])])
+        .create_job(
+            "uploads",
+            &[("Contract", &[doc_id]), ("Picture", &[image_id])],
+        )
         .await;
     let done = app.wait_finished(job["id"].as_str().unwrap()).await;
     let text = done["data"]["suggestion"].as_str().unwrap();
     assert!(text.contains("Describe 1 images."), "{text}");
-    assert!(text.contains(&format!("[image image/png, {} bytes]", png.len())), "{text}");
+    assert!(
+        text.contains(&format!("[image image/png, {} bytes]", png.len())),
+        "{text}"
+    );
     assert!(text.contains("ship the beta on Friday"), "{text}");
 
     let response = app
         .post("/v1/applications/uploads")
-        .json(&inputs_body(&[("Contract", &[doc_id]), ("Picture", &[image_id])]))
+        .json(&inputs_body(&[
+            ("Contract", &[doc_id]),
+            ("Picture", &[image_id]),
+        ]))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     let text = body["suggestion"].as_str().unwrap();
-    assert!(text.contains("ship the beta on Friday") && text.contains("[image image/png"), "{text}");
+    assert!(
+        text.contains("ship the beta on Friday") && text.contains("[image image/png"),
+        "{text}"
+    );
 }
 
 /// Records a file as `in_progress` with its bytes in the data directory, as an upload does,
@@ -433,7 +575,10 @@ async fn a_job_whose_file_is_still_in_progress_waits_for_it() {
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["attempts"], 1, "waiting used no attempt: {done}");
     let text = done["data"]["suggestion"].as_str().unwrap();
-    assert!(text.contains("<<slow.txt|txt: text extracted elsewhere>>"), "{text}");
+    assert!(
+        text.contains("<<slow.txt|txt: text extracted elsewhere>>"),
+        "{text}"
+    );
 
     // The word limit is checked again once the text is known.
     let id = unprocessed_file(app.data_dir(), store.as_ref(), "wordy.txt", b"x").await;
@@ -453,7 +598,13 @@ async fn a_job_whose_file_is_still_in_progress_waits_for_it() {
 async fn files_left_in_progress_by_a_dead_process_are_processed_at_start() {
     let app = spawn_app().await;
     let store = app.store().await;
-    let id = unprocessed_file(app.data_dir(), store.as_ref(), "late.txt", b"processed after all").await;
+    let id = unprocessed_file(
+        app.data_dir(),
+        store.as_ref(),
+        "late.txt",
+        b"processed after all",
+    )
+    .await;
     drop(store);
     let storage = app.stop().await;
     let app = spawn_in(storage, ServeOptions::default()).await;
@@ -461,7 +612,13 @@ async fn files_left_in_progress_by_a_dead_process_are_processed_at_start() {
     assert_eq!(done["status"], "completed", "{done}");
     let job = app.create_job("uploads", &[("Contract", &[&id])]).await;
     let done = app.wait_finished(job["id"].as_str().unwrap()).await;
-    assert!(done["data"]["suggestion"].as_str().unwrap().contains("processed after all"), "{done}");
+    assert!(
+        done["data"]["suggestion"]
+            .as_str()
+            .unwrap()
+            .contains("processed after all"),
+        "{done}"
+    );
 }
 
 #[tokio::test]
@@ -472,8 +629,14 @@ async fn deleting_a_file_a_queued_job_needs_fails_that_job_clearly() {
         ..ServeOptions::default()
     })
     .await;
-    let doc = app.upload_fixture("notes.txt").await["id"].as_str().unwrap().to_owned();
-    let image = app.upload_fixture("dot.png").await["id"].as_str().unwrap().to_owned();
+    let doc = app.upload_fixture("notes.txt").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let image = app.upload_fixture("dot.png").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let both = app.create_job("uploads", &[("Contract", &[&doc])]).await;
     let picture = app.create_job("uploads", &[("Picture", &[&image])]).await;
     for id in [&doc, &image] {
@@ -485,9 +648,15 @@ async fn deleting_a_file_a_queued_job_needs_fails_that_job_clearly() {
     for (job, id) in [(&both, &doc), (&picture, &image)] {
         let done = app.wait_finished(job["id"].as_str().unwrap()).await;
         assert_eq!(done["status"], "failed", "{done}");
-        assert_eq!(done["attempts"], 1, "a deleted file is not worth a retry: {done}");
+        assert_eq!(
+            done["attempts"], 1,
+            "a deleted file is not worth a retry: {done}"
+        );
         let error = done["error"].as_str().unwrap();
-        assert!(error.contains(&format!("file '{id}' was deleted")), "{error}");
+        assert!(
+            error.contains(&format!("file '{id}' was deleted")),
+            "{error}"
+        );
     }
 }
 
@@ -510,9 +679,8 @@ async fn uploads_over_the_size_limit_or_the_quota_are_413() {
     let description = assert_error(response, 413, "PayloadTooLarge").await;
     assert!(description.contains("1 MB"), "{description}");
     // A chunked body (no Content-Length) is cut off at the limit too.
-    let chunks = futures_util::stream::iter(
-        (0..20).map(|_| Ok::<_, std::io::Error>(vec![b'b'; 64 * 1024])),
-    );
+    let chunks =
+        futures_util::stream::iter((0..20).map(|_| Ok::<_, std::io::Error>(vec![b'b'; 64 * 1024])));
     let response = app
         .post("/v1/files")
         .header("content-disposition", "attachment; filename=stream.txt")
@@ -534,11 +702,25 @@ async fn uploads_over_the_size_limit_or_the_quota_are_413() {
         .unwrap();
     let description = assert_error(response, 413, "PayloadTooLarge").await;
     assert!(description.contains("quota"), "{description}");
-    let listed: Value = app.get("/v1/files").send().await.unwrap().json().await.unwrap();
-    assert_eq!(listed["data"].as_array().unwrap().len(), 2, "the refused upload left nothing");
+    let listed: Value = app
+        .get("/v1/files")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["data"].as_array().unwrap().len(),
+        2,
+        "the refused upload left nothing"
+    );
     // Deleting a file frees its share of the quota.
     let first = listed["data"][0]["id"].as_str().unwrap();
-    app.delete(&format!("/v1/files/{first}")).send().await.unwrap();
+    app.delete(&format!("/v1/files/{first}"))
+        .send()
+        .await
+        .unwrap();
     app.upload("three.txt", nearly).await;
 }
 
@@ -548,7 +730,10 @@ async fn uploads_over_the_size_limit_or_the_quota_are_413() {
 #[tokio::test]
 async fn file_text_and_image_parts_reach_a_model_server_over_http() {
     let png = fixture_file("dot.png");
-    let digest: String = Sha256::digest(&png)[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let digest: String = Sha256::digest(&png)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     for kind in [ProviderKind::Openai, ProviderKind::Writer] {
         let llm = start_llm(&[], 0).await;
         let app = spawn_with(ServeOptions {
@@ -556,15 +741,24 @@ async fn file_text_and_image_parts_reach_a_model_server_over_http() {
             ..ServeOptions::default()
         })
         .await;
-        let image = app.upload_fixture("dot.png").await["id"].as_str().unwrap().to_owned();
-        let doc = app.upload_fixture("lease.docx").await["id"].as_str().unwrap().to_owned();
+        let image = app.upload_fixture("dot.png").await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let doc = app.upload_fixture("lease.docx").await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let job = app
             .create_job("uploads", &[("Contract", &[&doc]), ("Picture", &[&image])])
             .await;
         let done = app.wait_finished(job["id"].as_str().unwrap()).await;
         assert_eq!(done["status"], "completed", "{kind:?}: {done}");
         let text = done["data"]["suggestion"].as_str().unwrap();
-        assert!(text.contains("<<lease.docx|docx: The tenant shall pay"), "{kind:?}: {text}");
+        assert!(
+            text.contains("<<lease.docx|docx: The tenant shall pay"),
+            "{kind:?}: {text}"
+        );
         let part = format!("[image image/png {} bytes sha256:{digest}]", png.len());
         assert!(text.contains(&part), "{kind:?}: {part} not in {text}");
         assert_eq!(llm.mock.stats().images, 1, "{kind:?}");
@@ -582,13 +776,19 @@ async fn a_model_that_refuses_images_fails_the_job_with_its_message() {
         ..ServeOptions::default()
     })
     .await;
-    let image = app.upload_fixture("dot.png").await["id"].as_str().unwrap().to_owned();
+    let image = app.upload_fixture("dot.png").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let job = app.create_job("uploads", &[("Picture", &[&image])]).await;
     let done = app.wait_finished(job["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["attempts"], 1, "a refusal is not retried: {done}");
     let error = done["error"].as_str().unwrap();
-    assert!(error.contains("does not accept image_url content"), "{error}");
+    assert!(
+        error.contains("does not accept image_url content"),
+        "{error}"
+    );
 }
 
 /// A provider of `kind` on mock-llm at `base` (OpenAI clients take the `/v1` prefix; Writer's

@@ -221,7 +221,10 @@ impl TestApp {
         let response = self
             .post("/v1/files")
             .header("content-type", "text/plain")
-            .header("content-disposition", format!("attachment; filename=\"{name}\""))
+            .header(
+                "content-disposition",
+                format!("attachment; filename=\"{name}\""),
+            )
             .body(bytes)
             .send()
             .await
@@ -299,7 +302,9 @@ impl Drop for TestApp {
 
 /// The bytes of a fixture file (tests/fixtures/files).
 pub fn fixture_file(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/files").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/files")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

@@ -36,7 +36,10 @@ fn empty_optional_inputs_take_the_fallback_branches() {
     let app = example("support-reply");
     let raw = json!([{"id": "Customer email", "value": ["My parcel never arrived."]}]);
     let prompt = app
-        .render(&app.validate_inputs(Some(&raw)).expect("valid"), &InputFiles::new())
+        .render(
+            &app.validate_inputs(Some(&raw)).expect("valid"),
+            &InputFiles::new(),
+        )
         .expect("renders");
     assert!(prompt.user.contains("My parcel never arrived."));
     assert!(prompt.user.contains("No policy notes were given"));
@@ -53,7 +56,10 @@ fn social_post_follows_the_platform_and_call_to_action() {
         {"id": "Call to action", "value": ["visit us"]},
     ]);
     let prompt = app
-        .render(&app.validate_inputs(Some(&raw)).expect("valid"), &InputFiles::new())
+        .render(
+            &app.validate_inputs(Some(&raw)).expect("valid"),
+            &InputFiles::new(),
+        )
         .expect("renders");
     assert!(
         prompt
@@ -100,7 +106,9 @@ fn a_prompt_that_renders_blank_for_some_inputs_is_a_render_error() {
     );
     let app = app(&text);
     let inputs = Inputs([("Word".to_owned(), vec!["hush".to_owned()])].into());
-    let err = app.render(&inputs, &InputFiles::new()).expect_err("blank prompt");
+    let err = app
+        .render(&inputs, &InputFiles::new())
+        .expect_err("blank prompt");
     assert!(err.0.contains("empty"), "{err}");
 }
 
@@ -124,7 +132,8 @@ fn file_inputs_render_each_file_name_and_text() {
         "prompt = \"{% for f in files[\\\"Contract\\\"] %}[{{ f.name }}|{{ f.type }}: {{ f.text }}]{% endfor %} ",
     );
     let app = app(&format!("{source}{extra}"));
-    let raw = json!([{"id": "Word", "value": ["x"]}, {"id": "Contract", "value": ["id-1", "id-2"]}]);
+    let raw =
+        json!([{"id": "Word", "value": ["x"]}, {"id": "Contract", "value": ["id-1", "id-2"]}]);
     let inputs = app.validate_inputs(Some(&raw)).expect("valid");
     let file = |id: &str, name: &str, text: &str| InputFile {
         id: id.into(),
@@ -134,11 +143,16 @@ fn file_inputs_render_each_file_name_and_text() {
     };
     let files = InputFiles::from([(
         "Contract".to_owned(),
-        vec![file("id-1", "a.txt", "alpha"), file("id-2", "b.txt", "beta")],
+        vec![
+            file("id-1", "a.txt", "alpha"),
+            file("id-2", "b.txt", "beta"),
+        ],
     )]);
     let prompt = app.render(&inputs, &files).expect("renders");
     assert!(
-        prompt.user.starts_with("[a.txt|txt: alpha][b.txt|txt: beta] "),
+        prompt
+            .user
+            .starts_with("[a.txt|txt: alpha][b.txt|txt: beta] "),
         "{}",
         prompt.user
     );

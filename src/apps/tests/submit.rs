@@ -148,7 +148,9 @@ fn file_and_media_ids_pass_the_store_free_checks() {
         \n[[inputs]]\nname = \"Photo\"\ninput_type = \"media\"\nrequired = false\n";
     let app = app(&format!("{MINIMAL}{extra}"));
     let raw = json!([{"id": "Word", "value": ["x"]}, {"id": "Doc", "value": ["file-123"]}, {"id": "Photo", "value": ["file-456"]}]);
-    let inputs = app.validate_inputs(Some(&raw)).expect("ids are checked later");
+    let inputs = app
+        .validate_inputs(Some(&raw))
+        .expect("ids are checked later");
     let given: Vec<(&str, &[String])> = app
         .file_inputs(&inputs)
         .map(|(spec, ids)| (spec.name.as_str(), ids))

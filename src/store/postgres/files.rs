@@ -8,12 +8,10 @@ use tokio_postgres::types::ToSql;
 use super::connection;
 use super::errors::map_err;
 use crate::store::{
-    FileInserted, FilePage, FileProcessed, FileQuery, FileRecord, FileStatus, NewFile,
-    StoreError,
+    FileInserted, FilePage, FileProcessed, FileQuery, FileRecord, FileStatus, NewFile, StoreError,
 };
 
-const COLUMNS: &str =
-    "id, org, name, kind, size, status, error, word_count, graph_ids, created_at";
+const COLUMNS: &str = "id, org, name, kind, size, status, error, word_count, graph_ids, created_at";
 
 pub(super) async fn insert(
     pool: &Pool,

@@ -51,8 +51,8 @@ use tokio_postgres::{Config, NoTls};
 
 use super::{
     ClaimedJob, FileInserted, FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobPage,
-    JobQuery, JobRecord, KeyInfo, Lease, NewFile, NewJob, Outcome, RetryOutcome, Store,
-    StoreError, StoreFuture, now_micros,
+    JobQuery, JobRecord, KeyInfo, Lease, NewFile, NewJob, Outcome, RetryOutcome, Store, StoreError,
+    StoreFuture, now_micros,
 };
 use errors::{map_err, pool_err};
 
@@ -259,19 +259,11 @@ impl Store for PostgresStore {
         Box::pin(async move { files::list(&self.pool, &query).await })
     }
 
-    fn file_processed<'a>(
-        &'a self,
-        id: &'a str,
-        outcome: FileProcessed,
-    ) -> StoreFuture<'a, bool> {
+    fn file_processed<'a>(&'a self, id: &'a str, outcome: FileProcessed) -> StoreFuture<'a, bool> {
         Box::pin(async move { files::processed(&self.pool, id, &outcome, now_micros()).await })
     }
 
-    fn retry_files<'a>(
-        &'a self,
-        org: &'a str,
-        ids: &'a [String],
-    ) -> StoreFuture<'a, Vec<String>> {
+    fn retry_files<'a>(&'a self, org: &'a str, ids: &'a [String]) -> StoreFuture<'a, Vec<String>> {
         Box::pin(files::retry(&self.pool, org, ids, now_micros()))
     }
 

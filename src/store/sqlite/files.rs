@@ -8,8 +8,7 @@ use crate::store::{
     FileInserted, FilePage, FileProcessed, FileQuery, FileRecord, FileStatus, NewFile,
 };
 
-const COLUMNS: &str =
-    "id, org, name, kind, size, status, error, word_count, graph_ids, created_at";
+const COLUMNS: &str = "id, org, name, kind, size, status, error, word_count, graph_ids, created_at";
 
 pub(super) fn insert(
     conn: &Connection,

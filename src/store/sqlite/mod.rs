@@ -21,12 +21,15 @@ use tokio::sync::Notify;
 
 use super::{
     ClaimedJob, FileInserted, FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobPage,
-    JobQuery, JobRecord, KeyInfo, Lease, NewFile, NewJob, Outcome, RetryOutcome, Store,
-    StoreError, StoreFuture, now_micros,
+    JobQuery, JobRecord, KeyInfo, Lease, NewFile, NewJob, Outcome, RetryOutcome, Store, StoreError,
+    StoreFuture, now_micros,
 };
 use writer::Writer;
 
-const MIGRATIONS: &[&str] = &[include_str!("0001_init.sql"), include_str!("0002_files.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("0001_init.sql"),
+    include_str!("0002_files.sql"),
+];
 /// Page cache of the key-lookup connection.
 const AUTH_CACHE_KIB: u32 = 256;
 
@@ -331,22 +334,14 @@ impl Store for SqliteStore {
         Box::pin(read(&self.readers, move |c| files::list(c, &query)))
     }
 
-    fn file_processed<'a>(
-        &'a self,
-        id: &'a str,
-        outcome: FileProcessed,
-    ) -> StoreFuture<'a, bool> {
+    fn file_processed<'a>(&'a self, id: &'a str, outcome: FileProcessed) -> StoreFuture<'a, bool> {
         let id = id.to_owned();
         Box::pin(self.writer.write(false, move |c| {
             files::processed(c, &id, &outcome, now_micros())
         }))
     }
 
-    fn retry_files<'a>(
-        &'a self,
-        org: &'a str,
-        ids: &'a [String],
-    ) -> StoreFuture<'a, Vec<String>> {
+    fn retry_files<'a>(&'a self, org: &'a str, ids: &'a [String]) -> StoreFuture<'a, Vec<String>> {
         let (org, ids) = (org.to_owned(), ids.to_vec());
         Box::pin(
             self.writer
@@ -356,7 +351,10 @@ impl Store for SqliteStore {
 
     fn delete_file<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, bool> {
         let (org, id) = (org.to_owned(), id.to_owned());
-        Box::pin(self.writer.write(false, move |c| files::delete(c, &org, &id)))
+        Box::pin(
+            self.writer
+                .write(false, move |c| files::delete(c, &org, &id)),
+        )
     }
 
     fn unprocessed_files(&self) -> StoreFuture<'_, Vec<FileRecord>> {
