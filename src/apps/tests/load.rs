@@ -20,9 +20,14 @@ fn shipped_examples_load_and_are_all_deployed() {
     let ids: Vec<&str> = registry.deployed().iter().map(|a| a.id.as_str()).collect();
     assert_eq!(
         ids,
-        ["product-descriptions", "social-post", "support-reply"]
+        [
+            "product-descriptions",
+            "social-post",
+            "support-reply",
+            "document-summary"
+        ]
     );
-    assert_eq!(registry.len(), 3);
+    assert_eq!(registry.len(), 4);
     let products = registry
         .get("product-descriptions")
         .expect("product-descriptions");
