@@ -441,7 +441,13 @@ async fn file_and_media_inputs_are_validated_at_submit() {
         .as_str()
         .unwrap()
         .to_owned();
-    for id in [&json_file, &wordy, &big, &gif] {
+    let mut huge_png = fixture_file("dot.png");
+    huge_png.resize((1 << 20) + 100, 0);
+    let huge_png = app.upload("huge.png", huge_png).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for id in [&json_file, &wordy, &big, &gif, &huge_png] {
         app.wait_processed(id).await;
     }
     let cases: Vec<(&str, Vec<&str>, &str)> = vec![
@@ -452,6 +458,7 @@ async fn file_and_media_inputs_are_validated_at_submit() {
         ("Contract", vec![&wordy], "51 words, over the limit of 50"),
         ("Picture", vec![&text], "not an image"),
         ("Picture", vec![&gif], "this input takes png, jpg"),
+        ("Picture", vec![&huge_png], "over the limit of 1 MB"),
         ("Picture", vec!["no-such-file"], "not found"),
     ];
     for (input, ids, needle) in cases {
