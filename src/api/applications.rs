@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::extract::{Principal, WJson, WPath, WQuery};
+use super::paging;
 use super::views::{ApplicationListView, ApplicationView, GraphsView, ResultView};
 use super::{ApiError, AppState};
 use crate::apps::{Application, Inputs};
@@ -25,8 +26,6 @@ use crate::providers::ProviderError;
 
 /// How long synchronous generation waits for its files to finish processing.
 const FILE_WAIT: Duration = Duration::from_secs(60);
-const DEFAULT_PAGE: usize = 50;
-const MAX_PAGE: usize = 100;
 
 /// The body of a generate request, sync or async: `{inputs: [{id, value}], stream?}`.
 #[derive(Deserialize)]
@@ -68,7 +67,7 @@ pub struct ListQuery {
     order: Option<String>,
     before: Option<String>,
     after: Option<String>,
-    limit: Option<usize>,
+    limit: Option<u32>,
     #[serde(rename = "type")]
     kind: Option<String>,
 }
@@ -80,13 +79,8 @@ pub async fn list(
     _: Principal,
     WQuery(q): WQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "request.invalid_limit",
-            format!("limit must be between 1 and {MAX_PAGE}"),
-        ));
-    }
+    let limit = paging::limit(q.limit)? as usize;
+    let ascending = paging::ascending(q.order.as_deref())?;
     let mut apps: Vec<Arc<Application>> = match q.kind.as_deref() {
         None | Some("generation") => state.apps.deployed().to_vec(),
         Some(other) => {
@@ -96,15 +90,8 @@ pub async fn list(
             ));
         }
     };
-    match q.order.as_deref() {
-        None | Some("desc") => apps.reverse(),
-        Some("asc") => {}
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "request.invalid_order",
-                format!("unknown order '{other}'; use asc or desc"),
-            ));
-        }
+    if !ascending {
+        apps.reverse();
     }
     let position = |id: &str| {
         apps.iter().position(|a| a.id == id).ok_or_else(|| {

@@ -14,13 +14,11 @@ use serde_json::json;
 
 use super::applications::graph_id;
 use super::extract::{Principal, WJson, WPath, WQuery};
+use super::paging;
 use super::views::{DeletedView, FileListView, FileView};
 use super::{ApiError, AppState};
 use crate::files::{FileKind, UploadError, disposition};
-use crate::store::{FileQuery, FileStatus};
-
-const DEFAULT_PAGE: u32 = 50;
-const MAX_PAGE: u32 = 100;
+use crate::store::{FileQuery, WriterStatus};
 
 /// The query of an upload.
 #[derive(Deserialize)]
@@ -126,26 +124,11 @@ pub async fn list(
     principal: Principal,
     WQuery(q): WQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "request.invalid_limit",
-            format!("limit must be between 1 and {MAX_PAGE}"),
-        ));
-    }
-    let ascending = match q.order.as_deref() {
-        None | Some("desc") => false,
-        Some("asc") => true,
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "request.invalid_order",
-                format!("unknown order '{other}'; use asc or desc"),
-            ));
-        }
-    };
+    let limit = paging::limit(q.limit)?;
+    let ascending = paging::ascending(q.order.as_deref())?;
     let status = match q.status.as_deref() {
         None | Some("") => None,
-        Some(s) => Some(FileStatus::parse(s).ok_or_else(|| {
+        Some(s) => Some(WriterStatus::parse(s).ok_or_else(|| {
             ApiError::bad_request(
                 "request.invalid_status",
                 format!("unknown status '{s}'; use in_progress, completed or failed"),

@@ -11,6 +11,7 @@ mod extract;
 mod files;
 mod jobs;
 mod native;
+mod paging;
 mod views;
 
 use std::sync::Arc;

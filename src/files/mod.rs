@@ -31,7 +31,7 @@ use tokio::sync::Notify;
 use crate::apps::{Application, InputFile, InputFiles, InputType, Inputs};
 use crate::providers::Image;
 use crate::store::{
-    FileInserted, FileProcessed, FileRecord, FileStatus, NewFile, Store, StoreError,
+    FileInserted, FileProcessed, FileRecord, NewFile, Store, StoreError, WriterStatus,
 };
 use blobs::{BlobError, Blobs};
 use extract::Extracted;
@@ -375,7 +375,9 @@ impl Files {
                 .get_files(None, ids, true)
                 .await
                 .map_err(|e| AttachError::Unavailable(e.to_string()))?;
-            let pending = records.iter().find(|r| r.status == FileStatus::InProgress);
+            let pending = records
+                .iter()
+                .find(|r| r.status == WriterStatus::InProgress);
             let Some(pending) = pending else {
                 return Ok(records);
             };

@@ -8,7 +8,7 @@
 //! declared) no larger than `max_image_size_mb`. A file whose processing failed is refused.
 
 use crate::apps::{InputError, InputOptions, InputSpec, InputType};
-use crate::store::{FileRecord, FileStatus, StoreError};
+use crate::store::{FileRecord, StoreError, WriterStatus};
 
 use super::FileKind;
 
@@ -56,7 +56,7 @@ pub fn check_at_run<'a>(
 fn suits(spec: &InputSpec, file: &FileRecord) -> Result<(), String> {
     let name = &spec.name;
     let id = &file.id;
-    if file.status == FileStatus::Failed {
+    if file.status == WriterStatus::Failed {
         let why = file.error.as_deref().unwrap_or("unknown error");
         return Err(format!(
             "input '{name}': file '{id}' could not be processed: {why}"

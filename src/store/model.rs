@@ -70,14 +70,14 @@ impl JobState {
     }
 }
 
-/// The three statuses the Writer API knows.
+/// The three statuses the Writer API knows, of a job and of a file's processing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriterStatus {
-    /// Queued, running or waiting to retry.
+    /// A job queued, running or waiting to retry; a file whose text is being extracted.
     InProgress,
-    /// Finished with a result.
+    /// A job finished with a result; a file ready for use.
     Completed,
-    /// Finished with an error.
+    /// A job finished with an error; a file whose text could not be extracted.
     Failed,
 }
 
@@ -271,38 +271,6 @@ pub struct KeyInfo {
     pub revoked_at: Option<i64>,
 }
 
-/// Where the processing of an uploaded file stands (Writer's file `status`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FileStatus {
-    /// Stored; its text is being extracted.
-    InProgress,
-    /// Ready for use in jobs.
-    Completed,
-    /// Its text could not be extracted; `error` says why.
-    Failed,
-}
-
-impl FileStatus {
-    /// The wire and database name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InProgress => "in_progress",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-        }
-    }
-
-    /// Parses the wire and database name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "in_progress" => Self::InProgress,
-            "completed" => Self::Completed,
-            "failed" => Self::Failed,
-            _ => return None,
-        })
-    }
-}
-
 /// A file to record, whose bytes are already in blob storage.
 #[derive(Clone, Debug)]
 pub struct NewFile {
@@ -320,6 +288,25 @@ pub struct NewFile {
     pub graph_ids: Vec<String>,
 }
 
+impl NewFile {
+    /// The file as recorded at `now`: `in_progress`, its text not yet extracted.
+    pub fn recorded(&self, now: i64) -> FileRecord {
+        FileRecord {
+            id: self.id.clone(),
+            org: self.org.clone(),
+            name: self.name.clone(),
+            kind: self.kind.clone(),
+            size: self.size,
+            status: WriterStatus::InProgress,
+            error: None,
+            word_count: None,
+            graph_ids: self.graph_ids.clone(),
+            created_at: now,
+            text: None,
+        }
+    }
+}
+
 /// A stored file's metadata, and its extracted text when asked for.
 #[derive(Clone, Debug)]
 pub struct FileRecord {
@@ -334,7 +321,7 @@ pub struct FileRecord {
     /// Its size in bytes.
     pub size: i64,
     /// Where its processing stands.
-    pub status: FileStatus,
+    pub status: WriterStatus,
     /// Why processing failed, once `failed`.
     pub error: Option<String>,
     /// Words in its extracted text, once `completed` (none for images).
@@ -361,7 +348,7 @@ pub struct FileQuery {
     /// Oldest first instead of newest first.
     pub ascending: bool,
     /// Only files with this status.
-    pub status: Option<FileStatus>,
+    pub status: Option<WriterStatus>,
     /// Only files of these kinds (canonical extensions), when not empty.
     pub kinds: Vec<String>,
     /// Only files in this graph.

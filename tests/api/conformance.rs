@@ -15,8 +15,8 @@ use scriptorium::apps::RetryPolicy;
 use scriptorium::store::postgres::PostgresStore;
 use scriptorium::store::sqlite::{Durability, SqliteStore};
 use scriptorium::store::{
-    FileInserted, FileProcessed, FileStatus, JobQuery, JobState, KeyInfo, Lease, NewFile, NewJob,
-    Outcome, OutcomeKind, RetryOutcome, Store, StoreError, Usage, WriterStatus, now_micros,
+    FileInserted, FileProcessed, JobQuery, JobState, KeyInfo, Lease, NewFile, NewJob, Outcome,
+    OutcomeKind, RetryOutcome, Store, StoreError, Usage, WriterStatus, now_micros,
 };
 use tempfile::TempDir;
 
@@ -632,7 +632,7 @@ async fn files_belong_to_their_org_and_count_against_its_quota(h: Harness) {
     let FileInserted::Stored(record) = stored else {
         panic!("stored: {stored:?}")
     };
-    assert_eq!((record.status, record.size), (FileStatus::InProgress, 60));
+    assert_eq!((record.status, record.size), (WriterStatus::InProgress, 60));
     let over = s.insert_file(file("f2", "a", 50), 100).await.unwrap();
     assert!(
         matches!(over, FileInserted::OverQuota { used: 60 }),
@@ -722,7 +722,7 @@ async fn file_processing_is_recorded_once_and_failed_files_can_be_retried(h: Har
     files.sort_by(|x, y| x.id.cmp(&y.id));
     assert_eq!(
         (files[0].status, files[0].error.as_deref()),
-        (FileStatus::Failed, Some("unreadable"))
+        (WriterStatus::Failed, Some("unreadable"))
     );
     assert_eq!(
         (files[1].text.as_deref(), files[1].word_count),

@@ -743,11 +743,7 @@ async fn file_text_and_image_parts_reach_a_model_server_over_http() {
         .collect();
     for kind in [ProviderKind::Openai, ProviderKind::Writer] {
         let llm = start_llm(&[], 0).await;
-        let app = spawn_with(ServeOptions {
-            providers: BTreeMap::from([("default".to_owned(), model_server(kind, &llm.base))]),
-            ..ServeOptions::default()
-        })
-        .await;
+        let app = serve_on_model_server(kind, &llm.base).await;
         let image = app.upload_fixture("dot.png").await["id"]
             .as_str()
             .unwrap()
@@ -775,14 +771,7 @@ async fn file_text_and_image_parts_reach_a_model_server_over_http() {
 #[tokio::test]
 async fn a_model_that_refuses_images_fails_the_job_with_its_message() {
     let llm = start_llm(&["--no-images"], 0).await;
-    let app = spawn_with(ServeOptions {
-        providers: BTreeMap::from([(
-            "default".to_owned(),
-            model_server(ProviderKind::Openai, &llm.base),
-        )]),
-        ..ServeOptions::default()
-    })
-    .await;
+    let app = serve_on_model_server(ProviderKind::Openai, &llm.base).await;
     let image = app.upload_fixture("dot.png").await["id"]
         .as_str()
         .unwrap()
@@ -798,17 +787,22 @@ async fn a_model_that_refuses_images_fails_the_job_with_its_message() {
     );
 }
 
-/// A provider of `kind` on mock-llm at `base` (OpenAI clients take the `/v1` prefix; Writer's
-/// base is the server's root).
-fn model_server(kind: ProviderKind, base: &str) -> ProviderConfig {
+/// A server whose default provider is of `kind` on mock-llm at `base` (OpenAI clients take
+/// the `/v1` prefix; Writer's base is the server's root).
+async fn serve_on_model_server(kind: ProviderKind, base: &str) -> TestApp {
     let base_url = match kind {
         ProviderKind::Openai => format!("{base}/v1"),
         _ => base.to_owned(),
     };
-    ProviderConfig {
+    let provider = ProviderConfig {
         base_url: Some(base_url),
         model: Some("test-model".into()),
         max_concurrency: 4,
         ..ProviderConfig::new(kind)
-    }
+    };
+    spawn_with(ServeOptions {
+        providers: BTreeMap::from([("default".to_owned(), provider)]),
+        ..ServeOptions::default()
+    })
+    .await
 }

@@ -8,7 +8,7 @@ use tokio_postgres::types::ToSql;
 use super::connection;
 use super::errors::map_err;
 use crate::store::{
-    FileInserted, FilePage, FileProcessed, FileQuery, FileRecord, FileStatus, NewFile, StoreError,
+    FileInserted, FilePage, FileProcessed, FileQuery, FileRecord, NewFile, StoreError, WriterStatus,
 };
 
 const COLUMNS: &str = "id, org, name, kind, size, status, error, word_count, graph_ids, created_at";
@@ -59,19 +59,7 @@ pub(super) async fn insert(
     .await
     .map_err(map_err)?;
     tx.commit().await.map_err(map_err)?;
-    Ok(FileInserted::Stored(FileRecord {
-        id: file.id.clone(),
-        org: file.org.clone(),
-        name: file.name.clone(),
-        kind: file.kind.clone(),
-        size: file.size,
-        status: FileStatus::InProgress,
-        error: None,
-        word_count: None,
-        graph_ids: file.graph_ids.clone(),
-        created_at: now,
-        text: None,
-    }))
+    Ok(FileInserted::Stored(file.recorded(now)))
 }
 
 pub(super) async fn get(
@@ -102,7 +90,7 @@ pub(super) async fn list(pool: &Pool, q: &FileQuery) -> Result<FilePage, StoreEr
         (None, Some(before)) => (Some(before), if q.ascending { "<" } else { ">" }),
         (None, None) => (None, ">"),
     };
-    let status = q.status.map(FileStatus::as_str);
+    let status = q.status.map(WriterStatus::as_str);
     let limit = i64::from(q.limit) + 1;
     let mut sql = format!("SELECT {COLUMNS}, NULL::text FROM files WHERE org = $1");
     let mut args: Vec<&(dyn ToSql + Sync)> = vec![&q.org];
@@ -145,9 +133,9 @@ pub(super) async fn processed(
 ) -> Result<bool, StoreError> {
     let (status, text, words, error) = match outcome {
         FileProcessed::Completed { text, word_count } => {
-            (FileStatus::Completed, text.as_deref(), *word_count, None)
+            (WriterStatus::Completed, text.as_deref(), *word_count, None)
         }
-        FileProcessed::Failed { error } => (FileStatus::Failed, None, None, Some(error.as_str())),
+        FileProcessed::Failed { error } => (WriterStatus::Failed, None, None, Some(error.as_str())),
     };
     let client = connection(pool).await?;
     let stmt = client
@@ -231,7 +219,7 @@ fn record(row: &Row) -> FileRecord {
         name: row.get(2),
         kind: row.get(3),
         size: row.get(4),
-        status: FileStatus::parse(status).unwrap_or(FileStatus::Failed),
+        status: WriterStatus::parse(status).unwrap_or(WriterStatus::Failed),
         error: row.get(6),
         word_count: row.get(7),
         graph_ids: row.get(8),

@@ -5,7 +5,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::store::{
-    FileInserted, FilePage, FileProcessed, FileQuery, FileRecord, FileStatus, NewFile,
+    FileInserted, FilePage, FileProcessed, FileQuery, FileRecord, NewFile, WriterStatus,
 };
 
 const COLUMNS: &str = "id, org, name, kind, size, status, error, word_count, graph_ids, created_at";
@@ -37,19 +37,7 @@ pub(super) fn insert(
     .execute(params![
         file.id, file.org, file.name, file.kind, file.size, graph_ids, now
     ])?;
-    Ok(FileInserted::Stored(FileRecord {
-        id: file.id.clone(),
-        org: file.org.clone(),
-        name: file.name.clone(),
-        kind: file.kind.clone(),
-        size: file.size,
-        status: FileStatus::InProgress,
-        error: None,
-        word_count: None,
-        graph_ids: file.graph_ids.clone(),
-        created_at: now,
-        text: None,
-    }))
+    Ok(FileInserted::Stored(file.recorded(now)))
 }
 
 pub(super) fn get(
@@ -117,9 +105,9 @@ pub(super) fn processed(
 ) -> rusqlite::Result<bool> {
     let (status, text, words, error) = match outcome {
         FileProcessed::Completed { text, word_count } => {
-            (FileStatus::Completed, text.as_deref(), *word_count, None)
+            (WriterStatus::Completed, text.as_deref(), *word_count, None)
         }
-        FileProcessed::Failed { error } => (FileStatus::Failed, None, None, Some(error.as_str())),
+        FileProcessed::Failed { error } => (WriterStatus::Failed, None, None, Some(error.as_str())),
     };
     let changed = conn
         .prepare_cached(
@@ -176,7 +164,7 @@ fn record(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
         name: row.get(2)?,
         kind: row.get(3)?,
         size: row.get(4)?,
-        status: FileStatus::parse(&status).unwrap_or(FileStatus::Failed),
+        status: WriterStatus::parse(&status).unwrap_or(WriterStatus::Failed),
         error: row.get(6)?,
         word_count: row.get(7)?,
         graph_ids: serde_json::from_str(&graph_ids).unwrap_or_default(),
