@@ -54,6 +54,7 @@ pub struct Server {
     listener: TcpListener,
     router: axum::Router,
     engine: Arc<Engine>,
+    files: Files,
 }
 
 impl Server {
@@ -88,12 +89,13 @@ impl Server {
             apps,
             providers,
             keys,
-            files,
+            files: files.clone(),
         };
         Ok(Self {
             listener,
             router: router(state, settings.max_body_bytes),
             engine,
+            files,
         })
     }
 
@@ -106,6 +108,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
         let (stop, stopped) = watch::channel(false);
         let engine = tokio::spawn(self.engine.run(stopped.clone()));
+        let sweeper = tokio::spawn(self.files.sweep(stopped.clone()));
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop.send(true);
@@ -117,6 +120,7 @@ impl Server {
             })
             .await;
         let _ = engine.await;
+        let _ = sweeper.await;
         served
     }
 }
@@ -170,7 +174,7 @@ async fn open_files(settings: &Settings, store: Arc<dyn Store>) -> Result<Files,
     }
     tracing::info!(storage = %blobs.describe(), "file storage ready");
     let files = Files::new(store, blobs, settings.file_limits);
-    let resumed = files.resume().await?;
+    let resumed = files.resume(crate::store::now_micros()).await?;
     if resumed > 0 {
         tracing::info!(
             files = resumed,

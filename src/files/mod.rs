@@ -12,7 +12,8 @@
 //! recorded file has its bytes), then extracts its text on a blocking thread and records
 //! `completed` or `failed`. A server that starts finds files left `in_progress` by a process
 //! that died and processes them again (on PostgreSQL several nodes may do so at once; the
-//! result is the same and only the first write counts). Jobs that name a file still
+//! result is the same and only the first write counts), and every server also sweeps, once a
+//! minute, for files left `in_progress` for five minutes. Jobs that name a file still
 //! `in_progress` wait for it ([`Files::attachments`]).
 
 pub mod blobs;
@@ -26,12 +27,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::apps::{Application, InputFile, InputFiles, InputType, Inputs};
 use crate::providers::Image;
 use crate::store::{
-    FileInserted, FileProcessed, FileRecord, NewFile, Store, StoreError, WriterStatus,
+    FileInserted, FileProcessed, FileRecord, NewFile, Store, StoreError, WriterStatus, now_micros,
 };
 use blobs::{BlobError, Blobs};
 use extract::Extracted;
@@ -39,6 +40,11 @@ pub use kind::FileKind;
 
 /// How often a job waiting for a file checks the store (another node may process it).
 const WAIT_POLL: Duration = Duration::from_millis(200);
+/// How often a server looks for files whose processing died with another node.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// How long a file may stay `in_progress` before a sweep processes it again. Extraction
+/// takes well under a second for most files; a second, concurrent extraction is harmless.
+const STALE_AFTER: Duration = Duration::from_secs(300);
 
 /// Limits on what an organisation may store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,13 +217,31 @@ impl Files {
         Ok(reset.len())
     }
 
-    /// Processes every file left `in_progress` (by a process that died mid-way).
-    pub async fn resume(&self) -> Result<usize, StoreError> {
-        let pending = self.store.unprocessed_files().await?;
+    /// Processes again every file still `in_progress` that was uploaded (or retried) before
+    /// `before`: its processing died with its process.
+    pub async fn resume(&self, before: i64) -> Result<usize, StoreError> {
+        let pending = self.store.unprocessed_files(before).await?;
         for record in &pending {
             self.reprocess(record).await;
         }
         Ok(pending.len())
+    }
+
+    /// Every [`SWEEP_EVERY`], processes again the files left `in_progress` for longer than
+    /// [`STALE_AFTER`] (a node of a cluster died while extracting them), until `shutdown`.
+    pub async fn sweep(self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(SWEEP_EVERY) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            let before = now_micros() - STALE_AFTER.as_micros() as i64;
+            match self.resume(before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(files = n, "processing again files left unfinished"),
+                Err(e) => tracing::warn!(error = %e, "cannot look for unfinished files"),
+            }
+        }
     }
 
     /// Starts processing a recorded file again from its stored bytes.

@@ -107,6 +107,7 @@ pub trait Store: Send + Sync + 'static {
     fn retry_files<'a>(&'a self, org: &'a str, ids: &'a [String]) -> StoreFuture<'a, Vec<String>>;
     /// Deletes a file of `org`; `false` if there is no such file.
     fn delete_file<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, bool>;
-    /// Every file still `in_progress` (to process again after a restart).
-    fn unprocessed_files(&self) -> StoreFuture<'_, Vec<FileRecord>>;
+    /// Every file still `in_progress` that was uploaded or retried before `before`
+    /// (microseconds), to process again: its processing died with its process.
+    fn unprocessed_files(&self, before: i64) -> StoreFuture<'_, Vec<FileRecord>>;
 }

@@ -197,14 +197,15 @@ pub(super) async fn delete(pool: &Pool, org: &str, id: &str) -> Result<bool, Sto
     Ok(true)
 }
 
-pub(super) async fn unprocessed(pool: &Pool) -> Result<Vec<FileRecord>, StoreError> {
+pub(super) async fn unprocessed(pool: &Pool, before: i64) -> Result<Vec<FileRecord>, StoreError> {
     let client = connection(pool).await?;
     let rows = client
         .query(
             &format!(
-                "SELECT {COLUMNS}, NULL::text FROM files WHERE status = 'in_progress' ORDER BY id"
+                "SELECT {COLUMNS}, NULL::text FROM files \
+                 WHERE status = 'in_progress' AND updated_at < $1 ORDER BY id"
             ),
-            &[],
+            &[&before],
         )
         .await
         .map_err(map_err)?;

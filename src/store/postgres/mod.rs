@@ -271,8 +271,8 @@ impl Store for PostgresStore {
         Box::pin(files::delete(&self.pool, org, id))
     }
 
-    fn unprocessed_files(&self) -> StoreFuture<'_, Vec<FileRecord>> {
-        Box::pin(files::unprocessed(&self.pool))
+    fn unprocessed_files(&self, before: i64) -> StoreFuture<'_, Vec<FileRecord>> {
+        Box::pin(files::unprocessed(&self.pool, before))
     }
 }
 

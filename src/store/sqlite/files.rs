@@ -147,11 +147,12 @@ pub(super) fn delete(conn: &Connection, org: &str, id: &str) -> rusqlite::Result
     Ok(true)
 }
 
-pub(super) fn unprocessed(conn: &Connection) -> rusqlite::Result<Vec<FileRecord>> {
+pub(super) fn unprocessed(conn: &Connection, before: i64) -> rusqlite::Result<Vec<FileRecord>> {
     conn.prepare_cached(&format!(
-        "SELECT {COLUMNS}, NULL FROM files WHERE status = 'in_progress' ORDER BY id"
+        "SELECT {COLUMNS}, NULL FROM files \
+         WHERE status = 'in_progress' AND updated_at < ?1 ORDER BY id"
     ))?
-    .query_map([], record)?
+    .query_map([before], record)?
     .collect()
 }
 

@@ -357,7 +357,7 @@ impl Store for SqliteStore {
         )
     }
 
-    fn unprocessed_files(&self) -> StoreFuture<'_, Vec<FileRecord>> {
-        Box::pin(read(&self.readers, files::unprocessed))
+    fn unprocessed_files(&self, before: i64) -> StoreFuture<'_, Vec<FileRecord>> {
+        Box::pin(read(&self.readers, move |c| files::unprocessed(c, before)))
     }
 }
