@@ -731,14 +731,7 @@ async fn file_processing_is_recorded_once_and_failed_files_can_be_retried(h: Har
     let without_text = s.get_files(Some("a"), &ids, false).await.unwrap();
     assert!(without_text.iter().all(|f| f.text.is_none()));
     assert!(s.unprocessed_files(i64::MAX).await.unwrap().is_empty());
-    // Only files last touched before the given time.
-    s.insert_file(file("new", "a", 1), 100).await.unwrap();
-    assert!(
-        s.unprocessed_files(now_micros() - 60_000_000)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let before_retry = now_micros();
     // Only the failed one is reset, and only for its own organisation.
     assert!(s.retry_files("b", &ids).await.unwrap().is_empty());
     assert_eq!(s.retry_files("a", &ids).await.unwrap(), ["bad"]);
@@ -750,6 +743,13 @@ async fn file_processing_is_recorded_once_and_failed_files_can_be_retried(h: Har
         .map(|f| f.id)
         .collect();
     assert_eq!(pending, ["bad"]);
+    // A retry counts as touching the file: it is not left over from before the retry.
+    assert!(
+        s.unprocessed_files(before_retry)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
