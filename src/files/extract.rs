@@ -11,7 +11,7 @@
 use std::io::{Cursor, Read};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use super::kind::FileKind;
+use super::kind::{FileKind, find};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Extracted {
@@ -579,16 +579,10 @@ fn decode_entity(name: &str) -> Option<std::borrow::Cow<'static, str>> {
     Some(Cow::Borrowed(s))
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || needle.len() > haystack.len() {
-        return None;
-    }
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::files::kind::tests::make_zip;
     use std::io::Write;
 
     fn text(kind: FileKind, bytes: &[u8]) -> String {
@@ -645,17 +639,6 @@ mod tests {
         )
         .unwrap();
         pdf
-    }
-
-    fn make_zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
-        let opts = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
-        for (name, data) in entries {
-            w.start_file(*name, opts).unwrap();
-            w.write_all(data).unwrap();
-        }
-        w.finish().unwrap().into_inner()
     }
 
     const CONTENT_TYPES: &[u8] = br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>

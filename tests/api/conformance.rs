@@ -744,12 +744,7 @@ async fn file_processing_is_recorded_once_and_failed_files_can_be_retried(h: Har
         .collect();
     assert_eq!(pending, ["bad"]);
     // A retry counts as touching the file: it is not left over from before the retry.
-    assert!(
-        s.unprocessed_files(before_retry)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(s.unprocessed_files(before_retry).await.unwrap().is_empty());
 }
 
 async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
