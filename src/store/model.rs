@@ -355,6 +355,47 @@ pub struct FileQuery {
     pub graph_id: Option<String>,
 }
 
+impl FileQuery {
+    /// How a backend reads the page: ids compared with the cursor (`(id, "<" or ">")`), in
+    /// ascending or descending id order, `limit + 1` rows (the extra one tells whether there is
+    /// more); then [`FilePage::from_rows`] trims and orders them.
+    pub fn walk(&self) -> FileWalk<'_> {
+        // Paging backwards (`before`) walks the list in reverse, then turns the page around.
+        let backwards = self.after.is_none() && self.before.is_some();
+        let cursor = match (&self.after, &self.before) {
+            (Some(after), _) => Some((after.as_str(), if self.ascending { ">" } else { "<" })),
+            (None, Some(before)) => Some((before.as_str(), if self.ascending { "<" } else { ">" })),
+            (None, None) => None,
+        };
+        FileWalk {
+            cursor,
+            ascending: self.ascending != backwards,
+            backwards,
+            rows: i64::from(self.limit) + 1,
+        }
+    }
+}
+
+/// How to read one page of files (see [`FileQuery::walk`]).
+#[derive(Clone, Copy, Debug)]
+pub struct FileWalk<'a> {
+    /// The cursor id and how ids compare with it.
+    pub cursor: Option<(&'a str, &'static str)>,
+    /// Whether to read ids in ascending order.
+    pub ascending: bool,
+    /// Whether the rows come in reverse list order (paging with `before`).
+    pub backwards: bool,
+    /// Rows to read at most: one more than the page.
+    pub rows: i64,
+}
+
+impl FileWalk<'_> {
+    /// `ASC` or `DESC`.
+    pub fn direction(&self) -> &'static str {
+        if self.ascending { "ASC" } else { "DESC" }
+    }
+}
+
 /// One page of files.
 #[derive(Clone, Debug)]
 pub struct FilePage {
@@ -362,6 +403,18 @@ pub struct FilePage {
     pub files: Vec<FileRecord>,
     /// Whether more files lie beyond the page in the direction paged.
     pub has_more: bool,
+}
+
+impl FilePage {
+    /// The page from the rows read as `walk` says, for a page of `limit` files.
+    pub fn from_rows(mut files: Vec<FileRecord>, walk: FileWalk<'_>, limit: u32) -> Self {
+        let has_more = files.len() > limit as usize;
+        files.truncate(limit as usize);
+        if walk.backwards {
+            files.reverse();
+        }
+        FilePage { files, has_more }
+    }
 }
 
 /// What recording a new file did.

@@ -82,21 +82,13 @@ pub(super) async fn get(
 }
 
 pub(super) async fn list(pool: &Pool, q: &FileQuery) -> Result<FilePage, StoreError> {
-    // Paging backwards (`before`) walks the list in reverse, then turns the page around.
-    let backwards = q.after.is_none() && q.before.is_some();
-    let ascending = q.ascending != backwards;
-    let (cursor, cursor_op) = match (&q.after, &q.before) {
-        (Some(after), _) => (Some(after), if q.ascending { ">" } else { "<" }),
-        (None, Some(before)) => (Some(before), if q.ascending { "<" } else { ">" }),
-        (None, None) => (None, ">"),
-    };
+    let walk = q.walk();
     let status = q.status.map(WriterStatus::as_str);
-    let limit = i64::from(q.limit) + 1;
     let mut sql = format!("SELECT {COLUMNS}, NULL::text FROM files WHERE org = $1");
     let mut args: Vec<&(dyn ToSql + Sync)> = vec![&q.org];
-    if let Some(cursor) = cursor {
-        args.push(cursor);
-        sql.push_str(&format!(" AND id {cursor_op} ${}", args.len()));
+    if let Some((id, op)) = &walk.cursor {
+        args.push(id);
+        sql.push_str(&format!(" AND id {op} ${}", args.len()));
     }
     if let Some(status) = &status {
         args.push(status);
@@ -110,19 +102,17 @@ pub(super) async fn list(pool: &Pool, q: &FileQuery) -> Result<FilePage, StoreEr
         args.push(graph);
         sql.push_str(&format!(" AND ${} = ANY(graph_ids)", args.len()));
     }
-    args.push(&limit);
-    let direction = if ascending { "ASC" } else { "DESC" };
-    sql.push_str(&format!(" ORDER BY id {direction} LIMIT ${}", args.len()));
+    args.push(&walk.rows);
+    sql.push_str(&format!(
+        " ORDER BY id {} LIMIT ${}",
+        walk.direction(),
+        args.len()
+    ));
     let client = connection(pool).await?;
     let stmt = client.prepare_cached(&sql).await.map_err(map_err)?;
     let rows = client.query(&stmt, &args).await.map_err(map_err)?;
-    let mut files: Vec<FileRecord> = rows.iter().map(record).collect();
-    let has_more = files.len() > q.limit as usize;
-    files.truncate(q.limit as usize);
-    if backwards {
-        files.reverse();
-    }
-    Ok(FilePage { files, has_more })
+    let files = rows.iter().map(record).collect();
+    Ok(FilePage::from_rows(files, walk, q.limit))
 }
 
 pub(super) async fn processed(

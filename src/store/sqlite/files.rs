@@ -56,19 +56,12 @@ pub(super) fn get(
 }
 
 pub(super) fn list(conn: &Connection, q: &FileQuery) -> rusqlite::Result<FilePage> {
-    // Paging backwards (`before`) walks the list in reverse, then turns the page around.
-    let backwards = q.after.is_none() && q.before.is_some();
-    let ascending = q.ascending != backwards;
-    let (cursor, cursor_op) = match (&q.after, &q.before) {
-        (Some(after), _) => (Some(after), if q.ascending { ">" } else { "<" }),
-        (None, Some(before)) => (Some(before), if q.ascending { "<" } else { ">" }),
-        (None, None) => (None, ">"),
-    };
+    let walk = q.walk();
     let mut sql = format!("SELECT {COLUMNS}, NULL FROM files WHERE org = ?");
     let mut args: Vec<Value> = vec![Value::Text(q.org.clone())];
-    if let Some(cursor) = cursor {
-        sql.push_str(&format!(" AND id {cursor_op} ?"));
-        args.push(Value::Text(cursor.clone()));
+    if let Some((cursor, op)) = walk.cursor {
+        sql.push_str(&format!(" AND id {op} ?"));
+        args.push(Value::Text(cursor.to_owned()));
     }
     if let Some(status) = q.status {
         sql.push_str(" AND status = ?");
@@ -82,19 +75,13 @@ pub(super) fn list(conn: &Connection, q: &FileQuery) -> rusqlite::Result<FilePag
         sql.push_str(" AND EXISTS (SELECT 1 FROM json_each(graph_ids) WHERE value = ?)");
         args.push(Value::Text(graph.clone()));
     }
-    let direction = if ascending { "ASC" } else { "DESC" };
-    sql.push_str(&format!(" ORDER BY id {direction} LIMIT ?"));
-    args.push(Value::Integer(i64::from(q.limit) + 1));
-    let mut files: Vec<FileRecord> = conn
+    sql.push_str(&format!(" ORDER BY id {} LIMIT ?", walk.direction()));
+    args.push(Value::Integer(walk.rows));
+    let files = conn
         .prepare_cached(&sql)?
         .query_map(rusqlite::params_from_iter(args), record)?
         .collect::<rusqlite::Result<_>>()?;
-    let has_more = files.len() > q.limit as usize;
-    files.truncate(q.limit as usize);
-    if backwards {
-        files.reverse();
-    }
-    Ok(FilePage { files, has_more })
+    Ok(FilePage::from_rows(files, walk, q.limit))
 }
 
 pub(super) fn processed(
