@@ -1,0 +1,45 @@
+-- The state that changes while a job waits and runs moves out of the wide `jobs` row into a
+-- narrow `job_queue` row, which exists exactly while the job is queued, retrying or running.
+-- A claim, a heartbeat, a release and a requeue then rewrite only that narrow row (and its
+-- two small indexes) instead of the wide row and every index of `jobs`; the `jobs` row is
+-- written when the job is inserted, when it leaves the queue (completed, failed), when a
+-- retry outcome records its error, and when the retry route queues a failed job again.
+--
+-- While a `job_queue` row exists its state, attempt, started_at and updated_at are the job's;
+-- the same columns of `jobs` are then stale and `job_records` reads the queue's. `jobs.status`
+-- (and so `job_counts`) stays exact: a job is 'in_progress' exactly while it is queued.
+--
+-- `run_at` is when a waiting job becomes due; `lease_until` is when a running job's lease
+-- lapses. Each row is in exactly one of the two partial indexes, so a claim walks due jobs in
+-- `run_at` order and the reaper walks lapsed leases, and neither scans the other's rows.
+CREATE TABLE job_queue (
+    seq BIGINT PRIMARY KEY,
+    state TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    run_at BIGINT NOT NULL,
+    lease_until BIGINT,
+    started_at BIGINT,
+    updated_at BIGINT NOT NULL
+);
+
+CREATE INDEX job_queue_due ON job_queue (run_at) WHERE state <> 'running';
+CREATE INDEX job_queue_leased ON job_queue (lease_until) WHERE state = 'running';
+
+INSERT INTO job_queue (seq, state, attempt, run_at, lease_until, started_at, updated_at)
+SELECT seq, state, attempt, run_at, lease_until, started_at, updated_at
+FROM jobs WHERE state IN ('queued', 'retrying', 'running');
+
+-- Superseded by the queue's indexes.
+DROP INDEX jobs_due;
+DROP INDEX jobs_leased;
+
+-- A job as the API shows it: the `jobs` row, with the queue's changing columns while queued.
+CREATE VIEW job_records AS
+SELECT j.seq, j.id, j.org, j.application_id, j.status,
+    CASE WHEN q.seq IS NULL THEN j.state ELSE q.state END AS state,
+    CASE WHEN q.seq IS NULL THEN j.attempt ELSE q.attempt END AS attempt,
+    j.created_at,
+    CASE WHEN q.seq IS NULL THEN j.updated_at ELSE q.updated_at END AS updated_at,
+    CASE WHEN q.seq IS NULL THEN j.started_at ELSE q.started_at END AS started_at,
+    j.completed_at, j.title, j.suggestion, j.error, j.prompt_tokens, j.completion_tokens
+FROM jobs j LEFT JOIN job_queue q ON q.seq = j.seq;
