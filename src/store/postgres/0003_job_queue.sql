@@ -9,6 +9,7 @@
 -- the same columns of `jobs` are then stale and `job_records` reads the queue's. `jobs.status`
 -- (and so `job_counts`) stays exact: a job is 'in_progress' exactly while it is queued.
 --
+-- `jobs.run_at` keeps the time a job was queued, or last due; the queue's is authoritative.
 -- `run_at` is when a waiting job becomes due; `lease_until` is when a running job's lease
 -- lapses. Each row is in exactly one of the two partial indexes, so a claim walks due jobs in
 -- `run_at` order and the reaper walks lapsed leases, and neither scans the other's rows.
@@ -29,9 +30,26 @@ INSERT INTO job_queue (seq, state, attempt, run_at, lease_until, started_at, upd
 SELECT seq, state, attempt, run_at, lease_until, started_at, updated_at
 FROM jobs WHERE state IN ('queued', 'retrying', 'running');
 
--- Superseded by the queue's indexes.
+-- Every job inserted waiting, by whatever statement, gets its queue row in the same statement.
+CREATE FUNCTION jobs_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO job_queue (seq, state, attempt, run_at, started_at, updated_at)
+    SELECT seq, state, attempt, run_at, started_at, updated_at FROM inserted_jobs
+    WHERE state IN ('queued', 'retrying');
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER jobs_enqueue AFTER INSERT ON jobs
+    REFERENCING NEW TABLE AS inserted_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION jobs_enqueue();
+
+-- Superseded by the queue's indexes and its `lease_until`. Dropping the column also makes a
+-- node of an earlier version, left running against this schema, fail every claim, outcome,
+-- heartbeat, release, reap and retry loudly instead of working jobs outside the queue; its
+-- inserts still queue (through the trigger above).
 DROP INDEX jobs_due;
 DROP INDEX jobs_leased;
+ALTER TABLE jobs DROP COLUMN lease_until;
 
 -- A job as the API shows it: the `jobs` row, with the queue's changing columns while queued.
 CREATE VIEW job_records AS

@@ -32,7 +32,8 @@ const GROUPS_IN_FLIGHT: usize = 2;
 /// Requests waiting for the grouper at most; senders wait beyond that (backpressure).
 const QUEUE: usize = 16 * 1024;
 
-const INSERT: &str = "WITH j AS (INSERT INTO jobs (id, org, application_id, state, inputs, max_attempts, \
+/// The `jobs_enqueue` trigger gives each inserted job its `job_queue` row.
+const INSERT: &str = "INSERT INTO jobs (id, org, application_id, state, inputs, max_attempts, \
        backoff_initial_ms, backoff_max_ms, run_at, idempotency_key, created_at, updated_at) \
      SELECT u.id, u.org, u.application_id, 'queued', u.inputs, u.max_attempts, \
        u.backoff_initial_ms, u.backoff_max_ms, $9, u.idempotency_key, $9, $9 \
@@ -40,10 +41,7 @@ const INSERT: &str = "WITH j AS (INSERT INTO jobs (id, org, application_id, stat
                  $7::bigint[], $8::text[]) \
        AS u(id, org, application_id, inputs, max_attempts, backoff_initial_ms, \
             backoff_max_ms, idempotency_key) \
-     ON CONFLICT DO NOTHING RETURNING seq, id), \
-     q AS (INSERT INTO job_queue (seq, state, attempt, run_at, updated_at) \
-       SELECT seq, 'queued', 0, $9, $9 FROM j) \
-     SELECT id FROM j";
+     ON CONFLICT DO NOTHING RETURNING id";
 
 const EXISTING: &str = "SELECT j.org, j.idempotency_key, j.id, j.created_at, \
        coalesce(q.state, j.state) FROM jobs j LEFT JOIN job_queue q ON q.seq = j.seq \

@@ -71,7 +71,7 @@ pub(super) async fn finish(
                CASE WHEN u.state = 'completed' THEN u.completion ELSE j.completion_tokens END, \
              error = u.error, run_at = coalesce(u.run_at, j.run_at), \
              completed_at = CASE WHEN u.state = 'retrying' THEN j.completed_at ELSE $1 END, \
-             lease_until = NULL, updated_at = $1 \
+             updated_at = $1 \
            FROM m JOIN u ON u.seq = m.seq \
            WHERE j.seq = ANY(ARRAY(SELECT seq FROM m)) AND j.seq = m.seq RETURNING j.state) \
          SELECT count(*), count(*) FILTER (WHERE state = 'retrying') FROM f"
@@ -242,7 +242,7 @@ pub(super) async fn reap(pool: &Pool, before: i64, now: i64) -> Result<(usize, b
            RETURNING q.seq, q.attempt, q.started_at), \
          failed AS (UPDATE jobs j SET state = 'failed', attempt = l.attempt, \
              started_at = l.started_at, error = $3::text, completed_at = $2::bigint, \
-             lease_until = NULL, run_at = $2, updated_at = $2 \
+             run_at = $2, updated_at = $2 \
            FROM lost l WHERE j.seq = ANY(ARRAY(SELECT seq FROM lost)) AND j.seq = l.seq \
            RETURNING 1) \
          SELECT (SELECT count(*) FROM requeued) + (SELECT count(*) FROM failed), \
