@@ -11,7 +11,7 @@
 --
 -- `jobs.run_at` keeps the time a job was queued, or last due; the queue's is authoritative.
 -- `run_at` is when a waiting job becomes due; `lease_until` is when a running job's lease
--- lapses. Each row is in exactly one of the two partial indexes, so a claim walks due jobs in
+-- lapses, and NULL unless the job is running. Each row is in exactly one of the two partial indexes, so a claim walks due jobs in
 -- `run_at` order and the reaper walks lapsed leases, and neither scans the other's rows.
 CREATE TABLE job_queue (
     seq BIGINT PRIMARY KEY,
@@ -24,10 +24,15 @@ CREATE TABLE job_queue (
 );
 
 CREATE INDEX job_queue_due ON job_queue (run_at) WHERE state <> 'running';
-CREATE INDEX job_queue_leased ON job_queue (lease_until) WHERE state = 'running';
+-- Only running rows have a lease. The predicate is not `state = 'running'` on purpose: the
+-- fence of every write to a running row says that, and the planner would then read this whole
+-- index (dead entries included, which bitmap scans never clean) for each batch of outcomes
+-- or heartbeats instead of probing the primary key.
+CREATE INDEX job_queue_leased ON job_queue (lease_until) WHERE lease_until IS NOT NULL;
 
 INSERT INTO job_queue (seq, state, attempt, run_at, lease_until, started_at, updated_at)
-SELECT seq, state, attempt, run_at, lease_until, started_at, updated_at
+SELECT seq, state, attempt, run_at, CASE WHEN state = 'running' THEN lease_until END,
+    started_at, updated_at
 FROM jobs WHERE state IN ('queued', 'retrying', 'running');
 
 -- Every job inserted waiting, by whatever statement, gets its queue row in the same statement.

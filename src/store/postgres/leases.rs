@@ -44,7 +44,35 @@ pub(super) async fn finish(
     if outcomes.is_empty() {
         return Ok((0, false));
     }
-    let columns = OutcomeColumns::new(&outcomes);
+    // A large batch is written as halves, in two transactions on two connections at once:
+    // one backend applying a batch is one core's work, and the engine writes one batch at a
+    // time. The halves touch disjoint jobs (split in `seq` order) and upsert `job_counts`
+    // rows in key order, so they cannot deadlock; each is fenced and durable on its own, and
+    // a half that fails fails the call (replaying the applied half changes nothing).
+    let mut outcomes = outcomes;
+    outcomes.sort_by_key(|o| o.lease.seq);
+    let halves = if outcomes.len() >= SPLIT_AT { 2 } else { 1 };
+    let size = outcomes.len().div_ceil(halves);
+    let writes = outcomes.chunks(size).map(|chunk| finish_chunk(pool, chunk, now));
+    let mut applied = 0;
+    let mut retried = false;
+    for (n, r) in futures_util::future::try_join_all(writes).await? {
+        applied += n;
+        retried |= r;
+    }
+    Ok((applied, retried))
+}
+
+/// Outcomes in a batch from which on [`finish`] writes two halves at once.
+const SPLIT_AT: usize = 256;
+
+/// Writes one batch of distinct outcomes in one statement (see [`finish`]).
+async fn finish_chunk(
+    pool: &Pool,
+    outcomes: &[Outcome],
+    now: i64,
+) -> Result<(usize, bool), StoreError> {
+    let columns = OutcomeColumns::new(outcomes);
     // Terminal outcomes delete the queue row, retries update it; both hand the `jobs` update
     // the attempt and start of the run they end. Each side probes the queue's primary key
     // with its own seqs only. One `UPDATE jobs` per batch keeps the `job_counts` trigger to
