@@ -66,3 +66,52 @@ SELECT j.seq, j.id, j.org, j.application_id, j.status,
     CASE WHEN q.seq IS NULL THEN j.started_at ELSE q.started_at END AS started_at,
     j.completed_at, j.title, j.suggestion, j.error, j.prompt_tokens, j.completion_tokens
 FROM jobs j LEFT JOIN job_queue q ON q.seq = j.seq;
+
+-- Counters per shard: every statement that changes counts upserted the same one or two rows,
+-- so concurrent writers (outcome batches of several nodes, insert groups) queued behind each
+-- other's commit. A statement now upserts the rows of its connection's shard (its backend's
+-- pid modulo 16), still in key order; `totalCount` sums the shards. A shard's own count may
+-- go below zero (a job counted in on one shard and out on another); the sums stay exact.
+ALTER TABLE job_counts ADD COLUMN shard INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE job_counts DROP CONSTRAINT job_counts_pkey;
+ALTER TABLE job_counts ADD PRIMARY KEY (org, application_id, status, shard);
+
+CREATE OR REPLACE FUNCTION jobs_count_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO job_counts (org, application_id, status, shard, n)
+    SELECT org, application_id, status, pg_backend_pid() % 16, count(*) FROM inserted_jobs
+    GROUP BY org, application_id, status
+    ORDER BY org, application_id, status
+    ON CONFLICT (org, application_id, status, shard) DO UPDATE SET n = job_counts.n + excluded.n;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION jobs_count_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    WITH moved AS MATERIALIZED (
+        SELECT o.org, o.application_id, o.status AS was, n.status AS now
+        FROM old_jobs o JOIN new_jobs n ON n.seq = o.seq
+        WHERE o.status <> n.status
+    )
+    INSERT INTO job_counts (org, application_id, status, shard, n)
+    SELECT org, application_id, status, pg_backend_pid() % 16, sum(delta) FROM (
+        SELECT org, application_id, was AS status, -1 AS delta FROM moved
+        UNION ALL
+        SELECT org, application_id, now, 1 FROM moved
+    ) changes
+    GROUP BY org, application_id, status
+    HAVING sum(delta) <> 0
+    ORDER BY org, application_id, status
+    ON CONFLICT (org, application_id, status, shard) DO UPDATE SET n = job_counts.n + excluded.n;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION jobs_count_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO job_counts (org, application_id, status, shard, n)
+    SELECT org, application_id, status, pg_backend_pid() % 16, -count(*) FROM deleted_jobs
+    GROUP BY org, application_id, status
+    ORDER BY org, application_id, status
+    ON CONFLICT (org, application_id, status, shard) DO UPDATE SET n = job_counts.n + excluded.n;
+    RETURN NULL;
+END $$;

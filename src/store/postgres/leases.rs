@@ -25,7 +25,10 @@ const LOST_ON_LAST_ATTEMPT: &str =
     "the worker running this job stopped during its last attempt (its lease expired)";
 
 /// The fence every transition of a running job is guarded by: its queue row `q`, over
-/// `unnest`ed leases `u`.
+/// `unnest`ed leases `u`. Each statement also says `q.seq = ANY(ARRAY(SELECT unnest(…)))`:
+/// the planner cannot see the size of an array computed at run time, so it probes the
+/// primary key; given the array itself it may judge a batch of 512 big enough to read the
+/// whole queue instead.
 const FENCE: &str = "q.seq = u.seq AND q.attempt = u.attempt AND q.state = 'running'";
 
 /// Writes a batch of outcomes of every kind in one fenced statement. Answers how many were
@@ -64,7 +67,7 @@ pub(super) async fn finish(
 }
 
 /// Outcomes in a batch from which on [`finish`] writes two halves at once.
-const SPLIT_AT: usize = 256;
+const SPLIT_AT: usize = 512;
 
 /// Writes one batch of distinct outcomes in one statement (see [`finish`]).
 async fn finish_chunk(
@@ -82,11 +85,11 @@ async fn finish_chunk(
              $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[]) \
            AS u(seq, attempt, state, title, suggestion, error, prompt, completion, run_at)), \
          done AS (DELETE FROM job_queue q USING u \
-           WHERE q.seq = ANY($11::bigint[]) AND {FENCE} \
+           WHERE q.seq = ANY(ARRAY(SELECT unnest($11::bigint[]))) AND {FENCE} \
            RETURNING q.seq, q.attempt, q.started_at), \
          again AS (UPDATE job_queue q SET state = 'retrying', run_at = u.run_at, \
              lease_until = NULL, updated_at = $1 \
-           FROM u WHERE q.seq = ANY($12::bigint[]) AND {FENCE} \
+           FROM u WHERE q.seq = ANY(ARRAY(SELECT unnest($12::bigint[]))) AND {FENCE} \
            RETURNING q.seq, q.attempt, q.started_at), \
          m AS (SELECT * FROM done UNION ALL SELECT * FROM again), \
          f AS (UPDATE jobs j SET state = u.state, attempt = m.attempt, \
@@ -222,7 +225,7 @@ pub(super) async fn renew(
     let sql = format!(
         "WITH r AS (UPDATE job_queue q SET lease_until = $1 WHERE q.seq = ANY(ARRAY( \
            SELECT q.seq FROM job_queue q JOIN unnest($2::bigint[], $3::int[]) AS u(seq, attempt) \
-             ON {FENCE} WHERE q.seq = ANY($2::bigint[]) FOR UPDATE OF q SKIP LOCKED)) \
+             ON {FENCE} WHERE q.seq = ANY(ARRAY(SELECT unnest($2::bigint[]))) FOR UPDATE OF q SKIP LOCKED)) \
            RETURNING 1) \
          SELECT count(*) FROM r"
     );
@@ -245,7 +248,7 @@ pub(super) async fn release(
         "WITH r AS (UPDATE job_queue q SET state = 'queued', attempt = q.attempt - 1, \
            lease_until = NULL, run_at = $1, updated_at = $1 \
          FROM unnest($2::bigint[], $3::int[]) AS u(seq, attempt) \
-         WHERE q.seq = ANY($2::bigint[]) AND {FENCE} RETURNING 1) \
+         WHERE q.seq = ANY(ARRAY(SELECT unnest($2::bigint[]))) AND {FENCE} RETURNING 1) \
          SELECT count(*) FROM r"
     );
     let released = |rows: &[Row]| rows.first().map_or(0, |r| r.get::<_, i64>(0));

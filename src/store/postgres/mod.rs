@@ -30,7 +30,10 @@
 //!   node wakes the engines of all. The engine polls as a fallback (PgBouncer in transaction
 //!   mode, for one, breaks LISTEN).
 //! - **Counts** are kept by statement-level triggers with transition tables (one upsert per
-//!   organisation, application and status per statement), so `totalCount` never scans.
+//!   organisation, application and status per statement), so `totalCount` never scans. Since
+//!   migration 0003 each connection upserts the counter rows of its own shard (backend pid
+//!   modulo 16) and `totalCount` sums the shards, so concurrent writers no longer queue
+//!   behind one counter row's commit.
 //! - **Migrations** ([`migrate`]) are versioned in `schema_migrations` and run under a
 //!   transaction-scoped advisory lock, so nodes starting together do not race.
 //!
