@@ -77,7 +77,8 @@ async fn finish_chunk(
 ) -> Result<(usize, bool), StoreError> {
     let columns = OutcomeColumns::new(outcomes);
     // Terminal outcomes delete the queue row, retries update it; both hand the `jobs` update
-    // the attempt and start of the run they end. Each side probes the queue's primary key
+    // the attempt and start of the run they end (joined back to `u` on seq and attempt, so a
+    // stale outcome for the same job in the batch cannot supply the values). Each side probes the queue's primary key
     // with its own seqs only. One `UPDATE jobs` per batch keeps the `job_counts` trigger to
     // one key-ordered upsert per statement (see the module docs of `super`).
     let sql = format!(
@@ -103,7 +104,7 @@ async fn finish_chunk(
              error = u.error, run_at = coalesce(u.run_at, j.run_at), \
              completed_at = CASE WHEN u.state = 'retrying' THEN j.completed_at ELSE $1 END, \
              updated_at = $1 \
-           FROM m JOIN u ON u.seq = m.seq \
+           FROM m JOIN u ON u.seq = m.seq AND u.attempt = m.attempt \
            WHERE j.seq = ANY(ARRAY(SELECT seq FROM m)) AND j.seq = m.seq RETURNING j.state) \
          SELECT count(*), count(*) FILTER (WHERE state = 'retrying') FROM f"
     );
