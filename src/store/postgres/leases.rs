@@ -56,7 +56,9 @@ pub(super) async fn finish(
     outcomes.sort_by_key(|o| o.lease.seq);
     let halves = if outcomes.len() >= SPLIT_AT { 2 } else { 1 };
     let size = outcomes.len().div_ceil(halves);
-    let writes = outcomes.chunks(size).map(|chunk| finish_chunk(pool, chunk, now));
+    let writes = outcomes
+        .chunks(size)
+        .map(|chunk| finish_chunk(pool, chunk, now));
     let mut applied = 0;
     let mut retried = false;
     for (n, r) in futures_util::future::try_join_all(writes).await? {
