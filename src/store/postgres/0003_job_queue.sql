@@ -9,10 +9,11 @@
 -- the same columns of `jobs` are then stale and `job_records` reads the queue's. `jobs.status`
 -- (and so `job_counts`) stays exact: a job is 'in_progress' exactly while it is queued.
 --
--- `jobs.run_at` keeps the time a job was queued, or last due; the queue's is authoritative.
--- `run_at` is when a waiting job becomes due; `lease_until` is when a running job's lease
--- lapses, and NULL unless the job is running. Each row is in exactly one of the two partial indexes, so a claim walks due jobs in
--- `run_at` order and the reaper walks lapsed leases, and neither scans the other's rows.
+-- `run_at` is when a waiting job becomes due (`jobs.run_at` keeps an earlier value; the
+-- queue's is the one that counts); `lease_until` is when a running job's lease lapses, and
+-- NULL unless the job is running. Each row is in exactly one of the two partial indexes, so a
+-- claim walks due jobs in `run_at` order and the reaper walks lapsed leases, and neither scans
+-- the other's rows.
 CREATE TABLE job_queue (
     seq BIGINT PRIMARY KEY,
     state TEXT NOT NULL,
