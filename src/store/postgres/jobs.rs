@@ -1,8 +1,9 @@
 //! Reading jobs, retrying them and claiming them; inserts live in [`super::inserter`], the
 //! writes of running jobs in [`super::leases`]. Same semantics as SQLite's `jobs.rs`, written
-//! for many nodes at once: a claim is one `UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)`,
-//! so concurrent claimers take disjoint batches without waiting on each other, and a retry
-//! notifies listeners inside its transaction.
+//! for many nodes at once: a claim is one `UPDATE job_queue … (SELECT … FOR UPDATE SKIP
+//! LOCKED)`, so concurrent claimers take disjoint batches without waiting on each other, and a
+//! retry notifies listeners inside its transaction. Reads go through the `job_records` view,
+//! which shows the queue's state while a job is queued or running.
 
 use deadpool_postgres::Pool;
 use tokio_postgres::Row;
@@ -46,11 +47,16 @@ pub(super) async fn query_then_notify(
     // These statements join a table with a batch of `unnest`ed rows. Without statistics on
     // the arrays the planner may pick a nested loop that rescans the batch for every row:
     // quadratic, half a second for 4,096 outcomes. A hash join is linear.
-    tx.batch_execute("SET LOCAL enable_nestloop = off")
-        .await
-        .map_err(map_err)?;
+    // The setting and the statement go out together (tokio-postgres pipelines requests in
+    // the order they are first polled, and `try_join` polls in argument order): one round
+    // trip, not two.
     let stmt = tx.prepare_cached(sql).await.map_err(map_err)?;
-    let rows = tx.query(&stmt, params).await.map_err(map_err)?;
+    let (_, rows) = futures_util::future::try_join(
+        tx.batch_execute("SET LOCAL enable_nestloop = off"),
+        tx.query(&stmt, params),
+    )
+    .await
+    .map_err(map_err)?;
     if wakes(&rows) {
         notify(&tx).await?;
     }
@@ -60,7 +66,7 @@ pub(super) async fn query_then_notify(
 
 /// One job of `org`.
 pub(super) async fn get(pool: &Pool, org: &str, id: &str) -> Result<Option<JobRecord>, StoreError> {
-    let sql = format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE id = $1 AND org = $2");
+    let sql = format!("SELECT {RECORD_COLUMNS} FROM job_records WHERE id = $1 AND org = $2");
     let rows = query(pool, &sql, &[&id, &org]).await?;
     rows.first().map(record).transpose()
 }
@@ -76,7 +82,7 @@ pub(super) async fn list(pool: &Pool, q: &JobQuery) -> Result<JobPage, StoreErro
     let page = format!(
         // The offset is skipped in the index alone (an index-only scan); only the page's rows
         // are read from the table.
-        "SELECT {RECORD_COLUMNS} FROM jobs WHERE seq IN (\
+        "SELECT {RECORD_COLUMNS} FROM job_records WHERE seq IN (\
            SELECT seq FROM jobs WHERE org = $1 AND application_id = $2 AND {filter} \
            ORDER BY seq DESC LIMIT $4 OFFSET $5) \
          ORDER BY seq DESC"
@@ -114,9 +120,14 @@ pub(super) async fn retry(
     id: &str,
     now: i64,
 ) -> Result<RetryOutcome, StoreError> {
-    let requeue = "UPDATE jobs SET state = 'queued', attempt = 0, run_at = $3, \
-         lease_until = NULL, error = NULL, title = NULL, suggestion = NULL, completed_at = NULL, \
-         updated_at = $3 WHERE id = $1 AND org = $2 AND state = 'failed' RETURNING created_at";
+    // A failed job has no queue row; it gets one back, fresh, as on insert.
+    let requeue = "WITH r AS (UPDATE jobs SET state = 'queued', attempt = 0, run_at = $3, \
+           error = NULL, title = NULL, suggestion = NULL, \
+           completed_at = NULL, updated_at = $3 \
+         WHERE id = $1 AND org = $2 AND state = 'failed' RETURNING seq, started_at, created_at), \
+         q AS (INSERT INTO job_queue (seq, state, attempt, run_at, started_at, updated_at) \
+           SELECT seq, 'queued', 0, $3, started_at, $3 FROM r) \
+         SELECT created_at FROM r";
     let rows = query_then_notify(pool, requeue, &[&id, &org, &now], |r| !r.is_empty()).await?;
     if let Some(row) = rows.first() {
         return Ok(RetryOutcome::Requeued(Inserted {
@@ -125,7 +136,7 @@ pub(super) async fn retry(
             state: JobState::Queued,
         }));
     }
-    let current = "SELECT state FROM jobs WHERE id = $1 AND org = $2";
+    let current = "SELECT state FROM job_records WHERE id = $1 AND org = $2";
     match query(pool, current, &[&id, &org]).await?.first() {
         Some(row) => Ok(RetryOutcome::NotFailed(parse_state(row.get(0))?)),
         None => Ok(RetryOutcome::NotFound),
@@ -139,14 +150,16 @@ pub(super) async fn claim(
     lease: i64,
     now: i64,
 ) -> Result<Vec<ClaimedJob>, StoreError> {
-    // `= ANY(ARRAY(…))` makes each claimed row a primary-key probe; as a join, the planner
-    // may hash the whole table for a batch of a few hundred rows.
-    let sql = "WITH c AS (SELECT seq FROM jobs WHERE state IN ('queued', 'retrying') \
-                 AND run_at <= $2 ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-         UPDATE jobs j SET state = 'running', attempt = j.attempt + 1, lease_until = $1, \
-           started_at = $2, updated_at = $2 WHERE j.seq = ANY(ARRAY(SELECT seq FROM c)) \
-         RETURNING j.seq, j.attempt, j.id, j.application_id, j.inputs, j.max_attempts, \
-           j.backoff_initial_ms, j.backoff_max_ms";
+    // Only the narrow `job_queue` rows are written; the wide `jobs` rows are only read, for
+    // the inputs. `= ANY(ARRAY(…))` makes each claimed row a primary-key probe; as a join, the
+    // planner may hash the whole table for a batch of a few hundred rows.
+    let sql = "WITH c AS (SELECT seq FROM job_queue WHERE state <> 'running' AND run_at <= $2 \
+                 ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED), \
+         q AS (UPDATE job_queue q SET state = 'running', attempt = q.attempt + 1, \
+             lease_until = $1, started_at = $2, updated_at = $2 \
+           WHERE q.seq = ANY(ARRAY(SELECT seq FROM c)) RETURNING q.seq, q.attempt) \
+         SELECT q.seq, q.attempt, j.id, j.application_id, j.inputs, j.max_attempts, \
+           j.backoff_initial_ms, j.backoff_max_ms FROM q JOIN jobs j ON j.seq = q.seq";
     let limit = limit.min(i64::MAX as usize) as i64;
     let rows = query(pool, sql, &[&(now + lease), &now, &limit]).await?;
     Ok(rows

@@ -1,8 +1,15 @@
 //! The writes of running jobs: outcomes, heartbeats, releases and the reaper. Same semantics
-//! as SQLite's `jobs.rs`. Every write is fenced by `seq`, `attempt` and `state = 'running'`
-//! (so a stale worker changes nothing), and each batch is one `UPDATE … FROM unnest(…)`
-//! rather than a loop of single-row updates. Writes that make jobs runnable (a retry
-//! outcome, a release, a reap that requeues) notify listeners inside their transaction.
+//! as SQLite's `jobs.rs`. Every write is fenced by the job's `job_queue` row: `seq`, `attempt`
+//! and `state = 'running'` (so a stale worker changes nothing), and each batch is one
+//! statement over `unnest(…)` arrays rather than a loop of single-row updates. A job that
+//! leaves the queue (completed, failed) loses its queue row and has its `jobs` row written in
+//! the same statement; heartbeats, releases and requeues write only the narrow queue row.
+//! Writes that make jobs runnable (a retry outcome, a release, a reap that requeues) notify
+//! listeners inside their transaction.
+//!
+//! Heartbeats and the reaper take queue rows with `SKIP LOCKED`: a row another transaction
+//! holds is being finished (or reaped, or renewed) right then, so neither ever waits, and so
+//! neither can deadlock with a batch of outcomes locking the same rows in another order.
 
 use std::collections::HashSet;
 
@@ -10,8 +17,6 @@ use deadpool_postgres::Pool;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::connection;
-use super::errors::map_err;
 use super::jobs::query_then_notify;
 use crate::store::{JobState, Lease, Outcome, OutcomeKind, StoreError};
 
@@ -19,8 +24,12 @@ use crate::store::{JobState, Lease, Outcome, OutcomeKind, StoreError};
 const LOST_ON_LAST_ATTEMPT: &str =
     "the worker running this job stopped during its last attempt (its lease expired)";
 
-/// The fence every transition of a running job is guarded by, over `unnest`ed leases `u`.
-const FENCE: &str = "j.seq = u.seq AND j.attempt = u.attempt AND j.state = 'running'";
+/// The fence every transition of a running job is guarded by: its queue row `q`, over
+/// `unnest`ed leases `u`. Each statement also says `q.seq = ANY(ARRAY(SELECT unnest(…)))`:
+/// the planner cannot see the size of an array computed at run time, so it probes the
+/// primary key; given the array itself it may judge a batch of 512 big enough to read the
+/// whole queue instead.
+const FENCE: &str = "q.seq = u.seq AND q.attempt = u.attempt AND q.state = 'running'";
 
 /// Writes a batch of outcomes of every kind in one fenced statement. Answers how many were
 /// applied and whether any job went back to the queue (a retry).
@@ -38,25 +47,71 @@ pub(super) async fn finish(
     if outcomes.is_empty() {
         return Ok((0, false));
     }
-    let columns = OutcomeColumns::new(&outcomes);
+    // A large batch is written as halves, in two transactions on two connections at once:
+    // one backend applying a batch is one core's work, and the engine writes one batch at a
+    // time. The halves touch disjoint jobs (split in `seq` order) and upsert `job_counts`
+    // rows in key order, so they cannot deadlock; each is fenced and durable on its own, and
+    // a half that fails fails the call (replaying the applied half changes nothing).
+    let mut outcomes = outcomes;
+    outcomes.sort_by_key(|o| o.lease.seq);
+    let halves = if outcomes.len() >= SPLIT_AT { 2 } else { 1 };
+    let size = outcomes.len().div_ceil(halves);
+    let writes = outcomes
+        .chunks(size)
+        .map(|chunk| finish_chunk(pool, chunk, now));
+    let mut applied = 0;
+    let mut retried = false;
+    for (n, r) in futures_util::future::try_join_all(writes).await? {
+        applied += n;
+        retried |= r;
+    }
+    Ok((applied, retried))
+}
+
+/// Outcomes in a batch from which on [`finish`] writes two halves at once.
+const SPLIT_AT: usize = 512;
+
+/// Writes one batch of distinct outcomes in one statement (see [`finish`]).
+async fn finish_chunk(
+    pool: &Pool,
+    outcomes: &[Outcome],
+    now: i64,
+) -> Result<(usize, bool), StoreError> {
+    let columns = OutcomeColumns::new(outcomes);
+    // Terminal outcomes delete the queue row, retries update it; both hand the `jobs` update
+    // the attempt and start of the run they end (joined back to `u` on seq and attempt, so a
+    // stale outcome for the same job in the batch cannot supply the values). Each side probes the queue's primary key
+    // with its own seqs only. One `UPDATE jobs` per batch keeps the `job_counts` trigger to
+    // one key-ordered upsert per statement (see the module docs of `super`).
     let sql = format!(
-        "WITH f AS (UPDATE jobs j SET state = u.state, \
-           title = CASE WHEN u.state = 'completed' THEN u.title ELSE j.title END, \
-           suggestion = CASE WHEN u.state = 'completed' THEN u.suggestion ELSE j.suggestion END, \
-           prompt_tokens = CASE WHEN u.state = 'completed' THEN u.prompt ELSE j.prompt_tokens END, \
-           completion_tokens = \
-             CASE WHEN u.state = 'completed' THEN u.completion ELSE j.completion_tokens END, \
-           error = u.error, run_at = coalesce(u.run_at, j.run_at), \
-           completed_at = CASE WHEN u.state = 'retrying' THEN j.completed_at ELSE $1 END, \
-           lease_until = NULL, updated_at = $1 \
-         FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], \
-                     $8::bigint[], $9::bigint[], $10::bigint[]) \
-           AS u(seq, attempt, state, title, suggestion, error, prompt, completion, run_at) \
-         WHERE {FENCE} RETURNING j.state) \
+        "WITH u AS (SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], \
+             $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[]) \
+           AS u(seq, attempt, state, title, suggestion, error, prompt, completion, run_at)), \
+         done AS (DELETE FROM job_queue q USING u \
+           WHERE q.seq = ANY(ARRAY(SELECT unnest($11::bigint[]))) AND {FENCE} \
+           RETURNING q.seq, q.attempt, q.started_at), \
+         again AS (UPDATE job_queue q SET state = 'retrying', run_at = u.run_at, \
+             lease_until = NULL, updated_at = $1 \
+           FROM u WHERE q.seq = ANY(ARRAY(SELECT unnest($12::bigint[]))) AND {FENCE} \
+           RETURNING q.seq, q.attempt, q.started_at), \
+         m AS (SELECT * FROM done UNION ALL SELECT * FROM again), \
+         f AS (UPDATE jobs j SET state = u.state, attempt = m.attempt, \
+             started_at = m.started_at, \
+             title = CASE WHEN u.state = 'completed' THEN u.title ELSE j.title END, \
+             suggestion = CASE WHEN u.state = 'completed' THEN u.suggestion ELSE j.suggestion END, \
+             prompt_tokens = \
+               CASE WHEN u.state = 'completed' THEN u.prompt ELSE j.prompt_tokens END, \
+             completion_tokens = \
+               CASE WHEN u.state = 'completed' THEN u.completion ELSE j.completion_tokens END, \
+             error = u.error, run_at = coalesce(u.run_at, j.run_at), \
+             completed_at = CASE WHEN u.state = 'retrying' THEN j.completed_at ELSE $1 END, \
+             updated_at = $1 \
+           FROM m JOIN u ON u.seq = m.seq AND u.attempt = m.attempt \
+           WHERE j.seq = ANY(ARRAY(SELECT seq FROM m)) AND j.seq = m.seq RETURNING j.state) \
          SELECT count(*), count(*) FILTER (WHERE state = 'retrying') FROM f"
     );
     let c = &columns;
-    let params: [&(dyn ToSql + Sync); 10] = [
+    let params: [&(dyn ToSql + Sync); 12] = [
         &now,
         &c.seq,
         &c.attempt,
@@ -67,6 +122,8 @@ pub(super) async fn finish(
         &c.prompt,
         &c.completion,
         &c.run_at,
+        &c.terminal,
+        &c.retried,
     ];
     let counts = |rows: &[Row]| rows.first().map_or((0, 0), |r| (r.get(0), r.get(1)));
     let rows = query_then_notify(pool, &sql, &params, |r| counts(r).1 > 0).await?;
@@ -85,6 +142,9 @@ struct OutcomeColumns<'a> {
     prompt: Vec<Option<i64>>,
     completion: Vec<Option<i64>>,
     run_at: Vec<Option<i64>>,
+    /// The seqs of completed and failed outcomes, and of retries.
+    terminal: Vec<i64>,
+    retried: Vec<i64>,
 }
 
 impl<'a> OutcomeColumns<'a> {
@@ -99,6 +159,8 @@ impl<'a> OutcomeColumns<'a> {
             prompt: Vec::new(),
             completion: Vec::new(),
             run_at: Vec::new(),
+            terminal: Vec::new(),
+            retried: Vec::new(),
         };
         for Outcome { lease, kind } in outcomes {
             c.seq.push(lease.seq);
@@ -126,6 +188,10 @@ impl<'a> OutcomeColumns<'a> {
                     JobState::Failed
                 }
             };
+            match state {
+                JobState::Retrying => c.retried.push(lease.seq),
+                _ => c.terminal.push(lease.seq),
+            }
             c.state.push(state.as_str());
             c.title.push(title);
             c.suggestion.push(suggestion);
@@ -160,13 +226,15 @@ pub(super) async fn renew(
     }
     let (seq, attempt) = lease_columns(leases);
     let sql = format!(
-        "UPDATE jobs j SET lease_until = $1 \
-         FROM unnest($2::bigint[], $3::int[]) AS u(seq, attempt) WHERE {FENCE}"
+        "WITH r AS (UPDATE job_queue q SET lease_until = $1 WHERE q.seq = ANY(ARRAY( \
+           SELECT q.seq FROM job_queue q JOIN unnest($2::bigint[], $3::int[]) AS u(seq, attempt) \
+             ON {FENCE} WHERE q.seq = ANY(ARRAY(SELECT unnest($2::bigint[]))) FOR UPDATE OF q SKIP LOCKED)) \
+           RETURNING 1) \
+         SELECT count(*) FROM r"
     );
-    let client = connection(pool).await?;
-    let stmt = client.prepare_cached(&sql).await.map_err(map_err)?;
-    let n = client.execute(&stmt, &[&until, &seq, &attempt]).await;
-    Ok(n.map_err(map_err)? as usize)
+    let renewed = |rows: &[Row]| rows.first().map_or(0, |r| r.get::<_, i64>(0));
+    let rows = query_then_notify(pool, &sql, &[&until, &seq, &attempt], |_| false).await?;
+    Ok(renewed(&rows) as usize)
 }
 
 /// Queues jobs again without using up an attempt.
@@ -180,9 +248,10 @@ pub(super) async fn release(
     }
     let (seq, attempt) = lease_columns(leases);
     let sql = format!(
-        "WITH r AS (UPDATE jobs j SET state = 'queued', attempt = j.attempt - 1, \
+        "WITH r AS (UPDATE job_queue q SET state = 'queued', attempt = q.attempt - 1, \
            lease_until = NULL, run_at = $1, updated_at = $1 \
-         FROM unnest($2::bigint[], $3::int[]) AS u(seq, attempt) WHERE {FENCE} RETURNING 1) \
+         FROM unnest($2::bigint[], $3::int[]) AS u(seq, attempt) \
+         WHERE q.seq = ANY(ARRAY(SELECT unnest($2::bigint[]))) AND {FENCE} RETURNING 1) \
          SELECT count(*) FROM r"
     );
     let released = |rows: &[Row]| rows.first().map_or(0, |r| r.get::<_, i64>(0));
@@ -193,13 +262,25 @@ pub(super) async fn release(
 /// Returns lapsed leases to the queue, or fails jobs on their last attempt. Answers how many
 /// jobs were touched and whether any went back to the queue.
 pub(super) async fn reap(pool: &Pool, before: i64, now: i64) -> Result<(usize, bool), StoreError> {
-    let sql = "WITH r AS (UPDATE jobs SET \
-           state = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END, \
-           error = CASE WHEN attempt >= max_attempts THEN $3::text ELSE error END, \
-           completed_at = CASE WHEN attempt >= max_attempts THEN $2::bigint END, \
-           lease_until = NULL, run_at = $2, updated_at = $2 \
-         WHERE state = 'running' AND lease_until < $1::bigint RETURNING state) \
-         SELECT count(*), count(*) FILTER (WHERE state = 'queued') FROM r";
+    // Lapsed leases with attempts left go back to the queue; on their last attempt the job
+    // leaves the queue, failed, and its `jobs` row records the run.
+    let sql = "WITH r AS (SELECT q.seq, \
+             q.attempt >= (SELECT j.max_attempts FROM jobs j WHERE j.seq = q.seq) AS last \
+           FROM job_queue q WHERE q.state = 'running' AND q.lease_until < $1::bigint \
+           FOR UPDATE SKIP LOCKED), \
+         requeued AS (UPDATE job_queue q SET state = 'queued', lease_until = NULL, \
+             run_at = $2, updated_at = $2 \
+           WHERE q.seq = ANY(ARRAY(SELECT seq FROM r WHERE NOT last)) RETURNING 1), \
+         lost AS (DELETE FROM job_queue q \
+           WHERE q.seq = ANY(ARRAY(SELECT seq FROM r WHERE last)) \
+           RETURNING q.seq, q.attempt, q.started_at), \
+         failed AS (UPDATE jobs j SET state = 'failed', attempt = l.attempt, \
+             started_at = l.started_at, error = $3::text, completed_at = $2::bigint, \
+             run_at = $2, updated_at = $2 \
+           FROM lost l WHERE j.seq = ANY(ARRAY(SELECT seq FROM lost)) AND j.seq = l.seq \
+           RETURNING 1) \
+         SELECT (SELECT count(*) FROM requeued) + (SELECT count(*) FROM failed), \
+           (SELECT count(*) FROM requeued)";
     let counts = |rows: &[Row]| rows.first().map_or((0, 0), |r| (r.get(0), r.get(1)));
     let params: [&(dyn ToSql + Sync); 3] = [&before, &now, &LOST_ON_LAST_ATTEMPT];
     let rows = query_then_notify(pool, sql, &params, |r| counts(r).1 > 0).await?;

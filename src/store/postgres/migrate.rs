@@ -15,6 +15,7 @@ use crate::store::{StoreError, now_micros};
 const MIGRATIONS: &[&str] = &[
     include_str!("0001_init.sql"),
     include_str!("0002_shared_limits.sql"),
+    include_str!("0003_job_queue.sql"),
     include_str!("0004_files.sql"),
 ];
 

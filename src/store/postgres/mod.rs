@@ -11,9 +11,15 @@
 //!   writes each group with one multi-row `INSERT … SELECT FROM unnest(…)` in one transaction,
 //!   replying after the commit. A commit costs an fsync, so per-request commits cap intake
 //!   near 10k/s; a group shares one.
+//! - **The queue is a table of its own**: `job_queue` holds one narrow row per queued,
+//!   retrying or running job (state, attempt, due time, lease), so claims, heartbeats,
+//!   releases and requeues rewrite that row and its two small indexes, never the wide `jobs`
+//!   row and its indexes. A job's `jobs` row is written on insert, when it leaves the queue
+//!   (with its outcome), on a retry outcome and by the retry route; the `job_records` view
+//!   reads the queue's columns while a queue row exists (migration 0003).
 //! - **Claims, outcomes, heartbeats and releases are one statement each** ([`jobs`],
 //!   [`leases`]): a claim is `FOR UPDATE SKIP LOCKED`, so nodes never wait on each other; a
-//!   batch of outcomes of every kind is one fenced `UPDATE … FROM unnest(…)`. One statement,
+//!   batch of outcomes of every kind is one fenced statement over `unnest(…)`. One statement,
 //!   rather than one per outcome kind, matters here: the `job_counts` triggers upsert counter
 //!   rows in key order within a statement, so transactions that each change counts in a single
 //!   statement always lock counter rows in the same order and cannot deadlock one another.
@@ -24,7 +30,10 @@
 //!   node wakes the engines of all. The engine polls as a fallback (PgBouncer in transaction
 //!   mode, for one, breaks LISTEN).
 //! - **Counts** are kept by statement-level triggers with transition tables (one upsert per
-//!   organisation, application and status per statement), so `totalCount` never scans.
+//!   organisation, application and status per statement), so `totalCount` never scans. Since
+//!   migration 0003 each connection upserts the counter rows of its own shard (backend pid
+//!   modulo 16) and `totalCount` sums the shards, so concurrent writers no longer queue
+//!   behind one counter row's commit.
 //! - **Migrations** ([`migrate`]) are versioned in `schema_migrations` and run under a
 //!   transaction-scoped advisory lock, so nodes starting together do not race.
 //!
