@@ -209,11 +209,15 @@ async fn a_fatal_backend_error_fails_the_job_at_once_and_retry_then_works() {
 
 /// 1,000 jobs against a server that fails 30% of calls in every way it can: every job
 /// completes with its own result, the server never sees more than `max_concurrency` calls at
-/// once, and after a 429 nothing arrives before its Retry-After.
+/// once, and after a 429 nothing arrives before its Retry-After (allowing 100 ms for calls
+/// already under way when the 429 left mock-llm: on a loaded 2-core machine the default 20 ms
+/// is not enough for the answer to reach the gate).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_jobs_survive_thirty_percent_faults_within_the_limits() {
     let llm = start_llm(
         &[
+            "--grace",
+            "100ms",
             "--seed",
             "7",
             "--fail-500",
@@ -229,7 +233,7 @@ async fn a_thousand_jobs_survive_thirty_percent_faults_within_the_limits() {
             "--fail-hang",
             "0.04",
             "--retry-after",
-            "200ms",
+            "300ms",
             "--ttft",
             "5ms",
         ],
