@@ -18,7 +18,7 @@ use super::paging;
 use super::views::{DeletedView, FileListView, FileView};
 use super::{ApiError, AppState};
 use crate::files::{FileKind, UploadError, disposition};
-use crate::store::{FileQuery, WriterStatus};
+use crate::store::FileQuery;
 
 /// The query of an upload.
 #[derive(Deserialize)]
@@ -126,15 +126,7 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let limit = paging::limit(q.limit)?;
     let ascending = paging::ascending(q.order.as_deref())?;
-    let status = match q.status.as_deref() {
-        None | Some("") => None,
-        Some(s) => Some(WriterStatus::parse(s).ok_or_else(|| {
-            ApiError::bad_request(
-                "request.invalid_status",
-                format!("unknown status '{s}'; use in_progress, completed or failed"),
-            )
-        })?),
-    };
+    let status = paging::status(q.status.as_deref())?;
     let kinds = q
         .file_types
         .as_deref()

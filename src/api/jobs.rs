@@ -7,9 +7,10 @@ use serde::Deserialize;
 
 use super::applications::{GenerateBody, checked_inputs, served_app};
 use super::extract::{Principal, WJson, WPath, WQuery};
+use super::paging;
 use super::views::{JobAcceptedView, JobListView, JobView, PaginationView};
 use super::{ApiError, AppState};
-use crate::store::{JobQuery, NewJob, RetryOutcome, WriterStatus};
+use crate::store::{JobQuery, NewJob, RetryOutcome};
 
 const DEFAULT_PAGE: u64 = 50;
 const MAX_PAGE: u64 = 1000;
@@ -87,15 +88,7 @@ pub async fn list(
     WQuery(query): WQuery<ListQuery>,
 ) -> Result<Json<JobListView>, ApiError> {
     let app = served_app(&state, &application_id)?;
-    let status = match query.status.as_deref() {
-        None | Some("") => None,
-        Some(s) => Some(WriterStatus::parse(s).ok_or_else(|| {
-            ApiError::bad_request(
-                "request.invalid_status",
-                format!("unknown status '{s}'; use in_progress, completed or failed"),
-            )
-        })?),
-    };
+    let status = paging::status(query.status.as_deref())?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::bad_request(

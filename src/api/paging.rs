@@ -1,6 +1,8 @@
-//! The parameters of cursor-paged lists (applications, files): `limit` and `order`.
+//! The parameters lists share: `limit` and `order` of the cursor-paged lists (applications,
+//! files), and the `status` filter of the jobs and files lists.
 
 use super::ApiError;
+use crate::store::WriterStatus;
 
 /// Items on a page when the client does not say.
 const DEFAULT_PAGE: u32 = 50;
@@ -17,6 +19,19 @@ pub fn limit(limit: Option<u32>) -> Result<u32, ApiError> {
             "request.invalid_limit",
             format!("limit must be between 1 and {MAX_PAGE}"),
         ))
+    }
+}
+
+/// The `status` filter: one of Writer's three statuses, or none when absent or empty.
+pub fn status(status: Option<&str>) -> Result<Option<WriterStatus>, ApiError> {
+    match status {
+        None | Some("") => Ok(None),
+        Some(s) => WriterStatus::parse(s).map(Some).ok_or_else(|| {
+            ApiError::bad_request(
+                "request.invalid_status",
+                format!("unknown status '{s}'; use in_progress, completed or failed"),
+            )
+        }),
     }
 }
 
