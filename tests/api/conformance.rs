@@ -83,6 +83,7 @@ conformance!(
     only_a_failed_job_can_be_retried_and_it_starts_a_fresh_series,
     a_claim_takes_at_most_its_limit_of_due_jobs_and_raises_the_attempt,
     a_stale_lease_can_neither_finish_renew_nor_release,
+    a_batch_with_a_stale_and_a_fresh_outcome_applies_only_the_fresh,
     a_finished_job_cannot_be_overwritten,
     a_lease_lapsing_on_the_last_attempt_fails_the_job,
     a_released_job_keeps_its_attempt_count,
@@ -425,6 +426,31 @@ async fn a_stale_lease_can_neither_finish_renew_nor_release(h: Harness) {
     );
     let job = store.get_job("default", "job-1").await.unwrap().unwrap();
     assert_eq!(job.suggestion.as_deref(), Some("fresh"));
+}
+
+async fn a_batch_with_a_stale_and_a_fresh_outcome_applies_only_the_fresh(h: Harness) {
+    let store = &*h.store;
+    store.insert_job(job("job-1")).await.unwrap();
+    let stale = claim_one(store, Duration::from_millis(1)).await;
+    sleep(Duration::from_millis(5)).await;
+    assert_eq!(store.reap(now_micros()).await.unwrap(), 1);
+    let fresh = claim_one(store, Duration::from_secs(30)).await;
+    // Both in one batch, the stale one first and then last: only the fresh one counts.
+    for order in [[stale, fresh], [fresh, stale]] {
+        let outcomes = order
+            .iter()
+            .map(|lease| completed(*lease, if *lease == fresh { "fresh" } else { "stale" }))
+            .collect();
+        let applied = store.finish(outcomes).await.unwrap();
+        let job = store.get_job("default", "job-1").await.unwrap().unwrap();
+        assert_eq!(job.suggestion.as_deref(), Some("fresh"), "{order:?}");
+        assert_eq!(job.attempt, fresh.attempt);
+        if order[0] == stale {
+            assert_eq!(applied, 1, "only the fresh outcome applies");
+        } else {
+            assert_eq!(applied, 0, "the job has finished: nothing applies again");
+        }
+    }
 }
 
 async fn a_finished_job_cannot_be_overwritten(h: Harness) {
