@@ -248,10 +248,9 @@ pub async fn retry(
             "file_ids must name at least one file",
         ));
     }
-    for id in &body.file_ids {
-        if state.files.get(&principal.org, id).await?.is_none() {
-            return Err(no_file(id));
-        }
+    let unknown = state.files.unknown(&principal.org, &body.file_ids).await?;
+    if let Some(id) = unknown.first() {
+        return Err(no_file(id));
     }
     state.files.retry(&principal.org, &body.file_ids).await?;
     Ok(Json(json!({"success": true})).into_response())

@@ -127,11 +127,6 @@ impl Files {
         self.limits
     }
 
-    /// Where the bytes live, for the startup log.
-    pub fn describe_storage(&self) -> String {
-        self.blobs.describe()
-    }
-
     /// Stores an upload of `org` and starts extracting its text. Answers the file as
     /// recorded (`in_progress`).
     pub async fn upload(
@@ -210,11 +205,20 @@ impl Files {
     /// Processes again those of `ids` (of `org`) that failed. Answers how many it restarted.
     pub async fn retry(&self, org: &str, ids: &[String]) -> Result<usize, StoreError> {
         let reset = self.store.retry_files(org, ids).await?;
-        let records = self.store.get_files(Some(org), &reset, false).await?;
-        for record in &records {
+        for record in &reset {
             self.reprocess(record).await;
         }
         Ok(reset.len())
+    }
+
+    /// Those of `ids` that name no file of `org`.
+    pub async fn unknown(&self, org: &str, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        let found = self.store.get_files(Some(org), ids, false).await?;
+        Ok(ids
+            .iter()
+            .filter(|id| !found.iter().any(|f| &f.id == *id))
+            .cloned()
+            .collect())
     }
 
     /// Processes again every file still `in_progress` that was uploaded (or retried) before
@@ -326,10 +330,7 @@ impl Files {
         app: &Application,
         inputs: &Inputs,
     ) -> Result<(), rules::Refusal> {
-        let ids: Vec<String> = app
-            .file_inputs(inputs)
-            .flat_map(|(_, ids)| ids.iter().cloned())
-            .collect();
+        let ids = file_ids(app, inputs);
         if ids.is_empty() {
             return Ok(());
         }
@@ -352,10 +353,7 @@ impl Files {
         inputs: &Inputs,
         wait: Duration,
     ) -> Result<Attachments, AttachError> {
-        let ids: Vec<String> = app
-            .file_inputs(inputs)
-            .flat_map(|(_, ids)| ids.iter().cloned())
-            .collect();
+        let ids = file_ids(app, inputs);
         if ids.is_empty() {
             return Ok(Attachments::default());
         }
@@ -433,4 +431,11 @@ impl Files {
             ))),
         }
     }
+}
+
+/// Every file id given to `app`'s file and media inputs, in input order.
+fn file_ids(app: &Application, inputs: &Inputs) -> Vec<String> {
+    app.file_inputs(inputs)
+        .flat_map(|(_, ids)| ids.iter().cloned())
+        .collect()
 }

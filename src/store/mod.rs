@@ -103,8 +103,12 @@ pub trait Store: Send + Sync + 'static {
     fn list_files(&self, query: FileQuery) -> StoreFuture<'_, FilePage>;
     /// Records the end of a file's processing; `false` if the file is gone or not in progress.
     fn file_processed<'a>(&'a self, id: &'a str, outcome: FileProcessed) -> StoreFuture<'a, bool>;
-    /// Sets these failed files of `org` back to `in_progress`; answers the ids it reset.
-    fn retry_files<'a>(&'a self, org: &'a str, ids: &'a [String]) -> StoreFuture<'a, Vec<String>>;
+    /// Sets these failed files of `org` back to `in_progress`; answers the files it reset.
+    fn retry_files<'a>(
+        &'a self,
+        org: &'a str,
+        ids: &'a [String],
+    ) -> StoreFuture<'a, Vec<FileRecord>>;
     /// Deletes a file of `org`; `false` if there is no such file.
     fn delete_file<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, bool>;
     /// Every file still `in_progress` that was uploaded or retried before `before`

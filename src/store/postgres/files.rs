@@ -147,20 +147,20 @@ pub(super) async fn retry(
     org: &str,
     ids: &[String],
     now: i64,
-) -> Result<Vec<String>, StoreError> {
+) -> Result<Vec<FileRecord>, StoreError> {
     let client = connection(pool).await?;
     let stmt = client
-        .prepare_cached(
+        .prepare_cached(&format!(
             "UPDATE files SET status = 'in_progress', error = NULL, updated_at = $3 \
-             WHERE org = $1 AND status = 'failed' AND id = ANY($2) RETURNING id",
-        )
+             WHERE org = $1 AND status = 'failed' AND id = ANY($2) RETURNING {COLUMNS}, NULL::text"
+        ))
         .await
         .map_err(map_err)?;
     let rows = client
         .query(&stmt, &[&org, &ids, &now])
         .await
         .map_err(map_err)?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(rows.iter().map(record).collect())
 }
 
 pub(super) async fn delete(pool: &Pool, org: &str, id: &str) -> Result<bool, StoreError> {

@@ -272,7 +272,11 @@ impl Store for PostgresStore {
         Box::pin(async move { files::processed(&self.pool, id, &outcome, now_micros()).await })
     }
 
-    fn retry_files<'a>(&'a self, org: &'a str, ids: &'a [String]) -> StoreFuture<'a, Vec<String>> {
+    fn retry_files<'a>(
+        &'a self,
+        org: &'a str,
+        ids: &'a [String],
+    ) -> StoreFuture<'a, Vec<FileRecord>> {
         Box::pin(files::retry(&self.pool, org, ids, now_micros()))
     }
 

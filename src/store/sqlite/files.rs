@@ -110,15 +110,14 @@ pub(super) fn retry(
     org: &str,
     ids: &[String],
     now: i64,
-) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = conn.prepare_cached(
+) -> rusqlite::Result<Vec<FileRecord>> {
+    let mut stmt = conn.prepare_cached(&format!(
         "UPDATE files SET status = 'in_progress', error = NULL, updated_at = ?3 \
          WHERE org = ?1 AND status = 'failed' AND id IN (SELECT value FROM json_each(?2)) \
-         RETURNING id",
-    )?;
+         RETURNING {COLUMNS}, NULL"
+    ))?;
     let ids = to_json(ids)?;
-    stmt.query_map(params![org, ids, now], |r| r.get(0))?
-        .collect()
+    stmt.query_map(params![org, ids, now], record)?.collect()
 }
 
 pub(super) fn delete(conn: &Connection, org: &str, id: &str) -> rusqlite::Result<bool> {

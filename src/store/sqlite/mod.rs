@@ -341,7 +341,11 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn retry_files<'a>(&'a self, org: &'a str, ids: &'a [String]) -> StoreFuture<'a, Vec<String>> {
+    fn retry_files<'a>(
+        &'a self,
+        org: &'a str,
+        ids: &'a [String],
+    ) -> StoreFuture<'a, Vec<FileRecord>> {
         let (org, ids) = (org.to_owned(), ids.to_vec());
         Box::pin(
             self.writer
