@@ -142,7 +142,7 @@ fn sample_values(spec: &InputSpec) -> Vec<String> {
 fn sample_files(specs: &[InputSpec], inputs: &Inputs) -> InputFiles {
     specs
         .iter()
-        .filter(|spec| matches!(spec.input_type, InputType::File | InputType::Media))
+        .filter(|spec| spec.input_type.takes_files())
         .map(|spec| {
             let files = inputs
                 .values(&spec.name)

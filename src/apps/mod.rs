@@ -118,7 +118,7 @@ impl Application {
     ) -> impl Iterator<Item = (&'a InputSpec, &'a [String])> {
         self.inputs
             .iter()
-            .filter(|spec| matches!(spec.input_type, InputType::File | InputType::Media))
+            .filter(|spec| spec.input_type.takes_files())
             .map(|spec| (spec, inputs.values(&spec.name)))
             .filter(|(_, ids)| !ids.is_empty())
     }

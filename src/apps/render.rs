@@ -11,7 +11,7 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 
 use super::inputs::Inputs;
-use super::spec::{InputSpec, InputType};
+use super::spec::InputSpec;
 
 /// A file given to a file or media input, as templates see it: `{id, name, type, text}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -163,7 +163,7 @@ impl Templates {
             .collect();
         let file_context: BTreeMap<&str, &[InputFile]> = specs
             .iter()
-            .filter(|spec| matches!(spec.input_type, InputType::File | InputType::Media))
+            .filter(|spec| spec.input_type.takes_files())
             .map(|spec| {
                 let given = files.get(&spec.name).map(Vec::as_slice);
                 (spec.name.as_str(), given.unwrap_or_default())

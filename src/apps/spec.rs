@@ -41,6 +41,11 @@ pub enum InputType {
 }
 
 impl InputType {
+    /// Whether values are ids of uploaded files (`file` and `media`).
+    pub fn takes_files(self) -> bool {
+        matches!(self, InputType::File | InputType::Media)
+    }
+
     /// The wire name of the type (`"text"`, `"dropdown"`, `"file"` or `"media"`).
     pub fn as_str(self) -> &'static str {
         match self {
