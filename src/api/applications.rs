@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -23,9 +22,6 @@ use crate::engine::chat_request;
 use crate::files::AttachError;
 use crate::files::rules::Refusal;
 use crate::providers::ProviderError;
-
-/// How long synchronous generation waits for its files to finish processing.
-const FILE_WAIT: Duration = Duration::from_secs(60);
 
 /// The body of a generate request, sync or async: `{inputs: [{id, value}], stream?}`.
 #[derive(Deserialize)]
@@ -148,7 +144,7 @@ pub async fn generate(
     let inputs = checked_inputs(&state, &principal.org, app, body.inputs.as_ref()).await?;
     let attachments = state
         .files
-        .attachments(app, &inputs, FILE_WAIT)
+        .attachments(app, &inputs)
         .await
         .map_err(|e| match e {
             AttachError::Unusable(message) => ApiError::bad_request("inputs.invalid", message),

@@ -8,10 +8,6 @@ use crate::files::{AttachError, Attachments, Files};
 use crate::providers::{ChatRequest, ErrorClass, ProviderError, Providers};
 use crate::store::{ClaimedJob, OutcomeKind, now_micros};
 
-/// How long an attempt waits for its files to finish processing before it counts as a
-/// retryable failure. The lease is renewed meanwhile, as for any running attempt.
-const FILE_WAIT: Duration = Duration::from_secs(60);
-
 /// Runs one attempt and classifies its end: success, retry later, or final failure.
 pub(super) async fn run(
     apps: &Registry,
@@ -29,7 +25,7 @@ pub(super) async fn run(
         Ok(inputs) => inputs,
         Err(e) => return failed(format!("stored inputs are unreadable: {e}")),
     };
-    let attachments = match files.attachments(app, &inputs, FILE_WAIT).await {
+    let attachments = match files.attachments(app, &inputs).await {
         Ok(attachments) => attachments,
         Err(AttachError::Unusable(message)) => return failed(message),
         Err(e @ (AttachError::Pending(_) | AttachError::Unavailable(_))) => {

@@ -40,6 +40,9 @@ pub use kind::FileKind;
 
 /// How often a job waiting for a file checks the store (another node may process it).
 const WAIT_POLL: Duration = Duration::from_millis(200);
+/// How long a job (or a synchronous generation) waits for its files to finish processing
+/// before it gives up for now.
+const PROCESSING_WAIT: Duration = Duration::from_secs(60);
 /// How often a server looks for files whose processing died with another node.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// How long a file may stay `in_progress` before a sweep processes it again. Extraction
@@ -346,18 +349,18 @@ impl Files {
     }
 
     /// Loads what a job's file and media inputs give the model: each file's name and text,
-    /// and each image's bytes. Files still `in_progress` are waited for up to `wait`.
+    /// and each image's bytes. Files still `in_progress` are waited for up to
+    /// [`PROCESSING_WAIT`] (the caller's lease is renewed meanwhile, as for any attempt).
     pub async fn attachments(
         &self,
         app: &Application,
         inputs: &Inputs,
-        wait: Duration,
     ) -> Result<Attachments, AttachError> {
         let ids = file_ids(app, inputs);
         if ids.is_empty() {
             return Ok(Attachments::default());
         }
-        let records = self.ready_files(&ids, wait).await?;
+        let records = self.ready_files(&ids, PROCESSING_WAIT).await?;
         let found: HashMap<&str, &FileRecord> =
             records.iter().map(|r| (r.id.as_str(), r)).collect();
         let mut attachments = Attachments::default();
