@@ -151,12 +151,7 @@ async fn an_unsupported_file_fails_with_a_reason_and_jobs_naming_it_are_refused(
     let reason = file["error"].as_str().unwrap();
     assert!(reason.contains(".doc"), "{reason}");
     let id = file["id"].as_str().unwrap();
-    let response = app
-        .post("/v1/applications/uploads/jobs")
-        .json(&inputs_body(&[("Contract", &[id])]))
-        .send()
-        .await
-        .unwrap();
+    let response = app.submit("uploads", &[("Contract", &[id])]).await;
     let description = assert_error(response, 400, "BadRequest").await;
     assert!(
         description.contains("Contract") && description.contains("could not be processed"),
@@ -462,12 +457,7 @@ async fn file_and_media_inputs_are_validated_at_submit() {
         ("Picture", vec!["no-such-file"], "not found"),
     ];
     for (input, ids, needle) in cases {
-        let response = app
-            .post("/v1/applications/uploads/jobs")
-            .json(&inputs_body(&[(input, &ids)]))
-            .send()
-            .await
-            .unwrap();
+        let response = app.submit("uploads", &[(input, &ids)]).await;
         let description = assert_error(response, 400, "BadRequest").await;
         assert!(
             description.contains(&format!("input '{input}'")) && description.contains(needle),

@@ -167,14 +167,18 @@ impl TestApp {
         response.text().await.unwrap()
     }
 
-    /// Creates a job for `app` with these `(input, values)` and answers the 202 body.
-    pub async fn create_job(&self, app: &str, inputs: &[(&str, &[&str])]) -> Value {
-        let response = self
-            .post(&format!("/v1/applications/{app}/jobs"))
+    /// Asks to create a job for `app` with these `(input, values)`; answers the response.
+    pub async fn submit(&self, app: &str, inputs: &[(&str, &[&str])]) -> Response {
+        self.post(&format!("/v1/applications/{app}/jobs"))
             .json(&inputs_body(inputs))
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Creates a job for `app` with these `(input, values)` and answers the 202 body.
+    pub async fn create_job(&self, app: &str, inputs: &[(&str, &[&str])]) -> Value {
+        let response = self.submit(app, inputs).await;
         assert_eq!(response.status(), 202, "create failed");
         response.json().await.unwrap()
     }
