@@ -16,6 +16,7 @@ use crate::engine::EngineSettings;
 use crate::files::FileLimits;
 use crate::files::blobs::BlobConfig;
 use crate::providers::config::{self as providers, ProviderConfig, Secret};
+use crate::server::connections::HttpLimits;
 use crate::store::sqlite::Durability;
 
 /// The server's settings, as flags, environment variables or a TOML file.
@@ -66,6 +67,22 @@ pub struct ServeOptions {
     /// Megabytes an organisation's files may take in all [default: 10240].
     #[arg(long, env = "SCRIPTORIUM_ORG_QUOTA_MB")]
     pub org_quota_mb: Option<u64>,
+    /// How long a client may take to send a request's head; also how long a new connection
+    /// may wait before its first request [default: 10s].
+    #[arg(long, env = "SCRIPTORIUM_HEADER_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub header_timeout: Option<Duration>,
+    /// How long a request body may send nothing before the request answers 408 [default: 30s].
+    #[arg(long, env = "SCRIPTORIUM_BODY_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub body_timeout: Option<Duration>,
+    /// How long a keep-alive connection may wait for its next request [default: 60s].
+    #[arg(long, env = "SCRIPTORIUM_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub idle_timeout: Option<Duration>,
+    /// HTTP connections open at once at most; past it, new ones wait to be accepted [default: 1024].
+    #[arg(long, env = "SCRIPTORIUM_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// Model providers, as `[providers.NAME]` tables (config file only).
     #[arg(skip)]
     #[serde(default)]
@@ -174,6 +191,8 @@ pub struct Settings {
     pub providers: BTreeMap<String, ProviderConfig>,
     /// Largest request body (uploads excepted).
     pub max_body_bytes: usize,
+    /// The limits each HTTP connection is held to.
+    pub http: HttpLimits,
     /// Upload size and per-organisation quota.
     pub file_limits: FileLimits,
     /// Where uploaded files' bytes live.
@@ -208,6 +227,7 @@ impl Settings {
             poll_interval: o.poll_interval.unwrap_or(Duration::from_secs(1)),
             shutdown_grace: o.shutdown_grace.unwrap_or(Duration::from_secs(30)),
         };
+        let http = HttpLimits::default();
         if engine.lease < Duration::from_millis(300) {
             return Err(SettingsError::Invalid(
                 "lease must be at least 300ms".into(),
@@ -222,6 +242,12 @@ impl Settings {
             engine,
             providers: resolve_providers(o.providers, &env, o.mock_latency.unwrap_or_default())?,
             max_body_bytes: o.max_body_bytes.unwrap_or(1 << 20),
+            http: HttpLimits {
+                header_timeout: o.header_timeout.unwrap_or(http.header_timeout),
+                body_timeout: o.body_timeout.unwrap_or(http.body_timeout),
+                idle_timeout: o.idle_timeout.unwrap_or(http.idle_timeout),
+                max_connections: o.max_connections.unwrap_or(http.max_connections).max(1),
+            },
             file_limits: FileLimits {
                 max_upload_bytes: o.max_upload_mb.unwrap_or(50) << 20,
                 org_quota_bytes: o.org_quota_mb.unwrap_or(10 << 10) << 20,
@@ -251,6 +277,10 @@ impl ServeOptions {
             mock_latency: self.mock_latency.or(other.mock_latency),
             max_upload_mb: self.max_upload_mb.or(other.max_upload_mb),
             org_quota_mb: self.org_quota_mb.or(other.org_quota_mb),
+            header_timeout: self.header_timeout.or(other.header_timeout),
+            body_timeout: self.body_timeout.or(other.body_timeout),
+            idle_timeout: self.idle_timeout.or(other.idle_timeout),
+            max_connections: self.max_connections.or(other.max_connections),
             file_storage: self.file_storage.or(other.file_storage),
             providers: if self.providers.is_empty() {
                 other.providers

@@ -75,7 +75,7 @@ pub async fn list(
     _: Principal,
     WQuery(q): WQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = paging::limit(q.limit)? as usize;
+    let limit = paging::limit(q.limit) as usize;
     let ascending = paging::ascending(q.order.as_deref())?;
     let mut apps: Vec<Arc<Application>> = match q.kind.as_deref() {
         None | Some("generation") => state.apps.deployed().to_vec(),
@@ -94,7 +94,8 @@ pub async fn list(
             ApiError::bad_request("request.invalid_cursor", format!("no application '{id}'"))
         })
     };
-    let (start, end) = match (q.after.as_deref(), q.before.as_deref()) {
+    let (after, before) = paging::cursors(q.after, q.before)?;
+    let (start, end) = match (after.as_deref(), before.as_deref()) {
         (Some(after), _) => {
             let start = position(after)? + 1;
             (start, (start + limit).min(apps.len()))
@@ -105,7 +106,7 @@ pub async fn list(
         }
         (None, None) => (0, limit.min(apps.len())),
     };
-    let has_more = if q.after.is_none() && q.before.is_some() {
+    let has_more = if after.is_none() && before.is_some() {
         start > 0
     } else {
         end < apps.len()

@@ -53,27 +53,39 @@ fn tpe(status: StatusCode) -> &'static str {
         403 => "Forbidden",
         404 => "NotFound",
         405 => "MethodNotAllowed",
+        408 => "RequestTimeout",
         409 => "Conflict",
         410 => "Gone",
         413 => "PayloadTooLarge",
+        414 => "UriTooLong",
         415 => "UnsupportedMediaType",
         422 => "UnprocessableEntity",
         429 => "TooManyRequests",
+        431 => "RequestHeaderFieldsTooLarge",
         503 => "ServiceUnavailable",
         504 => "GatewayTimeout",
+        505 => "HttpVersionNotSupported",
         _ => "InternalServerError",
+    }
+}
+
+impl ApiError {
+    /// The body Writer's clients read: `{"tpe", "errors": [{"description", "key", "extras"}],
+    /// "extras"}`.
+    pub fn body(&self) -> serde_json::Value {
+        json!({
+            "tpe": tpe(self.status),
+            "errors": [{"description": self.description, "key": self.key, "extras": {}}],
+            "extras": {},
+        })
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "tpe": tpe(self.status),
-            "errors": [{"description": self.description, "key": self.key, "extras": {}}],
-            "extras": {},
-        });
-        let mut response = (self.status, Json(body)).into_response();
-        if self.status.is_client_error() && self.status != StatusCode::TOO_MANY_REQUESTS {
+        let mut response = (self.status, Json(self.body())).into_response();
+        let retryable = [StatusCode::REQUEST_TIMEOUT, StatusCode::TOO_MANY_REQUESTS];
+        if self.status.is_client_error() && !retryable.contains(&self.status) {
             // The SDKs retry some statuses by default; a client error will not get better.
             response
                 .headers_mut()

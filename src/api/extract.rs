@@ -1,13 +1,16 @@
 //! Extractors that answer in Writer's error shape: the caller's organisation from the
 //! bearer key, and JSON bodies and query strings whose rejections become [`ApiError`]s.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
+use super::text::json_holds_nul;
 use super::{ApiError, AppState};
+use crate::server::connections::BodyTimedOut;
 
 /// The authenticated caller: the organisation its key belongs to.
 #[derive(Clone, Debug)]
@@ -37,34 +40,85 @@ impl FromRequestParts<AppState> for Principal {
     }
 }
 
-/// `axum::Json`, rejecting in Writer's error shape.
+/// `axum::Json`, rejecting in Writer's error shape; a body holding a NUL character (which no
+/// field accepts) is a 400, and one that stalls is a 408.
 pub struct WJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for WJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "request.content_type",
+                "send the body as JSON, with Content-Type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        if json_holds_nul(&bytes) {
+            return Err(ApiError::bad_request(
+                "request.invalid_text",
+                "the body holds a NUL character (\\u0000), which no field accepts",
+            ));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
 }
 
+/// `application/json`, or any `application/…+json`, with or without parameters.
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let essence = essence.to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// A body that could not be read: too large (413), stalled (408) or broken off (400).
+pub fn body_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request.too_large",
+            "the request body is larger than this server accepts",
+        );
+    }
+    body_error(&rejection)
+}
+
+/// The answer to a request body that failed while it was read: 408 if it stalled, else 400.
+pub fn body_error(error: &(dyn std::error::Error + 'static)) -> ApiError {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(timed_out) = e.downcast_ref::<BodyTimedOut>() {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request.timeout",
+                timed_out.to_string(),
+            );
+        }
+        cause = e.source();
+    }
+    ApiError::bad_request(
+        "request.body",
+        format!("the request body broke off: {error}"),
+    )
+}
+
 fn json_rejection(rejection: JsonRejection) -> ApiError {
-    let status = rejection.status();
-    let key = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "request.too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "request.content_type",
-        _ => "request.invalid_json",
-    };
     // Writer's table has no 422 for a well-formed body of the wrong shape: that is a 400.
-    let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
-        StatusCode::BAD_REQUEST
-    } else {
-        status
-    };
-    ApiError::new(status, key, rejection.body_text())
+    ApiError::bad_request("request.invalid_json", rejection.body_text())
 }
 
 /// `axum::extract::Query`, rejecting in Writer's error shape.

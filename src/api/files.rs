@@ -7,13 +7,12 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::BytesMut;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::applications::graph_id;
-use super::extract::{Principal, WJson, WPath, WQuery};
+use super::extract::{Principal, WJson, WPath, WQuery, body_error};
 use super::paging;
 use super::views::{DeletedView, FileListView, FileView};
 use super::{ApiError, AppState};
@@ -54,27 +53,29 @@ pub async fn upload(
     if declared.is_some_and(|length| length > limit) {
         return Err(too_large(limit));
     }
-    let mut bytes = BytesMut::new();
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::bad_request("request.body", format!("the upload broke off: {e}"))
-        })?;
-        if (bytes.len() + chunk.len()) as u64 > limit {
-            return Err(too_large(limit));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    if bytes.is_empty() {
-        return Err(ApiError::bad_request("files.empty", "the file is empty"));
-    }
     let graph_ids = match query.graph_id.as_deref() {
         None | Some("") => Vec::new(),
         Some(raw) => vec![graph_id(raw)?],
     };
+    // The body streams into a temporary file, held to the limit as it arrives.
+    let mut spool = state.files.spool().map_err(upload_error)?;
+    let mut body = body.into_data_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| body_error(&e))?;
+        if spool.size() + chunk.len() as u64 > limit {
+            return Err(too_large(limit));
+        }
+        spool
+            .write(&chunk)
+            .await
+            .map_err(|e| upload_error(e.into()))?;
+    }
+    if spool.size() == 0 {
+        return Err(ApiError::bad_request("files.empty", "the file is empty"));
+    }
     let record = state
         .files
-        .upload(&principal.org, name, bytes.freeze(), graph_ids)
+        .upload(&principal.org, name, spool, graph_ids)
         .await
         .map_err(upload_error)?;
     Ok(Json(FileView::from(record)).into_response())
@@ -124,7 +125,7 @@ pub async fn list(
     principal: Principal,
     WQuery(q): WQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = paging::limit(q.limit)?;
+    let limit = paging::limit(q.limit);
     let ascending = paging::ascending(q.order.as_deref())?;
     let status = paging::status(q.status.as_deref())?;
     let kinds = q
@@ -147,12 +148,24 @@ pub async fn list(
         .collect::<Result<Vec<_>, _>>()?;
     let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
     let graph = nonempty(q.graph_id).map(|raw| graph_id(&raw)).transpose()?;
+    let (after, before) = paging::cursors(q.after, q.before)?;
+    for (name, cursor) in [("after", &after), ("before", &before)] {
+        if cursor
+            .as_deref()
+            .is_some_and(|id| uuid::Uuid::parse_str(id).is_err())
+        {
+            return Err(ApiError::bad_request(
+                "request.invalid_cursor",
+                format!("{name} must be a file id, as the list's first_id and last_id are"),
+            ));
+        }
+    }
     let page = state
         .store
         .list_files(FileQuery {
             org: principal.org,
-            after: nonempty(q.after),
-            before: nonempty(q.before),
+            after,
+            before,
             limit,
             ascending,
             status,

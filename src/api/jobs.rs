@@ -89,14 +89,13 @@ pub async fn list(
 ) -> Result<Json<JobListView>, ApiError> {
     let app = served_app(&state, &application_id)?;
     let status = paging::status(query.status.as_deref())?;
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "request.invalid_limit",
-            format!("limit must be between 1 and {MAX_PAGE}"),
-        ));
-    }
-    let offset = query.offset.unwrap_or(0);
+    // As Writer's own clients expect: no limit (or 0) is the default page, a larger one the
+    // largest page; an offset beyond what any store can count is past the end.
+    let limit = match query.limit {
+        None | Some(0) => DEFAULT_PAGE,
+        Some(limit) => limit.min(MAX_PAGE),
+    };
+    let offset = query.offset.unwrap_or(0).min(i64::MAX as u64);
     let page = state
         .store
         .list_jobs(JobQuery {

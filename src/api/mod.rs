@@ -12,6 +12,7 @@ mod files;
 mod jobs;
 mod native;
 mod paging;
+mod text;
 mod views;
 
 use std::sync::Arc;
@@ -75,6 +76,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .fallback(error::unknown_path)
         .method_not_allowed_fallback(error::wrong_method)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(text::reject_unstorable))
         .with_state(state)
 }
 

@@ -1,5 +1,6 @@
-//! The parameters lists share: `limit` and `order` of the cursor-paged lists (applications,
-//! files), and the `status` filter of the jobs and files lists.
+//! The parameters lists share: `limit`, `order` and the `after`/`before` cursors of the
+//! cursor-paged lists (applications, files), and the `status` filter of the jobs and files
+//! lists.
 
 use super::ApiError;
 use crate::store::WriterStatus;
@@ -9,16 +10,11 @@ const DEFAULT_PAGE: u32 = 50;
 /// Items on a page at most.
 const MAX_PAGE: u32 = 100;
 
-/// The page size: `limit`, 1 to 100, 50 when absent.
-pub fn limit(limit: Option<u32>) -> Result<u32, ApiError> {
-    let limit = limit.unwrap_or(DEFAULT_PAGE);
-    if (1..=MAX_PAGE).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(ApiError::bad_request(
-            "request.invalid_limit",
-            format!("limit must be between 1 and {MAX_PAGE}"),
-        ))
+/// The page size: `limit` up to 100; 50 when absent or 0 (as Writer's clients expect).
+pub fn limit(limit: Option<u32>) -> u32 {
+    match limit {
+        None | Some(0) => DEFAULT_PAGE,
+        Some(limit) => limit.min(MAX_PAGE),
     }
 }
 
@@ -44,5 +40,20 @@ pub fn ascending(order: Option<&str>) -> Result<bool, ApiError> {
             "request.invalid_order",
             format!("unknown order '{other}'; use asc or desc"),
         )),
+    }
+}
+
+/// The cursors of a page: `after` or `before` (empty ones count as absent), never both.
+pub fn cursors(
+    after: Option<String>,
+    before: Option<String>,
+) -> Result<(Option<String>, Option<String>), ApiError> {
+    let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
+    match (nonempty(after), nonempty(before)) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "request.invalid_cursor",
+            "page with after or with before, not both",
+        )),
+        cursors => Ok(cursors),
     }
 }

@@ -158,7 +158,8 @@ impl Engine {
                 self.track(job.lease);
                 let (engine, done) = (self.clone(), done.clone());
                 tasks.spawn(async move {
-                    let outcome = engine.attempt(&job).await;
+                    // What a model returns is kept as both backends can hold it.
+                    let outcome = engine.attempt(&job).await.storable();
                     let _ = done
                         .send(Outcome {
                             lease: job.lease,

@@ -27,14 +27,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::apps::{Application, InputFile, InputFiles, InputType, Inputs};
 use crate::providers::Image;
 use crate::store::{
     FileInserted, FileProcessed, FileRecord, NewFile, Store, StoreError, WriterStatus, now_micros,
 };
-use blobs::{BlobError, Blobs};
+use blobs::{BlobError, Blobs, Spool};
 use extract::Extracted;
 pub use kind::FileKind;
 
@@ -43,6 +43,8 @@ const WAIT_POLL: Duration = Duration::from_millis(200);
 /// How long a job (or a synchronous generation) waits for its files to finish processing
 /// before it gives up for now.
 const PROCESSING_WAIT: Duration = Duration::from_secs(60);
+/// Files whose bytes one node holds in memory at once, being stored or extracted.
+const FILES_IN_MEMORY: usize = 4;
 /// How often a server looks for files whose processing died with another node.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// How long a file may stay `in_progress` before a sweep processes it again. Extraction
@@ -112,6 +114,9 @@ pub struct Files {
     limits: FileLimits,
     /// Signalled whenever this node finishes processing a file.
     processed: Arc<Notify>,
+    /// Files whose bytes this node holds in memory at once (being stored or extracted):
+    /// uploads stream to disk, so this bounds what files take in memory.
+    in_memory: Arc<Semaphore>,
 }
 
 impl Files {
@@ -122,6 +127,7 @@ impl Files {
             blobs,
             limits,
             processed: Arc::new(Notify::new()),
+            in_memory: Arc::new(Semaphore::new(FILES_IN_MEMORY)),
         }
     }
 
@@ -130,19 +136,26 @@ impl Files {
         self.limits
     }
 
-    /// Stores an upload of `org` and starts extracting its text. Answers the file as
-    /// recorded (`in_progress`).
+    /// A temporary file for an upload to stream into, to hand to [`Files::upload`].
+    pub fn spool(&self) -> Result<Spool, UploadError> {
+        Ok(self.blobs.spool()?)
+    }
+
+    /// Stores an upload of `org`, streamed into `spool`, and starts extracting its text.
+    /// Answers the file as recorded (`in_progress`).
     pub async fn upload(
         &self,
         org: &str,
         name: String,
-        bytes: Bytes,
+        mut spool: Spool,
         graph_ids: Vec<String>,
     ) -> Result<FileRecord, UploadError> {
+        let permit = self.in_memory_permit().await;
+        let bytes = spool.read().await?;
         let kind = FileKind::detect(&name, &bytes);
         let id = uuid::Uuid::now_v7().to_string();
         let size = bytes.len() as u64;
-        self.blobs.put(&id, bytes.clone()).await?;
+        self.blobs.put_spooled(&id, spool, bytes.clone()).await?;
         let file = NewFile {
             id: id.clone(),
             org: org.to_owned(),
@@ -154,7 +167,7 @@ impl Files {
         let quota = self.limits.org_quota_bytes;
         match self.store.insert_file(file, quota as i64).await {
             Ok(FileInserted::Stored(record)) => {
-                self.spawn_processing(id, kind, bytes);
+                self.spawn_processing(id, kind, bytes, permit);
                 Ok(record)
             }
             Ok(FileInserted::OverQuota { used }) => {
@@ -253,10 +266,11 @@ impl Files {
 
     /// Starts processing a recorded file again from its stored bytes.
     async fn reprocess(&self, record: &FileRecord) {
+        let permit = self.in_memory_permit().await;
         match self.blobs.get(&record.id).await {
             Ok(bytes) => {
                 let kind = FileKind::detect(&record.name, &bytes);
-                self.spawn_processing(record.id.clone(), kind, bytes);
+                self.spawn_processing(record.id.clone(), kind, bytes, permit);
             }
             Err(e) => {
                 let outcome = FileProcessed::Failed {
@@ -267,13 +281,29 @@ impl Files {
         }
     }
 
-    /// Extracts the text of a file on a blocking thread and records the result.
-    fn spawn_processing(&self, id: String, kind: FileKind, bytes: Bytes) {
+    async fn in_memory_permit(&self) -> OwnedSemaphorePermit {
+        self.in_memory
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
+    /// Extracts the text of a file on a blocking thread and records the result; `permit`
+    /// is held until the bytes are dropped.
+    fn spawn_processing(
+        &self,
+        id: String,
+        kind: FileKind,
+        bytes: Bytes,
+        permit: OwnedSemaphorePermit,
+    ) {
         let files = self.clone();
         tokio::spawn(async move {
             let extracted = tokio::task::spawn_blocking(move || extract::extract(kind, &bytes))
                 .await
                 .map_err(|e| format!("text extraction crashed: {e}"));
+            drop(permit);
             let outcome = match extracted {
                 Ok(Ok(Extracted::Text(text))) if text.trim().is_empty() => FileProcessed::Failed {
                     error: format!(
@@ -293,12 +323,12 @@ impl Files {
                 },
                 Err(message) => FileProcessed::Failed { error: message },
             };
-            files.record_processed(&id, outcome).await;
+            files.record_processed(&id, outcome.storable()).await;
         });
     }
 
     /// Records a processing result, retrying while the store is unavailable.
-    async fn record_processed(&self, id: &str, outcome: FileProcessed) {
+    async fn record_processed(&self, id: &str, mut outcome: FileProcessed) {
         let mut wait = Duration::from_millis(100);
         loop {
             match self.store.file_processed(id, outcome.clone()).await {
@@ -307,6 +337,15 @@ impl Files {
                     tracing::warn!(file = id, error = %e, "cannot record a processed file yet");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(StoreError::Database(e))
+                    if !matches!(outcome, FileProcessed::Failed { .. }) =>
+                {
+                    // The database refused the result itself: the file fails, saying why.
+                    tracing::warn!(file = id, error = %e, "a processed file's text could not be stored");
+                    outcome = FileProcessed::Failed {
+                        error: format!("the file's text could not be stored: {e}"),
+                    };
                 }
                 Err(e) => {
                     tracing::error!(file = id, error = %e, "cannot record a processed file");

@@ -9,6 +9,7 @@
 //! - [`postgres`]: the distributed mode, one database shared by many nodes: grouped inserts,
 //!   `SKIP LOCKED` claims, batched fenced outcomes, LISTEN/NOTIFY wake-ups across nodes.
 
+mod isolate;
 mod model;
 pub mod postgres;
 pub mod sqlite;
@@ -20,6 +21,8 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+pub use isolate::UNSTORABLE;
+pub(crate) use isolate::isolating;
 pub use model::*;
 
 /// What every store method returns: a boxed future, so the store can live behind `dyn Store`.
@@ -56,7 +59,9 @@ pub trait Store: Send + Sync + 'static {
     /// number raised and a lease that lapses after `lease`.
     fn claim(&self, limit: usize, lease: Duration) -> StoreFuture<'_, Vec<ClaimedJob>>;
     /// Writes the outcomes of finished attempts; each is applied only if its lease still
-    /// holds. Answers how many were applied.
+    /// holds. Answers how many were applied. An outcome the database refuses (a value it
+    /// cannot hold) fails only its own job, with an error starting [`UNSTORABLE`]; the
+    /// others are written.
     fn finish(&self, outcomes: Vec<Outcome>) -> StoreFuture<'_, usize>;
     /// Extends the leases of jobs still running, as a heartbeat. Answers how many held.
     fn renew(&self, leases: Vec<Lease>, lease: Duration) -> StoreFuture<'_, usize>;

@@ -21,6 +21,17 @@ pub fn rfc3339(micros: i64) -> String {
     humantime::format_rfc3339_micros(at).to_string()
 }
 
+/// Text as the store keeps it on both backends: NUL (U+0000), which PostgreSQL's `text`
+/// cannot hold, becomes U+FFFD (the replacement character), on SQLite too, so that both
+/// answer the same. What models return and what files hold pass through this.
+pub fn storable_text(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
+}
+
 /// A job's internal state. The Writer routes show only [`JobState::writer_status`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobState {
@@ -256,6 +267,30 @@ pub enum OutcomeKind {
     },
 }
 
+impl OutcomeKind {
+    /// The same outcome with its text made [`storable_text`].
+    pub fn storable(self) -> Self {
+        match self {
+            Self::Completed {
+                title,
+                suggestion,
+                usage,
+            } => Self::Completed {
+                title: title.map(storable_text),
+                suggestion: storable_text(suggestion),
+                usage,
+            },
+            Self::Retry { run_at, error } => Self::Retry {
+                run_at,
+                error: storable_text(error),
+            },
+            Self::Failed { error } => Self::Failed {
+                error: storable_text(error),
+            },
+        }
+    }
+}
+
 /// An API key as listed (never the key itself).
 #[derive(Clone, Debug)]
 pub struct KeyInfo {
@@ -341,7 +376,7 @@ pub struct FileQuery {
     pub org: String,
     /// Only files after this id in list order.
     pub after: Option<String>,
-    /// Only files before this id in list order (ignored when `after` is set).
+    /// Only files before this id in list order (the API never sets both).
     pub before: Option<String>,
     /// Files to return at most.
     pub limit: u32,
@@ -428,6 +463,21 @@ pub enum FileInserted {
         /// Bytes the organisation's files take.
         used: i64,
     },
+}
+
+impl FileProcessed {
+    /// The same result with its text made [`storable_text`].
+    pub fn storable(self) -> Self {
+        match self {
+            Self::Completed { text, word_count } => Self::Completed {
+                text: text.map(storable_text),
+                word_count,
+            },
+            Self::Failed { error } => Self::Failed {
+                error: storable_text(error),
+            },
+        }
+    }
 }
 
 /// The result of processing a file, to record.

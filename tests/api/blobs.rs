@@ -123,7 +123,7 @@ async fn local_contract() {
         .map(|e| e.unwrap().file_name())
         .collect();
     outside.sort();
-    assert_eq!(outside, vec![std::ffi::OsString::from("files")]);
+    assert_eq!(outside, ["files", "uploads"].map(std::ffi::OsString::from));
     b.delete(ID).await.unwrap();
     assert!(!files.join(ID).exists());
 }

@@ -16,7 +16,7 @@ use scriptorium::store::postgres::PostgresStore;
 use scriptorium::store::sqlite::{Durability, SqliteStore};
 use scriptorium::store::{
     FileInserted, FileProcessed, JobQuery, JobState, KeyInfo, Lease, NewFile, NewJob, Outcome,
-    OutcomeKind, RetryOutcome, Store, StoreError, Usage, WriterStatus, now_micros,
+    OutcomeKind, RetryOutcome, Store, StoreError, UNSTORABLE, Usage, WriterStatus, now_micros,
 };
 use tempfile::TempDir;
 
@@ -95,6 +95,7 @@ conformance!(
     files_belong_to_their_org_and_count_against_its_quota,
     concurrent_uploads_never_exceed_the_quota,
     file_processing_is_recorded_once_and_failed_files_can_be_retried,
+    a_poisonous_row_in_a_group_fails_alone,
 );
 
 fn job(id: &str) -> NewJob {
@@ -945,4 +946,71 @@ async fn measure(backend: &str, store: Arc<dyn Store>) {
         "{backend}: {worked} jobs claimed and finished in batches of 512 in {took:.2?}: {:.0} jobs/s",
         worked as f64 / took.as_secs_f64()
     );
+}
+
+/// A value the database cannot hold (NUL: PostgreSQL's text refuses it, SQLite keeps it) in
+/// the middle of a group of outcomes and of concurrent inserts, for jobs of two organisations:
+/// every other row is written, and the poisonous one is stored faithfully or fails alone with
+/// an error saying why. Groups of 9 and of 600 (which PostgreSQL writes as two halves at once).
+async fn a_poisonous_row_in_a_group_fails_alone(h: Harness) {
+    let store = &*h.store;
+    for size in [9usize, 600] {
+        let poison_at = size / 2 + 1;
+        let id = |n: usize| format!("poison-{size}-{n}");
+        // Concurrent inserts, grouped by the backend; the poisonous one holds NUL in its inputs.
+        let inserts = (0..size).map(|n| {
+            let mut job = job_for(&id(n), ["org-a", "org-b"][n % 2], "echo");
+            if n == poison_at {
+                job.inputs = "{\"topic\":[\"a\u{0}b\"]}".into();
+            }
+            store.insert_job(job)
+        });
+        let inserted = futures_util::future::join_all(inserts).await;
+        for (n, result) in inserted.iter().enumerate() {
+            match result {
+                Ok(job) => assert_eq!(job.id, id(n)),
+                Err(StoreError::Database(_)) if n == poison_at => {}
+                Err(e) => panic!("insert {n} of {size} failed beside the poisonous one: {e}"),
+            }
+        }
+        let mut claimed = store.claim(size, Duration::from_secs(30)).await.unwrap();
+        claimed.sort_by_key(|c| c.id.clone());
+        let poisoned = id(poison_at + 1);
+        let outcomes = claimed
+            .iter()
+            .map(|c| {
+                let text = if c.id == poisoned {
+                    "x\u{0}y".to_owned()
+                } else {
+                    format!("for {}", c.id)
+                };
+                completed(c.lease, &text)
+            })
+            .collect();
+        let applied = store.finish(outcomes).await.unwrap();
+        assert_eq!(
+            applied,
+            claimed.len(),
+            "every outcome is applied, as a result or a failure"
+        );
+        for c in &claimed {
+            let org =
+                ["org-a", "org-b"][c.id.rsplit('-').next().unwrap().parse::<usize>().unwrap() % 2];
+            let job = store.get_job(org, &c.id).await.unwrap().unwrap();
+            if c.id != poisoned {
+                assert_eq!(job.state, JobState::Completed, "{}", c.id);
+                assert_eq!(job.suggestion, Some(format!("for {}", c.id)));
+            } else if job.state == JobState::Completed {
+                assert_eq!(
+                    job.suggestion.as_deref(),
+                    Some("x\u{0}y"),
+                    "stored faithfully"
+                );
+            } else {
+                assert_eq!(job.state, JobState::Failed);
+                let error = job.error.unwrap_or_default();
+                assert!(error.starts_with(UNSTORABLE), "{error}");
+            }
+        }
+    }
 }

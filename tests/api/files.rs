@@ -296,9 +296,15 @@ async fn the_list_pages_by_cursor_and_filters_by_status_type_and_graph() {
     let empty = list("?status=in_progress".into()).await;
     assert_eq!(empty["data"], json!([]));
     assert_eq!(empty["has_more"], false);
+    for clamped in ["?limit=0", "?limit=101"] {
+        let page = list(clamped.into()).await;
+        assert_eq!(
+            page_ids(&page).len(),
+            ids.len(),
+            "{clamped}: every file on one page"
+        );
+    }
     for bad in [
-        "?limit=0",
-        "?limit=101",
         "?order=up",
         "?status=done",
         "?file_types=exe",

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod abuse;
 mod applications;
 mod auth;
 mod blobs;

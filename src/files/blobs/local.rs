@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::BlobError;
 
 /// Names of temp files start with this. Ids can never start with it.
-const TMP_PREFIX: &str = ".tmp-";
+pub(super) const TMP_PREFIX: &str = ".tmp-";
 /// `check()` removes temp files older than this, which were left by a crash.
 const STALE_TMP_AGE: Duration = Duration::from_secs(3600);
 
@@ -36,6 +36,21 @@ impl Dir {
     pub(super) async fn put(&self, id: &str, bytes: Bytes) -> Result<(), BlobError> {
         let (dir, id) = (self.path.clone(), id.to_owned());
         blocking(move || put(&dir, &id, &bytes)).await
+    }
+
+    /// Moves a finished spool file into place as blob `id` (the same file system: both are
+    /// in the data directory).
+    pub(super) async fn put_file(&self, id: &str, file: PathBuf) -> Result<(), BlobError> {
+        let (dir, id) = (self.path.clone(), id.to_owned());
+        blocking(move || {
+            let dest = dir.join(&id);
+            if let Err(e) = std::fs::rename(&file, &dest) {
+                let _ = std::fs::remove_file(&file);
+                return Err(io_err("rename to", &dest, e));
+            }
+            sync_dir(&dir)
+        })
+        .await
     }
 
     pub(super) async fn get(&self, id: &str) -> Result<Bytes, BlobError> {
@@ -68,7 +83,7 @@ where
         .map_err(|e| BlobError::Io(format!("file storage task failed: {e}")))?
 }
 
-fn io_err(what: &str, path: &Path, e: std::io::Error) -> BlobError {
+pub(super) fn io_err(what: &str, path: &Path, e: std::io::Error) -> BlobError {
     BlobError::Io(format!("{what} {}: {e}", path.display()))
 }
 
@@ -147,8 +162,12 @@ fn check(dir: &Path) -> Result<(), BlobError> {
     let _ = std::fs::remove_file(&probe);
     result?;
 
-    // Remove temp files left behind by a crash. Only old ones, so that a put
-    // running right now is never disturbed.
+    remove_stale_temp_files(dir)
+}
+
+/// Removes the temp files in `dir` left behind by a crash. Only old ones, so that a put
+/// running right now is never disturbed.
+pub(super) fn remove_stale_temp_files(dir: &Path) -> Result<(), BlobError> {
     let mut removed = 0usize;
     let entries = std::fs::read_dir(dir).map_err(|e| io_err("list", dir, e))?;
     for entry in entries.flatten() {

@@ -55,12 +55,14 @@
 
 mod local;
 mod s3;
+mod spool;
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+pub use spool::Spool;
 
 /// Longest id accepted. UUIDs are 36 characters, and this stays far below
 /// file name limits.
@@ -138,6 +140,8 @@ pub enum BlobError {
 #[derive(Clone)]
 pub struct Blobs {
     inner: Arc<Inner>,
+    /// Where uploads are spooled: `<data_dir>/uploads/`.
+    spool_dir: Arc<PathBuf>,
 }
 
 enum Inner {
@@ -161,6 +165,7 @@ impl Blobs {
         };
         Ok(Blobs {
             inner: Arc::new(inner),
+            spool_dir: Arc::new(spool::open_dir(data_dir)?),
         })
     }
 
@@ -169,6 +174,10 @@ impl Blobs {
     /// removed. S3: the bucket can be listed, with one request, no retries and
     /// a 10 s timeout.
     pub async fn check(&self) -> Result<(), BlobError> {
+        let spool_dir = self.spool_dir.clone();
+        tokio::task::spawn_blocking(move || local::remove_stale_temp_files(&spool_dir))
+            .await
+            .map_err(|e| BlobError::Io(format!("file storage task failed: {e}")))??;
         match &*self.inner {
             Inner::Local(dir) => dir.check().await,
             Inner::S3(bucket) => bucket.check().await,
@@ -181,6 +190,21 @@ impl Blobs {
         check_id(id)?;
         match &*self.inner {
             Inner::Local(dir) => dir.put(id, bytes).await,
+            Inner::S3(bucket) => bucket.put(id, bytes).await,
+        }
+    }
+
+    /// A temporary file for an upload to stream into (see [`spool`]).
+    pub fn spool(&self) -> Result<Spool, BlobError> {
+        Spool::create(&self.spool_dir)
+    }
+
+    /// Stores a spooled upload under `id`, as [`Blobs::put`] does; `bytes` are its contents,
+    /// already read (an object store sends them; a directory renames the spool file).
+    pub async fn put_spooled(&self, id: &str, spool: Spool, bytes: Bytes) -> Result<(), BlobError> {
+        check_id(id)?;
+        match &*self.inner {
+            Inner::Local(dir) => dir.put_file(id, spool.finish().await?).await,
             Inner::S3(bucket) => bucket.put(id, bytes).await,
         }
     }

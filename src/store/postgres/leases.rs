@@ -12,12 +12,14 @@
 //! neither can deadlock with a batch of outcomes locking the same rows in another order.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use deadpool_postgres::Pool;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::jobs::query_then_notify;
+use crate::store::isolate::isolating;
 use crate::store::{JobState, Lease, Outcome, OutcomeKind, StoreError};
 
 /// The error a job keeps when its worker vanished during its last attempt (as on SQLite).
@@ -50,22 +52,29 @@ pub(super) async fn finish(
     // A large batch is written as halves, in two transactions on two connections at once:
     // one backend applying a batch is one core's work, and the engine writes one batch at a
     // time. The halves touch disjoint jobs (split in `seq` order) and upsert `job_counts`
-    // rows in key order, so they cannot deadlock; each is fenced and durable on its own, and
-    // a half that fails fails the call (replaying the applied half changes nothing).
+    // rows in key order, so they cannot deadlock; each is fenced and durable on its own. A
+    // half with a row the database refuses is split until that row fails alone
+    // ([`isolating`]); a half that fails otherwise fails the call (replaying the applied half
+    // changes nothing).
     let mut outcomes = outcomes;
     outcomes.sort_by_key(|o| o.lease.seq);
-    let halves = if outcomes.len() >= SPLIT_AT { 2 } else { 1 };
-    let size = outcomes.len().div_ceil(halves);
-    let writes = outcomes
-        .chunks(size)
-        .map(|chunk| finish_chunk(pool, chunk, now));
-    let mut applied = 0;
-    let mut retried = false;
-    for (n, r) in futures_util::future::try_join_all(writes).await? {
-        applied += n;
-        retried |= r;
+    let any_retried = AtomicBool::new(false);
+    let any_retried = &any_retried;
+    let mut first = outcomes;
+    let mut halves = Vec::with_capacity(2);
+    if first.len() >= SPLIT_AT {
+        halves.push(first.split_off(first.len().div_ceil(2)));
     }
-    Ok((applied, retried))
+    halves.push(first);
+    let writes = halves.into_iter().map(|half| {
+        isolating(half, |group| async move {
+            let (applied, retried) = finish_chunk(pool, &group, now).await?;
+            any_retried.fetch_or(retried, Ordering::Relaxed);
+            Ok(applied)
+        })
+    });
+    let applied = futures_util::future::try_join_all(writes).await?;
+    Ok((applied.iter().sum(), any_retried.load(Ordering::Relaxed)))
 }
 
 /// Outcomes in a batch from which on [`finish`] writes two halves at once.

@@ -232,13 +232,13 @@ impl Store for SqliteStore {
     }
 
     fn finish(&self, outcomes: Vec<Outcome>) -> StoreFuture<'_, usize> {
-        let wakes = outcomes
-            .iter()
-            .any(|o| matches!(o.kind, super::OutcomeKind::Retry { .. }));
-        Box::pin(
+        Box::pin(super::isolating(outcomes, |group| {
+            let wakes = group
+                .iter()
+                .any(|o| matches!(o.kind, super::OutcomeKind::Retry { .. }));
             self.writer
-                .write(wakes, move |c| jobs::finish(c, &outcomes, now_micros())),
-        )
+                .write(wakes, move |c| jobs::finish(c, &group, now_micros()))
+        }))
     }
 
     fn renew(&self, leases: Vec<Lease>, lease: Duration) -> StoreFuture<'_, usize> {

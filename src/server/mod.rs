@@ -1,6 +1,10 @@
 //! Assembles a server from [`Settings`]: store, applications, providers, keys, files, engine
 //! and router; then serves on a listener it is given (so tests bind port 0) until a shutdown
 //! future resolves, and drains the engine.
+//!
+//! - [`connections`]: the HTTP/1 listener and the limits each connection is held to.
+
+pub mod connections;
 
 use std::future::Future;
 use std::io;
@@ -22,6 +26,7 @@ use crate::providers::shared::SharedLimits;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::{Durability, SqliteStore};
 use crate::store::{Store, StoreError};
+use connections::HttpLimits;
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +60,7 @@ pub struct Server {
     router: axum::Router,
     engine: Arc<Engine>,
     files: Files,
+    http: HttpLimits,
 }
 
 impl Server {
@@ -96,6 +102,7 @@ impl Server {
             router: router(state, settings.max_body_bytes),
             engine,
             files,
+            http: settings.http,
         })
     }
 
@@ -114,14 +121,13 @@ impl Server {
             let _ = stop.send(true);
         });
         let mut http_stopped = stopped;
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move {
-                let _ = http_stopped.wait_for(|stop| *stop).await;
-            })
-            .await;
+        let stopping = async move {
+            let _ = http_stopped.wait_for(|stop| *stop).await;
+        };
+        connections::serve(self.listener, self.router, self.http, stopping).await;
         let _ = engine.await;
         let _ = sweeper.await;
-        served
+        Ok(())
     }
 }
 

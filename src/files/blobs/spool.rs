@@ -1,0 +1,87 @@
+//! Uploads on their way in: written to a temporary file in `<data_dir>/uploads/` as they
+//! stream, so an upload never sits in memory while it arrives and an upload over the limit
+//! costs nothing but the bytes read before it was refused. [`Blobs::put_spooled`] then makes
+//! the file a blob (a rename on local storage). A spool dropped before that is deleted; the
+//! temp files of a crashed process are removed by [`Blobs::check`] at the next start.
+//!
+//! [`Blobs::put_spooled`]: super::Blobs::put_spooled
+//! [`Blobs::check`]: super::Blobs::check
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use tempfile::TempPath;
+use tokio::io::AsyncWriteExt;
+
+use super::BlobError;
+use super::local::{TMP_PREFIX, io_err};
+
+/// An upload being written to a temporary file.
+pub struct Spool {
+    file: tokio::fs::File,
+    path: TempPath,
+    size: u64,
+}
+
+impl Spool {
+    /// A new, empty temporary file in `dir`.
+    pub(super) fn create(dir: &Path) -> Result<Self, BlobError> {
+        let (file, path) = tempfile::Builder::new()
+            .prefix(&format!("{TMP_PREFIX}upload-"))
+            .tempfile_in(dir)
+            .map_err(|e| io_err("create a temporary file in", dir, e))?
+            .into_parts();
+        Ok(Self {
+            file: tokio::fs::File::from_std(file),
+            path,
+            size: 0,
+        })
+    }
+
+    /// Appends `chunk`.
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), BlobError> {
+        self.file
+            .write_all(chunk)
+            .await
+            .map_err(|e| io_err("write", &self.path, e))?;
+        self.size += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Everything written, read back (to look at the file's contents).
+    pub async fn read(&mut self) -> Result<Bytes, BlobError> {
+        self.file
+            .flush()
+            .await
+            .map_err(|e| io_err("write", &self.path, e))?;
+        tokio::fs::read(&self.path)
+            .await
+            .map(Bytes::from)
+            .map_err(|e| io_err("read", &self.path, e))
+    }
+
+    /// Makes the file durable and answers its path, which is no longer deleted on drop.
+    pub(super) async fn finish(mut self) -> Result<PathBuf, BlobError> {
+        let sync = async {
+            self.file.flush().await?;
+            self.file.sync_all().await
+        };
+        sync.await.map_err(|e| io_err("fsync", &self.path, e))?;
+        drop(self.file);
+        self.path
+            .keep()
+            .map_err(|e| BlobError::Io(format!("keep a temporary file: {e}")))
+    }
+}
+
+/// Creates `<data_dir>/uploads/` if needed.
+pub(super) fn open_dir(data_dir: &Path) -> Result<PathBuf, BlobError> {
+    let dir = data_dir.join("uploads");
+    std::fs::create_dir_all(&dir).map_err(|e| io_err("create directory", &dir, e))?;
+    Ok(dir)
+}
