@@ -227,16 +227,6 @@ impl Files {
         Ok(reset.len())
     }
 
-    /// Those of `ids` that name no file of `org`.
-    pub async fn unknown(&self, org: &str, ids: &[String]) -> Result<Vec<String>, StoreError> {
-        let found = self.store.get_files(Some(org), ids, false).await?;
-        Ok(ids
-            .iter()
-            .filter(|id| !found.iter().any(|f| &f.id == *id))
-            .cloned()
-            .collect())
-    }
-
     /// Processes again every file still `in_progress` that was uploaded (or retried) before
     /// `before`: its processing died with its process.
     pub async fn resume(&self, before: i64) -> Result<usize, StoreError> {

@@ -434,3 +434,76 @@ fn a_chunked_upload_over_the_limit_is_refused_without_being_held_in_memory() {
         .collect();
     assert!(uploads.is_empty(), "{uploads:?}");
 }
+
+/// An application whose prompt holds a NUL character when its input says `nul`: the mock
+/// echoes the prompt, as a model may return NUL.
+const NUL_APP: &str = r#"
+id = "nul"
+name = "NUL"
+status = "deployed"
+created_at = "2025-01-01T00:00:00Z"
+prompt = """{% if inputs["Text"][0] == "nul" %}before\u0000after {% endif %}{{ inputs["Text"][0] }}"""
+
+[[inputs]]
+name = "Text"
+input_type = "text"
+required = true
+"#;
+
+#[tokio::test]
+async fn a_nul_from_the_model_is_stored_as_a_replacement_character_and_fails_no_other_job() {
+    let apps = tempfile::tempdir().unwrap();
+    std::fs::write(apps.path().join("nul.toml"), NUL_APP).unwrap();
+    let app = spawn_with(ServeOptions {
+        apps_dir: Some(apps.path().to_path_buf()),
+        ..ServeOptions::default()
+    })
+    .await;
+    let other = app.key_for("org-b").await;
+    let poisoned = app.create_job("nul", &[("Text", &["nul"])]).await;
+    let mut others = Vec::new();
+    for n in 0..63 {
+        let response = app
+            .client
+            .post(format!("{}/v1/applications/nul/jobs", app.base))
+            .bearer_auth(&other)
+            .json(&json!({"inputs": [{"id": "Text", "value": [format!("job {n}")]}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        others.push(
+            response.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let job = app.wait_finished(poisoned["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let suggestion = job["data"]["suggestion"].as_str().unwrap();
+    assert!(suggestion.contains("before\u{FFFD}after"), "{suggestion}");
+    for (n, id) in others.iter().enumerate() {
+        let url = format!("{}/v1/applications/jobs/{id}", app.base);
+        let finished = async {
+            loop {
+                let response = app.client.get(&url).bearer_auth(&other).send().await;
+                let job: Value = response.unwrap().json().await.unwrap();
+                if job["status"] != "in_progress" {
+                    return job;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let job = tokio::time::timeout(HANG, finished)
+            .await
+            .expect("the job never finished");
+        assert_eq!(job["status"], "completed", "{job}");
+        assert!(
+            job["data"]["suggestion"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("job {n}"))
+        );
+    }
+}
