@@ -18,8 +18,7 @@ use super::paging;
 use super::views::{ApplicationListView, ApplicationView, GraphsView, ResultView};
 use super::{ApiError, AppState};
 use crate::apps::{Application, Inputs};
-use crate::engine::chat_request;
-use crate::files::AttachError;
+use crate::engine::{PrepareError, prepare};
 use crate::files::rules::Refusal;
 use crate::providers::ProviderError;
 
@@ -143,30 +142,11 @@ pub async fn generate(
 ) -> Result<Response, ApiError> {
     let app = served_app(&state, &id)?;
     let inputs = checked_inputs(&state, &principal.org, app, body.inputs.as_ref()).await?;
-    let attachments = state
-        .files
-        .attachments(app, &inputs)
+    let key = uuid::Uuid::now_v7().to_string();
+    let prepared = prepare(app, &inputs, &state.files, &state.providers, key)
         .await
-        .map_err(|e| match e {
-            AttachError::Unusable(message) => ApiError::bad_request("inputs.invalid", message),
-            AttachError::Pending(message) | AttachError::Unavailable(message) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "files.unavailable",
-                message,
-            ),
-        })?;
-    let prompt = app
-        .render(&inputs, &attachments.files)
-        .map_err(|e| ApiError::bad_request("application.template", e.to_string()))?;
-    let provider = state.providers.get(&app.provider).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "provider.missing",
-            format!("provider '{}' is not configured", app.provider),
-        )
-    })?;
-    let title = prompt.title.clone();
-    let request = chat_request(app, prompt, attachments, uuid::Uuid::now_v7().to_string());
+        .map_err(prepare_error)?;
+    let (provider, request, title) = (prepared.provider, prepared.request, prepared.title);
     if body.stream == Some(true) {
         let pieces = provider.stream(request).await;
         return Ok(Sse::new(sse_events(title, pieces)).into_response());
@@ -178,6 +158,26 @@ pub async fn generate(
         })
         .into_response()),
         Err(e) => Err(provider_error(&e)),
+    }
+}
+
+/// What a synchronous generation answers when its request could not be made.
+fn prepare_error(e: PrepareError) -> ApiError {
+    match e {
+        PrepareError::Unusable(message) => ApiError::bad_request("inputs.invalid", message),
+        PrepareError::NotYet(message) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "files.unavailable",
+            message,
+        ),
+        e @ PrepareError::Template(_) => {
+            ApiError::bad_request("application.template", e.to_string())
+        }
+        e @ PrepareError::NoProvider(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "provider.missing",
+            e.to_string(),
+        ),
     }
 }
 

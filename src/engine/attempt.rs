@@ -1,12 +1,73 @@
 //! One attempt at one job: gather its files, render, call the provider, and decide what the
-//! outcome means.
+//! outcome means. The first steps ([`prepare`]) are shared with synchronous generation, so an
+//! application's inputs become a provider request in one place.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::apps::{Application, Inputs, Prompt, Registry, RetryPolicy};
+use crate::apps::{Application, Inputs, Prompt, Registry, RenderError, RetryPolicy};
 use crate::files::{AttachError, Attachments, Files};
-use crate::providers::{ChatRequest, ErrorClass, ProviderError, Providers};
+use crate::providers::{Backend, ChatRequest, ErrorClass, ProviderError, Providers};
 use crate::store::{ClaimedJob, OutcomeKind, now_micros};
+
+/// A provider request made from an application and its inputs, ready to send.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The backend to send it to.
+    pub provider: Arc<Backend>,
+    /// The chat request.
+    pub request: ChatRequest,
+    /// The rendered title, if the application has one.
+    pub title: Option<String>,
+}
+
+/// Why an application's inputs could not become a provider request.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// A file the inputs name is gone, failed or breaks its input's rules: it never will run.
+    #[error("{0}")]
+    Unusable(String),
+    /// A file is still being processed, or file storage is unavailable: later, it may.
+    #[error("{0}")]
+    NotYet(String),
+    /// A template failed to render with these inputs.
+    #[error("template error: {0}")]
+    Template(#[source] RenderError),
+    /// The application's provider is not configured on this server.
+    #[error("provider '{0}' is not configured")]
+    NoProvider(String),
+}
+
+/// Gathers the files `inputs` name, renders `app`'s prompts and builds the request for its
+/// provider; `key` identifies the unit of work (a job id) to the provider.
+pub async fn prepare(
+    app: &Application,
+    inputs: &Inputs,
+    files: &Files,
+    providers: &Providers,
+    key: String,
+) -> Result<Prepared, PrepareError> {
+    let attachments = files.attachments(app, inputs).await.map_err(|e| match e {
+        AttachError::Unusable(message) => PrepareError::Unusable(message),
+        e @ (AttachError::Pending(_) | AttachError::Unavailable(_)) => {
+            PrepareError::NotYet(e.to_string())
+        }
+    })?;
+    let prompt = app
+        .render(inputs, &attachments.files)
+        .map_err(PrepareError::Template)?;
+    let provider = providers
+        .get(&app.provider)
+        .ok_or_else(|| PrepareError::NoProvider(app.provider.clone()))?
+        .clone();
+    let title = prompt.title.clone();
+    let request = chat_request(app, prompt, attachments, key);
+    Ok(Prepared {
+        provider,
+        request,
+        title,
+    })
+}
 
 /// Runs one attempt and classifies its end: success, retry later, or final failure.
 pub(super) async fn run(
@@ -25,25 +86,14 @@ pub(super) async fn run(
         Ok(inputs) => inputs,
         Err(e) => return failed(format!("stored inputs are unreadable: {e}")),
     };
-    let attachments = match files.attachments(app, &inputs).await {
-        Ok(attachments) => attachments,
-        Err(AttachError::Unusable(message)) => return failed(message),
-        Err(e @ (AttachError::Pending(_) | AttachError::Unavailable(_))) => {
-            return retry_later(job, e.to_string(), None);
-        }
+    let prepared = match prepare(app, &inputs, files, providers, job.id.clone()).await {
+        Ok(prepared) => prepared,
+        Err(e @ PrepareError::NotYet(_)) => return retry_later(job, e.to_string(), None),
+        Err(e) => return failed(e.to_string()),
     };
-    let prompt = match app.render(&inputs, &attachments.files) {
-        Ok(prompt) => prompt,
-        Err(e) => return failed(format!("template error: {e}")),
-    };
-    let Some(provider) = providers.get(&app.provider) else {
-        return failed(format!("provider '{}' is not configured", app.provider));
-    };
-    let title = prompt.title.clone();
-    let request = chat_request(app, prompt, attachments, job.id.clone());
-    match provider.complete(request).await {
+    match prepared.provider.complete(prepared.request).await {
         Ok(done) if !done.text.trim().is_empty() => OutcomeKind::Completed {
-            title,
+            title: prepared.title,
             suggestion: done.text,
             usage: done.usage,
         },
@@ -61,7 +111,7 @@ pub(super) async fn run(
 
 /// The chat request for a rendered prompt of `app` with the images of its `attachments`;
 /// `key` identifies the unit of work.
-pub fn chat_request(
+fn chat_request(
     app: &Application,
     prompt: Prompt,
     attachments: Attachments,

@@ -29,7 +29,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-pub use attempt::chat_request;
+pub use attempt::{PrepareError, Prepared, prepare};
 
 use crate::apps::Registry;
 use crate::files::Files;
