@@ -24,14 +24,16 @@
 //! - [`store`]: every SQL statement, behind the [`store::Store`] trait (SQLite or PostgreSQL).
 //! - [`config`]: one typed [`config::Settings`] from defaults, file, environment and flags.
 //! - [`server`]: assembles the parts and runs them until shutdown.
-//! - [`bench`]: `scriptorium bench`, the measured figures (a real server, measured over HTTP).
 //! - [`cli`]: the subcommands; `main.rs` only dispatches to it.
+//!
+//! Beside this crate, in the same workspace: `crates/bench` (`scriptorium-bench`), the
+//! measured figures (real servers, measured over HTTP). It depends on this library; nothing
+//! here depends on it.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod apps;
 pub mod auth;
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod engine;
