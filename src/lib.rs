@@ -19,16 +19,17 @@
 //!   store), text extraction in the background, and the files and images jobs give models.
 //! - [`providers`]: the model backends, a closed enum (OpenAI-compatible servers, Writer's chat
 //!   API, the deterministic mock), each behind a gate that enforces its limits.
-//! - [`mockllm`]: `scriptorium mock-llm`, an OpenAI-compatible mock model server with seeded
-//!   faults, latency and capacity, for tests and benchmarks. Never touches the store.
 //! - [`store`]: every SQL statement, behind the [`store::Store`] trait (SQLite or PostgreSQL).
 //! - [`config`]: one typed [`config::Settings`] from defaults, file, environment and flags.
 //! - [`server`]: assembles the parts and runs them until shutdown.
 //! - [`cli`]: the subcommands; `main.rs` only dispatches to it.
 //!
-//! Beside this crate, in the same workspace: `crates/bench` (`scriptorium-bench`), the
-//! measured figures (real servers, measured over HTTP). It depends on this library; nothing
-//! here depends on it.
+//! Beside this crate, in the same workspace, and never depended on by it:
+//! - `crates/mock-llm` (`mock-llm`): an OpenAI-compatible mock model server with seeded
+//!   faults, latency and capacity, for tests and benchmarks. It stands alone: it depends on
+//!   nothing of this library.
+//! - `crates/bench` (`scriptorium-bench`): the measured figures (real servers, measured over
+//!   HTTP). It depends on this library and on `mock-llm`.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -38,7 +39,6 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod files;
-pub mod mockllm;
 pub mod providers;
 pub mod server;
 pub mod store;

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use scriptorium::mockllm::{MockLlm, MockLlmArgs};
+use mock_llm::{MockLlm, MockLlmArgs};
 use scriptorium::providers::config::{ProviderConfig, ProviderKind};
 use tokio::net::TcpListener;
 

@@ -1,4 +1,4 @@
-//! `scriptorium mock-llm`: an OpenAI-compatible model server for tests and benchmarks.
+//! `mock-llm`: an OpenAI-compatible model server for tests and benchmarks.
 //!
 //! It answers `POST /v1/chat/completions` and Writer's `POST /v1/chat` (whole or streamed),
 //! `GET /v1/models`, and `GET /stats` / `POST /stats/reset`, which say what it saw: requests,
