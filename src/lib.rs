@@ -32,12 +32,12 @@
 //!   HTTP). It depends on this library and on `mock-llm`.
 #![forbid(unsafe_code)]
 
-pub mod api;
+pub(crate) mod api;
 pub mod apps;
 pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod engine;
+pub(crate) mod engine;
 pub mod files;
 pub mod providers;
 pub mod server;

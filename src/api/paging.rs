@@ -10,7 +10,7 @@ const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 100;
 
 /// The page size: `limit`, 1 to 100, 50 when absent.
-pub fn limit(limit: Option<u32>) -> Result<u32, ApiError> {
+pub(crate) fn limit(limit: Option<u32>) -> Result<u32, ApiError> {
     let limit = limit.unwrap_or(DEFAULT_PAGE);
     if (1..=MAX_PAGE).contains(&limit) {
         Ok(limit)
@@ -23,7 +23,7 @@ pub fn limit(limit: Option<u32>) -> Result<u32, ApiError> {
 }
 
 /// The `status` filter: one of Writer's three statuses, or none when absent or empty.
-pub fn status(status: Option<&str>) -> Result<Option<WriterStatus>, ApiError> {
+pub(crate) fn status(status: Option<&str>) -> Result<Option<WriterStatus>, ApiError> {
     match status {
         None | Some("") => Ok(None),
         Some(s) => WriterStatus::parse(s).map(Some).ok_or_else(|| {
@@ -36,7 +36,7 @@ pub fn status(status: Option<&str>) -> Result<Option<WriterStatus>, ApiError> {
 }
 
 /// Whether the list runs oldest first: `order=asc`; `desc` (the default) is newest first.
-pub fn ascending(order: Option<&str>) -> Result<bool, ApiError> {
+pub(crate) fn ascending(order: Option<&str>) -> Result<bool, ApiError> {
     match order {
         None | Some("desc") => Ok(false),
         Some("asc") => Ok(true),

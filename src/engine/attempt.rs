@@ -61,7 +61,7 @@ pub(super) async fn run(
 
 /// The chat request for a rendered prompt of `app` with the images of its `attachments`;
 /// `key` identifies the unit of work.
-pub fn chat_request(
+pub(crate) fn chat_request(
     app: &Application,
     prompt: Prompt,
     attachments: Attachments,
