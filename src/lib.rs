@@ -30,7 +30,10 @@
 //!   nothing of this library.
 //! - `crates/bench` (`scriptorium-bench`): the measured figures (real servers, measured over
 //!   HTTP). It depends on this library and on `mock-llm`.
-#![forbid(unsafe_code)]
+//!
+//! Only what `main.rs`, the integration tests and the bench crate use is `pub`; everything
+//! else is `pub(crate)`, so the compiler reports dead code. The lints (no `unsafe`, docs on
+//! public items, clippy) are set once for the workspace, in the root `Cargo.toml`.
 
 pub(crate) mod api;
 pub mod apps;

@@ -10,7 +10,6 @@
 //! Inside: `args` (the flags), `wire` (the OpenAI request and answer shapes), `error` (the
 //! OpenAI error shape), `ledger` (the counters), `admission` (capacity and the in-flight
 //! guard), `chat` and `stream` (the chat route), `text` and `faults`.
-#![forbid(unsafe_code)]
 
 mod admission;
 mod args;
