@@ -23,7 +23,7 @@ pub struct ApiKey(String);
 
 impl ApiKey {
     /// A new random key: `scr_` and 40 hex digits (160 bits).
-    pub fn generate() -> Result<Self, getrandom::Error> {
+    pub(crate) fn generate() -> Result<Self, getrandom::Error> {
         let mut bytes = [0u8; 20];
         getrandom::fill(&mut bytes)?;
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -31,7 +31,7 @@ impl ApiKey {
     }
 
     /// Wraps a key given by the operator.
-    pub fn new(key: String) -> Self {
+    pub(crate) fn new(key: String) -> Self {
         Self(key)
     }
 
@@ -41,12 +41,12 @@ impl ApiKey {
     }
 
     /// Its first characters, safe to list and used to revoke it.
-    pub fn id(&self) -> String {
+    pub(crate) fn id(&self) -> String {
         self.0.chars().take(ID_LEN).collect()
     }
 
     /// What the store keeps.
-    pub fn hash(&self) -> [u8; 32] {
+    pub(crate) fn hash(&self) -> [u8; 32] {
         hash(&self.0)
     }
 }
@@ -81,14 +81,14 @@ pub async fn create_key(
 }
 
 /// Checks keys: the operator's environment key first, then the stored ones.
-pub struct Keys {
+pub(crate) struct Keys {
     store: Arc<dyn Store>,
     env_key: Option<[u8; 32]>,
 }
 
 impl Keys {
     /// A checker over `store`, also accepting `env_key` for the default organisation.
-    pub fn new(store: Arc<dyn Store>, env_key: Option<&ApiKey>) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, env_key: Option<&ApiKey>) -> Self {
         Self {
             store,
             env_key: env_key.map(ApiKey::hash),
@@ -96,7 +96,7 @@ impl Keys {
     }
 
     /// The organisation `key` belongs to, or `None` if it is unknown or revoked.
-    pub async fn authenticate(&self, key: &str) -> Result<Option<String>, StoreError> {
+    pub(crate) async fn authenticate(&self, key: &str) -> Result<Option<String>, StoreError> {
         let hashed = hash(key);
         if self.env_key == Some(hashed) {
             return Ok(Some(DEFAULT_ORG.to_owned()));

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `keys`, `apps validate`, `bench`, `mock-llm`. Each subcommand parses its
+//! The command line: `serve`, `keys`, `apps validate`, `migrate`. Each subcommand parses its
 //! arguments and calls one library function; output meant for scripts goes to stdout.
 
 use std::path::PathBuf;
@@ -9,7 +9,6 @@ use tokio::net::TcpListener;
 
 use crate::apps::Registry;
 use crate::auth::{DEFAULT_ORG, create_key};
-use crate::bench::{BenchArgs, run_bench};
 use crate::config::{Database, ServeOptions, Settings};
 use crate::server::{Server, open_store};
 use crate::store::rfc3339;
@@ -48,10 +47,6 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Measure intake, burn-down, wake-up latency and reads at scale.
-    Bench(BenchArgs),
-    /// Run an OpenAI-compatible mock model server for tests and benchmarks.
-    MockLlm(crate::mockllm::MockLlmArgs),
 }
 
 #[derive(Subcommand)]
@@ -120,8 +115,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: AppsCommand::Validate { dir },
         } => validate_apps(&dir),
         Command::Migrate { db } => migrate(&db).await,
-        Command::Bench(args) => run_bench(args).await,
-        Command::MockLlm(args) => mock_llm(args).await,
     }
 }
 
@@ -135,16 +128,6 @@ async fn serve(options: ServeOptions, config: Option<PathBuf>) -> anyhow::Result
     tracing::info!(address = %server.local_addr()?, "scriptorium is serving");
     server.run(shutdown).await?;
     tracing::info!("stopped");
-    Ok(())
-}
-
-async fn mock_llm(args: crate::mockllm::MockLlmArgs) -> anyhow::Result<()> {
-    let shutdown = shutdown_signal()?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(address = %listener.local_addr()?, "mock-llm is serving");
-    crate::mockllm::serve(args, listener, shutdown).await?;
     Ok(())
 }
 

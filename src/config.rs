@@ -124,7 +124,7 @@ impl std::fmt::Debug for Database {
 }
 
 /// `url` with any password replaced by `***`.
-pub fn redact_password(url: &str) -> String {
+pub(crate) fn redact_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -139,7 +139,7 @@ pub fn redact_password(url: &str) -> String {
 
 impl Database {
     /// Parses `sqlite://PATH` or `postgres://…`; without a URL, the file in the data directory.
-    pub fn parse(url: Option<&str>, data_dir: &Path) -> Result<Self, SettingsError> {
+    pub(crate) fn parse(url: Option<&str>, data_dir: &Path) -> Result<Self, SettingsError> {
         let Some(url) = url else {
             return Ok(Self::Sqlite(data_dir.join("scriptorium.db")));
         };
@@ -176,29 +176,29 @@ pub enum SettingsError {
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// Address to listen on.
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// Directory for state.
-    pub data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
     /// Directory of application files.
-    pub apps_dir: PathBuf,
+    pub(crate) apps_dir: PathBuf,
     /// Where the jobs live.
-    pub database: Database,
+    pub(crate) database: Database,
     /// How SQLite commits.
-    pub sqlite_sync: Durability,
+    pub(crate) sqlite_sync: Durability,
     /// The engine's pacing.
-    pub engine: EngineSettings,
+    pub(crate) engine: EngineSettings,
     /// The model providers by name, with their API keys read from the environment.
-    pub providers: BTreeMap<String, ProviderConfig>,
+    pub(crate) providers: BTreeMap<String, ProviderConfig>,
     /// Largest request body (uploads excepted).
-    pub max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
     /// The limits each HTTP connection is held to.
-    pub http: HttpLimits,
+    pub(crate) http: HttpLimits,
     /// Upload size and per-organisation quota.
-    pub file_limits: FileLimits,
+    pub(crate) file_limits: FileLimits,
     /// Where uploaded files' bytes live.
-    pub file_storage: BlobConfig,
+    pub(crate) file_storage: BlobConfig,
     /// A key accepted for the default organisation (`SCRIPTORIUM_API_KEY`); never printed.
-    pub api_key: Option<ApiKey>,
+    pub(crate) api_key: Option<ApiKey>,
 }
 
 impl Settings {

@@ -19,24 +19,29 @@
 //!   store), text extraction in the background, and the files and images jobs give models.
 //! - [`providers`]: the model backends, a closed enum (OpenAI-compatible servers, Writer's chat
 //!   API, the deterministic mock), each behind a gate that enforces its limits.
-//! - [`mockllm`]: `scriptorium mock-llm`, an OpenAI-compatible mock model server with seeded
-//!   faults, latency and capacity, for tests and benchmarks. Never touches the store.
 //! - [`store`]: every SQL statement, behind the [`store::Store`] trait (SQLite or PostgreSQL).
 //! - [`config`]: one typed [`config::Settings`] from defaults, file, environment and flags.
 //! - [`server`]: assembles the parts and runs them until shutdown.
-//! - [`bench`]: `scriptorium bench`, the measured figures (a real server, measured over HTTP).
 //! - [`cli`]: the subcommands; `main.rs` only dispatches to it.
-#![forbid(unsafe_code)]
+//!
+//! Beside this crate, in the same workspace, and never depended on by it:
+//! - `crates/mock-llm` (`mock-llm`): an OpenAI-compatible mock model server with seeded
+//!   faults, latency and capacity, for tests and benchmarks. It stands alone: it depends on
+//!   nothing of this library.
+//! - `crates/bench` (`scriptorium-bench`): the measured figures (real servers, measured over
+//!   HTTP). It depends on this library and on `mock-llm`.
+//!
+//! Only what `main.rs`, the integration tests and the bench crate use is `pub`; everything
+//! else is `pub(crate)`, so the compiler reports dead code. The lints (no `unsafe`, docs on
+//! public items, clippy) are set once for the workspace, in the root `Cargo.toml`.
 
-pub mod api;
+pub(crate) mod api;
 pub mod apps;
 pub mod auth;
-pub mod bench;
 pub mod cli;
 pub mod config;
-pub mod engine;
+pub(crate) mod engine;
 pub mod files;
-pub mod mockllm;
 pub mod providers;
 pub mod server;
 pub mod store;

@@ -24,15 +24,18 @@ use crate::providers::ProviderError;
 
 /// The body of a generate request, sync or async: `{inputs: [{id, value}], stream?}`.
 #[derive(Deserialize)]
-pub struct GenerateBody {
+pub(crate) struct GenerateBody {
     /// Kept raw so that validation can name the input at fault.
-    pub inputs: Option<serde_json::Value>,
+    pub(crate) inputs: Option<serde_json::Value>,
     /// Stream the answer as server-sent events.
-    pub stream: Option<bool>,
+    pub(crate) stream: Option<bool>,
 }
 
 /// The deployed application `id`, or a 404.
-pub fn served_app<'a>(state: &'a AppState, id: &str) -> Result<&'a Arc<Application>, ApiError> {
+pub(crate) fn served_app<'a>(
+    state: &'a AppState,
+    id: &str,
+) -> Result<&'a Arc<Application>, ApiError> {
     state.apps.get(id).ok_or_else(|| {
         ApiError::not_found("application.not_found", format!("no application '{id}'"))
     })
@@ -40,7 +43,7 @@ pub fn served_app<'a>(state: &'a AppState, id: &str) -> Result<&'a Arc<Applicati
 
 /// The inputs of a generate request, checked against `app` and, for file and media inputs,
 /// against the files of `org` they name: every refusal is a 400 naming the input.
-pub async fn checked_inputs(
+pub(crate) async fn checked_inputs(
     state: &AppState,
     org: &str,
     app: &Application,
@@ -58,7 +61,7 @@ pub async fn checked_inputs(
 
 /// The query of the applications list.
 #[derive(Deserialize)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     order: Option<String>,
     before: Option<String>,
     after: Option<String>,
@@ -69,7 +72,7 @@ pub struct ListQuery {
 
 /// `GET /v1/applications`: deployed applications by creation time, newest first unless
 /// `order=asc`, paged with `after`/`before` cursors (application ids).
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     _: Principal,
     WQuery(q): WQuery<ListQuery>,
@@ -124,7 +127,7 @@ pub async fn list(
 }
 
 /// `GET /v1/applications/{application_id}`.
-pub async fn retrieve(
+pub(crate) async fn retrieve(
     State(state): State<AppState>,
     _: Principal,
     WPath(id): WPath<String>,
@@ -134,7 +137,7 @@ pub async fn retrieve(
 }
 
 /// `POST /v1/applications/{application_id}`: generates now, whole or streamed.
-pub async fn generate(
+pub(crate) async fn generate(
     State(state): State<AppState>,
     principal: Principal,
     WPath(id): WPath<String>,
@@ -224,7 +227,7 @@ fn provider_error(e: &ProviderError) -> ApiError {
 }
 
 /// `GET /v1/applications/{application_id}/graphs`.
-pub async fn graphs(
+pub(crate) async fn graphs(
     State(state): State<AppState>,
     principal: Principal,
     WPath(id): WPath<String>,
@@ -236,12 +239,12 @@ pub async fn graphs(
 
 /// The body of a graph list update.
 #[derive(Deserialize)]
-pub struct GraphsBody {
+pub(crate) struct GraphsBody {
     graph_ids: Vec<String>,
 }
 
 /// A graph id in canonical form; graph ids are UUIDs.
-pub fn graph_id(raw: &str) -> Result<String, ApiError> {
+pub(crate) fn graph_id(raw: &str) -> Result<String, ApiError> {
     let parsed = uuid::Uuid::parse_str(raw).map_err(|_| {
         ApiError::bad_request(
             "graphs.invalid_id",
@@ -252,7 +255,7 @@ pub fn graph_id(raw: &str) -> Result<String, ApiError> {
 }
 
 /// `PUT /v1/applications/{application_id}/graphs`: replaces the list; ids must be UUIDs.
-pub async fn set_graphs(
+pub(crate) async fn set_graphs(
     State(state): State<AppState>,
     principal: Principal,
     WPath(id): WPath<String>,

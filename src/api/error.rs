@@ -13,7 +13,7 @@ use crate::store::StoreError;
 
 /// An error answer: status, a machine key and a human description.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     key: &'static str,
     description: String,
@@ -21,7 +21,11 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with this status, key and description.
-    pub fn new(status: StatusCode, key: &'static str, description: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        status: StatusCode,
+        key: &'static str,
+        description: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             key,
@@ -30,17 +34,17 @@ impl ApiError {
     }
 
     /// 400: the request is wrong.
-    pub fn bad_request(key: &'static str, description: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(key: &'static str, description: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, key, description)
     }
 
     /// 404: no such thing (for this organisation).
-    pub fn not_found(key: &'static str, description: impl Into<String>) -> Self {
+    pub(crate) fn not_found(key: &'static str, description: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, key, description)
     }
 
     /// 401: no key, or not a valid one.
-    pub fn unauthorized(description: impl Into<String>) -> Self {
+    pub(crate) fn unauthorized(description: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "auth.invalid_key", description)
     }
 }
@@ -119,12 +123,12 @@ impl From<StoreError> for ApiError {
 }
 
 /// The answer to a path no route matches.
-pub async fn unknown_path() -> ApiError {
+pub(crate) async fn unknown_path() -> ApiError {
     ApiError::not_found("route.not_found", "no such route")
 }
 
 /// The answer to a known path with the wrong method.
-pub async fn wrong_method() -> ApiError {
+pub(crate) async fn wrong_method() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "route.method_not_allowed",

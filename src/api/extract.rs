@@ -14,9 +14,9 @@ use crate::server::connections::BodyTimedOut;
 
 /// The authenticated caller: the organisation its key belongs to.
 #[derive(Clone, Debug)]
-pub struct Principal {
+pub(crate) struct Principal {
     /// The organisation; every job read or written is scoped to it.
-    pub org: String,
+    pub(crate) org: String,
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -42,7 +42,7 @@ impl FromRequestParts<AppState> for Principal {
 
 /// `axum::Json`, rejecting in Writer's error shape; a body holding a NUL character (which no
 /// field accepts) is a 400, and one that stalls is a 408.
-pub struct WJson<T>(pub T);
+pub(crate) struct WJson<T>(pub(crate) T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for WJson<T> {
     type Rejection = ApiError;
@@ -122,7 +122,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 }
 
 /// `axum::extract::Query`, rejecting in Writer's error shape.
-pub struct WQuery<T>(pub T);
+pub(crate) struct WQuery<T>(pub(crate) T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for WQuery<T> {
     type Rejection = ApiError;
@@ -140,7 +140,7 @@ fn query_rejection(rejection: QueryRejection) -> ApiError {
 }
 
 /// `axum::extract::Path`, rejecting in Writer's error shape.
-pub struct WPath<T>(pub T);
+pub(crate) struct WPath<T>(pub(crate) T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for WPath<T> {
     type Rejection = ApiError;

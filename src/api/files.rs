@@ -21,14 +21,14 @@ use crate::store::FileQuery;
 
 /// The query of an upload.
 #[derive(Deserialize)]
-pub struct UploadQuery {
+pub(crate) struct UploadQuery {
     #[serde(rename = "graphId")]
     graph_id: Option<String>,
 }
 
 /// `POST /v1/files`: the body is the file's bytes, its name comes from `Content-Disposition`
 /// and its type from the name and the bytes (never from `Content-Type`).
-pub async fn upload(
+pub(crate) async fn upload(
     State(state): State<AppState>,
     principal: Principal,
     WQuery(query): WQuery<UploadQuery>,
@@ -108,7 +108,7 @@ fn upload_error(e: UploadError) -> ApiError {
 
 /// The query of the files list.
 #[derive(Deserialize)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     before: Option<String>,
     after: Option<String>,
     limit: Option<u32>,
@@ -120,7 +120,7 @@ pub struct ListQuery {
 
 /// `GET /v1/files`: newest first unless `order=asc`, paged with `after`/`before` cursors
 /// (file ids), filtered by `status`, `file_types` (comma-separated extensions) and `graph_id`.
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     principal: Principal,
     WQuery(q): WQuery<ListQuery>,
@@ -183,7 +183,7 @@ pub async fn list(
 }
 
 /// `GET /v1/files/{file_id}`.
-pub async fn retrieve(
+pub(crate) async fn retrieve(
     State(state): State<AppState>,
     principal: Principal,
     WPath(id): WPath<String>,
@@ -195,7 +195,7 @@ pub async fn retrieve(
 }
 
 /// `GET /v1/files/{file_id}/download`: the bytes as uploaded, with the file's MIME type.
-pub async fn download(
+pub(crate) async fn download(
     State(state): State<AppState>,
     principal: Principal,
     WPath(id): WPath<String>,
@@ -231,7 +231,7 @@ fn attachment(name: &str) -> String {
 }
 
 /// `DELETE /v1/files/{file_id}`. Jobs that still need the file fail when they run.
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<AppState>,
     principal: Principal,
     WPath(id): WPath<String>,
@@ -245,13 +245,13 @@ pub async fn delete(
 
 /// The body of a retry: `{file_ids: [...]}`.
 #[derive(Deserialize)]
-pub struct RetryBody {
+pub(crate) struct RetryBody {
     file_ids: Vec<String>,
 }
 
 /// `POST /v1/files/retry`: processes again those of the files that failed; `{success: true}`
 /// whether or not any did.
-pub async fn retry(
+pub(crate) async fn retry(
     State(state): State<AppState>,
     principal: Principal,
     WJson(body): WJson<RetryBody>,

@@ -17,7 +17,7 @@ const MAX_PAGE: u64 = 1000;
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// `POST /v1/applications/{application_id}/jobs`: validates and stores a job; 202 once durable.
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     principal: Principal,
     WPath(application_id): WPath<String>,
@@ -60,7 +60,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// `GET /v1/applications/jobs/{job_id}`.
-pub async fn retrieve(
+pub(crate) async fn retrieve(
     State(state): State<AppState>,
     principal: Principal,
     WPath(job_id): WPath<String>,
@@ -73,7 +73,7 @@ pub async fn retrieve(
 
 /// The query of the jobs list.
 #[derive(Deserialize)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     status: Option<String>,
     offset: Option<u64>,
     limit: Option<u64>,
@@ -81,7 +81,7 @@ pub struct ListQuery {
 
 /// `GET /v1/applications/{application_id}/jobs`: newest first, always with `totalCount` and
 /// `pagination`, which the Python SDK needs to page on.
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     principal: Principal,
     WPath(application_id): WPath<String>,
@@ -115,7 +115,7 @@ pub async fn list(
 
 /// `POST /v1/applications/jobs/{job_id}/retry`: a failed job starts a fresh series of
 /// attempts (202); any other job is a 400, never a 409 (which the SDKs would retry).
-pub async fn retry(
+pub(crate) async fn retry(
     State(state): State<AppState>,
     principal: Principal,
     WPath(job_id): WPath<String>,

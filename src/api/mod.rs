@@ -21,8 +21,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
-pub use error::ApiError;
-pub use extract::Principal;
+pub(crate) use error::ApiError;
 
 use crate::apps::Registry;
 use crate::auth::Keys;
@@ -32,22 +31,22 @@ use crate::store::Store;
 
 /// What every handler can reach.
 #[derive(Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     /// Durable state.
-    pub store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     /// The applications served.
-    pub apps: Arc<Registry>,
+    pub(crate) apps: Arc<Registry>,
     /// The model providers, for synchronous generation.
-    pub providers: Arc<Providers>,
+    pub(crate) providers: Arc<Providers>,
     /// The key checker.
-    pub keys: Arc<Keys>,
+    pub(crate) keys: Arc<Keys>,
     /// Uploaded files.
-    pub files: Files,
+    pub(crate) files: Files,
 }
 
 /// The whole router. Request bodies over `max_body_bytes` answer 413, except uploads, which
 /// read their raw body themselves and are held to the files' own limit.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/v1/files", get(files::list).post(files::upload))
         .route("/v1/files/retry", post(files::retry))

@@ -10,13 +10,13 @@ use crate::providers::BackendView;
 
 /// `{"providers": [...]}`.
 #[derive(Serialize)]
-pub struct ProvidersView {
+pub(crate) struct ProvidersView {
     providers: Vec<BackendView>,
 }
 
 /// `GET /v1/scriptorium/providers`: each provider's limits, load, 429 pause, circuit state,
 /// errors by class and tokens used.
-pub async fn providers(State(state): State<AppState>, _: Principal) -> Json<ProvidersView> {
+pub(crate) async fn providers(State(state): State<AppState>, _: Principal) -> Json<ProvidersView> {
     Json(ProvidersView {
         providers: state.providers.views(),
     })

@@ -11,7 +11,7 @@ const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 100;
 
 /// The page size: `limit` up to 100; 50 when absent or 0 (as Writer's clients expect).
-pub fn limit(limit: Option<u32>) -> u32 {
+pub(crate) fn limit(limit: Option<u32>) -> u32 {
     match limit {
         None | Some(0) => DEFAULT_PAGE,
         Some(limit) => limit.min(MAX_PAGE),
@@ -19,7 +19,7 @@ pub fn limit(limit: Option<u32>) -> u32 {
 }
 
 /// The `status` filter: one of Writer's three statuses, or none when absent or empty.
-pub fn status(status: Option<&str>) -> Result<Option<WriterStatus>, ApiError> {
+pub(crate) fn status(status: Option<&str>) -> Result<Option<WriterStatus>, ApiError> {
     match status {
         None | Some("") => Ok(None),
         Some(s) => WriterStatus::parse(s).map(Some).ok_or_else(|| {
@@ -32,7 +32,7 @@ pub fn status(status: Option<&str>) -> Result<Option<WriterStatus>, ApiError> {
 }
 
 /// Whether the list runs oldest first: `order=asc`; `desc` (the default) is newest first.
-pub fn ascending(order: Option<&str>) -> Result<bool, ApiError> {
+pub(crate) fn ascending(order: Option<&str>) -> Result<bool, ApiError> {
     match order {
         None | Some("desc") => Ok(false),
         Some("asc") => Ok(true),

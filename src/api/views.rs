@@ -8,7 +8,7 @@ use crate::store::{FileRecord, Inserted, JobRecord, JobState, rfc3339};
 
 /// A job, as `GET /v1/applications/jobs/{id}` and the list show it.
 #[derive(Serialize)]
-pub struct JobView {
+pub(crate) struct JobView {
     id: String,
     status: &'static str,
     application_id: String,
@@ -75,7 +75,7 @@ impl From<JobRecord> for JobView {
 
 /// `{prompt_tokens, completion_tokens, total_tokens}`.
 #[derive(Serialize)]
-pub struct UsageView {
+pub(crate) struct UsageView {
     prompt_tokens: u32,
     completion_tokens: u32,
     total_tokens: u32,
@@ -83,15 +83,15 @@ pub struct UsageView {
 
 /// A generation result: `{title?, suggestion}`.
 #[derive(Serialize)]
-pub struct ResultView {
+pub(crate) struct ResultView {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    pub suggestion: String,
+    pub(crate) title: Option<String>,
+    pub(crate) suggestion: String,
 }
 
 /// The answer to a create or a retry: `{id, status, created_at}`.
 #[derive(Serialize)]
-pub struct JobAcceptedView {
+pub(crate) struct JobAcceptedView {
     id: String,
     status: &'static str,
     created_at: String,
@@ -109,23 +109,23 @@ impl From<Inserted> for JobAcceptedView {
 
 /// A page of jobs: `{result, totalCount, pagination: {offset, limit}}`.
 #[derive(Serialize)]
-pub struct JobListView {
-    pub result: Vec<JobView>,
+pub(crate) struct JobListView {
+    pub(crate) result: Vec<JobView>,
     #[serde(rename = "totalCount")]
-    pub total_count: u64,
-    pub pagination: PaginationView,
+    pub(crate) total_count: u64,
+    pub(crate) pagination: PaginationView,
 }
 
 /// The offset and limit a job page was read with.
 #[derive(Serialize)]
-pub struct PaginationView {
-    pub offset: u64,
-    pub limit: u64,
+pub(crate) struct PaginationView {
+    pub(crate) offset: u64,
+    pub(crate) limit: u64,
 }
 
 /// An application: `{id, name, type, status, inputs, created_at, updated_at, last_deployed_at?}`.
 #[derive(Serialize)]
-pub struct ApplicationView<'a> {
+pub(crate) struct ApplicationView<'a> {
     id: &'a str,
     name: &'a str,
     #[serde(rename = "type")]
@@ -160,25 +160,25 @@ impl<'a> From<&'a Application> for ApplicationView<'a> {
 
 /// A cursor page of applications: `{data, has_more, first_id?, last_id?}`.
 #[derive(Serialize)]
-pub struct ApplicationListView<'a> {
-    pub data: Vec<ApplicationView<'a>>,
-    pub has_more: bool,
+pub(crate) struct ApplicationListView<'a> {
+    pub(crate) data: Vec<ApplicationView<'a>>,
+    pub(crate) has_more: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub first_id: Option<&'a str>,
+    pub(crate) first_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_id: Option<&'a str>,
+    pub(crate) last_id: Option<&'a str>,
 }
 
 /// `{graph_ids: [...]}`.
 #[derive(Serialize)]
-pub struct GraphsView {
-    pub graph_ids: Vec<String>,
+pub(crate) struct GraphsView {
+    pub(crate) graph_ids: Vec<String>,
 }
 
 /// A file, as the Files API shows it: Writer's `{id, created_at, name, graph_ids, status}`
 /// plus our own `type`, `size` and, once failed, `error`.
 #[derive(Serialize)]
-pub struct FileView {
+pub(crate) struct FileView {
     id: String,
     created_at: String,
     name: String,
@@ -211,18 +211,18 @@ impl From<FileRecord> for FileView {
 
 /// A cursor page of files.
 #[derive(Serialize)]
-pub struct FileListView {
-    pub data: Vec<FileView>,
-    pub has_more: bool,
+pub(crate) struct FileListView {
+    pub(crate) data: Vec<FileView>,
+    pub(crate) has_more: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub first_id: Option<String>,
+    pub(crate) first_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_id: Option<String>,
+    pub(crate) last_id: Option<String>,
 }
 
 /// The answer to a delete.
 #[derive(Serialize)]
-pub struct DeletedView {
-    pub id: String,
-    pub deleted: bool,
+pub(crate) struct DeletedView {
+    pub(crate) id: String,
+    pub(crate) deleted: bool,
 }

@@ -46,8 +46,8 @@ struct RawInput {
 
 /// A successfully loaded application and the file line of its `id`.
 pub(crate) struct Loaded {
-    pub app: Application,
-    pub id_line: usize,
+    pub(crate) app: Application,
+    pub(crate) id_line: usize,
 }
 
 /// Reads and validates one application file.

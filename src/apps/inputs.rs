@@ -25,7 +25,7 @@ pub struct Inputs(pub BTreeMap<String, Vec<String>>);
 
 impl Inputs {
     /// The values given for `name` (empty when not given or not declared).
-    pub fn values(&self, name: &str) -> &[String] {
+    pub(crate) fn values(&self, name: &str) -> &[String] {
         self.0.get(name).map(Vec::as_slice).unwrap_or_default()
     }
 }
@@ -33,11 +33,11 @@ impl Inputs {
 /// Why a generate request's `inputs` were refused; `message` is meant for the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
-pub struct InputError {
+pub(crate) struct InputError {
     /// The input the error is about, when it is about one.
-    pub input: Option<String>,
+    pub(crate) input: Option<String>,
     /// A human-readable message that names the input.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl InputError {

@@ -22,18 +22,16 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-pub use inputs::{InputError, Inputs};
-pub use registry::{LoadError, Registry};
-pub use render::{InputFile, InputFiles, Prompt, RenderError};
-pub use spec::{
-    DropdownOptions, FileOptions, InputOptions, InputSpec, InputType, MediaOptions, TextOptions,
-    UploadType,
-};
+pub(crate) use inputs::InputError;
+pub use inputs::Inputs;
+pub(crate) use registry::{LoadError, Registry};
+pub(crate) use render::{InputFile, InputFiles, Prompt, RenderError};
+pub(crate) use spec::{InputOptions, InputSpec, InputType};
 
 /// Whether an application is served (`deployed`) or only loaded and validated (`draft`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum AppStatus {
+pub(crate) enum AppStatus {
     /// Served by the API.
     Deployed,
     /// Loaded and validated, but not served.
@@ -65,54 +63,61 @@ impl Default for RetryPolicy {
 
 /// One loaded application: its metadata, declared inputs, model settings and templates.
 #[derive(Debug)]
-pub struct Application {
+pub(crate) struct Application {
     /// URL-safe id (`[A-Za-z0-9_-]+`), unique across the folder.
-    pub id: String,
+    pub(crate) id: String,
     /// Display name.
-    pub name: String,
+    pub(crate) name: String,
     /// Deployed (served) or draft (not served).
-    pub status: AppStatus,
+    pub(crate) status: AppStatus,
     /// Declared inputs, in file order.
-    pub inputs: Vec<InputSpec>,
+    pub(crate) inputs: Vec<InputSpec>,
     /// From `created_at` in the file, else the file's modification time.
-    pub created_at: SystemTime,
+    pub(crate) created_at: SystemTime,
     /// The file's modification time (never earlier than `created_at`).
-    pub updated_at: SystemTime,
+    pub(crate) updated_at: SystemTime,
     /// Name of the model provider to use (checked by the server); `"default"` unless set.
-    pub provider: String,
+    pub(crate) provider: String,
     /// Model to ask the provider for, if the application sets one.
-    pub model: Option<String>,
+    pub(crate) model: Option<String>,
     /// Sampling temperature (0..=2), if set.
-    pub temperature: Option<f32>,
+    pub(crate) temperature: Option<f32>,
     /// Output token limit (> 0), if set.
-    pub max_tokens: Option<u32>,
+    pub(crate) max_tokens: Option<u32>,
     /// How failed generations are retried.
-    pub retry: RetryPolicy,
+    pub(crate) retry: RetryPolicy,
     templates: render::Templates,
 }
 
 impl Application {
     /// Whether the application is served by the API.
-    pub fn is_deployed(&self) -> bool {
+    pub(crate) fn is_deployed(&self) -> bool {
         self.status == AppStatus::Deployed
     }
 
     /// Validates the `inputs` array of a generate request (the JSON value of its `"inputs"`
     /// field, or `None` when absent). The result maps every declared input to its values.
-    pub fn validate_inputs(&self, raw: Option<&serde_json::Value>) -> Result<Inputs, InputError> {
+    pub(crate) fn validate_inputs(
+        &self,
+        raw: Option<&serde_json::Value>,
+    ) -> Result<Inputs, InputError> {
         inputs::validate(&self.inputs, raw)
     }
 
     /// Renders the application's templates with `inputs` and the `files` of its file and
     /// media inputs. Declared inputs missing from either render as empty lists; undeclared
     /// entries are ignored.
-    pub fn render(&self, inputs: &Inputs, files: &InputFiles) -> Result<Prompt, RenderError> {
+    pub(crate) fn render(
+        &self,
+        inputs: &Inputs,
+        files: &InputFiles,
+    ) -> Result<Prompt, RenderError> {
         self.templates.render(&self.inputs, inputs, files)
     }
 
     /// The declared file and media inputs with the file ids given to each, in declaration
     /// order (inputs given no file are left out).
-    pub fn file_inputs<'a>(
+    pub(crate) fn file_inputs<'a>(
         &'a self,
         inputs: &'a Inputs,
     ) -> impl Iterator<Item = (&'a InputSpec, &'a [String])> {

@@ -10,7 +10,7 @@ use super::definition::load_file;
 
 /// Every application loaded from a folder, sorted by `(created_at, id)`.
 #[derive(Debug, Clone, Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     all: Vec<Arc<Application>>,
     deployed: Vec<Arc<Application>>,
     by_id: HashMap<String, Arc<Application>>,
@@ -22,14 +22,14 @@ pub struct Registry {
 #[error("{}", problems.join("\n"))]
 pub struct LoadError {
     /// The problems, in file name order.
-    pub problems: Vec<String>,
+    pub(crate) problems: Vec<String>,
 }
 
 impl Registry {
     /// Loads and validates every `*.toml` file directly inside `dir` (other files, hidden files
     /// and subfolders are ignored). Fails with every problem found, across all files.
     /// An empty folder gives an empty registry; a missing or unreadable folder is an error.
-    pub fn load_dir(dir: &Path) -> Result<Registry, LoadError> {
+    pub(crate) fn load_dir(dir: &Path) -> Result<Registry, LoadError> {
         let mut problems = Vec::new();
         let paths = app_files(dir, &mut problems)?;
         let mut loaded: Vec<Application> = Vec::new();
@@ -81,29 +81,19 @@ impl Registry {
     }
 
     /// The deployed application with this id; `None` for unknown ids and for drafts.
-    pub fn get(&self, id: &str) -> Option<&Arc<Application>> {
+    pub(crate) fn get(&self, id: &str) -> Option<&Arc<Application>> {
         self.by_id.get(id)
     }
 
     /// The deployed applications, sorted by `(created_at, id)` ascending.
-    pub fn deployed(&self) -> &[Arc<Application>] {
+    pub(crate) fn deployed(&self) -> &[Arc<Application>] {
         &self.deployed
     }
 
     /// Every loaded application, drafts included, sorted by `(created_at, id)` ascending
     /// (e.g. to check that every application's provider exists).
-    pub fn all(&self) -> &[Arc<Application>] {
+    pub(crate) fn all(&self) -> &[Arc<Application>] {
         &self.all
-    }
-
-    /// How many applications were loaded, drafts included.
-    pub fn len(&self) -> usize {
-        self.all.len()
-    }
-
-    /// Whether no application was loaded at all.
-    pub fn is_empty(&self) -> bool {
-        self.all.is_empty()
     }
 }
 

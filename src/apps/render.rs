@@ -15,36 +15,36 @@ use super::spec::InputSpec;
 
 /// A file given to a file or media input, as templates see it: `{id, name, type, text}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct InputFile {
+pub(crate) struct InputFile {
     /// The file's id.
-    pub id: String,
+    pub(crate) id: String,
     /// The name it was uploaded with.
-    pub name: String,
+    pub(crate) name: String,
     /// Its type, as a canonical extension (`pdf`, `png`, ...).
     #[serde(rename = "type")]
-    pub kind: String,
+    pub(crate) kind: String,
     /// Its extracted text (empty for images).
-    pub text: String,
+    pub(crate) text: String,
 }
 
 /// The files of each file and media input, by input name, in the order given.
-pub type InputFiles = BTreeMap<String, Vec<InputFile>>;
+pub(crate) type InputFiles = BTreeMap<String, Vec<InputFile>>;
 
 /// The texts produced by rendering an application's templates for one set of inputs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Prompt {
+pub(crate) struct Prompt {
     /// The rendered `system` template, when the application has one and it is not blank.
-    pub system: Option<String>,
+    pub(crate) system: Option<String>,
     /// The rendered `prompt` template: the user message sent to the model (never blank).
-    pub user: String,
+    pub(crate) user: String,
     /// The rendered `title` template, when the application has one and it is not blank.
-    pub title: Option<String>,
+    pub(crate) title: Option<String>,
 }
 
 /// Why rendering failed (a template error, or a prompt that rendered blank).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct RenderError(pub String);
+pub(crate) struct RenderError(pub(crate) String);
 
 /// Which template of an application; also its name inside the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,10 +67,10 @@ impl Field {
 /// One template source as read from an application file.
 #[derive(Debug, Clone)]
 pub(crate) struct Source {
-    pub field: Field,
-    pub text: String,
+    pub(crate) field: Field,
+    pub(crate) text: String,
     /// The file line on which the template's first line sits.
-    pub first_line: usize,
+    pub(crate) first_line: usize,
 }
 
 impl Source {

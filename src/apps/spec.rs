@@ -11,25 +11,25 @@ use serde::{Deserialize, Serialize};
 /// Serialises to `{name, input_type, required, description?, options?}`; `description` and
 /// `options` are omitted when absent (an empty `options: {}` would fail the SDKs' validation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InputSpec {
+pub(crate) struct InputSpec {
     /// The input's name, which is what a client passes as `inputs[].id`.
-    pub name: String,
+    pub(crate) name: String,
     /// What kind of value the input takes.
-    pub input_type: InputType,
+    pub(crate) input_type: InputType,
     /// Whether a generate request must give at least one (non-blank) value.
-    pub required: bool,
+    pub(crate) required: bool,
     /// Human-readable explanation of the input, shown by clients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
+    pub(crate) description: Option<String>,
     /// Type-specific options; always the variant matching `input_type`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub options: Option<InputOptions>,
+    pub(crate) options: Option<InputOptions>,
 }
 
 /// The kind of an input, serialised in lowercase (`text`, `dropdown`, `file`, `media`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum InputType {
+pub(crate) enum InputType {
     /// Free text; possibly several values (fields).
     Text,
     /// One value chosen from a fixed list.
@@ -42,12 +42,12 @@ pub enum InputType {
 
 impl InputType {
     /// Whether values are ids of uploaded files (`file` and `media`).
-    pub fn takes_files(self) -> bool {
+    pub(crate) fn takes_files(self) -> bool {
         matches!(self, InputType::File | InputType::Media)
     }
 
     /// The wire name of the type (`"text"`, `"dropdown"`, `"file"` or `"media"`).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             InputType::Text => "text",
             InputType::Dropdown => "dropdown",
@@ -66,7 +66,7 @@ impl std::fmt::Display for InputType {
 /// Type-specific options of an input, serialised UNTAGGED: only the variant's own fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum InputOptions {
+pub(crate) enum InputOptions {
     /// Options of a `text` input.
     Text(TextOptions),
     /// Options of a `dropdown` input.
@@ -80,41 +80,41 @@ pub enum InputOptions {
 /// `{min_fields, max_fields}`: how many values a text input takes when given.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TextOptions {
+pub(crate) struct TextOptions {
     /// Fewest values accepted when the input is given (0 ..= `max_fields`).
-    pub min_fields: u32,
+    pub(crate) min_fields: u32,
     /// Most values accepted (at least 1).
-    pub max_fields: u32,
+    pub(crate) max_fields: u32,
 }
 
 /// `{list}`: the choices of a dropdown input (non-empty, unique, non-blank).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DropdownOptions {
+pub(crate) struct DropdownOptions {
     /// The accepted values, in display order.
-    pub list: Vec<String>,
+    pub(crate) list: Vec<String>,
 }
 
 /// `{file_types, max_file_size_mb, max_files, max_word_count, upload_types}` of a file input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileOptions {
+pub(crate) struct FileOptions {
     /// Accepted file extensions, e.g. `["pdf", "docx"]`.
-    pub file_types: Vec<String>,
+    pub(crate) file_types: Vec<String>,
     /// Largest accepted file, in megabytes (> 0).
-    pub max_file_size_mb: u32,
+    pub(crate) max_file_size_mb: u32,
     /// Most files accepted for this input (> 0).
-    pub max_files: u32,
+    pub(crate) max_files: u32,
     /// Most words accepted in a text file (> 0).
-    pub max_word_count: u32,
+    pub(crate) max_word_count: u32,
     /// How a client may provide files (non-empty).
-    pub upload_types: Vec<UploadType>,
+    pub(crate) upload_types: Vec<UploadType>,
 }
 
 /// How a client may provide a file: by URL or by Files API id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum UploadType {
+pub(crate) enum UploadType {
     /// `"url"`
     Url,
     /// `"file_id"`
@@ -124,11 +124,11 @@ pub enum UploadType {
 /// `{file_types, max_image_size_mb}` of a media (image) input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MediaOptions {
+pub(crate) struct MediaOptions {
     /// Accepted image types, e.g. `["png", "jpg"]`.
-    pub file_types: Vec<String>,
+    pub(crate) file_types: Vec<String>,
     /// Largest accepted image, in megabytes (> 0).
-    pub max_image_size_mb: u32,
+    pub(crate) max_image_size_mb: u32,
 }
 
 /// The field list of each variant, for error messages.

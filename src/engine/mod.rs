@@ -29,7 +29,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-pub use attempt::{PrepareError, Prepared, prepare};
+pub(crate) use attempt::{PrepareError, prepare};
 
 use crate::apps::Registry;
 use crate::files::Files;
@@ -41,21 +41,21 @@ const MAX_COMPLETION_BATCH: usize = 4096;
 
 /// How the engine paces itself.
 #[derive(Clone, Copy, Debug)]
-pub struct EngineSettings {
+pub(crate) struct EngineSettings {
     /// Jobs in flight on this node at most; 0 makes a node that only serves the API.
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Jobs claimed in one statement at most.
-    pub claim_batch: usize,
+    pub(crate) claim_batch: usize,
     /// How long a claim holds without a heartbeat.
-    pub lease: Duration,
+    pub(crate) lease: Duration,
     /// How often to look for due jobs when nothing signals.
-    pub poll_interval: Duration,
+    pub(crate) poll_interval: Duration,
     /// How long in-flight calls may run on after shutdown begins.
-    pub shutdown_grace: Duration,
+    pub(crate) shutdown_grace: Duration,
 }
 
 /// The engine's parts, shared by its tasks.
-pub struct Engine {
+pub(crate) struct Engine {
     store: Arc<dyn Store>,
     apps: Arc<Registry>,
     providers: Arc<Providers>,
@@ -66,7 +66,7 @@ pub struct Engine {
 
 impl Engine {
     /// An engine over these parts; nothing runs until [`Engine::run`].
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn Store>,
         apps: Arc<Registry>,
         providers: Arc<Providers>,
@@ -84,7 +84,7 @@ impl Engine {
     }
 
     /// Works jobs until `shutdown` turns true (or its sender is dropped), then drains.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    pub(crate) async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let (done_tx, done_rx) = mpsc::channel(self.settings.concurrency.max(1) * 2);
         let completer = tokio::spawn(self.clone().complete(done_rx));
         let heartbeat = tokio::spawn(self.clone().heartbeat());

@@ -4,7 +4,7 @@
 
 /// The file name carried by `header`, reduced to its last path component; `None` when the
 /// header names no usable file name.
-pub fn file_name(header: &str) -> Option<String> {
+pub(crate) fn file_name(header: &str) -> Option<String> {
     let mut plain = None;
     let mut extended = None;
     for (key, value) in params(header) {

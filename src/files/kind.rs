@@ -8,7 +8,7 @@
 use std::io::Cursor;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FileKind {
+pub(crate) enum FileKind {
     Txt,
     Md,
     Csv,
@@ -44,7 +44,7 @@ impl FileKind {
     /// * An image extension needs the image signature (images skip extraction, so a
     ///   mislabelled one must not pass as an image).
     /// * Unknown or missing extension: text-looking bytes (valid UTF-8, no NUL) are Txt, else Other.
-    pub fn detect(name: &str, bytes: &[u8]) -> FileKind {
+    pub(crate) fn detect(name: &str, bytes: &[u8]) -> FileKind {
         let by_ext = extension_of(name).and_then(FileKind::from_extension);
 
         if let Some(kind) = sniff(by_ext, bytes) {
@@ -65,7 +65,7 @@ impl FileKind {
     }
 
     /// Kind named by a file extension (without the dot), case-insensitive.
-    pub fn from_extension(ext: &str) -> Option<FileKind> {
+    pub(crate) fn from_extension(ext: &str) -> Option<FileKind> {
         let ext = ext.trim().trim_start_matches('.').to_ascii_lowercase();
         Some(match ext.as_str() {
             "txt" | "text" => FileKind::Txt,
@@ -93,7 +93,7 @@ impl FileKind {
     }
 
     /// Canonical extension, without the dot ("bin" for Other).
-    pub fn extension(self) -> &'static str {
+    pub(crate) fn extension(self) -> &'static str {
         match self {
             FileKind::Txt => "txt",
             FileKind::Md => "md",
@@ -120,7 +120,7 @@ impl FileKind {
     }
 
     /// MIME type to serve the file with.
-    pub fn mime(self) -> &'static str {
+    pub(crate) fn mime(self) -> &'static str {
         match self {
             FileKind::Txt => "text/plain; charset=utf-8",
             FileKind::Md => "text/markdown; charset=utf-8",
@@ -150,7 +150,7 @@ impl FileKind {
         }
     }
 
-    pub fn is_image(self) -> bool {
+    pub(crate) fn is_image(self) -> bool {
         matches!(
             self,
             FileKind::Png | FileKind::Jpg | FileKind::Webp | FileKind::Gif
@@ -158,7 +158,7 @@ impl FileKind {
     }
 
     /// Formats that are plain text on disk and are told apart only by their extension.
-    pub fn is_text(self) -> bool {
+    pub(crate) fn is_text(self) -> bool {
         matches!(
             self,
             FileKind::Txt

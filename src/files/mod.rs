@@ -17,10 +17,10 @@
 //! `in_progress` wait for it ([`Files::attachments`]).
 
 pub mod blobs;
-pub mod disposition;
-pub mod extract;
-pub mod kind;
-pub mod rules;
+pub(crate) mod disposition;
+pub(crate) mod extract;
+pub(crate) mod kind;
+pub(crate) mod rules;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,7 +36,7 @@ use crate::store::{
 };
 use blobs::{BlobError, Blobs, Spool};
 use extract::Extracted;
-pub use kind::FileKind;
+pub(crate) use kind::FileKind;
 
 /// How often a job waiting for a file checks the store (another node may process it).
 const WAIT_POLL: Duration = Duration::from_millis(200);
@@ -53,16 +53,16 @@ const STALE_AFTER: Duration = Duration::from_secs(300);
 
 /// Limits on what an organisation may store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FileLimits {
+pub(crate) struct FileLimits {
     /// Largest upload, in bytes; larger ones answer 413.
-    pub max_upload_bytes: u64,
+    pub(crate) max_upload_bytes: u64,
     /// Bytes an organisation's files may take in all.
-    pub org_quota_bytes: u64,
+    pub(crate) org_quota_bytes: u64,
 }
 
 /// Why an upload was refused.
 #[derive(Debug, thiserror::Error)]
-pub enum UploadError {
+pub(crate) enum UploadError {
     /// The organisation's files would take more than its quota.
     #[error(
         "storing this file ({size} bytes) would exceed the organisation's quota of {quota} bytes ({used} bytes used)"
@@ -85,7 +85,7 @@ pub enum UploadError {
 
 /// Why a job cannot have its files (yet).
 #[derive(Debug, thiserror::Error)]
-pub enum AttachError {
+pub(crate) enum AttachError {
     /// A file is gone, failed or breaks the input's rules: the job cannot run.
     #[error("{0}")]
     Unusable(String),
@@ -99,16 +99,16 @@ pub enum AttachError {
 
 /// What a job takes from its files: their text for the templates, and the images.
 #[derive(Debug, Default)]
-pub struct Attachments {
+pub(crate) struct Attachments {
     /// Each file and media input's files, for the templates' `files` variable.
-    pub files: InputFiles,
+    pub(crate) files: InputFiles,
     /// The images of media inputs, in input then value order.
-    pub images: Vec<Image>,
+    pub(crate) images: Vec<Image>,
 }
 
 /// The files service: uploads, downloads, deletion, processing, and attachments for jobs.
 #[derive(Clone)]
-pub struct Files {
+pub(crate) struct Files {
     store: Arc<dyn Store>,
     blobs: Blobs,
     limits: FileLimits,
@@ -121,7 +121,7 @@ pub struct Files {
 
 impl Files {
     /// The service over `store` and `blobs`.
-    pub fn new(store: Arc<dyn Store>, blobs: Blobs, limits: FileLimits) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, blobs: Blobs, limits: FileLimits) -> Self {
         Self {
             store,
             blobs,
@@ -132,18 +132,18 @@ impl Files {
     }
 
     /// The limits uploads are held to.
-    pub fn limits(&self) -> FileLimits {
+    pub(crate) fn limits(&self) -> FileLimits {
         self.limits
     }
 
     /// A temporary file for an upload to stream into, to hand to [`Files::upload`].
-    pub fn spool(&self) -> Result<Spool, UploadError> {
+    pub(crate) fn spool(&self) -> Result<Spool, UploadError> {
         Ok(self.blobs.spool()?)
     }
 
     /// Stores an upload of `org`, streamed into `spool`, and starts extracting its text.
     /// Answers the file as recorded (`in_progress`).
-    pub async fn upload(
+    pub(crate) async fn upload(
         &self,
         org: &str,
         name: String,
@@ -186,7 +186,7 @@ impl Files {
     }
 
     /// A file of `org` and its bytes, or `None`.
-    pub async fn download(
+    pub(crate) async fn download(
         &self,
         org: &str,
         id: &str,
@@ -203,14 +203,14 @@ impl Files {
     }
 
     /// A file of `org`, or `None`.
-    pub async fn get(&self, org: &str, id: &str) -> Result<Option<FileRecord>, StoreError> {
+    pub(crate) async fn get(&self, org: &str, id: &str) -> Result<Option<FileRecord>, StoreError> {
         let ids = [id.to_owned()];
         let mut found = self.store.get_files(Some(org), &ids, false).await?;
         Ok(found.pop())
     }
 
     /// Deletes a file of `org`: its record first (so no new job can name it), then its bytes.
-    pub async fn delete(&self, org: &str, id: &str) -> Result<bool, StoreError> {
+    pub(crate) async fn delete(&self, org: &str, id: &str) -> Result<bool, StoreError> {
         let deleted = self.store.delete_file(org, id).await?;
         if deleted {
             self.forget_blob(id).await;
@@ -219,7 +219,7 @@ impl Files {
     }
 
     /// Processes again those of `ids` (of `org`) that failed. Answers how many it restarted.
-    pub async fn retry(&self, org: &str, ids: &[String]) -> Result<usize, StoreError> {
+    pub(crate) async fn retry(&self, org: &str, ids: &[String]) -> Result<usize, StoreError> {
         let reset = self.store.retry_files(org, ids).await?;
         for record in &reset {
             self.reprocess(record).await;
@@ -229,7 +229,7 @@ impl Files {
 
     /// Processes again every file still `in_progress` that was uploaded (or retried) before
     /// `before`: its processing died with its process.
-    pub async fn resume(&self, before: i64) -> Result<usize, StoreError> {
+    pub(crate) async fn resume(&self, before: i64) -> Result<usize, StoreError> {
         let pending = self.store.unprocessed_files(before).await?;
         for record in &pending {
             self.reprocess(record).await;
@@ -239,7 +239,7 @@ impl Files {
 
     /// Every [`SWEEP_EVERY`], processes again the files left `in_progress` for longer than
     /// [`STALE_AFTER`] (a node of a cluster died while extracting them), until `shutdown`.
-    pub async fn sweep(self, mut shutdown: watch::Receiver<bool>) {
+    pub(crate) async fn sweep(self, mut shutdown: watch::Receiver<bool>) {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(SWEEP_EVERY) => {}
@@ -356,7 +356,7 @@ impl Files {
 
     /// Checks the file and media inputs of a job being submitted by `org`: every id names a
     /// file of `org` that suits its input ([`rules`]).
-    pub async fn check_inputs(
+    pub(crate) async fn check_inputs(
         &self,
         org: &str,
         app: &Application,
@@ -380,7 +380,7 @@ impl Files {
     /// Loads what a job's file and media inputs give the model: each file's name and text,
     /// and each image's bytes. Files still `in_progress` are waited for up to
     /// [`PROCESSING_WAIT`] (the caller's lease is renewed meanwhile, as for any attempt).
-    pub async fn attachments(
+    pub(crate) async fn attachments(
         &self,
         app: &Application,
         inputs: &Inputs,

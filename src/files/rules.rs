@@ -16,7 +16,7 @@ const MB: i64 = 1024 * 1024;
 
 /// Why a submitted job's files were refused.
 #[derive(Debug, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// An input names a file it cannot take (a 400).
     #[error(transparent)]
     Input(#[from] InputError),
@@ -27,7 +27,7 @@ pub enum Refusal {
 
 /// Checks file `id` given to `spec` at submit time; `record` is the caller's file with that
 /// id, if there is one. A file still `in_progress` passes (the job waits for it).
-pub fn check_at_submit(
+pub(crate) fn check_at_submit(
     spec: &InputSpec,
     id: &str,
     record: Option<&FileRecord>,
@@ -41,7 +41,7 @@ pub fn check_at_submit(
 
 /// Checks file `id` given to `spec` when its job runs; `record` is the file (with its text)
 /// if it still exists. Answers the record, or why the job cannot run.
-pub fn check_at_run<'a>(
+pub(crate) fn check_at_run<'a>(
     spec: &InputSpec,
     id: &str,
     record: Option<&'a FileRecord>,

@@ -5,16 +5,16 @@ use std::time::Duration;
 
 /// A budget's level at one moment. A budget of 0 per minute is unlimited.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Budget {
+pub(crate) struct Budget {
     /// What a full minute allows.
-    pub per_minute: f64,
+    pub(crate) per_minute: f64,
     /// What may be spent now (negative after a correction overspent it).
-    pub available: f64,
+    pub(crate) available: f64,
 }
 
 impl Budget {
     /// A full budget of `per_minute`.
-    pub fn full(per_minute: u32) -> Self {
+    pub(crate) fn full(per_minute: u32) -> Self {
         let per_minute = f64::from(per_minute);
         Self {
             per_minute,
@@ -23,7 +23,7 @@ impl Budget {
     }
 
     /// The level after `minutes` more of refilling, never above a full minute.
-    pub fn refilled(self, minutes: f64) -> Self {
+    pub(crate) fn refilled(self, minutes: f64) -> Self {
         let available = (self.available + minutes.max(0.0) * self.per_minute).min(self.per_minute);
         Self { available, ..self }
     }
@@ -31,7 +31,7 @@ impl Budget {
     /// How long until `amount` is available: zero if it is now, and always zero when
     /// unlimited. A single amount larger than a whole minute waits for a full budget, not
     /// forever.
-    pub fn wait_for(&self, amount: f64) -> Duration {
+    pub(crate) fn wait_for(&self, amount: f64) -> Duration {
         if self.per_minute <= 0.0 {
             return Duration::ZERO;
         }
@@ -43,7 +43,7 @@ impl Budget {
     }
 
     /// Takes `amount` (or gives it back, when negative); unlimited budgets keep no count.
-    pub fn spend(&mut self, amount: f64) {
+    pub(crate) fn spend(&mut self, amount: f64) {
         if self.per_minute > 0.0 {
             self.available -= amount;
         }

@@ -74,12 +74,12 @@ pub struct Secret(String);
 
 impl Secret {
     /// Wraps a secret.
-    pub fn new(secret: String) -> Self {
+    pub(crate) fn new(secret: String) -> Self {
         Self(secret)
     }
 
     /// The secret itself, to send.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -128,7 +128,7 @@ impl ProviderConfig {
 
 /// The providers to run: those configured, else one `default` from the quickstart
 /// environment variables, else the mock as `default` (with `mock_latency`).
-pub fn resolve(
+pub(crate) fn resolve(
     configured: BTreeMap<String, ProviderConfig>,
     env: &impl Fn(&str) -> Option<String>,
     mock_latency: Duration,

@@ -26,14 +26,14 @@ use super::{ChatRequest, Completion, ErrorClass, ProviderError};
 
 /// The mock's settings.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct MockSettings {
+pub(crate) struct MockSettings {
     /// How long each call takes.
-    pub latency: Duration,
+    pub(crate) latency: Duration,
 }
 
 /// The mock provider. Counts calls per job key for the `*-first=N` directives.
 #[derive(Debug)]
-pub struct MockProvider {
+pub(crate) struct MockProvider {
     settings: MockSettings,
     calls: Mutex<HashMap<String, u32>>,
 }
@@ -51,7 +51,7 @@ struct Directives {
 
 impl MockProvider {
     /// A mock with these settings.
-    pub fn new(settings: MockSettings) -> Self {
+    pub(crate) fn new(settings: MockSettings) -> Self {
         Self {
             settings,
             calls: Mutex::new(HashMap::new()),
@@ -59,7 +59,10 @@ impl MockProvider {
     }
 
     /// Waits the latency, then answers or fails as the prompt's directives say.
-    pub async fn complete(&self, request: &ChatRequest) -> Result<Completion, ProviderError> {
+    pub(crate) async fn complete(
+        &self,
+        request: &ChatRequest,
+    ) -> Result<Completion, ProviderError> {
         let directives = Directives::parse(request);
         let latency = directives.sleep.unwrap_or(self.settings.latency);
         if !latency.is_zero() {
@@ -73,7 +76,7 @@ impl MockProvider {
     }
 
     /// Like [`Self::complete`], but a few words at a time.
-    pub fn stream(
+    pub(crate) fn stream(
         &self,
         request: ChatRequest,
     ) -> BoxStream<'static, Result<String, ProviderError>> {
@@ -96,7 +99,7 @@ impl MockProvider {
     }
 
     /// One line for the startup log.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!("mock (deterministic, latency {:?})", self.settings.latency)
     }
 

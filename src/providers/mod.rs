@@ -7,13 +7,13 @@
 //! for every caller in the process. Providers never touch the store: the engine calls them
 //! between a claim and a completion and sorts their errors with [`ProviderError::is_retryable`].
 
-pub mod budget;
+pub(crate) mod budget;
 pub mod config;
-pub mod gate;
-pub mod mock;
+pub(crate) mod gate;
+pub(crate) mod mock;
 mod openai;
 mod openai_sse;
-pub mod shared;
+pub(crate) mod shared;
 mod stream;
 
 use std::collections::BTreeMap;
@@ -31,25 +31,25 @@ use shared::SharedLimits;
 const SHARED_SLOT_MARGIN: Duration = Duration::from_secs(5);
 
 /// The name applications use when they do not name a provider.
-pub const DEFAULT_PROVIDER: &str = "default";
+pub(crate) const DEFAULT_PROVIDER: &str = "default";
 
 /// One chat request, already rendered.
 #[derive(Clone, Debug)]
-pub struct ChatRequest {
+pub(crate) struct ChatRequest {
     /// The model to ask; the provider's default when `None`.
-    pub model: Option<String>,
+    pub(crate) model: Option<String>,
     /// The system message, if the application has one.
-    pub system: Option<String>,
+    pub(crate) system: Option<String>,
     /// The user message.
-    pub user: String,
+    pub(crate) user: String,
     /// Images sent with the user message, in order.
-    pub images: Vec<Image>,
+    pub(crate) images: Vec<Image>,
     /// Sampling temperature.
-    pub temperature: Option<f32>,
+    pub(crate) temperature: Option<f32>,
     /// Output length limit.
-    pub max_tokens: Option<u32>,
+    pub(crate) max_tokens: Option<u32>,
     /// A stable key for this unit of work (the job id), so a provider can tell attempts apart.
-    pub key: String,
+    pub(crate) key: String,
 }
 
 impl ChatRequest {
@@ -67,16 +67,16 @@ const TOKENS_PER_IMAGE: u32 = 800;
 
 /// An image sent to the model with the user message.
 #[derive(Clone, Debug)]
-pub struct Image {
+pub(crate) struct Image {
     /// Its MIME type (`image/png`, ...).
-    pub mime: &'static str,
+    pub(crate) mime: &'static str,
     /// Its bytes.
-    pub data: bytes::Bytes,
+    pub(crate) data: bytes::Bytes,
 }
 
 impl Image {
     /// The image as a `data:` URL, as OpenAI-compatible servers and Writer take it.
-    pub fn data_url(&self) -> String {
+    pub(crate) fn data_url(&self) -> String {
         use base64::Engine;
         let encoded = base64::engine::general_purpose::STANDARD.encode(&self.data);
         format!("data:{};base64,{encoded}", self.mime)
@@ -94,16 +94,16 @@ pub struct Usage {
 
 /// A successful generation.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Completion {
+pub(crate) struct Completion {
     /// The generated text.
-    pub text: String,
+    pub(crate) text: String,
     /// Tokens used, when the backend said.
-    pub usage: Option<Usage>,
+    pub(crate) usage: Option<Usage>,
 }
 
 /// What kind of failure a call met, for counters and for the gate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorClass {
+pub(crate) enum ErrorClass {
     /// The connection could not be made or broke.
     Connect,
     /// No answer in time (whole request, or silence mid-stream).
@@ -120,7 +120,7 @@ pub enum ErrorClass {
 
 impl ErrorClass {
     /// The counter name.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Connect => "connect",
             Self::Timeout => "timeout",
@@ -134,7 +134,7 @@ impl ErrorClass {
 
 /// Why a provider call failed, sorted into what is worth another attempt.
 #[derive(Clone, Debug, thiserror::Error)]
-pub enum ProviderError {
+pub(crate) enum ProviderError {
     /// A passing failure: try again later.
     #[error("{message}")]
     Retryable {
@@ -157,19 +157,19 @@ pub enum ProviderError {
 
 impl ProviderError {
     /// Whether another attempt may succeed.
-    pub fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         matches!(self, Self::Retryable { .. })
     }
 
     /// The kind of failure.
-    pub fn class(&self) -> ErrorClass {
+    pub(crate) fn class(&self) -> ErrorClass {
         match self {
             Self::Retryable { class, .. } | Self::Fatal { class, .. } => *class,
         }
     }
 
     /// The wait the backend asked for.
-    pub fn retry_after(&self) -> Option<Duration> {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Retryable { retry_after, .. } => *retry_after,
             Self::Fatal { .. } => None,
@@ -179,7 +179,7 @@ impl ProviderError {
 
 /// A provider's protocol client.
 #[derive(Debug)]
-pub enum Provider {
+pub(crate) enum Provider {
     /// The deterministic built-in mock.
     Mock(mock::MockProvider),
     /// An OpenAI-compatible server, or Writer's chat API.
@@ -188,7 +188,7 @@ pub enum Provider {
 
 /// A configured provider behind its gate.
 #[derive(Debug)]
-pub struct Backend {
+pub(crate) struct Backend {
     name: String,
     kind: ProviderKind,
     model: Option<String>,
@@ -198,21 +198,21 @@ pub struct Backend {
 
 /// A provider as operators see it.
 #[derive(Clone, Debug, Serialize)]
-pub struct BackendView {
+pub(crate) struct BackendView {
     /// Its name in the configuration.
-    pub name: String,
+    pub(crate) name: String,
     /// `openai`, `writer` or `mock`.
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
     /// Its default model.
-    pub model: Option<String>,
+    pub(crate) model: Option<String>,
     /// Limits, load, pause, circuit, errors and tokens.
     #[serde(flatten)]
-    pub gate: GateView,
+    pub(crate) gate: GateView,
 }
 
 impl Backend {
     /// Generates the whole text, waiting at the gate first.
-    pub async fn complete(&self, request: ChatRequest) -> Result<Completion, ProviderError> {
+    pub(crate) async fn complete(&self, request: ChatRequest) -> Result<Completion, ProviderError> {
         let request = self.with_model(request);
         let admission = self.gate.admit(request.estimated_tokens()).await;
         let result = match &self.provider {
@@ -226,7 +226,7 @@ impl Backend {
     }
 
     /// Generates the text as a stream of pieces; the gate's slot is held until it ends.
-    pub async fn stream(
+    pub(crate) async fn stream(
         &self,
         request: ChatRequest,
     ) -> BoxStream<'static, Result<String, ProviderError>> {
@@ -240,7 +240,7 @@ impl Backend {
     }
 
     /// The backend as operators see it.
-    pub fn view(&self) -> BackendView {
+    pub(crate) fn view(&self) -> BackendView {
         BackendView {
             name: self.name.clone(),
             kind: match self.kind {
@@ -254,12 +254,12 @@ impl Backend {
     }
 
     /// Whether a request without a model can be served.
-    pub fn has_default_model(&self) -> bool {
+    pub(crate) fn has_default_model(&self) -> bool {
         self.model.is_some() || self.kind == ProviderKind::Mock
     }
 
     /// One line for the startup log.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match &self.provider {
             Provider::Mock(mock) => mock.describe(),
             Provider::OpenAi(client) => client.describe(),
@@ -277,22 +277,22 @@ impl Backend {
 /// A provider configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("provider '{name}': {message}")]
-pub struct ProviderConfigError {
+pub(crate) struct ProviderConfigError {
     /// The provider's name.
-    pub name: String,
+    pub(crate) name: String,
     /// What is wrong.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 /// The providers by name.
 #[derive(Debug)]
-pub struct Providers {
+pub(crate) struct Providers {
     by_name: BTreeMap<String, Arc<Backend>>,
 }
 
 impl Providers {
     /// Builds every configured provider; with `shared`, their limits hold across the cluster.
-    pub fn build(
+    pub(crate) fn build(
         configs: &BTreeMap<String, ProviderConfig>,
         shared: Option<Arc<dyn SharedLimits>>,
     ) -> Result<Self, ProviderConfigError> {
@@ -342,22 +342,22 @@ impl Providers {
     }
 
     /// The provider called `name`.
-    pub fn get(&self, name: &str) -> Option<&Arc<Backend>> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Arc<Backend>> {
         self.by_name.get(name)
     }
 
     /// Provider names, sorted, for messages.
-    pub fn names(&self) -> Vec<&str> {
+    pub(crate) fn names(&self) -> Vec<&str> {
         self.by_name.keys().map(String::as_str).collect()
     }
 
     /// Every provider, as operators see it.
-    pub fn views(&self) -> Vec<BackendView> {
+    pub(crate) fn views(&self) -> Vec<BackendView> {
         self.by_name.values().map(|b| b.view()).collect()
     }
 
     /// Every provider.
-    pub fn all(&self) -> impl Iterator<Item = &Arc<Backend>> {
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Arc<Backend>> {
         self.by_name.values()
     }
 }

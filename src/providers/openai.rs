@@ -21,7 +21,7 @@ const MAX_ERROR_CHARS: usize = 500;
 
 /// A client for one OpenAI-compatible (or Writer) server.
 #[derive(Clone, Debug)]
-pub struct OpenAiClient {
+pub(crate) struct OpenAiClient {
     http: reqwest::Client,
     url: String,
     api_key: Option<Secret>,
@@ -30,7 +30,7 @@ pub struct OpenAiClient {
 
 impl OpenAiClient {
     /// A client for `config`.
-    pub fn new(config: &ProviderConfig) -> Result<Self, String> {
+    pub(crate) fn new(config: &ProviderConfig) -> Result<Self, String> {
         let base = match (config.kind, &config.base_url) {
             (_, Some(url)) => url.trim_end_matches('/').to_owned(),
             (ProviderKind::Writer, None) => WRITER_BASE_URL.to_owned(),
@@ -55,7 +55,7 @@ impl OpenAiClient {
     }
 
     /// One line for the startup log.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "{} ({})",
             self.url,
@@ -68,7 +68,10 @@ impl OpenAiClient {
     }
 
     /// Sends the request and reads the whole answer.
-    pub async fn complete(&self, request: &ChatRequest) -> Result<Completion, ProviderError> {
+    pub(crate) async fn complete(
+        &self,
+        request: &ChatRequest,
+    ) -> Result<Completion, ProviderError> {
         let response = self.send(request, false).await?;
         let body = response.bytes().await.map_err(transport)?;
         let answer: Value =
@@ -87,7 +90,7 @@ impl OpenAiClient {
     }
 
     /// Sends the request with `stream: true` and yields the content of each chunk.
-    pub fn stream(
+    pub(crate) fn stream(
         &self,
         request: ChatRequest,
     ) -> BoxStream<'static, Result<String, ProviderError>> {

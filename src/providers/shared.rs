@@ -15,7 +15,7 @@ use super::gate::Limits;
 
 /// What an acquisition got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Acquired {
+pub(crate) enum Acquired {
     /// A slot, to release after the call.
     Slot(i64),
     /// Nothing now: try again after this long.
@@ -23,7 +23,7 @@ pub enum Acquired {
 }
 
 /// Provider limits kept where every node sees them.
-pub trait SharedLimits: Send + Sync + 'static {
+pub(crate) trait SharedLimits: Send + Sync + 'static {
     /// Takes a slot of `provider` and `tokens` of its budgets for one call that will not
     /// outlast `hold`, or says how long to wait.
     fn acquire<'a>(

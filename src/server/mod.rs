@@ -4,7 +4,7 @@
 //!
 //! - [`connections`]: the HTTP/1 listener and the limits each connection is held to.
 
-pub mod connections;
+pub(crate) mod connections;
 
 use std::future::Future;
 use std::io;

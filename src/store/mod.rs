@@ -26,7 +26,8 @@ pub(crate) use isolate::isolating;
 pub use model::*;
 
 /// What every store method returns: a boxed future, so the store can live behind `dyn Store`.
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+pub(crate) type StoreFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// A failure of the storage layer.
 #[derive(Clone, Debug, thiserror::Error)]

@@ -49,7 +49,7 @@ pub enum JobState {
 
 impl JobState {
     /// The name stored in the database and shown in the `state` field.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
             Self::Running => "running",
@@ -60,7 +60,7 @@ impl JobState {
     }
 
     /// Parses a stored state name.
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "queued" => Self::Queued,
             "running" => Self::Running,
@@ -94,7 +94,7 @@ pub enum WriterStatus {
 
 impl WriterStatus {
     /// The wire name.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::InProgress => "in_progress",
             Self::Completed => "completed",
@@ -103,7 +103,7 @@ impl WriterStatus {
     }
 
     /// Parses the wire name.
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "in_progress" => Self::InProgress,
             "completed" => Self::Completed,
@@ -155,7 +155,7 @@ pub struct JobRecord {
     /// When it was accepted.
     pub created_at: i64,
     /// When it last changed.
-    pub updated_at: i64,
+    pub(crate) updated_at: i64,
     /// When its latest attempt started.
     pub started_at: Option<i64>,
     /// When it reached `completed` or `failed`.
@@ -227,7 +227,7 @@ pub struct ClaimedJob {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Lease {
     /// The job's internal row number.
-    pub seq: i64,
+    pub(crate) seq: i64,
     /// The attempt this lease belongs to (1-based).
     pub attempt: u32,
 }
@@ -325,10 +325,9 @@ pub struct NewFile {
 
 impl NewFile {
     /// The file as recorded at `now`: `in_progress`, its text not yet extracted.
-    pub fn recorded(&self, now: i64) -> FileRecord {
+    pub(crate) fn recorded(&self, now: i64) -> FileRecord {
         FileRecord {
             id: self.id.clone(),
-            org: self.org.clone(),
             name: self.name.clone(),
             kind: self.kind.clone(),
             size: self.size,
@@ -347,12 +346,10 @@ impl NewFile {
 pub struct FileRecord {
     /// The public id.
     pub id: String,
-    /// The organisation that owns it.
-    pub org: String,
     /// The name the uploader gave it.
-    pub name: String,
+    pub(crate) name: String,
     /// Its type, as a canonical extension.
-    pub kind: String,
+    pub(crate) kind: String,
     /// Its size in bytes.
     pub size: i64,
     /// Where its processing stands.
@@ -362,9 +359,9 @@ pub struct FileRecord {
     /// Words in its extracted text, once `completed` (none for images).
     pub word_count: Option<i64>,
     /// Graphs it belongs to.
-    pub graph_ids: Vec<String>,
+    pub(crate) graph_ids: Vec<String>,
     /// When it was uploaded.
-    pub created_at: i64,
+    pub(crate) created_at: i64,
     /// The extracted text, only when the read asked for it.
     pub text: Option<String>,
 }
@@ -373,28 +370,28 @@ pub struct FileRecord {
 #[derive(Clone, Debug, Default)]
 pub struct FileQuery {
     /// The organisation asking.
-    pub org: String,
+    pub(crate) org: String,
     /// Only files after this id in list order.
-    pub after: Option<String>,
+    pub(crate) after: Option<String>,
     /// Only files before this id in list order (the API never sets both).
-    pub before: Option<String>,
+    pub(crate) before: Option<String>,
     /// Files to return at most.
-    pub limit: u32,
+    pub(crate) limit: u32,
     /// Oldest first instead of newest first.
-    pub ascending: bool,
+    pub(crate) ascending: bool,
     /// Only files with this status.
-    pub status: Option<WriterStatus>,
+    pub(crate) status: Option<WriterStatus>,
     /// Only files of these kinds (canonical extensions), when not empty.
-    pub kinds: Vec<String>,
+    pub(crate) kinds: Vec<String>,
     /// Only files in this graph.
-    pub graph_id: Option<String>,
+    pub(crate) graph_id: Option<String>,
 }
 
 impl FileQuery {
     /// How a backend reads the page: ids compared with the cursor (`(id, "<" or ">")`), in
     /// ascending or descending id order, `limit + 1` rows (the extra one tells whether there is
     /// more); then [`FilePage::from_rows`] trims and orders them.
-    pub fn walk(&self) -> FileWalk<'_> {
+    pub(crate) fn walk(&self) -> FileWalk<'_> {
         // Paging backwards (`before`) walks the list in reverse, then turns the page around.
         let backwards = self.after.is_none() && self.before.is_some();
         let cursor = match (&self.after, &self.before) {
@@ -413,20 +410,20 @@ impl FileQuery {
 
 /// How to read one page of files (see [`FileQuery::walk`]).
 #[derive(Clone, Copy, Debug)]
-pub struct FileWalk<'a> {
+pub(crate) struct FileWalk<'a> {
     /// The cursor id and how ids compare with it.
-    pub cursor: Option<(&'a str, &'static str)>,
+    pub(crate) cursor: Option<(&'a str, &'static str)>,
     /// Whether to read ids in ascending order.
-    pub ascending: bool,
+    pub(crate) ascending: bool,
     /// Whether the rows come in reverse list order (paging with `before`).
-    pub backwards: bool,
+    pub(crate) backwards: bool,
     /// Rows to read at most: one more than the page.
-    pub rows: i64,
+    pub(crate) rows: i64,
 }
 
 impl FileWalk<'_> {
     /// `ASC` or `DESC`.
-    pub fn direction(&self) -> &'static str {
+    pub(crate) fn direction(&self) -> &'static str {
         if self.ascending { "ASC" } else { "DESC" }
     }
 }
@@ -435,14 +432,14 @@ impl FileWalk<'_> {
 #[derive(Clone, Debug)]
 pub struct FilePage {
     /// The files on this page, in list order.
-    pub files: Vec<FileRecord>,
+    pub(crate) files: Vec<FileRecord>,
     /// Whether more files lie beyond the page in the direction paged.
-    pub has_more: bool,
+    pub(crate) has_more: bool,
 }
 
 impl FilePage {
     /// The page from the rows read as `walk` says, for a page of `limit` files.
-    pub fn from_rows(mut files: Vec<FileRecord>, walk: FileWalk<'_>, limit: u32) -> Self {
+    pub(crate) fn from_rows(mut files: Vec<FileRecord>, walk: FileWalk<'_>, limit: u32) -> Self {
         let has_more = files.len() > limit as usize;
         files.truncate(limit as usize);
         if walk.backwards {

@@ -1,4 +1,4 @@
-//! `scriptorium mock-llm`, the OpenAI-compatible mock model server: started in process on
+//! `mock-llm` (crates/mock-llm), the OpenAI-compatible mock model server: started in process on
 //! port 0 (through `serve`, or through `MockLlm::router` where a test reads `stats()`
 //! directly) and driven over HTTP with reqwest.
 
@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use mock_llm::{MockLlm, MockLlmArgs, OverCapacity, Rate, serve};
 use reqwest::{Client, Response, StatusCode};
-use scriptorium::mockllm::{MockLlm, MockLlmArgs, OverCapacity, Rate, serve};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use mock_llm::{MockLlm, MockLlmArgs, Stats};
 use scriptorium::config::ServeOptions;
-use scriptorium::mockllm::{MockLlm, MockLlmArgs, Stats};
 use scriptorium::providers::config::{ProviderConfig, ProviderKind};
 use serde_json::Value;
 use tokio::net::TcpListener;

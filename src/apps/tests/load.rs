@@ -27,7 +27,7 @@ fn shipped_examples_load_and_are_all_deployed() {
             "document-summary"
         ]
     );
-    assert_eq!(registry.len(), 4);
+    assert_eq!(registry.all().len(), 4);
     let products = registry
         .get("product-descriptions")
         .expect("product-descriptions");
@@ -45,7 +45,7 @@ fn applications_can_be_shared_across_threads() {
 #[test]
 fn empty_folder_loads_zero_apps() {
     let registry = load(&[]).expect("empty folder is fine");
-    assert!(registry.is_empty());
+    assert!(registry.all().is_empty());
     assert!(registry.deployed().is_empty());
 }
 
@@ -68,7 +68,7 @@ fn files_that_are_not_toml_or_are_hidden_are_ignored() {
         ("a.toml", MINIMAL),
     ])
     .expect("only a.toml is read");
-    assert_eq!(registry.len(), 1);
+    assert_eq!(registry.all().len(), 1);
 }
 
 #[test]
@@ -77,7 +77,7 @@ fn drafts_are_loaded_but_not_served() {
         .replace("\"deployed\"", "\"draft\"")
         .replace("\"mini\"", "\"wip\"");
     let registry = load(&[("a.toml", MINIMAL), ("b.toml", &draft)]).expect("loads");
-    assert_eq!(registry.len(), 2);
+    assert_eq!(registry.all().len(), 2);
     assert!(registry.get("wip").is_none());
     assert!(registry.get("mini").is_some());
     assert_eq!(registry.deployed().len(), 1);

@@ -41,7 +41,10 @@ pub(super) fn load(files: &[(&str, &str)]) -> Result<Registry, LoadError> {
 /// The problems of a folder that must fail to load.
 pub(super) fn problems(files: &[(&str, &str)]) -> Vec<String> {
     match load(files) {
-        Ok(registry) => panic!("expected a load error, loaded {} apps", registry.len()),
+        Ok(registry) => panic!(
+            "expected a load error, loaded {} apps",
+            registry.all().len()
+        ),
         Err(e) => e.problems,
     }
 }

@@ -3,10 +3,8 @@
 use serde_json::json;
 
 use super::example;
-use crate::apps::{
-    AppStatus, DropdownOptions, FileOptions, InputOptions, InputSpec, InputType, Inputs,
-    MediaOptions, TextOptions, UploadType,
-};
+use crate::apps::spec::{DropdownOptions, FileOptions, MediaOptions, TextOptions, UploadType};
+use crate::apps::{AppStatus, InputOptions, InputSpec, InputType, Inputs};
 
 fn spec(input_type: InputType, options: Option<InputOptions>) -> InputSpec {
     InputSpec {

@@ -83,6 +83,7 @@ pub enum BlobConfig {
 #[derive(Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3Config {
+    /// The bucket's name.
     pub bucket: String,
     /// Such as `http://127.0.0.1:9000` for MinIO or an emulator. `None` means AWS.
     pub endpoint: Option<String>,
@@ -116,6 +117,7 @@ impl fmt::Debug for S3Config {
     }
 }
 
+/// Why a blob could not be stored, read or deleted, or the storage not opened.
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
     /// No blob with this id.

@@ -19,14 +19,14 @@ mod markup;
 use markup::tidy_lines;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Extracted {
+pub(crate) enum Extracted {
     Text(String),
     /// Images need no text; the caller passes the bytes to the model as they are.
     Image,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ExtractError {
+pub(crate) enum ExtractError {
     #[error("text extraction from .{0} files is not supported")]
     Unsupported(FileKind),
     #[error("unreadable {kind}: {reason}")]
@@ -34,7 +34,7 @@ pub enum ExtractError {
 }
 
 /// The text of `bytes`, a file of `kind`: what each kind gives is in the module doc.
-pub fn extract(kind: FileKind, bytes: &[u8]) -> Result<Extracted, ExtractError> {
+pub(crate) fn extract(kind: FileKind, bytes: &[u8]) -> Result<Extracted, ExtractError> {
     match kind {
         FileKind::Txt
         | FileKind::Md
@@ -58,7 +58,7 @@ pub fn extract(kind: FileKind, bytes: &[u8]) -> Result<Extracted, ExtractError> 
 }
 
 /// Number of whitespace-separated words.
-pub fn word_count(text: &str) -> usize {
+pub(crate) fn word_count(text: &str) -> usize {
     text.split_whitespace().count()
 }
 

@@ -31,18 +31,18 @@ const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
 
 /// Limits of one provider.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Requests in flight at most.
-    pub max_concurrency: usize,
+    pub(crate) max_concurrency: usize,
     /// Requests per minute (0: unlimited).
-    pub requests_per_minute: u32,
+    pub(crate) requests_per_minute: u32,
     /// Tokens per minute (0: unlimited).
-    pub tokens_per_minute: u32,
+    pub(crate) tokens_per_minute: u32,
 }
 
 /// The gate of one provider.
 #[derive(Debug)]
-pub struct Gate {
+pub(crate) struct Gate {
     name: String,
     limits: Limits,
     slots: Arc<Semaphore>,
@@ -86,7 +86,7 @@ enum Circuit {
 
 /// A call allowed through the gate; holds its concurrency slot until settled or dropped.
 #[must_use = "settle the admission with the call's result"]
-pub struct Admission {
+pub(crate) struct Admission {
     gate: Arc<Gate>,
     estimated_tokens: f64,
     shared_slot: Option<i64>,
@@ -95,33 +95,33 @@ pub struct Admission {
 
 /// What operators see of a gate.
 #[derive(Clone, Debug, Serialize)]
-pub struct GateView {
+pub(crate) struct GateView {
     /// Requests in flight now.
-    pub in_flight: usize,
+    pub(crate) in_flight: usize,
     /// The concurrency limit.
-    pub max_concurrency: usize,
+    pub(crate) max_concurrency: usize,
     /// Requests per minute allowed (0: unlimited).
-    pub requests_per_minute: u32,
+    pub(crate) requests_per_minute: u32,
     /// Tokens per minute allowed (0: unlimited).
-    pub tokens_per_minute: u32,
+    pub(crate) tokens_per_minute: u32,
     /// Milliseconds until a 429's pause ends, if one is in force.
-    pub paused_for_ms: Option<u64>,
+    pub(crate) paused_for_ms: Option<u64>,
     /// `closed`, `open` or `half_open`.
-    pub circuit: &'static str,
+    pub(crate) circuit: &'static str,
     /// Calls made.
-    pub calls: u64,
+    pub(crate) calls: u64,
     /// Failed calls by class.
-    pub errors: BTreeMap<&'static str, u64>,
+    pub(crate) errors: BTreeMap<&'static str, u64>,
     /// Prompt tokens reported by the backend.
-    pub prompt_tokens: u64,
+    pub(crate) prompt_tokens: u64,
     /// Completion tokens reported by the backend.
-    pub completion_tokens: u64,
+    pub(crate) completion_tokens: u64,
 }
 
 impl Gate {
     /// A gate enforcing `limits` for the provider `name` in this process, and, when `shared`
     /// is given, across the cluster too (slots held at most `hold`).
-    pub fn new(
+    pub(crate) fn new(
         name: String,
         limits: Limits,
         shared: Option<(Arc<dyn SharedLimits>, Duration)>,
@@ -146,7 +146,7 @@ impl Gate {
     }
 
     /// Waits until a call estimated at `estimated_tokens` may be sent.
-    pub async fn admit(self: &Arc<Self>, estimated_tokens: u32) -> Admission {
+    pub(crate) async fn admit(self: &Arc<Self>, estimated_tokens: u32) -> Admission {
         let slot = self
             .slots
             .clone()
@@ -205,7 +205,7 @@ impl Gate {
     }
 
     /// The gate as operators see it.
-    pub fn view(&self) -> GateView {
+    pub(crate) fn view(&self) -> GateView {
         let now = Instant::now();
         let state = self.state();
         GateView {
@@ -355,7 +355,7 @@ impl Admission {
     /// In a cluster, a 429's pause is written to the shared database before this returns
     /// (the sooner the other nodes see it, the fewer calls they send into it), and the
     /// shared slot is given back.
-    pub async fn settle(mut self, result: Result<Option<Usage>, &ProviderError>) {
+    pub(crate) async fn settle(mut self, result: Result<Option<Usage>, &ProviderError>) {
         let gate = self.gate.clone();
         gate.state()
             .record(&gate.name, result, self.estimated_tokens, Instant::now());

@@ -11,7 +11,7 @@ use crate::store::{
     FileInserted, FilePage, FileProcessed, FileQuery, FileRecord, NewFile, StoreError, WriterStatus,
 };
 
-const COLUMNS: &str = "id, org, name, kind, size, status, error, word_count, graph_ids, created_at";
+const COLUMNS: &str = "id, name, kind, size, status, error, word_count, graph_ids, created_at";
 
 pub(super) async fn insert(
     pool: &Pool,
@@ -203,18 +203,17 @@ pub(super) async fn unprocessed(pool: &Pool, before: i64) -> Result<Vec<FileReco
 }
 
 fn record(row: &Row) -> FileRecord {
-    let status: &str = row.get(5);
+    let status: &str = row.get(4);
     FileRecord {
         id: row.get(0),
-        org: row.get(1),
-        name: row.get(2),
-        kind: row.get(3),
-        size: row.get(4),
+        name: row.get(1),
+        kind: row.get(2),
+        size: row.get(3),
         status: WriterStatus::parse(status).unwrap_or(WriterStatus::Failed),
-        error: row.get(6),
-        word_count: row.get(7),
-        graph_ids: row.get(8),
-        created_at: row.get(9),
-        text: row.get(10),
+        error: row.get(5),
+        word_count: row.get(6),
+        graph_ids: row.get(7),
+        created_at: row.get(8),
+        text: row.get(9),
     }
 }

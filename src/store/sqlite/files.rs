@@ -8,7 +8,7 @@ use crate::store::{
     FileInserted, FilePage, FileProcessed, FileQuery, FileRecord, NewFile, WriterStatus,
 };
 
-const COLUMNS: &str = "id, org, name, kind, size, status, error, word_count, graph_ids, created_at";
+const COLUMNS: &str = "id, name, kind, size, status, error, word_count, graph_ids, created_at";
 
 pub(super) fn insert(
     conn: &Connection,
@@ -143,20 +143,19 @@ pub(super) fn unprocessed(conn: &Connection, before: i64) -> rusqlite::Result<Ve
 }
 
 fn record(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
-    let status: String = row.get(5)?;
-    let graph_ids: String = row.get(8)?;
+    let status: String = row.get(4)?;
+    let graph_ids: String = row.get(7)?;
     Ok(FileRecord {
         id: row.get(0)?,
-        org: row.get(1)?,
-        name: row.get(2)?,
-        kind: row.get(3)?,
-        size: row.get(4)?,
+        name: row.get(1)?,
+        kind: row.get(2)?,
+        size: row.get(3)?,
         status: WriterStatus::parse(&status).unwrap_or(WriterStatus::Failed),
-        error: row.get(6)?,
-        word_count: row.get(7)?,
+        error: row.get(5)?,
+        word_count: row.get(6)?,
         graph_ids: serde_json::from_str(&graph_ids).unwrap_or_default(),
-        created_at: row.get(9)?,
-        text: row.get(10)?,
+        created_at: row.get(8)?,
+        text: row.get(9)?,
     })
 }
 

@@ -58,7 +58,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating and migrating) the database at `path` for a server: takes the data
     /// directory's lock and queues again every job a previous process left running.
-    pub async fn open_for_server(path: &Path, sync: Durability) -> Result<Self, StoreError> {
+    pub(crate) async fn open_for_server(path: &Path, sync: Durability) -> Result<Self, StoreError> {
         create_parent(path)?;
         let lock_path = path.with_extension("lock");
         let lock = File::create(&lock_path).map_err(|e| io_err(&lock_path, e))?;

@@ -1,4 +1,4 @@
-//! `scriptorium mock-llm`: an OpenAI-compatible model server for tests and benchmarks.
+//! `mock-llm`: an OpenAI-compatible model server for tests and benchmarks.
 //!
 //! It answers `POST /v1/chat/completions` and Writer's `POST /v1/chat` (whole or streamed),
 //! `GET /v1/models`, and `GET /stats` / `POST /stats/reset`, which say what it saw: requests,
@@ -10,7 +10,6 @@
 //! Inside: `args` (the flags), `wire` (the OpenAI request and answer shapes), `error` (the
 //! OpenAI error shape), `ledger` (the counters), `admission` (capacity and the in-flight
 //! guard), `chat` and `stream` (the chat route), `text` and `faults`.
-#![forbid(unsafe_code)]
 
 mod admission;
 mod args;

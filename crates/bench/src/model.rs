@@ -7,12 +7,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
+use mock_llm::{MockLlm, MockLlmArgs};
+use scriptorium::providers::config::{ProviderConfig, ProviderKind};
 use tokio::net::TcpListener;
 
 use super::harness::{Workspace, count, jobs_page, start};
 use super::{BenchArgs, percentiles};
-use crate::mockllm::{MockLlm, MockLlmArgs};
-use crate::providers::config::{ProviderConfig, ProviderKind};
 
 pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let latency = args.llm_latency;

@@ -2,17 +2,17 @@
 
 use std::time::Duration;
 
+use scriptorium::apps::{Inputs, RetryPolicy};
+use scriptorium::config::{Database, ServeOptions, Settings};
+use scriptorium::server::{Server, open_store};
+use scriptorium::store::NewJob;
+use scriptorium::store::sqlite::Durability;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::BenchArgs;
-use crate::apps::{Inputs, RetryPolicy};
-use crate::config::{Database, ServeOptions, Settings};
-use crate::server::{Server, open_store};
-use crate::store::NewJob;
-use crate::store::sqlite::Durability;
 
 /// The key the measured servers accept.
 pub const KEY: &str = "scr_bench_key";
@@ -95,7 +95,7 @@ impl Workspace {
                 for _ in (lane..n).step_by(lanes) {
                     store.insert_job(bench_job(&inputs)).await?;
                 }
-                Ok::<_, crate::store::StoreError>(())
+                Ok::<_, scriptorium::store::StoreError>(())
             }));
         }
         for task in tasks {
@@ -113,7 +113,7 @@ impl Workspace {
 fn bench_job(inputs: &str) -> NewJob {
     NewJob {
         id: uuid::Uuid::now_v7().to_string(),
-        org: crate::auth::DEFAULT_ORG.to_owned(),
+        org: scriptorium::auth::DEFAULT_ORG.to_owned(),
         application_id: APP.to_owned(),
         inputs: inputs.to_owned(),
         retry: RetryPolicy::default(),

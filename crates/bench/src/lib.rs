@@ -1,4 +1,4 @@
-//! `scriptorium bench`: the figures the README quotes, measured on the machine at hand.
+//! `scriptorium-bench`: the figures the README quotes, measured on the machine at hand.
 //!
 //! Each scenario starts a real server (in process, on port 0, in a fresh data directory,
 //! with a built-in benchmark application and the zero-latency mock) and measures it from
@@ -23,7 +23,7 @@ mod work;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::store::sqlite::Durability;
+use scriptorium::store::sqlite::Durability;
 
 /// What to measure.
 #[derive(Clone, Debug, clap::Args)]
