@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, BoxStream, Stream, StreamExt};
@@ -16,7 +15,7 @@ use serde_json::json;
 use super::extract::{Principal, WJson, WPath, WQuery};
 use super::paging;
 use super::views::{ApplicationListView, ApplicationView, GraphsView, ResultView};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorCode};
 use crate::apps::{Application, Inputs};
 use crate::engine::{PrepareError, prepare};
 use crate::files::rules::Refusal;
@@ -37,7 +36,10 @@ pub(crate) fn served_app<'a>(
     id: &str,
 ) -> Result<&'a Arc<Application>, ApiError> {
     state.apps.get(id).ok_or_else(|| {
-        ApiError::not_found("application.not_found", format!("no application '{id}'"))
+        ApiError::new(
+            ErrorCode::ApplicationNotFound,
+            format!("no application '{id}'"),
+        )
     })
 }
 
@@ -51,10 +53,10 @@ pub(crate) async fn checked_inputs(
 ) -> Result<Inputs, ApiError> {
     let inputs = app
         .validate_inputs(raw)
-        .map_err(|e| ApiError::bad_request("inputs.invalid", e.message))?;
+        .map_err(|e| ApiError::new(ErrorCode::InvalidInputs, e.message))?;
     match state.files.check_inputs(org, app, &inputs).await {
         Ok(()) => Ok(inputs),
-        Err(Refusal::Input(e)) => Err(ApiError::bad_request("inputs.invalid", e.message)),
+        Err(Refusal::Input(e)) => Err(ApiError::new(ErrorCode::InvalidInputs, e.message)),
         Err(Refusal::Store(e)) => Err(e.into()),
     }
 }
@@ -82,8 +84,8 @@ pub(crate) async fn list(
     let mut apps: Vec<Arc<Application>> = match q.kind.as_deref() {
         None | Some("generation") => state.apps.deployed().to_vec(),
         Some(other) => {
-            return Err(ApiError::bad_request(
-                "request.invalid_type",
+            return Err(ApiError::new(
+                ErrorCode::InvalidType,
                 format!("unknown application type '{other}'; use generation"),
             ));
         }
@@ -93,7 +95,7 @@ pub(crate) async fn list(
     }
     let position = |id: &str| {
         apps.iter().position(|a| a.id == id).ok_or_else(|| {
-            ApiError::bad_request("request.invalid_cursor", format!("no application '{id}'"))
+            ApiError::new(ErrorCode::InvalidCursor, format!("no application '{id}'"))
         })
     };
     let (after, before) = paging::cursors(q.after, q.before)?;
@@ -167,20 +169,10 @@ pub(crate) async fn generate(
 /// What a synchronous generation answers when its request could not be made.
 fn prepare_error(e: PrepareError) -> ApiError {
     match e {
-        PrepareError::Unusable(message) => ApiError::bad_request("inputs.invalid", message),
-        PrepareError::NotYet(message) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "files.unavailable",
-            message,
-        ),
-        e @ PrepareError::Template(_) => {
-            ApiError::bad_request("application.template", e.to_string())
-        }
-        e @ PrepareError::NoProvider(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "provider.missing",
-            e.to_string(),
-        ),
+        PrepareError::Unusable(message) => ApiError::new(ErrorCode::InvalidInputs, message),
+        PrepareError::NotYet(message) => ApiError::new(ErrorCode::FilesNotReady, message),
+        e @ PrepareError::Template(_) => ApiError::new(ErrorCode::TemplateFailed, e.to_string()),
+        e @ PrepareError::NoProvider(_) => ApiError::new(ErrorCode::ProviderMissing, e.to_string()),
     }
 }
 
@@ -203,11 +195,7 @@ fn sse_events(
 }
 
 fn error_event(e: &ProviderError) -> Event {
-    let body = json!({
-        "tpe": "ServiceUnavailable",
-        "errors": [{"description": e.to_string(), "key": "provider.failed", "extras": {}}],
-        "extras": {},
-    });
+    let body = ApiError::new(ErrorCode::ProviderFailed, e.to_string()).body();
     Event::default().event("error").data(body.to_string())
 }
 
@@ -217,12 +205,10 @@ fn delta_event(delta: serde_json::Value) -> Event {
 
 fn provider_error(e: &ProviderError) -> ApiError {
     match e {
-        ProviderError::Retryable { .. } => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "provider.unavailable",
-            e.to_string(),
-        ),
-        ProviderError::Fatal { .. } => ApiError::bad_request("provider.rejected", e.to_string()),
+        ProviderError::Retryable { .. } => {
+            ApiError::new(ErrorCode::ProviderUnavailable, e.to_string())
+        }
+        ProviderError::Fatal { .. } => ApiError::new(ErrorCode::ProviderRejected, e.to_string()),
     }
 }
 
@@ -246,8 +232,8 @@ pub(crate) struct GraphsBody {
 /// A graph id in canonical form; graph ids are UUIDs.
 pub(crate) fn graph_id(raw: &str) -> Result<String, ApiError> {
     let parsed = uuid::Uuid::parse_str(raw).map_err(|_| {
-        ApiError::bad_request(
-            "graphs.invalid_id",
+        ApiError::new(
+            ErrorCode::InvalidGraphId,
             format!("graph id '{raw}' is not a UUID"),
         )
     })?;

@@ -1,8 +1,11 @@
 //! The one error type every route answers with, in Writer's error shape:
 //! `{"tpe": "...", "errors": [{"description", "key", "extras"}], "extras": {}}`.
 //!
-//! The status decides `tpe` from one table. 5xx bodies never carry internals: the cause is
-//! logged once, here, and the client reads a generic description.
+//! [`ErrorCode`] is the one table of errors: each has its HTTP status and its machine key,
+//! and Writer's `tpe` follows from the status. Every error the API answers goes through it:
+//! handlers, extractors, the SSE `error` event and the answers the HTTP layer gives before
+//! routing. 5xx bodies never carry internals: the cause is logged once, here, inside the
+//! request's span, and the client reads a generic description and the request's id.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode};
@@ -11,41 +14,144 @@ use serde_json::json;
 
 use crate::store::StoreError;
 
-/// An error answer: status, a machine key and a human description.
+/// Builds [`ErrorCode`] from `Variant = (STATUS, "key")` rows.
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $name:ident = ($status:ident, $key:literal),)*) => {
+        /// Every error the API answers with.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub(crate) enum ErrorCode {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl ErrorCode {
+            /// The HTTP status.
+            pub(crate) fn status(self) -> StatusCode {
+                match self {
+                    $(Self::$name => StatusCode::$status,)*
+                }
+            }
+
+            /// The machine key clients read in `errors[].key`.
+            pub(crate) fn key(self) -> &'static str {
+                match self {
+                    $(Self::$name => $key,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// The request is not well-formed HTTP/1.1 (answered before routing).
+    MalformedRequest = (BAD_REQUEST, "request.malformed"),
+    /// The request's headers are over the HTTP layer's buffer.
+    HeadersTooLarge = (REQUEST_HEADER_FIELDS_TOO_LARGE, "request.headers_too_large"),
+    /// The request's URI is over the HTTP layer's buffer.
+    UriTooLong = (URI_TOO_LONG, "request.uri_too_long"),
+    /// Not HTTP/1.0 or HTTP/1.1.
+    HttpVersion = (HTTP_VERSION_NOT_SUPPORTED, "request.http_version"),
+    /// NUL or bytes that are not UTF-8 in the path, query or body.
+    InvalidText = (BAD_REQUEST, "request.invalid_text"),
+    /// The body is not JSON of the expected shape.
+    InvalidJson = (BAD_REQUEST, "request.invalid_json"),
+    /// A query parameter cannot be read.
+    InvalidQuery = (BAD_REQUEST, "request.invalid_query"),
+    /// A path parameter cannot be read.
+    InvalidPath = (BAD_REQUEST, "request.invalid_path"),
+    /// A JSON route was sent something other than JSON.
+    ContentType = (UNSUPPORTED_MEDIA_TYPE, "request.content_type"),
+    /// The body is over `--max-body-bytes`.
+    BodyTooLarge = (PAYLOAD_TOO_LARGE, "request.too_large"),
+    /// The body stalled for longer than `--body-timeout`.
+    BodyTimeout = (REQUEST_TIMEOUT, "request.timeout"),
+    /// The body broke off.
+    BodyBroken = (BAD_REQUEST, "request.body"),
+    /// An `after`/`before` cursor names nothing, or both were given.
+    InvalidCursor = (BAD_REQUEST, "request.invalid_cursor"),
+    /// `order` is not `asc` or `desc`.
+    InvalidOrder = (BAD_REQUEST, "request.invalid_order"),
+    /// A `status` filter is not one of Writer's statuses.
+    InvalidStatus = (BAD_REQUEST, "request.invalid_status"),
+    /// An application `type` filter other than `generation`.
+    InvalidType = (BAD_REQUEST, "request.invalid_type"),
+    /// A `file_types` filter names an unknown type.
+    InvalidFileTypes = (BAD_REQUEST, "request.invalid_file_types"),
+    /// An `Idempotency-Key` that is empty, too long or not visible ASCII.
+    IdempotencyKey = (BAD_REQUEST, "request.idempotency_key"),
+    /// `stream` asked of an async job.
+    StreamUnsupported = (BAD_REQUEST, "request.stream_unsupported"),
+    /// No route has this path.
+    RouteNotFound = (NOT_FOUND, "route.not_found"),
+    /// The path's route does not take this method.
+    MethodNotAllowed = (METHOD_NOT_ALLOWED, "route.method_not_allowed"),
+    /// No bearer key, or one that is unknown or revoked.
+    Unauthorized = (UNAUTHORIZED, "auth.invalid_key"),
+    /// No application with this id is served.
+    ApplicationNotFound = (NOT_FOUND, "application.not_found"),
+    /// The application's template failed with these inputs.
+    TemplateFailed = (BAD_REQUEST, "application.template"),
+    /// The inputs break the application's rules (the description names the input).
+    InvalidInputs = (BAD_REQUEST, "inputs.invalid"),
+    /// No job with this id in the caller's organisation.
+    JobNotFound = (NOT_FOUND, "job.not_found"),
+    /// Only a failed job can be retried (never a 409, which the SDKs retry).
+    JobNotFailed = (BAD_REQUEST, "job.not_failed"),
+    /// No file with this id in the caller's organisation.
+    FileNotFound = (NOT_FOUND, "file.not_found"),
+    /// An upload without a file name in `Content-Disposition`.
+    FileNameMissing = (BAD_REQUEST, "files.name_missing"),
+    /// An upload with no bytes.
+    FileEmpty = (BAD_REQUEST, "files.empty"),
+    /// An upload over `--max-upload-mb`.
+    FileTooLarge = (PAYLOAD_TOO_LARGE, "files.too_large"),
+    /// An upload that would take the organisation over its quota.
+    FileQuota = (PAYLOAD_TOO_LARGE, "files.quota"),
+    /// A files retry that names no file.
+    FileIdsMissing = (BAD_REQUEST, "files.ids_missing"),
+    /// A file an input names is still being processed, or storage is unavailable.
+    FilesNotReady = (SERVICE_UNAVAILABLE, "files.unavailable"),
+    /// Blob storage failed.
+    FileStorageUnavailable = (SERVICE_UNAVAILABLE, "files.storage_unavailable"),
+    /// A graph id that is not a UUID.
+    InvalidGraphId = (BAD_REQUEST, "graphs.invalid_id"),
+    /// The application's provider is not configured.
+    ProviderMissing = (SERVICE_UNAVAILABLE, "provider.missing"),
+    /// The model server failed in a way worth retrying.
+    ProviderUnavailable = (SERVICE_UNAVAILABLE, "provider.unavailable"),
+    /// The model server refused the request for good.
+    ProviderRejected = (BAD_REQUEST, "provider.rejected"),
+    /// The model server failed in the middle of a stream (the SSE `error` event).
+    ProviderFailed = (SERVICE_UNAVAILABLE, "provider.failed"),
+    /// The database cannot be reached; try again shortly.
+    DatabaseUnavailable = (SERVICE_UNAVAILABLE, "server.unavailable"),
+    /// Anything else; its cause is logged, never answered.
+    Internal = (INTERNAL_SERVER_ERROR, "server.internal"),
+}
+
+/// An error answer: a code from the table and a description for people.
 #[derive(Debug)]
 pub(crate) struct ApiError {
-    status: StatusCode,
-    key: &'static str,
+    code: ErrorCode,
     description: String,
 }
 
 impl ApiError {
-    /// An error with this status, key and description.
-    pub(crate) fn new(
-        status: StatusCode,
-        key: &'static str,
-        description: impl Into<String>,
-    ) -> Self {
+    /// An error of this code with this description.
+    pub(crate) fn new(code: ErrorCode, description: impl Into<String>) -> Self {
         Self {
-            status,
-            key,
+            code,
             description: description.into(),
         }
     }
 
-    /// 400: the request is wrong.
-    pub(crate) fn bad_request(key: &'static str, description: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, key, description)
-    }
-
-    /// 404: no such thing (for this organisation).
-    pub(crate) fn not_found(key: &'static str, description: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, key, description)
-    }
-
-    /// 401: no key, or not a valid one.
-    pub(crate) fn unauthorized(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "auth.invalid_key", description)
+    /// The body Writer's clients read: `{"tpe", "errors": [{"description", "key", "extras"}],
+    /// "extras"}`.
+    pub(crate) fn body(&self) -> serde_json::Value {
+        json!({
+            "tpe": tpe(self.code.status()),
+            "errors": [{"description": self.description, "key": self.code.key(), "extras": {}}],
+            "extras": {},
+        })
     }
 }
 
@@ -73,23 +179,12 @@ fn tpe(status: StatusCode) -> &'static str {
     }
 }
 
-impl ApiError {
-    /// The body Writer's clients read: `{"tpe", "errors": [{"description", "key", "extras"}],
-    /// "extras"}`.
-    pub fn body(&self) -> serde_json::Value {
-        json!({
-            "tpe": tpe(self.status),
-            "errors": [{"description": self.description, "key": self.key, "extras": {}}],
-            "extras": {},
-        })
-    }
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(self.body())).into_response();
+        let status = self.code.status();
+        let mut response = (status, Json(self.body())).into_response();
         let retryable = [StatusCode::REQUEST_TIMEOUT, StatusCode::TOO_MANY_REQUESTS];
-        if self.status.is_client_error() && !retryable.contains(&self.status) {
+        if status.is_client_error() && !retryable.contains(&status) {
             // The SDKs retry some statuses by default; a client error will not get better.
             response
                 .headers_mut()
@@ -105,18 +200,13 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(cause) => {
                 tracing::warn!(%cause, "database unavailable");
                 Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "server.unavailable",
+                    ErrorCode::DatabaseUnavailable,
                     "the database is unavailable; try again shortly",
                 )
             }
             other => {
                 tracing::error!(cause = %other, "database error");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server.internal",
-                    "internal server error",
-                )
+                Self::new(ErrorCode::Internal, "internal server error")
             }
         }
     }
@@ -124,14 +214,13 @@ impl From<StoreError> for ApiError {
 
 /// The answer to a path no route matches.
 pub(crate) async fn unknown_path() -> ApiError {
-    ApiError::not_found("route.not_found", "no such route")
+    ApiError::new(ErrorCode::RouteNotFound, "no such route")
 }
 
 /// The answer to a known path with the wrong method.
 pub(crate) async fn wrong_method() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "route.method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this route does not take that method",
     )
 }

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use super::text::json_holds_nul;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorCode};
 use crate::server::connections::BodyTimedOut;
 
 /// The authenticated caller: the organisation its key belongs to.
@@ -32,10 +32,18 @@ impl FromRequestParts<AppState> for Principal {
             })
             .map(str::trim)
             .filter(|k| !k.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("missing bearer API key in Authorization"))?;
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "missing bearer API key in Authorization",
+                )
+            })?;
         match state.keys.authenticate(key).await? {
             Some(org) => Ok(Principal { org }),
-            None => Err(ApiError::unauthorized("invalid or revoked API key")),
+            None => Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "invalid or revoked API key",
+            )),
         }
     }
 }
@@ -50,8 +58,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for WJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         if !json_content_type(req.headers()) {
             return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "request.content_type",
+                ErrorCode::ContentType,
                 "send the body as JSON, with Content-Type: application/json",
             ));
         }
@@ -59,8 +66,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for WJson<T> {
             .await
             .map_err(body_rejection)?;
         if json_holds_nul(&bytes) {
-            return Err(ApiError::bad_request(
-                "request.invalid_text",
+            return Err(ApiError::new(
+                ErrorCode::InvalidText,
                 "the body holds a NUL character (\\u0000), which no field accepts",
             ));
         }
@@ -89,8 +96,7 @@ fn json_content_type(headers: &HeaderMap) -> bool {
 pub fn body_rejection(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request.too_large",
+            ErrorCode::BodyTooLarge,
             "the request body is larger than this server accepts",
         );
     }
@@ -102,23 +108,50 @@ pub fn body_error(error: &(dyn std::error::Error + 'static)) -> ApiError {
     let mut cause = Some(error);
     while let Some(e) = cause {
         if let Some(timed_out) = e.downcast_ref::<BodyTimedOut>() {
-            return ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request.timeout",
-                timed_out.to_string(),
-            );
+            return ApiError::new(ErrorCode::BodyTimeout, timed_out.to_string());
         }
         cause = e.source();
     }
-    ApiError::bad_request(
-        "request.body",
+    ApiError::new(
+        ErrorCode::BodyBroken,
         format!("the request body broke off: {error}"),
     )
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     // Writer's table has no 422 for a well-formed body of the wrong shape: that is a 400.
-    ApiError::bad_request("request.invalid_json", rejection.body_text())
+    let text = rejection.body_text();
+    let description = match text.split_once(": ") {
+        Some((prefix, detail)) if prefix.contains("deserialize") => {
+            format!("the body does not fit this route: {}", plainly(detail))
+        }
+        Some((_, detail)) => format!("the body is not valid JSON: {detail}"),
+        None => text,
+    };
+    ApiError::new(ErrorCode::InvalidJson, description)
+}
+
+/// A deserializer's `field: problem` in words for people: Rust's number-parsing wording
+/// becomes what the value must be, and the field is named as such.
+fn plainly(detail: &str) -> String {
+    let (field, problem) = match detail.split_once(": ") {
+        Some((field, problem)) if !field.contains(' ') => (Some(field), problem),
+        _ => (None, detail),
+    };
+    let problem = match problem {
+        "invalid digit found in string" | "cannot parse integer from empty string" => {
+            "must be a whole number, 0 or more"
+        }
+        "number too large to fit in target type" => "is too large a number",
+        "number too small to fit in target type" => "is too small a number",
+        "invalid float literal" => "must be a number",
+        "provided string was not `true` or `false`" => "must be true or false",
+        other => other,
+    };
+    match field {
+        Some(field) => format!("`{field}` {problem}"),
+        None => problem.to_owned(),
+    }
 }
 
 /// `axum::extract::Query`, rejecting in Writer's error shape.
@@ -136,7 +169,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for WQuery<T> {
 }
 
 fn query_rejection(rejection: QueryRejection) -> ApiError {
-    ApiError::bad_request("request.invalid_query", rejection.body_text())
+    let text = rejection.body_text();
+    let detail = text
+        .split_once(": ")
+        .map_or(text.as_str(), |(_, detail)| detail);
+    ApiError::new(
+        ErrorCode::InvalidQuery,
+        format!("the query parameter {}", plainly(detail)),
+    )
 }
 
 /// `axum::extract::Path`, rejecting in Writer's error shape.
@@ -148,9 +188,9 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for WPath<T
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Self(value)),
-            Err(rejection) => Err(ApiError::bad_request(
-                "request.invalid_path",
-                rejection.body_text(),
+            Err(rejection) => Err(ApiError::new(
+                ErrorCode::InvalidPath,
+                format!("the path cannot be read: {}", rejection.body_text()),
             )),
         }
     }

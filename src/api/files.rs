@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -15,7 +15,7 @@ use super::applications::graph_id;
 use super::extract::{Principal, WJson, WPath, WQuery, body_error};
 use super::paging;
 use super::views::{DeletedView, FileListView, FileView};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorCode};
 use crate::files::{FileKind, UploadError, disposition};
 use crate::store::FileQuery;
 
@@ -40,8 +40,8 @@ pub(crate) async fn upload(
         .and_then(|v| v.to_str().ok())
         .and_then(disposition::file_name)
         .ok_or_else(|| {
-            ApiError::bad_request(
-                "files.name_missing",
+            ApiError::new(
+                ErrorCode::FileNameMissing,
                 "name the file with a Content-Disposition header, e.g. attachment; filename=\"report.pdf\"",
             )
         })?;
@@ -71,7 +71,7 @@ pub(crate) async fn upload(
             .map_err(|e| upload_error(e.into()))?;
     }
     if spool.size() == 0 {
-        return Err(ApiError::bad_request("files.empty", "the file is empty"));
+        return Err(ApiError::new(ErrorCode::FileEmpty, "the file is empty"));
     }
     let record = state
         .files
@@ -83,22 +83,18 @@ pub(crate) async fn upload(
 
 fn too_large(limit: u64) -> ApiError {
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "files.too_large",
+        ErrorCode::FileTooLarge,
         format!("files may be at most {limit} bytes ({} MB)", limit >> 20),
     )
 }
 
 fn upload_error(e: UploadError) -> ApiError {
     match e {
-        UploadError::OverQuota { .. } => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "files.quota", e.to_string())
-        }
+        UploadError::OverQuota { .. } => ApiError::new(ErrorCode::FileQuota, e.to_string()),
         UploadError::Blob(cause) => {
             tracing::error!(%cause, "file storage failed");
             ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "files.storage_unavailable",
+                ErrorCode::FileStorageUnavailable,
                 "file storage is unavailable; try again shortly",
             )
         }
@@ -139,8 +135,8 @@ pub(crate) async fn list(
             FileKind::from_extension(t)
                 .map(|k| k.extension().to_owned())
                 .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "request.invalid_file_types",
+                    ApiError::new(
+                        ErrorCode::InvalidFileTypes,
                         format!("unknown file type '{t}'"),
                     )
                 })
@@ -154,8 +150,8 @@ pub(crate) async fn list(
             .as_deref()
             .is_some_and(|id| uuid::Uuid::parse_str(id).is_err())
         {
-            return Err(ApiError::bad_request(
-                "request.invalid_cursor",
+            return Err(ApiError::new(
+                ErrorCode::InvalidCursor,
                 format!("{name} must be a file id, as the list's first_id and last_id are"),
             ));
         }
@@ -257,8 +253,8 @@ pub(crate) async fn retry(
     WJson(body): WJson<RetryBody>,
 ) -> Result<Response, ApiError> {
     if body.file_ids.is_empty() {
-        return Err(ApiError::bad_request(
-            "files.ids_missing",
+        return Err(ApiError::new(
+            ErrorCode::FileIdsMissing,
             "file_ids must name at least one file",
         ));
     }
@@ -269,5 +265,5 @@ pub(crate) async fn retry(
 }
 
 fn no_file(id: &str) -> ApiError {
-    ApiError::not_found("file.not_found", format!("no file '{id}'"))
+    ApiError::new(ErrorCode::FileNotFound, format!("no file '{id}'"))
 }

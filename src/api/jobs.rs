@@ -9,8 +9,8 @@ use super::applications::{GenerateBody, checked_inputs, served_app};
 use super::extract::{Principal, WJson, WPath, WQuery};
 use super::paging;
 use super::views::{JobAcceptedView, JobListView, JobView, PaginationView};
-use super::{ApiError, AppState};
-use crate::store::{JobQuery, NewJob, RetryOutcome};
+use super::{ApiError, AppState, ErrorCode};
+use crate::store::{JobQuery, NewJob, RetryOutcome, WriterStatus};
 
 const DEFAULT_PAGE: u64 = 50;
 const MAX_PAGE: u64 = 1000;
@@ -26,14 +26,14 @@ pub(crate) async fn create(
 ) -> Result<(StatusCode, Json<JobAcceptedView>), ApiError> {
     let app = served_app(&state, &application_id)?;
     if body.stream == Some(true) {
-        return Err(ApiError::bad_request(
-            "request.stream_unsupported",
+        return Err(ApiError::new(
+            ErrorCode::StreamUnsupported,
             "async jobs cannot stream; use POST /v1/applications/{application_id} with stream",
         ));
     }
     let inputs = checked_inputs(&state, &principal.org, app, body.inputs.as_ref()).await?;
     let inputs = serde_json::to_string(&inputs)
-        .map_err(|e| ApiError::bad_request("inputs.invalid", e.to_string()))?;
+        .map_err(|e| ApiError::new(ErrorCode::InvalidInputs, e.to_string()))?;
     let job = NewJob {
         id: uuid::Uuid::now_v7().to_string(),
         org: principal.org,
@@ -52,8 +52,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     };
     match value.to_str() {
         Ok(key) if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY => Ok(Some(key.to_owned())),
-        _ => Err(ApiError::bad_request(
-            "request.idempotency_key",
+        _ => Err(ApiError::new(
+            ErrorCode::IdempotencyKey,
             format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
         )),
     }
@@ -123,16 +123,19 @@ pub(crate) async fn retry(
     match state.store.retry_job(&principal.org, &job_id).await? {
         RetryOutcome::Requeued(job) => Ok((StatusCode::ACCEPTED, Json(job.into()))),
         RetryOutcome::NotFound => Err(job_not_found(&job_id)),
-        RetryOutcome::NotFailed(current) => Err(ApiError::bad_request(
-            "job.not_failed",
-            format!(
-                "job {job_id} is {}; only a failed job can be retried",
-                current.as_str()
-            ),
-        )),
+        RetryOutcome::NotFailed(current) => {
+            let now = match current.writer_status() {
+                WriterStatus::Completed => "has completed",
+                _ => "is still in progress",
+            };
+            Err(ApiError::new(
+                ErrorCode::JobNotFailed,
+                format!("job {job_id} {now}; only a failed job can be retried"),
+            ))
+        }
     }
 }
 
 fn job_not_found(job_id: &str) -> ApiError {
-    ApiError::not_found("job.not_found", format!("no job {job_id}"))
+    ApiError::new(ErrorCode::JobNotFound, format!("no job {job_id}"))
 }

@@ -12,6 +12,7 @@ mod files;
 mod jobs;
 mod native;
 mod paging;
+mod requests;
 mod text;
 mod views;
 
@@ -21,7 +22,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
-pub(crate) use error::ApiError;
+pub(crate) use error::{ApiError, ErrorCode};
 
 use crate::apps::Registry;
 use crate::auth::Keys;
@@ -76,6 +77,7 @@ pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Router {
         .method_not_allowed_fallback(error::wrong_method)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn(text::reject_unstorable))
+        .layer(axum::middleware::from_fn(requests::identify))
         .with_state(state)
 }
 

@@ -2,7 +2,7 @@
 //! cursor-paged lists (applications, files), and the `status` filter of the jobs and files
 //! lists.
 
-use super::ApiError;
+use super::{ApiError, ErrorCode};
 use crate::store::WriterStatus;
 
 /// Items on a page when the client does not say.
@@ -23,8 +23,8 @@ pub(crate) fn status(status: Option<&str>) -> Result<Option<WriterStatus>, ApiEr
     match status {
         None | Some("") => Ok(None),
         Some(s) => WriterStatus::parse(s).map(Some).ok_or_else(|| {
-            ApiError::bad_request(
-                "request.invalid_status",
+            ApiError::new(
+                ErrorCode::InvalidStatus,
                 format!("unknown status '{s}'; use in_progress, completed or failed"),
             )
         }),
@@ -36,8 +36,8 @@ pub(crate) fn ascending(order: Option<&str>) -> Result<bool, ApiError> {
     match order {
         None | Some("desc") => Ok(false),
         Some("asc") => Ok(true),
-        Some(other) => Err(ApiError::bad_request(
-            "request.invalid_order",
+        Some(other) => Err(ApiError::new(
+            ErrorCode::InvalidOrder,
             format!("unknown order '{other}'; use asc or desc"),
         )),
     }
@@ -50,8 +50,8 @@ pub fn cursors(
 ) -> Result<(Option<String>, Option<String>), ApiError> {
     let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
     match (nonempty(after), nonempty(before)) {
-        (Some(_), Some(_)) => Err(ApiError::bad_request(
-            "request.invalid_cursor",
+        (Some(_), Some(_)) => Err(ApiError::new(
+            ErrorCode::InvalidCursor,
             "page with after or with before, not both",
         )),
         cursors => Ok(cursors),

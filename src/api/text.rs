@@ -6,7 +6,7 @@ use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::ApiError;
+use super::{ApiError, ErrorCode};
 
 /// Middleware: a path or query string that, percent-decoded, holds NUL or is not UTF-8 is a
 /// 400 naming which.
@@ -26,14 +26,14 @@ fn check(part: &str, raw: &str) -> Result<(), ApiError> {
     }
     let decoded = percent_decode(raw.as_bytes());
     if decoded.contains(&0) {
-        return Err(ApiError::bad_request(
-            "request.invalid_text",
+        return Err(ApiError::new(
+            ErrorCode::InvalidText,
             format!("the {part} holds a NUL character (%00), which no field accepts"),
         ));
     }
     if std::str::from_utf8(&decoded).is_err() {
-        return Err(ApiError::bad_request(
-            "request.invalid_text",
+        return Err(ApiError::new(
+            ErrorCode::InvalidText,
             format!("the {part} is not valid UTF-8 once percent-decoded"),
         ));
     }

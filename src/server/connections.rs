@@ -41,7 +41,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
-use crate::api::ApiError;
+use crate::api::{ApiError, ErrorCode};
 
 /// The limits every connection is held to (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -465,22 +465,23 @@ fn writer_shaped(written: &[u8]) -> Option<Vec<u8>> {
     if !(status.is_client_error() || status.is_server_error()) {
         return None;
     }
-    let (key, description) = match status {
+    let (code, description) = match status {
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
-            "request.headers_too_large",
+            ErrorCode::HeadersTooLarge,
             "the request's headers are too large",
         ),
-        StatusCode::URI_TOO_LONG => ("request.uri_too_long", "the request's URI is too long"),
+        StatusCode::URI_TOO_LONG => (ErrorCode::UriTooLong, "the request's URI is too long"),
         StatusCode::HTTP_VERSION_NOT_SUPPORTED => (
-            "request.http_version",
+            ErrorCode::HttpVersion,
             "only HTTP/1.0 and HTTP/1.1 are served",
         ),
         _ => (
-            "request.malformed",
+            ErrorCode::MalformedRequest,
             "the request is not well-formed HTTP/1.1",
         ),
     };
-    let body = ApiError::new(status, key, description).body().to_string();
+    let status = code.status();
+    let body = ApiError::new(code, description).body().to_string();
     Some(
         format!(
             "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\

@@ -1,0 +1,72 @@
+//! Every request gets an id and a span: the id is the client's `X-Request-Id` when it sent a
+//! short visible one, else a new one; it is answered in `X-Request-Id` on every response and,
+//! on a 5xx, in the body's `extras.request_id`, so a user can quote it and an operator find
+//! the one log line that holds the cause (logged inside the span, which carries the id).
+
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+/// The header that carries the id, both ways.
+const HEADER: &str = "x-request-id";
+/// Longest client id taken as it is.
+const MAX_CLIENT_ID: usize = 128;
+/// Largest 5xx body read back to add the id (ours are a few hundred bytes).
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// This process's prefix for the ids it makes; a counter follows it.
+static PROCESS: LazyLock<String> = LazyLock::new(|| {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    id[id.len() - 8..].to_owned()
+});
+static NEXT: AtomicU64 = AtomicU64::new(1);
+
+/// Middleware: the request's id, its span, and the id in the answer.
+pub(crate) async fn identify(request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(HEADER)
+        .filter(|v| !v.is_empty() && v.len() <= MAX_CLIENT_ID && v.to_str().is_ok())
+        .cloned()
+        .unwrap_or_else(new_id);
+    let span = tracing::info_span!(
+        "request",
+        id = id.to_str().unwrap_or_default(),
+        method = %request.method(),
+        path = request.uri().path(),
+    );
+    let mut response = next.run(request).instrument(span).await;
+    if response.status().is_server_error() {
+        response = with_id_in_body(response, &id).await;
+    }
+    response.headers_mut().insert(HEADER, id);
+    response
+}
+
+fn new_id() -> HeaderValue {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    HeaderValue::from_str(&format!("req_{}{n:x}", *PROCESS)).expect("ASCII")
+}
+
+/// A Writer error body with `extras.request_id` set; any other body as it was.
+async fn with_id_in_body(response: Response, id: &HeaderValue) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_ERROR_BODY).await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    if let Some(extras) = json.get_mut("extras").and_then(|e| e.as_object_mut()) {
+        extras.insert("request_id".into(), id.to_str().unwrap_or_default().into());
+    }
+    let bytes = json.to_string();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(bytes))
+}
