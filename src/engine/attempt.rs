@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::failpoint::{self, FailurePoint};
 use crate::apps::{Application, Inputs, Prompt, Registry, RenderError, RetryPolicy};
 use crate::files::{AttachError, Attachments, Files};
 use crate::providers::{Backend, ChatRequest, ErrorClass, ProviderError, Providers};
@@ -91,7 +92,10 @@ pub(super) async fn run(
         Err(e @ PrepareError::NotYet(_)) => return retry_later(job, e.to_string(), None),
         Err(e) => return failed(e.to_string()),
     };
-    match prepared.provider.complete(prepared.request).await {
+    failpoint::reached(FailurePoint::BeforeModelCall);
+    let answer = prepared.provider.complete(prepared.request).await;
+    failpoint::reached(FailurePoint::AfterModelCall);
+    match answer {
         Ok(done) if !done.text.trim().is_empty() => OutcomeKind::Completed {
             title: prepared.title,
             suggestion: done.text,

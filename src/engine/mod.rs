@@ -15,12 +15,18 @@
 //! fenced by its [`Lease`] (row + attempt), so a late worker can never overwrite a newer
 //! attempt or a finished job. No database transaction is held across a model call.
 //!
+//! # Failure points
+//! [`failpoint`] names the places a job can be when its process dies (claim taken, before and
+//! after the model call, before its outcome is written); the crash tests abort a server at
+//! each and check that nothing accepted is lost.
+//!
 //! # Shutdown
 //! Stop claiming; let in-flight calls finish until `shutdown_grace`; write their outcomes;
 //! give the leases of calls that did not finish back to the queue. A `kill -9` skips all of
 //! this and loses nothing: the leases lapse and the jobs run again.
 
 mod attempt;
+mod failpoint;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -35,6 +41,7 @@ use crate::apps::Registry;
 use crate::files::Files;
 use crate::providers::Providers;
 use crate::store::{ClaimedJob, Lease, Outcome, Store, StoreError, now_micros};
+use failpoint::FailurePoint;
 
 /// Outcomes written in one call at most.
 const MAX_COMPLETION_BATCH: usize = 4096;
@@ -150,6 +157,9 @@ impl Engine {
                     Vec::new()
                 }
             };
+            if !claimed.is_empty() {
+                failpoint::reached(FailurePoint::ClaimTaken);
+            }
             let full = claimed.len() == want;
             for job in claimed {
                 let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -185,6 +195,7 @@ impl Engine {
         let mut batch = Vec::with_capacity(MAX_COMPLETION_BATCH);
         while done.recv_many(&mut batch, MAX_COMPLETION_BATCH).await > 0 {
             let leases: Vec<Lease> = batch.iter().map(|o| o.lease).collect();
+            failpoint::reached(FailurePoint::BeforeOutcomeWritten);
             if let Err(e) = self.finish_with_retries(std::mem::take(&mut batch)).await {
                 tracing::error!(error = %e, jobs = leases.len(),
                     "could not record outcomes; the jobs will run again when their leases lapse");

@@ -329,3 +329,80 @@ async fn a_graceful_shutdown_gives_unfinished_jobs_back() {
     assert_eq!(count(&http, &server, "completed").await, 3);
     server.kill_9();
 }
+
+/// Starts a server on `dir` with these flags and the test key.
+fn serve_with<'a>(dir: &'a std::path::Path, args: &[&'a str]) -> Serve<'a> {
+    Serve {
+        api_key: Some(KEY),
+        args: args.to_vec(),
+        ..Serve::new(dir)
+    }
+}
+
+/// The engine's failure points: a worker aborted at each (as `kill -9` would) loses no
+/// accepted job, and a restart finishes every job once, with its own result. The batch is
+/// accepted by a node that works no jobs; a worker then dies the third time a job passes the
+/// point; a normal restart finishes the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_each_failure_point_loses_nothing_and_finishes_every_job_once() {
+    const BATCH: usize = 40;
+    for point in [
+        "claim-taken",
+        "before-model-call",
+        "after-model-call",
+        "before-outcome-written",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let http = client();
+        let api_only = serve_with(
+            dir.path(),
+            &["--concurrency", "0", "--sqlite-sync", "normal"],
+        );
+        let server = api_only.start();
+        let mut by_id = HashMap::new();
+        for i in 0..BATCH {
+            let text = format!("{point}-job-{i:02}");
+            by_id.insert(submit(&http, &server, &text).await, text);
+        }
+        server.child.sigterm();
+        assert!(server.child.wait(Duration::from_secs(30)).status.success());
+
+        let worker_flags = [
+            "--concurrency",
+            "4",
+            "--mock-latency",
+            "20ms",
+            "--sqlite-sync",
+            "normal",
+        ];
+        let mut crashing = serve_with(dir.path(), &worker_flags).command();
+        crashing.env("SCRIPTORIUM_CRASH_AT", format!("{point}@3"));
+        let crashed = crate::process::ChildGuard::spawn(crashing).wait(Duration::from_secs(60));
+        assert!(!crashed.status.success(), "{point}: the worker did not die");
+        assert!(
+            crashed
+                .all()
+                .contains(&format!("crashing on purpose at {point}")),
+            "{point}: the worker did not die at its point:\n{}",
+            crashed.all()
+        );
+
+        let server = serve_with(dir.path(), &worker_flags).start();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while (count(&http, &server, "completed").await as usize) < BATCH {
+            assert!(
+                Instant::now() < deadline,
+                "{point}: not every job completed after the restart: {:?}",
+                counts(&http, &server).await
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let jobs = list_all(&http, &server, 100).await;
+        assert_eq!(jobs.len(), BATCH, "{point}: exactly the accepted jobs");
+        for job in &jobs {
+            let text = &by_id[job["id"].as_str().unwrap()];
+            assert_own_result(job, text, &format!("{point}-job-"));
+        }
+        println!("{point}: the worker died there; after a restart all {BATCH} jobs completed once");
+    }
+}
