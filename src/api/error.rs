@@ -24,6 +24,10 @@ macro_rules! error_codes {
         }
 
         impl ErrorCode {
+            /// Every code, in the table's order.
+            #[cfg(test)]
+            const ALL: &[Self] = &[$(Self::$name,)*];
+
             /// The HTTP status.
             pub(crate) fn status(self) -> StatusCode {
                 match self {
@@ -223,4 +227,19 @@ pub(crate) async fn wrong_method() -> ApiError {
         ErrorCode::MethodNotAllowed,
         "this route does not take that method",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/errors.md lists every key with its status, so clients can rely on it.
+    #[test]
+    fn every_code_is_documented_with_its_status() {
+        let doc = include_str!("../../docs/errors.md");
+        for code in ErrorCode::ALL {
+            let row = format!("| `{}` | {} |", code.key(), code.status().as_u16());
+            assert!(doc.contains(&row), "docs/errors.md lacks the row {row}");
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! Every error, on every route, in Writer's shape: bad JSON, wrong content, oversize bodies,
 //! unknown paths and wrong methods.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::{KEY, assert_error, inputs_body, spawn_app, spawn_with};
 use scriptorium::config::ServeOptions;
@@ -117,4 +117,28 @@ async fn the_retry_route_takes_an_empty_json_body_as_the_sdk_sends_it() {
         .unwrap();
     assert_error(response, 404, "NotFound").await;
     let _ = json!({});
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_and_a_5xx_names_it_in_its_body() {
+    let app = spawn_app().await;
+    let response = app
+        .post("/v1/applications/echo")
+        .header("x-request-id", "trace-42")
+        .json(&inputs_body(&[("Text", &["[[mock:error]]"])]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "trace-42");
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["extras"]["request_id"], "trace-42", "{body}");
+    assert_eq!(body["errors"][0]["key"], "provider.unavailable");
+    let response = app.get("/v1/applications").send().await.unwrap();
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(id.starts_with("req_"), "a fresh id: {id}");
 }
