@@ -12,7 +12,8 @@ use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::config::{ProviderConfig, ProviderKind, Secret};
-use super::{ChatRequest, Completion, ErrorClass, ProviderError, Usage};
+use super::{ChatRequest, Completion, ErrorClass, ProviderError};
+use crate::store::Usage;
 
 /// Writer's API, when a `writer` provider names no base URL.
 const WRITER_BASE_URL: &str = "https://api.writer.com";

@@ -11,12 +11,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use scriptorium::apps::RetryPolicy;
 use scriptorium::store::postgres::PostgresStore;
 use scriptorium::store::sqlite::{Durability, SqliteStore};
 use scriptorium::store::{
     FileInserted, FileProcessed, JobQuery, JobState, KeyInfo, Lease, NewFile, NewJob, Outcome,
-    OutcomeKind, RetryOutcome, Store, StoreError, UNSTORABLE, Usage, WriterStatus, now_micros,
+    OutcomeKind, RetryOutcome, RetryPolicy, Store, StoreError, UNSTORABLE, Usage, WriterStatus,
+    now_micros,
 };
 use tempfile::TempDir;
 
