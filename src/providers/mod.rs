@@ -11,7 +11,6 @@ pub mod config;
 pub(crate) mod gate;
 pub(crate) mod mock;
 mod openai;
-mod openai_sse;
 mod stream;
 
 use std::collections::BTreeMap;
