@@ -6,8 +6,9 @@
 //! tests of PostgreSQL alone, `throughput.rs` a measurement.
 //!
 //! PostgreSQL cases read the server's URL from `SCRIPTORIUM_TEST_POSTGRES_URL`; when it is
-//! unset they print a notice and pass. Each case gets a schema of its own (created through a
-//! bootstrap connection, selected with `options=-c search_path=…`, dropped afterwards) and an
+//! unset they print a notice and pass, unless `SCRIPTORIUM_REQUIRE_POSTGRES=1` (as in CI)
+//! makes them fail. Each case gets a schema of its own (created through a bootstrap
+//! connection, selected with `options=-c search_path=…`, dropped afterwards) and an
 //! `application_name` of its own, so cases run in parallel on one database and the
 //! connection-killing case kills only its own store's connections.
 

@@ -1,5 +1,6 @@
 //! PostgreSQL only: a store whose connections are killed recovers by itself, and nodes
-//! starting together migrate a fresh schema once. Skipped (with a notice) without a server.
+//! starting together migrate a fresh schema once. Skipped (with a notice) without a server,
+//! unless `SCRIPTORIUM_REQUIRE_POSTGRES=1`.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
