@@ -18,8 +18,11 @@
 //! - [`files`]: uploads (bytes in a directory or an S3-compatible bucket, metadata in the
 //!   store), text extraction in the background, and the files and images jobs give models.
 //! - [`providers`]: the model backends, a closed enum (OpenAI-compatible servers, Writer's chat
-//!   API, the deterministic mock), each behind a gate that enforces its limits.
-//! - [`store`]: every SQL statement, behind the [`store::Store`] trait (SQLite or PostgreSQL).
+//!   API, the deterministic mock), each behind a gate that enforces its limits (across a
+//!   cluster through the store's shared limits).
+//! - [`store`]: the bottom layer: every SQL statement, behind the [`store::Store`] trait
+//!   (SQLite or PostgreSQL), and the types it shares with the layers above (the retry
+//!   policy, token usage, the provider limits a cluster shares). Imports none of them.
 //! - [`config`]: one typed [`config::Settings`] from defaults, file, environment and flags.
 //! - [`server`]: assembles the parts and runs them until shutdown.
 //! - [`cli`]: the subcommands; `main.rs` only dispatches to it.

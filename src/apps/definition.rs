@@ -11,7 +11,8 @@ use super::checks::check_templates;
 use super::fields::{check_id, line_of, millis, parse_created_at, template_first_line};
 use super::render::{Field, Problem, Source, Templates};
 use super::spec::{InputSpec, InputType, parse_options};
-use super::{AppStatus, Application, RetryPolicy};
+use super::{AppStatus, Application};
+use crate::store::RetryPolicy;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -22,6 +22,8 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::RetryPolicy;
+
 pub(crate) use inputs::InputError;
 pub use inputs::Inputs;
 pub(crate) use registry::{LoadError, Registry};
@@ -36,29 +38,6 @@ pub(crate) enum AppStatus {
     Deployed,
     /// Loaded and validated, but not served.
     Draft,
-}
-
-/// How a failed generation is retried: up to `max_attempts` attempts in all, waiting
-/// `backoff_initial_ms` after the first failure, doubling each time, capped at `backoff_max_ms`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included (at least 1).
-    pub max_attempts: u32,
-    /// Wait after the first failed attempt, in milliseconds.
-    pub backoff_initial_ms: u64,
-    /// Longest wait between attempts, in milliseconds (>= `backoff_initial_ms`).
-    pub backoff_max_ms: u64,
-}
-
-impl Default for RetryPolicy {
-    /// 3 attempts, 1 s initial backoff, 60 s cap.
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 3,
-            backoff_initial_ms: 1_000,
-            backoff_max_ms: 60_000,
-        }
-    }
 }
 
 /// One loaded application: its metadata, declared inputs, model settings and templates.

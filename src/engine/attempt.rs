@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::failpoint::{self, FailurePoint};
-use crate::apps::{Application, Inputs, Prompt, Registry, RenderError, RetryPolicy};
+use crate::apps::{Application, Inputs, Prompt, Registry, RenderError};
 use crate::files::{AttachError, Attachments, Files};
 use crate::providers::{Backend, ChatRequest, ErrorClass, ProviderError, Providers};
-use crate::store::{ClaimedJob, OutcomeKind, now_micros};
+use crate::store::{ClaimedJob, OutcomeKind, RetryPolicy, now_micros};
 
 /// A provider request made from an application and its inputs, ready to send.
 #[derive(Debug)]

@@ -7,13 +7,10 @@
 //! for every caller in the process. Providers never touch the store: the engine calls them
 //! between a claim and a completion and sorts their errors with [`ProviderError::is_retryable`].
 
-pub(crate) mod budget;
 pub mod config;
 pub(crate) mod gate;
 pub(crate) mod mock;
 mod openai;
-mod openai_sse;
-pub(crate) mod shared;
 mod stream;
 
 use std::collections::BTreeMap;
@@ -23,9 +20,10 @@ use std::time::Duration;
 use futures_util::stream::BoxStream;
 use serde::Serialize;
 
+use crate::store::Usage;
+use crate::store::limits::{Limits, SharedLimits};
 use config::{ProviderConfig, ProviderKind};
-use gate::{Gate, GateView, Limits};
-use shared::SharedLimits;
+use gate::{Gate, GateView};
 
 /// How long past its timeout a call's shared slot stays taken if its node dies.
 const SHARED_SLOT_MARGIN: Duration = Duration::from_secs(5);
@@ -81,15 +79,6 @@ impl Image {
         let encoded = base64::engine::general_purpose::STANDARD.encode(&self.data);
         format!("data:{};base64,{encoded}", self.mime)
     }
-}
-
-/// Tokens a call used, as the backend reported them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Usage {
-    /// Tokens of the prompt.
-    pub prompt_tokens: u32,
-    /// Tokens generated.
-    pub completion_tokens: u32,
 }
 
 /// A successful generation.

@@ -22,7 +22,7 @@ use crate::engine::Engine;
 use crate::files::Files;
 use crate::files::blobs::{BlobConfig, Blobs};
 use crate::providers::Providers;
-use crate::providers::shared::SharedLimits;
+use crate::store::limits::SharedLimits;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::{Durability, SqliteStore};
 use crate::store::{Store, StoreError};

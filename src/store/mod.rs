@@ -2,7 +2,11 @@
 //!
 //! The store owns every SQL statement and nothing else: it never calls a model and never
 //! decides policy (the engine decides retry versus fail; the store writes what it is told,
-//! fenced by [`Lease`]). Backends:
+//! fenced by [`Lease`]). It is the bottom layer: it imports nothing from the modules above
+//! it. The types it shares with them live here: the retry policy a job carries
+//! ([`RetryPolicy`]), the tokens a call used ([`Usage`]), and in `limits` the provider
+//! limits a cluster keeps in its database (the `SharedLimits` contract and the budget
+//! arithmetic each process's gate uses too). Backends:
 //! - [`sqlite`]: the embedded default. One writer thread owns the only write connection and
 //!   commits whatever requests have queued up in one transaction (group commit), so many
 //!   concurrent submits cost one fsync; reads use a small pool of read connections (WAL).
@@ -10,6 +14,7 @@
 //!   `SKIP LOCKED` claims, batched fenced outcomes, LISTEN/NOTIFY wake-ups across nodes.
 
 mod isolate;
+pub(crate) mod limits;
 mod model;
 pub mod postgres;
 pub mod sqlite;

@@ -5,8 +5,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::apps::RetryPolicy;
-pub use crate::providers::Usage;
+use serde::{Deserialize, Serialize};
 
 /// Microseconds since the Unix epoch, now.
 pub fn now_micros() -> i64 {
@@ -113,6 +112,30 @@ impl WriterStatus {
     }
 }
 
+/// How a failed generation is retried: up to `max_attempts` attempts in all, waiting
+/// `backoff_initial_ms` after the first failure, doubling each time, capped at `backoff_max_ms`.
+/// Each application sets one; each job carries a copy, taken at submit time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (at least 1).
+    pub max_attempts: u32,
+    /// Wait after the first failed attempt, in milliseconds.
+    pub backoff_initial_ms: u64,
+    /// Longest wait between attempts, in milliseconds (>= `backoff_initial_ms`).
+    pub backoff_max_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    /// 3 attempts, 1 s initial backoff, 60 s cap.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            backoff_initial_ms: 1_000,
+            backoff_max_ms: 60_000,
+        }
+    }
+}
+
 /// A job to insert, already validated against its application.
 #[derive(Clone, Debug)]
 pub struct NewJob {
@@ -168,6 +191,15 @@ pub struct JobRecord {
     pub error: Option<String>,
     /// Tokens the completing attempt used, when the backend said.
     pub usage: Option<Usage>,
+}
+
+/// Tokens a call used, as the backend reported them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Tokens of the prompt.
+    pub prompt_tokens: u32,
+    /// Tokens generated.
+    pub completion_tokens: u32,
 }
 
 /// A page of an application's jobs, newest first.

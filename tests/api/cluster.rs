@@ -1,6 +1,7 @@
 //! Several `scriptorium serve` processes on one PostgreSQL database: shared work, a node
 //! killed with `kill -9`, connections cut mid-batch, and provider limits that hold for the
-//! whole cluster. Skipped (with a notice) without `SCRIPTORIUM_TEST_POSTGRES_URL`.
+//! whole cluster. Skipped (with a notice) without `SCRIPTORIUM_TEST_POSTGRES_URL`, unless
+//! `SCRIPTORIUM_REQUIRE_POSTGRES=1`.
 
 use std::collections::HashSet;
 use std::path::Path;

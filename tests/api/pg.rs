@@ -1,8 +1,15 @@
 //! The PostgreSQL test server: a schema of each test's own, a plain admin connection, and a
 //! way to cut a store's connections. Tests that need it are skipped (with a notice) when
-//! `SCRIPTORIUM_TEST_POSTGRES_URL` is unset.
+//! `SCRIPTORIUM_TEST_POSTGRES_URL` is unset, unless `SCRIPTORIUM_REQUIRE_POSTGRES=1` (`.ci/run`
+//! sets it), which turns a missing or unreachable server into a failure.
 
 const URL_VAR: &str = "SCRIPTORIUM_TEST_POSTGRES_URL";
+const REQUIRE_VAR: &str = "SCRIPTORIUM_REQUIRE_POSTGRES";
+
+/// Whether PostgreSQL tests must run rather than skip (`SCRIPTORIUM_REQUIRE_POSTGRES=1`).
+fn required() -> bool {
+    std::env::var(REQUIRE_VAR).as_deref() == Ok("1")
+}
 
 /// A schema of one test's own, dropped (best effort) when this is dropped.
 pub(crate) struct Schema {
@@ -13,9 +20,15 @@ pub(crate) struct Schema {
 }
 
 impl Schema {
-    /// A new schema, or `None` (after a notice) when no server is configured.
+    /// A new schema, or `None` (after a notice) when no server is configured. Panics instead
+    /// when PostgreSQL is required, or when the configured server cannot be reached.
     pub(crate) async fn create() -> Option<Self> {
         let Ok(base) = std::env::var(URL_VAR) else {
+            assert!(
+                !required(),
+                "{REQUIRE_VAR}=1 but {URL_VAR} is not set; set it to a PostgreSQL server, e.g. \
+                 postgres://postgres@127.0.0.1:5432/test"
+            );
             println!("skipping PostgreSQL: {URL_VAR} is not set");
             return None;
         };
@@ -69,7 +82,14 @@ impl Drop for Schema {
 pub(crate) async fn bootstrap(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
-        .expect("the PostgreSQL test server is reachable");
+        .unwrap_or_else(|e| {
+            let required = if required() {
+                format!(" ({REQUIRE_VAR}=1)")
+            } else {
+                String::new()
+            };
+            panic!("the PostgreSQL test server named by {URL_VAR} is unreachable{required}: {e}")
+        });
     tokio::spawn(connection);
     client
 }

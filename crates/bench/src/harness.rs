@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use scriptorium::apps::{Inputs, RetryPolicy};
+use scriptorium::apps::Inputs;
 use scriptorium::config::{Database, ServeOptions, Settings};
 use scriptorium::server::{Server, open_store};
-use scriptorium::store::NewJob;
 use scriptorium::store::sqlite::Durability;
+use scriptorium::store::{NewJob, RetryPolicy};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;

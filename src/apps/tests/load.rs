@@ -4,7 +4,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{MINIMAL, assert_problem, examples_dir, load, problems, problems_of};
-use crate::apps::{AppStatus, InputOptions, Registry, RetryPolicy};
+use crate::apps::{AppStatus, InputOptions, Registry};
+use crate::store::RetryPolicy;
 
 fn with(key_line: &str) -> String {
     MINIMAL.replacen(

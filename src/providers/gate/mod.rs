@@ -15,10 +15,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::budget::Budget;
-use super::shared::{Acquired, SharedLimits};
-use super::{ErrorClass, ProviderError, Usage};
-use crate::store::now_micros;
+use super::{ErrorClass, ProviderError};
+use crate::store::limits::{Acquired, Budget, Limits, SharedLimits};
+use crate::store::{Usage, now_micros};
 
 /// Consecutive failures that open the circuit.
 const OPEN_AFTER: u32 = 5;
@@ -28,17 +27,6 @@ const FIRST_COOLDOWN: Duration = Duration::from_secs(2);
 const MAX_COOLDOWN: Duration = Duration::from_secs(60);
 /// A 429 without Retry-After pauses the provider this long.
 const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
-
-/// Limits of one provider.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Limits {
-    /// Requests in flight at most.
-    pub(crate) max_concurrency: usize,
-    /// Requests per minute (0: unlimited).
-    pub(crate) requests_per_minute: u32,
-    /// Tokens per minute (0: unlimited).
-    pub(crate) tokens_per_minute: u32,
-}
 
 /// The gate of one provider.
 #[derive(Debug)]

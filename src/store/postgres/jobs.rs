@@ -11,10 +11,9 @@ use tokio_postgres::types::ToSql;
 
 use super::errors::map_err;
 use super::{connection, notify};
-use crate::apps::RetryPolicy;
 use crate::store::{
-    ClaimedJob, Inserted, JobPage, JobQuery, JobRecord, JobState, Lease, RetryOutcome, StoreError,
-    Usage,
+    ClaimedJob, Inserted, JobPage, JobQuery, JobRecord, JobState, Lease, RetryOutcome, RetryPolicy,
+    StoreError, Usage,
 };
 
 const RECORD_COLUMNS: &str = "id, application_id, state, attempt, created_at, updated_at, \

@@ -14,9 +14,7 @@ use tokio_postgres::Transaction;
 
 use super::PostgresStore;
 use super::errors::{map_err, pool_err};
-use crate::providers::budget::Budget;
-use crate::providers::gate::Limits;
-use crate::providers::shared::{Acquired, SharedLimits};
+use crate::store::limits::{Acquired, Budget, Limits, SharedLimits};
 use crate::store::{StoreError, StoreFuture, now_micros};
 
 /// This process, as the holder of the slots it takes.

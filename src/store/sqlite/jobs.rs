@@ -3,10 +3,9 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::apps::RetryPolicy;
 use crate::store::{
     ClaimedJob, Inserted, JobPage, JobQuery, JobRecord, JobState, Lease, NewJob, Outcome,
-    OutcomeKind, RetryOutcome, Usage,
+    OutcomeKind, RetryOutcome, RetryPolicy, Usage,
 };
 
 const RECORD_COLUMNS: &str = "id, application_id, state, attempt, created_at, updated_at, \

@@ -1,4 +1,5 @@
-//! Reading an OpenAI-style server-sent event stream of `chat.completion.chunk`s.
+//! Reading an OpenAI-style server-sent event stream of `chat.completion.chunk`s: the
+//! client hands it a response, and it imports nothing of the client back.
 
 use std::time::Duration;
 
@@ -7,8 +8,8 @@ use futures_util::stream::{self, BoxStream};
 use reqwest::Response;
 use serde_json::Value;
 
-use super::openai::{malformed, transport};
-use super::{ErrorClass, ProviderError};
+use super::errors::{malformed, transport};
+use crate::providers::{ErrorClass, ProviderError};
 
 /// The content pieces of a streamed answer. Ends at `[DONE]` or the end of the body; a
 /// silence longer than `idle` between chunks, a broken connection or an `error` object in

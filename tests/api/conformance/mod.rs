@@ -1,0 +1,173 @@
+//! The store conformance suite: every case is written once against `dyn Store` and run on
+//! both backends, as `conformance::sqlite::<case>` and `conformance::postgres::<case>`.
+//!
+//! The cases live by topic (`jobs.rs`, `leases.rs`, `keys.rs`, `files.rs`); this file holds
+//! the harness, the helpers they share and the list of cases. `postgres_only.rs` holds the
+//! tests of PostgreSQL alone, `throughput.rs` a measurement.
+//!
+//! PostgreSQL cases read the server's URL from `SCRIPTORIUM_TEST_POSTGRES_URL`; when it is
+//! unset they print a notice and pass, unless `SCRIPTORIUM_REQUIRE_POSTGRES=1` (as in CI)
+//! makes them fail. Each case gets a schema of its own (created through a bootstrap
+//! connection, selected with `options=-c search_path=…`, dropped afterwards) and an
+//! `application_name` of its own, so cases run in parallel on one database and the
+//! connection-killing case kills only its own store's connections.
+
+mod files;
+mod jobs;
+mod keys;
+mod leases;
+mod postgres_only;
+mod throughput;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use scriptorium::store::postgres::PostgresStore;
+use scriptorium::store::sqlite::{Durability, SqliteStore};
+use scriptorium::store::{
+    JobQuery, JobState, Lease, NewJob, Outcome, OutcomeKind, RetryPolicy, Store, WriterStatus,
+};
+use tempfile::TempDir;
+
+use crate::pg::Schema;
+
+/// A store under test, a second instance on the same data where the backend allows one,
+/// and what to clean up afterwards (dropped last).
+struct Harness {
+    store: Arc<dyn Store>,
+    peer: Option<Arc<dyn Store>>,
+    _dir: Option<TempDir>,
+    _schema: Option<Schema>,
+}
+
+async fn sqlite() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("db"), Durability::Normal).unwrap();
+    Harness {
+        store: Arc::new(store),
+        peer: None,
+        _dir: Some(dir),
+        _schema: None,
+    }
+}
+
+/// A PostgreSQL harness, or `None` (after a notice) when no server is configured.
+async fn postgres() -> Option<Harness> {
+    let schema = Schema::create().await?;
+    let store = PostgresStore::open(&schema.url("t")).await.unwrap();
+    let peer = PostgresStore::open(&schema.url("p")).await.unwrap();
+    Some(Harness {
+        store: Arc::new(store),
+        peer: Some(Arc::new(peer)),
+        _dir: None,
+        _schema: Some(schema),
+    })
+}
+
+/// Every case, on both backends.
+macro_rules! conformance {
+    ($($topic:ident::$case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$topic::$case(super::sqlite().await).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $case() {
+                if let Some(harness) = super::postgres().await {
+                    super::$topic::$case(harness).await;
+                }
+            })*
+        }
+    };
+}
+
+conformance!(
+    jobs::an_inserted_job_is_read_back_by_its_org_only,
+    jobs::a_repeated_idempotency_key_answers_the_existing_job,
+    jobs::lists_are_newest_first_with_paging_and_counts_per_status,
+    jobs::only_a_failed_job_can_be_retried_and_it_starts_a_fresh_series,
+    leases::a_claim_takes_at_most_its_limit_of_due_jobs_and_raises_the_attempt,
+    leases::a_stale_lease_can_neither_finish_renew_nor_release,
+    leases::a_batch_with_a_stale_and_a_fresh_outcome_applies_only_the_fresh,
+    leases::a_finished_job_cannot_be_overwritten,
+    leases::a_lease_lapsing_on_the_last_attempt_fails_the_job,
+    leases::a_released_job_keeps_its_attempt_count,
+    leases::a_renewed_lease_is_not_reaped,
+    keys::keys_are_created_authenticated_listed_and_revoked,
+    keys::graphs_are_kept_per_org_and_application,
+    leases::an_insert_wakes_the_engine,
+    jobs::token_usage_round_trips_through_finish,
+    files::files_belong_to_their_org_and_count_against_its_quota,
+    files::concurrent_uploads_never_exceed_the_quota,
+    files::file_processing_is_recorded_once_and_failed_files_can_be_retried,
+    jobs::a_poisonous_row_in_a_group_fails_alone,
+);
+
+fn job(id: &str) -> NewJob {
+    job_for(id, "default", "echo")
+}
+
+fn job_for(id: &str, org: &str, app: &str) -> NewJob {
+    NewJob {
+        id: id.into(),
+        org: org.into(),
+        application_id: app.into(),
+        inputs: r#"{"topic":["x"]}"#.into(),
+        retry: RetryPolicy {
+            max_attempts: 5,
+            backoff_initial_ms: 10,
+            backoff_max_ms: 10,
+        },
+        idempotency_key: None,
+    }
+}
+
+fn completed(lease: Lease, text: &str) -> Outcome {
+    Outcome {
+        lease,
+        kind: OutcomeKind::Completed {
+            title: None,
+            suggestion: text.into(),
+            usage: None,
+        },
+    }
+}
+
+fn failed(lease: Lease, error: &str) -> Outcome {
+    let error = error.into();
+    Outcome {
+        lease,
+        kind: OutcomeKind::Failed { error },
+    }
+}
+
+fn retry_at(lease: Lease, run_at: i64) -> Outcome {
+    let error = "try later".into();
+    Outcome {
+        lease,
+        kind: OutcomeKind::Retry { run_at, error },
+    }
+}
+
+async fn claim_one(store: &dyn Store, lease: Duration) -> Lease {
+    let claimed = store.claim(1, lease).await.unwrap();
+    assert_eq!(claimed.len(), 1, "one job is due");
+    claimed[0].lease
+}
+
+async fn state_of(store: &dyn Store, id: &str) -> JobState {
+    store.get_job("default", id).await.unwrap().unwrap().state
+}
+
+fn query(org: &str, app: &str, status: Option<WriterStatus>, offset: u64, limit: u64) -> JobQuery {
+    JobQuery {
+        org: org.into(),
+        application_id: app.into(),
+        status,
+        offset,
+        limit,
+    }
+}
