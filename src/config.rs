@@ -83,6 +83,10 @@ pub struct ServeOptions {
     /// HTTP connections open at once at most; past it, new ones wait to be accepted [default: 1024].
     #[arg(long, env = "SCRIPTORIUM_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Files whose text this node extracts at once; 0 leaves extraction to other nodes
+    /// [default: the number of CPU cores].
+    #[arg(long, env = "SCRIPTORIUM_EXTRACT_CONCURRENCY")]
+    pub extract_concurrency: Option<usize>,
     /// Model providers, as `[providers.NAME]` tables (config file only).
     #[arg(skip)]
     #[serde(default)]
@@ -197,6 +201,8 @@ pub struct Settings {
     pub(crate) file_limits: FileLimits,
     /// Where uploaded files' bytes live.
     pub(crate) file_storage: BlobConfig,
+    /// Files whose text this node extracts at once.
+    pub(crate) extract_concurrency: usize,
     /// A key accepted for the default organisation (`SCRIPTORIUM_API_KEY`); never printed.
     pub(crate) api_key: Option<ApiKey>,
 }
@@ -253,6 +259,9 @@ impl Settings {
                 org_quota_bytes: o.org_quota_mb.unwrap_or(10 << 10) << 20,
             },
             file_storage: o.file_storage.unwrap_or(BlobConfig::Local),
+            extract_concurrency: o
+                .extract_concurrency
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             api_key: env("SCRIPTORIUM_API_KEY")
                 .filter(|k| !k.is_empty())
                 .map(ApiKey::new),
@@ -281,6 +290,7 @@ impl ServeOptions {
             body_timeout: self.body_timeout.or(other.body_timeout),
             idle_timeout: self.idle_timeout.or(other.idle_timeout),
             max_connections: self.max_connections.or(other.max_connections),
+            extract_concurrency: self.extract_concurrency.or(other.extract_concurrency),
             file_storage: self.file_storage.or(other.file_storage),
             providers: if self.providers.is_empty() {
                 other.providers

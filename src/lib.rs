@@ -16,7 +16,7 @@
 //! - [`engine`]: the job state machine: batched claims, leases and heartbeats, retries with
 //!   backoff, the reaper, graceful shutdown. The only caller of providers for jobs.
 //! - [`files`]: uploads (bytes in a directory or an S3-compatible bucket, metadata in the
-//!   store), text extraction in the background, and the files and images jobs give models.
+//!   store), text extraction as leased, fenced work (like jobs), and the files and images jobs give models.
 //! - [`providers`]: the model backends, a closed enum (OpenAI-compatible servers, Writer's chat
 //!   API, the deterministic mock), each behind a gate that enforces its limits (across a
 //!   cluster through the store's shared limits).

@@ -72,6 +72,7 @@ pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Router {
             get(applications::graphs).put(applications::set_graphs),
         )
         .route("/v1/scriptorium/providers", get(native::providers))
+        .route("/v1/scriptorium/files", get(native::files))
         .route("/healthz", get(health))
         .fallback(error::unknown_path)
         .method_not_allowed_fallback(error::wrong_method)

@@ -21,3 +21,22 @@ pub(crate) async fn providers(State(state): State<AppState>, _: Principal) -> Js
         providers: state.providers.views(),
     })
 }
+
+/// `{"extracting", "extracting_peak", "extract_concurrency"}`.
+#[derive(Serialize)]
+pub(crate) struct ExtractionView {
+    extracting: usize,
+    extracting_peak: usize,
+    extract_concurrency: usize,
+}
+
+/// `GET /v1/scriptorium/files`: this node's text extraction: files being extracted now, the
+/// most at once since it started, and its limit.
+pub(crate) async fn files(State(state): State<AppState>, _: Principal) -> Json<ExtractionView> {
+    let (extracting, extracting_peak, extract_concurrency) = state.files.extraction_load();
+    Json(ExtractionView {
+        extracting,
+        extracting_peak,
+        extract_concurrency,
+    })
+}

@@ -7,13 +7,13 @@
 //! - [`disposition`]: the upload's file name from `Content-Disposition`;
 //! - [`rules`]: the checks of file and media inputs against the files they name.
 //!
+//! - [`worker`]: text extraction, as leased work on the durable queue.
+//!
 //! # Lifecycle
-//! An upload stores the bytes first, then records the file as `in_progress` (so every
-//! recorded file has its bytes), then extracts its text on a blocking thread and records
-//! `completed` or `failed`. A server that starts finds files left `in_progress` by a process
-//! that died and processes them again (on PostgreSQL several nodes may do so at once; the
-//! result is the same and only the first write counts), and every server also sweeps, once a
-//! minute, for files left `in_progress` for five minutes. Jobs that name a file still
+//! An upload streams to a temporary file, becomes a blob, then is recorded as `in_progress`
+//! (so every recorded file has its bytes). The extraction [`worker`] of some node claims it,
+//! extracts its text and records `completed` or `failed`; a node that dies mid-extraction
+//! leaves a lease that lapses, and the file is claimed again. Jobs that name a file still
 //! `in_progress` wait for it ([`Files::attachments`]).
 
 pub mod blobs;
@@ -21,35 +21,30 @@ pub(crate) mod disposition;
 pub(crate) mod extract;
 pub(crate) mod kind;
 pub(crate) mod rules;
+mod worker;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore};
 
 use crate::apps::{Application, InputFile, InputFiles, InputType, Inputs};
 use crate::providers::Image;
-use crate::store::{
-    FileInserted, FileProcessed, FileRecord, NewFile, Store, StoreError, WriterStatus, now_micros,
-};
+use crate::store::{FileInserted, FileRecord, NewFile, Store, StoreError, WriterStatus};
 use blobs::{BlobError, Blobs, Spool};
-use extract::Extracted;
 pub(crate) use kind::FileKind;
+pub(crate) use worker::Extraction;
 
 /// How often a job waiting for a file checks the store (another node may process it).
 const WAIT_POLL: Duration = Duration::from_millis(200);
 /// How long a job (or a synchronous generation) waits for its files to finish processing
 /// before it gives up for now.
 const PROCESSING_WAIT: Duration = Duration::from_secs(60);
-/// Files whose bytes one node holds in memory at once, being stored or extracted.
-const FILES_IN_MEMORY: usize = 4;
-/// How often a server looks for files whose processing died with another node.
-const SWEEP_EVERY: Duration = Duration::from_secs(60);
-/// How long a file may stay `in_progress` before a sweep processes it again. Extraction
-/// takes well under a second for most files; a second, concurrent extraction is harmless.
-const STALE_AFTER: Duration = Duration::from_secs(300);
+/// Uploads whose bytes one node holds in memory at once, to learn their type.
+const UPLOADS_IN_MEMORY: usize = 4;
 
 /// Limits on what an organisation may store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,20 +109,37 @@ pub(crate) struct Files {
     limits: FileLimits,
     /// Signalled whenever this node finishes processing a file.
     processed: Arc<Notify>,
-    /// Files whose bytes this node holds in memory at once (being stored or extracted):
-    /// uploads stream to disk, so this bounds what files take in memory.
+    /// Uploads whose bytes this node holds in memory at once (to learn their type): they
+    /// stream to disk, and extraction has its own limit, so this bounds what uploads take.
     in_memory: Arc<Semaphore>,
+    /// How the extraction worker paces itself.
+    extraction: Extraction,
+    /// Signalled when this node records files to extract (an upload, a retry).
+    wake: Arc<Notify>,
+    /// The leases of the files this node is extracting.
+    extracting: Arc<worker::Extracting>,
+    /// The most files this node extracted at once.
+    peak: Arc<AtomicUsize>,
 }
 
 impl Files {
     /// The service over `store` and `blobs`.
-    pub(crate) fn new(store: Arc<dyn Store>, blobs: Blobs, limits: FileLimits) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        blobs: Blobs,
+        limits: FileLimits,
+        extraction: Extraction,
+    ) -> Self {
         Self {
             store,
             blobs,
             limits,
             processed: Arc::new(Notify::new()),
-            in_memory: Arc::new(Semaphore::new(FILES_IN_MEMORY)),
+            in_memory: Arc::new(Semaphore::new(UPLOADS_IN_MEMORY)),
+            extraction,
+            wake: Arc::new(Notify::new()),
+            extracting: Arc::default(),
+            peak: Arc::default(),
         }
     }
 
@@ -150,12 +162,13 @@ impl Files {
         mut spool: Spool,
         graph_ids: Vec<String>,
     ) -> Result<FileRecord, UploadError> {
-        let permit = self.in_memory_permit().await;
+        let permit = self.in_memory.acquire().await.expect("never closed");
         let bytes = spool.read().await?;
         let kind = FileKind::detect(&name, &bytes);
         let id = uuid::Uuid::now_v7().to_string();
         let size = bytes.len() as u64;
-        self.blobs.put_spooled(&id, spool, bytes.clone()).await?;
+        self.blobs.put_spooled(&id, spool, bytes).await?;
+        drop(permit);
         let file = NewFile {
             id: id.clone(),
             org: org.to_owned(),
@@ -167,7 +180,7 @@ impl Files {
         let quota = self.limits.org_quota_bytes;
         match self.store.insert_file(file, quota as i64).await {
             Ok(FileInserted::Stored(record)) => {
-                self.spawn_processing(id, kind, bytes, permit);
+                self.wake.notify_one();
                 Ok(record)
             }
             Ok(FileInserted::OverQuota { used }) => {
@@ -221,129 +234,10 @@ impl Files {
     /// Processes again those of `ids` (of `org`) that failed. Answers how many it restarted.
     pub(crate) async fn retry(&self, org: &str, ids: &[String]) -> Result<usize, StoreError> {
         let reset = self.store.retry_files(org, ids).await?;
-        for record in &reset {
-            self.reprocess(record).await;
+        if !reset.is_empty() {
+            self.wake.notify_one();
         }
         Ok(reset.len())
-    }
-
-    /// Processes again every file still `in_progress` that was uploaded (or retried) before
-    /// `before`: its processing died with its process.
-    pub(crate) async fn resume(&self, before: i64) -> Result<usize, StoreError> {
-        let pending = self.store.unprocessed_files(before).await?;
-        for record in &pending {
-            self.reprocess(record).await;
-        }
-        Ok(pending.len())
-    }
-
-    /// Every [`SWEEP_EVERY`], processes again the files left `in_progress` for longer than
-    /// [`STALE_AFTER`] (a node of a cluster died while extracting them), until `shutdown`.
-    pub(crate) async fn sweep(self, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(SWEEP_EVERY) => {}
-                _ = shutdown.wait_for(|stop| *stop) => return,
-            }
-            let before = now_micros() - STALE_AFTER.as_micros() as i64;
-            match self.resume(before).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(files = n, "processing again files left unfinished"),
-                Err(e) => tracing::warn!(error = %e, "cannot look for unfinished files"),
-            }
-        }
-    }
-
-    /// Starts processing a recorded file again from its stored bytes.
-    async fn reprocess(&self, record: &FileRecord) {
-        let permit = self.in_memory_permit().await;
-        match self.blobs.get(&record.id).await {
-            Ok(bytes) => {
-                let kind = FileKind::detect(&record.name, &bytes);
-                self.spawn_processing(record.id.clone(), kind, bytes, permit);
-            }
-            Err(e) => {
-                let outcome = FileProcessed::Failed {
-                    error: format!("the file's bytes cannot be read: {e}"),
-                };
-                self.record_processed(&record.id, outcome).await;
-            }
-        }
-    }
-
-    async fn in_memory_permit(&self) -> OwnedSemaphorePermit {
-        self.in_memory
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed")
-    }
-
-    /// Extracts the text of a file on a blocking thread and records the result; `permit`
-    /// is held until the bytes are dropped.
-    fn spawn_processing(
-        &self,
-        id: String,
-        kind: FileKind,
-        bytes: Bytes,
-        permit: OwnedSemaphorePermit,
-    ) {
-        let files = self.clone();
-        tokio::spawn(async move {
-            let extracted = tokio::task::spawn_blocking(move || extract::extract(kind, &bytes))
-                .await
-                .map_err(|e| format!("text extraction crashed: {e}"));
-            drop(permit);
-            let outcome = match extracted {
-                Ok(Ok(Extracted::Text(text))) if text.trim().is_empty() => FileProcessed::Failed {
-                    error: format!(
-                        "no text found in this {kind} file (text in images is not read)"
-                    ),
-                },
-                Ok(Ok(Extracted::Text(text))) => FileProcessed::Completed {
-                    word_count: Some(extract::word_count(&text) as i64),
-                    text: Some(text),
-                },
-                Ok(Ok(Extracted::Image)) => FileProcessed::Completed {
-                    text: None,
-                    word_count: None,
-                },
-                Ok(Err(e)) => FileProcessed::Failed {
-                    error: e.to_string(),
-                },
-                Err(message) => FileProcessed::Failed { error: message },
-            };
-            files.record_processed(&id, outcome.storable()).await;
-        });
-    }
-
-    /// Records a processing result, retrying while the store is unavailable.
-    async fn record_processed(&self, id: &str, mut outcome: FileProcessed) {
-        let mut wait = Duration::from_millis(100);
-        loop {
-            match self.store.file_processed(id, outcome.clone()).await {
-                Ok(_) => break,
-                Err(StoreError::Unavailable(e)) => {
-                    tracing::warn!(file = id, error = %e, "cannot record a processed file yet");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
-                }
-                Err(StoreError::Database(e))
-                    if !matches!(outcome, FileProcessed::Failed { .. }) =>
-                {
-                    // The database refused the result itself: the file fails, saying why.
-                    tracing::warn!(file = id, error = %e, "a processed file's text could not be stored");
-                    outcome = FileProcessed::Failed {
-                        error: format!("the file's text could not be stored: {e}"),
-                    };
-                }
-                Err(e) => {
-                    tracing::error!(file = id, error = %e, "cannot record a processed file");
-                    break;
-                }
-            }
-        }
-        self.processed.notify_waiters();
     }
 
     /// Deletes a blob, logging (not failing) when that does not work: an orphaned blob

@@ -19,8 +19,8 @@ use crate::apps::{LoadError, Registry};
 use crate::auth::{DEFAULT_ORG, Keys, create_key};
 use crate::config::{Database, Settings};
 use crate::engine::Engine;
-use crate::files::Files;
 use crate::files::blobs::{BlobConfig, Blobs};
+use crate::files::{Extraction, Files};
 use crate::providers::Providers;
 use crate::store::limits::SharedLimits;
 use crate::store::postgres::PostgresStore;
@@ -115,7 +115,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
         let (stop, stopped) = watch::channel(false);
         let engine = tokio::spawn(self.engine.run(stopped.clone()));
-        let sweeper = tokio::spawn(self.files.sweep(stopped.clone()));
+        let extractor = tokio::spawn(self.files.extract_files(stopped.clone()));
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop.send(true);
@@ -126,7 +126,7 @@ impl Server {
         };
         connections::serve(self.listener, self.router, self.http, stopping).await;
         let _ = engine.await;
-        let _ = sweeper.await;
+        let _ = extractor.await;
         Ok(())
     }
 }
@@ -161,8 +161,7 @@ async fn open_server_store(
     }
 }
 
-/// Opens file storage (checking that it answers) and processes again the files a previous
-/// process left unfinished.
+/// Opens file storage, checking that it answers.
 async fn open_files(settings: &Settings, store: Arc<dyn Store>) -> Result<Files, StartError> {
     let blobs = Blobs::open(&settings.file_storage, &settings.data_dir)
         .map_err(|e| StartError::Files(e.to_string()))?;
@@ -179,15 +178,13 @@ async fn open_files(settings: &Settings, store: Arc<dyn Store>) -> Result<Files,
         );
     }
     tracing::info!(storage = %blobs.describe(), "file storage ready");
-    let files = Files::new(store, blobs, settings.file_limits);
-    let resumed = files.resume(crate::store::now_micros()).await?;
-    if resumed > 0 {
-        tracing::info!(
-            files = resumed,
-            "processing again the files a previous run left unfinished"
-        );
-    }
-    Ok(files)
+    let extraction = Extraction {
+        concurrency: settings.extract_concurrency,
+        lease: settings.engine.lease,
+        poll_interval: settings.engine.poll_interval,
+        shutdown_grace: settings.engine.shutdown_grace,
+    };
+    Ok(Files::new(store, blobs, settings.file_limits, extraction))
 }
 
 /// Every application's provider exists, and can name a model when the application does not.

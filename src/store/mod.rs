@@ -112,8 +112,24 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'a, Vec<FileRecord>>;
     /// A cursor page of an organisation's files.
     fn list_files(&self, query: FileQuery) -> StoreFuture<'_, FilePage>;
-    /// Records the end of a file's processing; `false` if the file is gone or not in progress.
-    fn file_processed<'a>(&'a self, id: &'a str, outcome: FileProcessed) -> StoreFuture<'a, bool>;
+    /// Claims up to `limit` files to extract, oldest first: `in_progress` files whose lease is
+    /// free or lapsed, each with its attempt raised and a lease until `lease` from now. Files
+    /// whose extraction was already started `max_attempts` times and never finished (their
+    /// process died each time) are failed instead.
+    fn claim_files(
+        &self,
+        limit: usize,
+        lease: Duration,
+        max_attempts: u32,
+    ) -> StoreFuture<'_, Vec<ClaimedFile>>;
+    /// Extends the leases of files still being extracted. Answers how many held.
+    fn renew_files(&self, leases: Vec<FileLease>, lease: Duration) -> StoreFuture<'_, usize>;
+    /// Gives back files this node claimed but will not finish (shutdown), without using up
+    /// an attempt.
+    fn release_files(&self, leases: Vec<FileLease>) -> StoreFuture<'_, usize>;
+    /// Records the end of a file's extraction under its lease; `false` if the lease no longer
+    /// holds (the file is gone, finished, or claimed again).
+    fn file_processed(&self, lease: FileLease, outcome: FileProcessed) -> StoreFuture<'_, bool>;
     /// Sets these failed files of `org` back to `in_progress`; answers the files it reset.
     fn retry_files<'a>(
         &'a self,
@@ -122,7 +138,4 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'a, Vec<FileRecord>>;
     /// Deletes a file of `org`; `false` if there is no such file.
     fn delete_file<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, bool>;
-    /// Every file still `in_progress` that was uploaded or retried before `before`
-    /// (microseconds), to process again: its processing died with its process.
-    fn unprocessed_files(&self, before: i64) -> StoreFuture<'_, Vec<FileRecord>>;
 }

@@ -481,6 +481,34 @@ impl FilePage {
     }
 }
 
+/// The fence on a file a worker is extracting: its id and the attempt it claimed. A result
+/// is recorded only while the file is still `in_progress` at this attempt.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FileLease {
+    /// The file's id.
+    pub id: String,
+    /// The attempt this lease belongs to (1-based).
+    pub attempt: u32,
+}
+
+/// The error of a file whose extraction was started `attempts` times and never finished
+/// (see [`Store::claim_files`](super::Store::claim_files)).
+pub fn extraction_gave_up(attempts: u32) -> String {
+    format!(
+        "text extraction was started {attempts} times and its process stopped each time \
+         (the file may be too large or malformed to extract)"
+    )
+}
+
+/// A file claimed for text extraction.
+#[derive(Clone, Debug)]
+pub struct ClaimedFile {
+    /// The fence on its result.
+    pub lease: FileLease,
+    /// The name it was uploaded with (its type is read from the name and the bytes).
+    pub name: String,
+}
+
 /// What recording a new file did.
 #[derive(Clone, Debug)]
 pub enum FileInserted {

@@ -8,7 +8,8 @@ use tokio_postgres::types::ToSql;
 use super::connection;
 use super::errors::map_err;
 use crate::store::{
-    FileInserted, FilePage, FileProcessed, FileQuery, FileRecord, NewFile, StoreError, WriterStatus,
+    ClaimedFile, FileInserted, FileLease, FilePage, FileProcessed, FileQuery, FileRecord, NewFile,
+    StoreError, WriterStatus, extraction_gave_up,
 };
 
 const COLUMNS: &str = "id, name, kind, size, status, error, word_count, graph_ids, created_at";
@@ -115,9 +116,92 @@ pub(super) async fn list(pool: &Pool, q: &FileQuery) -> Result<FilePage, StoreEr
     Ok(FilePage::from_rows(files, walk, q.limit))
 }
 
+pub(super) async fn claim(
+    pool: &Pool,
+    limit: usize,
+    until: i64,
+    max_attempts: u32,
+    now: i64,
+) -> Result<Vec<ClaimedFile>, StoreError> {
+    let free = "status = 'in_progress' AND (lease_until IS NULL OR lease_until < $1)";
+    let mut client = connection(pool).await?;
+    let tx = client.transaction().await.map_err(map_err)?;
+    let gave_up = extraction_gave_up(max_attempts);
+    tx.execute(
+        &format!(
+            "UPDATE files SET status = 'failed', error = $2, lease_until = NULL, updated_at = $1 \
+             WHERE id = ANY(ARRAY(SELECT id FROM files WHERE {free} AND attempt >= $3 \
+               FOR UPDATE SKIP LOCKED))"
+        ),
+        &[&now, &gave_up, &(max_attempts as i32)],
+    )
+    .await
+    .map_err(map_err)?;
+    let rows = tx
+        .query(
+            &format!(
+                "UPDATE files SET attempt = attempt + 1, lease_until = $2, updated_at = $1 \
+                 WHERE id = ANY(ARRAY(SELECT id FROM files WHERE {free} ORDER BY id LIMIT $3 \
+                   FOR UPDATE SKIP LOCKED)) \
+                 RETURNING id, attempt, name"
+            ),
+            &[&now, &until, &(limit.min(i64::MAX as usize) as i64)],
+        )
+        .await
+        .map_err(map_err)?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(rows
+        .iter()
+        .map(|r| ClaimedFile {
+            lease: FileLease {
+                id: r.get(0),
+                attempt: r.get::<_, i32>(1) as u32,
+            },
+            name: r.get(2),
+        })
+        .collect())
+}
+
+/// The leases as `unnest`ed `u(id, attempt)`, fenced against the file row `f`.
+const FENCED: &str = "FROM unnest($1::text[], $2::int[]) AS u(id, attempt) \
+     WHERE f.id = u.id AND f.attempt = u.attempt AND f.status = 'in_progress'";
+
+fn lease_columns(leases: &[FileLease]) -> (Vec<&str>, Vec<i32>) {
+    leases
+        .iter()
+        .map(|l| (l.id.as_str(), l.attempt as i32))
+        .unzip()
+}
+
+pub(super) async fn renew(
+    pool: &Pool,
+    leases: &[FileLease],
+    until: i64,
+) -> Result<usize, StoreError> {
+    let (ids, attempts) = lease_columns(leases);
+    let client = connection(pool).await?;
+    let sql = format!("UPDATE files f SET lease_until = $3 {FENCED}");
+    let n = client
+        .execute(&sql, &[&ids, &attempts, &until])
+        .await
+        .map_err(map_err)?;
+    Ok(n as usize)
+}
+
+pub(super) async fn release(pool: &Pool, leases: &[FileLease]) -> Result<usize, StoreError> {
+    let (ids, attempts) = lease_columns(leases);
+    let client = connection(pool).await?;
+    let sql = format!("UPDATE files f SET lease_until = NULL, attempt = f.attempt - 1 {FENCED}");
+    let n = client
+        .execute(&sql, &[&ids, &attempts])
+        .await
+        .map_err(map_err)?;
+    Ok(n as usize)
+}
+
 pub(super) async fn processed(
     pool: &Pool,
-    id: &str,
+    lease: &FileLease,
     outcome: &FileProcessed,
     now: i64,
 ) -> Result<bool, StoreError> {
@@ -130,15 +214,23 @@ pub(super) async fn processed(
     let client = connection(pool).await?;
     let stmt = client
         .prepare_cached(
-            "UPDATE files SET status = $2, text = $3, word_count = $4, error = $5, updated_at = $6 \
-             WHERE id = $1 AND status = 'in_progress'",
+            "UPDATE files SET status = $3, text = $4, word_count = $5, error = $6, \
+             lease_until = NULL, updated_at = $7 \
+             WHERE id = $1 AND attempt = $2 AND status = 'in_progress'",
         )
         .await
         .map_err(map_err)?;
-    let changed = client
-        .execute(&stmt, &[&id, &status.as_str(), &text, &words, &error, &now])
-        .await
-        .map_err(map_err)?;
+    let attempt = lease.attempt as i32;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+        &lease.id,
+        &attempt,
+        &status.as_str(),
+        &text,
+        &words,
+        &error,
+        &now,
+    ];
+    let changed = client.execute(&stmt, &params).await.map_err(map_err)?;
     Ok(changed > 0)
 }
 
@@ -151,8 +243,8 @@ pub(super) async fn retry(
     let client = connection(pool).await?;
     let stmt = client
         .prepare_cached(&format!(
-            "UPDATE files SET status = 'in_progress', error = NULL, updated_at = $3 \
-             WHERE org = $1 AND status = 'failed' AND id = ANY($2) RETURNING {COLUMNS}, NULL::text"
+            "UPDATE files SET status = 'in_progress', error = NULL, attempt = 0, \
+             lease_until = NULL, updated_at = $3 WHERE org = $1 AND status = 'failed' AND id = ANY($2) RETURNING {COLUMNS}, NULL::text"
         ))
         .await
         .map_err(map_err)?;
@@ -185,21 +277,6 @@ pub(super) async fn delete(pool: &Pool, org: &str, id: &str) -> Result<bool, Sto
     .map_err(map_err)?;
     tx.commit().await.map_err(map_err)?;
     Ok(true)
-}
-
-pub(super) async fn unprocessed(pool: &Pool, before: i64) -> Result<Vec<FileRecord>, StoreError> {
-    let client = connection(pool).await?;
-    let rows = client
-        .query(
-            &format!(
-                "SELECT {COLUMNS}, NULL::text FROM files \
-                 WHERE status = 'in_progress' AND updated_at < $1 ORDER BY id"
-            ),
-            &[&before],
-        )
-        .await
-        .map_err(map_err)?;
-    Ok(rows.iter().map(record).collect())
 }
 
 fn record(row: &Row) -> FileRecord {

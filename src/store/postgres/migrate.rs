@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0002_shared_limits.sql"),
     include_str!("0003_job_queue.sql"),
     include_str!("0004_files.sql"),
+    include_str!("0005_file_leases.sql"),
 ];
 
 /// Taken before anything else, per schema: nodes sharing a schema serialise their

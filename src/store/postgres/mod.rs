@@ -59,9 +59,9 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Config, NoTls};
 
 use super::{
-    ClaimedJob, FileInserted, FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobPage,
-    JobQuery, JobRecord, KeyInfo, Lease, NewFile, NewJob, Outcome, RetryOutcome, Store, StoreError,
-    StoreFuture, now_micros,
+    ClaimedFile, ClaimedJob, FileInserted, FileLease, FilePage, FileProcessed, FileQuery,
+    FileRecord, Inserted, JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewFile, NewJob, Outcome,
+    RetryOutcome, Store, StoreError, StoreFuture, now_micros,
 };
 use errors::{map_err, pool_err};
 
@@ -268,8 +268,28 @@ impl Store for PostgresStore {
         Box::pin(async move { files::list(&self.pool, &query).await })
     }
 
-    fn file_processed<'a>(&'a self, id: &'a str, outcome: FileProcessed) -> StoreFuture<'a, bool> {
-        Box::pin(async move { files::processed(&self.pool, id, &outcome, now_micros()).await })
+    fn claim_files(
+        &self,
+        limit: usize,
+        lease: Duration,
+        max_attempts: u32,
+    ) -> StoreFuture<'_, Vec<ClaimedFile>> {
+        let now = now_micros();
+        let until = now + lease.as_micros() as i64;
+        Box::pin(files::claim(&self.pool, limit, until, max_attempts, now))
+    }
+
+    fn renew_files(&self, leases: Vec<FileLease>, lease: Duration) -> StoreFuture<'_, usize> {
+        let until = now_micros() + lease.as_micros() as i64;
+        Box::pin(async move { files::renew(&self.pool, &leases, until).await })
+    }
+
+    fn release_files(&self, leases: Vec<FileLease>) -> StoreFuture<'_, usize> {
+        Box::pin(async move { files::release(&self.pool, &leases).await })
+    }
+
+    fn file_processed(&self, lease: FileLease, outcome: FileProcessed) -> StoreFuture<'_, bool> {
+        Box::pin(async move { files::processed(&self.pool, &lease, &outcome, now_micros()).await })
     }
 
     fn retry_files<'a>(
@@ -282,10 +302,6 @@ impl Store for PostgresStore {
 
     fn delete_file<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(files::delete(&self.pool, org, id))
-    }
-
-    fn unprocessed_files(&self, before: i64) -> StoreFuture<'_, Vec<FileRecord>> {
-        Box::pin(files::unprocessed(&self.pool, before))
     }
 }
 

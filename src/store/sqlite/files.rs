@@ -5,7 +5,8 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::store::{
-    FileInserted, FilePage, FileProcessed, FileQuery, FileRecord, NewFile, WriterStatus,
+    ClaimedFile, FileInserted, FileLease, FilePage, FileProcessed, FileQuery, FileRecord, NewFile,
+    WriterStatus, extraction_gave_up,
 };
 
 const COLUMNS: &str = "id, name, kind, size, status, error, word_count, graph_ids, created_at";
@@ -84,9 +85,76 @@ pub(super) fn list(conn: &Connection, q: &FileQuery) -> rusqlite::Result<FilePag
     Ok(FilePage::from_rows(files, walk, q.limit))
 }
 
+pub(super) fn claim(
+    conn: &Connection,
+    limit: usize,
+    until: i64,
+    max_attempts: u32,
+    now: i64,
+) -> rusqlite::Result<Vec<ClaimedFile>> {
+    let free = "status = 'in_progress' AND (lease_until IS NULL OR lease_until < ?1)";
+    conn.prepare_cached(&format!(
+        "UPDATE files SET status = 'failed', error = ?2, lease_until = NULL, updated_at = ?1 \
+         WHERE {free} AND attempt >= ?3"
+    ))?
+    .execute(params![now, extraction_gave_up(max_attempts), max_attempts])?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE files SET attempt = attempt + 1, lease_until = ?2, updated_at = ?1 \
+         WHERE id IN (SELECT id FROM files WHERE {free} ORDER BY id LIMIT ?3) \
+         RETURNING id, attempt, name"
+    ))?;
+    stmt.query_map(params![now, until, limit as i64], |r| {
+        Ok(ClaimedFile {
+            lease: FileLease {
+                id: r.get(0)?,
+                attempt: r.get(1)?,
+            },
+            name: r.get(2)?,
+        })
+    })?
+    .collect()
+}
+
+/// The fence of a file's lease.
+const FENCE: &str = "id = ?1 AND attempt = ?2 AND status = 'in_progress'";
+
+pub(super) fn renew(
+    conn: &Connection,
+    leases: &[FileLease],
+    until: i64,
+) -> rusqlite::Result<usize> {
+    let mut stmt =
+        conn.prepare_cached(&format!("UPDATE files SET lease_until = ?3 WHERE {FENCE}"))?;
+    let mut renewed = 0;
+    for lease in leases {
+        renewed += stmt.execute(params![lease.id, lease.attempt, until])?;
+    }
+    Ok(renewed)
+}
+
+pub(super) fn release(conn: &Connection, leases: &[FileLease]) -> rusqlite::Result<usize> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE files SET lease_until = NULL, attempt = attempt - 1 WHERE {FENCE}"
+    ))?;
+    let mut released = 0;
+    for lease in leases {
+        released += stmt.execute(params![lease.id, lease.attempt])?;
+    }
+    Ok(released)
+}
+
+/// Frees the leases a previous process of this server held (it is gone).
+pub(super) fn recover(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "UPDATE files SET lease_until = NULL \
+         WHERE status = 'in_progress' AND lease_until IS NOT NULL",
+    )?
+    .execute([])
+}
+
 pub(super) fn processed(
     conn: &Connection,
-    id: &str,
+    lease: &FileLease,
     outcome: &FileProcessed,
     now: i64,
 ) -> rusqlite::Result<bool> {
@@ -97,11 +165,19 @@ pub(super) fn processed(
         FileProcessed::Failed { error } => (WriterStatus::Failed, None, None, Some(error.as_str())),
     };
     let changed = conn
-        .prepare_cached(
-            "UPDATE files SET status = ?2, text = ?3, word_count = ?4, error = ?5, updated_at = ?6 \
-             WHERE id = ?1 AND status = 'in_progress'",
-        )?
-        .execute(params![id, status.as_str(), text, words, error, now])?;
+        .prepare_cached(&format!(
+            "UPDATE files SET status = ?3, text = ?4, word_count = ?5, error = ?6, \
+             lease_until = NULL, updated_at = ?7 WHERE {FENCE}"
+        ))?
+        .execute(params![
+            lease.id,
+            lease.attempt,
+            status.as_str(),
+            text,
+            words,
+            error,
+            now
+        ])?;
     Ok(changed > 0)
 }
 
@@ -112,8 +188,8 @@ pub(super) fn retry(
     now: i64,
 ) -> rusqlite::Result<Vec<FileRecord>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "UPDATE files SET status = 'in_progress', error = NULL, updated_at = ?3 \
-         WHERE org = ?1 AND status = 'failed' AND id IN (SELECT value FROM json_each(?2)) \
+        "UPDATE files SET status = 'in_progress', error = NULL, attempt = 0, lease_until = NULL, \
+         updated_at = ?3 WHERE org = ?1 AND status = 'failed' AND id IN (SELECT value FROM json_each(?2)) \
          RETURNING {COLUMNS}, NULL"
     ))?;
     let ids = to_json(ids)?;
@@ -131,15 +207,6 @@ pub(super) fn delete(conn: &Connection, org: &str, id: &str) -> rusqlite::Result
     conn.prepare_cached("UPDATE file_usage SET bytes = bytes - ?2 WHERE org = ?1")?
         .execute(params![org, size])?;
     Ok(true)
-}
-
-pub(super) fn unprocessed(conn: &Connection, before: i64) -> rusqlite::Result<Vec<FileRecord>> {
-    conn.prepare_cached(&format!(
-        "SELECT {COLUMNS}, NULL FROM files \
-         WHERE status = 'in_progress' AND updated_at < ?1 ORDER BY id"
-    ))?
-    .query_map([before], record)?
-    .collect()
 }
 
 fn record(row: &Row<'_>) -> rusqlite::Result<FileRecord> {

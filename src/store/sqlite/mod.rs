@@ -20,15 +20,16 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Notify;
 
 use super::{
-    ClaimedJob, FileInserted, FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobPage,
-    JobQuery, JobRecord, KeyInfo, Lease, NewFile, NewJob, Outcome, RetryOutcome, Store, StoreError,
-    StoreFuture, now_micros,
+    ClaimedFile, ClaimedJob, FileInserted, FileLease, FilePage, FileProcessed, FileQuery,
+    FileRecord, Inserted, JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewFile, NewJob, Outcome,
+    RetryOutcome, Store, StoreError, StoreFuture, now_micros,
 };
 use writer::Writer;
 
 const MIGRATIONS: &[&str] = &[
     include_str!("0001_init.sql"),
     include_str!("0002_files.sql"),
+    include_str!("0003_file_leases.sql"),
 ];
 /// Page cache of the key-lookup connection.
 const AUTH_CACHE_KIB: u32 = 256;
@@ -75,6 +76,13 @@ impl SqliteStore {
             tracing::info!(
                 jobs = recovered,
                 "queued again the jobs a previous run left running"
+            );
+        }
+        let files = store.writer.write(false, files::recover).await?;
+        if files > 0 {
+            tracing::info!(
+                files,
+                "extracting again the files a previous run left unfinished"
             );
         }
         Ok(store)
@@ -334,10 +342,36 @@ impl Store for SqliteStore {
         Box::pin(read(&self.readers, move |c| files::list(c, &query)))
     }
 
-    fn file_processed<'a>(&'a self, id: &'a str, outcome: FileProcessed) -> StoreFuture<'a, bool> {
-        let id = id.to_owned();
+    fn claim_files(
+        &self,
+        limit: usize,
+        lease: Duration,
+        max_attempts: u32,
+    ) -> StoreFuture<'_, Vec<ClaimedFile>> {
+        let lease = lease.as_micros() as i64;
         Box::pin(self.writer.write(false, move |c| {
-            files::processed(c, &id, &outcome, now_micros())
+            let now = now_micros();
+            files::claim(c, limit, now + lease, max_attempts, now)
+        }))
+    }
+
+    fn renew_files(&self, leases: Vec<FileLease>, lease: Duration) -> StoreFuture<'_, usize> {
+        let lease = lease.as_micros() as i64;
+        Box::pin(self.writer.write(false, move |c| {
+            files::renew(c, &leases, now_micros() + lease)
+        }))
+    }
+
+    fn release_files(&self, leases: Vec<FileLease>) -> StoreFuture<'_, usize> {
+        Box::pin(
+            self.writer
+                .write(false, move |c| files::release(c, &leases)),
+        )
+    }
+
+    fn file_processed(&self, lease: FileLease, outcome: FileProcessed) -> StoreFuture<'_, bool> {
+        Box::pin(self.writer.write(false, move |c| {
+            files::processed(c, &lease, &outcome, now_micros())
         }))
     }
 
@@ -359,9 +393,5 @@ impl Store for SqliteStore {
             self.writer
                 .write(false, move |c| files::delete(c, &org, &id)),
         )
-    }
-
-    fn unprocessed_files(&self, before: i64) -> StoreFuture<'_, Vec<FileRecord>> {
-        Box::pin(read(&self.readers, move |c| files::unprocessed(c, before)))
     }
 }

@@ -1,7 +1,11 @@
-//! Files' metadata: ownership, the quota (also under concurrent uploads), and the record of
-//! processing, once, with retries of failed files.
+//! Files' metadata: ownership, the quota (also under concurrent uploads), and text
+//! extraction as leased work: claimed, fenced, recorded once, given up after its attempts,
+//! with retries of failed files.
 
-use scriptorium::store::{FileInserted, FileProcessed, NewFile, WriterStatus, now_micros};
+use std::time::Duration;
+
+use scriptorium::store::{ClaimedFile, FileInserted, FileProcessed, NewFile, Store, WriterStatus};
+use tokio::time::sleep;
 
 use super::Harness;
 
@@ -86,27 +90,29 @@ pub(super) async fn file_processing_is_recorded_once_and_failed_files_can_be_ret
     for id in ["ok", "bad"] {
         s.insert_file(file(id, "a", 1), 100).await.unwrap();
     }
-    let pending: Vec<String> = s
-        .unprocessed_files(i64::MAX)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|f| f.id)
-        .collect();
-    assert_eq!(pending, ["bad", "ok"]);
+    let claimed = claim_files(s, 10).await;
+    assert_eq!(ids_of(&claimed), ["bad", "ok"], "oldest (lowest id) first");
+    let lease = |id: &str| {
+        claimed
+            .iter()
+            .find(|c| c.lease.id == id)
+            .unwrap()
+            .lease
+            .clone()
+    };
     let done = FileProcessed::Completed {
         text: Some("the text".into()),
         word_count: Some(2),
     };
-    assert!(s.file_processed("ok", done.clone()).await.unwrap());
+    assert!(s.file_processed(lease("ok"), done.clone()).await.unwrap());
     assert!(
-        !s.file_processed("ok", done).await.unwrap(),
+        !s.file_processed(lease("ok"), done).await.unwrap(),
         "recorded once"
     );
     let failed = FileProcessed::Failed {
         error: "unreadable".into(),
     };
-    assert!(s.file_processed("bad", failed).await.unwrap());
+    assert!(s.file_processed(lease("bad"), failed).await.unwrap());
     let ids = ["ok".to_owned(), "bad".to_owned()];
     let mut files = s.get_files(Some("a"), &ids, true).await.unwrap();
     files.sort_by(|x, y| x.id.cmp(&y.id));
@@ -120,8 +126,10 @@ pub(super) async fn file_processing_is_recorded_once_and_failed_files_can_be_ret
     );
     let without_text = s.get_files(Some("a"), &ids, false).await.unwrap();
     assert!(without_text.iter().all(|f| f.text.is_none()));
-    assert!(s.unprocessed_files(i64::MAX).await.unwrap().is_empty());
-    let before_retry = now_micros();
+    assert!(
+        claim_files(s, 10).await.is_empty(),
+        "nothing left to extract"
+    );
     // Only the failed one is reset, and only for its own organisation.
     assert!(s.retry_files("b", &ids).await.unwrap().is_empty());
     let reset = s.retry_files("a", &ids).await.unwrap();
@@ -130,14 +138,110 @@ pub(super) async fn file_processing_is_recorded_once_and_failed_files_can_be_ret
         (reset[0].id.as_str(), reset[0].status),
         ("bad", WriterStatus::InProgress)
     );
-    let pending: Vec<String> = s
-        .unprocessed_files(i64::MAX)
+    let again = claim_files(s, 10).await;
+    assert_eq!(ids_of(&again), ["bad"]);
+    assert_eq!(
+        again[0].lease.attempt, 1,
+        "a retry starts a fresh series of attempts"
+    );
+}
+
+async fn claim_files(s: &dyn Store, limit: usize) -> Vec<ClaimedFile> {
+    s.claim_files(limit, Duration::from_secs(30), 3)
         .await
         .unwrap()
-        .into_iter()
-        .map(|f| f.id)
-        .collect();
-    assert_eq!(pending, ["bad"]);
-    // A retry counts as touching the file: it is not left over from before the retry.
-    assert!(s.unprocessed_files(before_retry).await.unwrap().is_empty());
+}
+
+fn ids_of(claimed: &[ClaimedFile]) -> Vec<&str> {
+    let mut ids: Vec<&str> = claimed.iter().map(|c| c.lease.id.as_str()).collect();
+    ids.sort();
+    ids
+}
+
+/// Extraction is leased like a job: a claim takes at most its limit, a held lease keeps the
+/// file from other workers, a lapsed one gives it to the next claim with its attempt raised,
+/// and only the newest attempt's result counts; a renewed lease holds, a released file is
+/// claimed again without using up an attempt, and a file whose extraction was started
+/// `max_attempts` times without finishing is failed.
+pub(super) async fn file_extraction_is_leased_fenced_and_given_up_after_its_attempts(h: Harness) {
+    let s = h.store.as_ref();
+    for id in ["f1", "f2", "f3"] {
+        s.insert_file(file(id, "a", 1), 100).await.unwrap();
+    }
+    let claim = |limit, lease_ms| s.claim_files(limit, Duration::from_millis(lease_ms), 3);
+    let held = claim(1, 30_000).await.unwrap();
+    assert_eq!(
+        (ids_of(&held), held[0].name.as_str()),
+        (vec!["f1"], "f1.txt"),
+        "oldest first"
+    );
+    let first = claim(10, 1).await.unwrap();
+    assert_eq!(
+        ids_of(&first),
+        ["f2", "f3"],
+        "a held lease keeps f1 from other workers"
+    );
+    sleep(Duration::from_millis(5)).await;
+    let retaken = claim(10, 30_000).await.unwrap();
+    assert_eq!(
+        ids_of(&retaken),
+        ["f2", "f3"],
+        "lapsed leases are claimed again"
+    );
+    assert!(retaken.iter().all(|c| c.lease.attempt == 2));
+    let lease_of = |claimed: &[ClaimedFile], id: &str| {
+        claimed
+            .iter()
+            .find(|c| c.lease.id == id)
+            .unwrap()
+            .lease
+            .clone()
+    };
+    let (stale, fresh) = (lease_of(&first, "f2"), lease_of(&retaken, "f2"));
+    let done = FileProcessed::Completed {
+        text: Some("x".into()),
+        word_count: Some(1),
+    };
+    assert!(
+        !s.file_processed(stale.clone(), done.clone()).await.unwrap(),
+        "stale attempt"
+    );
+    assert_eq!(
+        s.renew_files(vec![stale], Duration::from_secs(30))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.renew_files(vec![fresh.clone()], Duration::from_secs(30))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(s.file_processed(fresh, done).await.unwrap());
+    // A release gives f3 back without using up its attempt.
+    assert_eq!(
+        s.release_files(vec![lease_of(&retaken, "f3")])
+            .await
+            .unwrap(),
+        1
+    );
+    let again = claim(10, 1).await.unwrap();
+    assert_eq!((ids_of(&again), again[0].lease.attempt), (vec!["f3"], 2));
+    // Started a third time and lapsed again: the next claim fails it instead.
+    sleep(Duration::from_millis(5)).await;
+    let third = claim(10, 1).await.unwrap();
+    assert_eq!((ids_of(&third), third[0].lease.attempt), (vec!["f3"], 3));
+    sleep(Duration::from_millis(5)).await;
+    assert!(
+        claim(10, 30_000).await.unwrap().is_empty(),
+        "f3 is given up, not claimed"
+    );
+    let f3 = &s
+        .get_files(Some("a"), &["f3".to_owned()], false)
+        .await
+        .unwrap()[0];
+    assert_eq!(f3.status, WriterStatus::Failed);
+    let error = f3.error.as_deref().unwrap_or_default();
+    assert!(error.contains("started 3 times"), "{error}");
 }

@@ -103,6 +103,7 @@ conformance!(
     files::files_belong_to_their_org_and_count_against_its_quota,
     files::concurrent_uploads_never_exceed_the_quota,
     files::file_processing_is_recorded_once_and_failed_files_can_be_retried,
+    files::file_extraction_is_leased_fenced_and_given_up_after_its_attempts,
     jobs::a_poisonous_row_in_a_group_fails_alone,
 );
 

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use scriptorium::config::ServeOptions;
 use scriptorium::files::blobs::{BlobConfig, Blobs};
-use scriptorium::store::{FileInserted, FileProcessed, NewFile, Store};
+use scriptorium::store::{FileInserted, FileLease, FileProcessed, NewFile, Store};
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_error, spawn_app, spawn_in, spawn_with};
+use crate::helpers::{TestApp, assert_error, spawn_app, spawn_in, spawn_with};
 
 /// The text each fixture document must yield (as the `uploads` app shows it to the model).
 const EXTRACTED: &[(&str, &str, &str)] = &[
@@ -125,11 +125,31 @@ async fn unprocessed_file(app_dir: &Path, store: &dyn Store, name: &str, bytes: 
     id
 }
 
+/// A server that extracts no files itself, so the test plays the extracting node.
+async fn spawn_without_extraction() -> TestApp {
+    spawn_with(ServeOptions {
+        extract_concurrency: Some(0),
+        ..ServeOptions::default()
+    })
+    .await
+}
+
+/// Claims the file `id` for extraction, as another node's worker would, for `lease`.
+async fn claim(store: &dyn Store, id: &str, lease: Duration) -> FileLease {
+    let claimed = store.claim_files(100, lease, 3).await.unwrap();
+    claimed
+        .into_iter()
+        .find(|c| c.lease.id == id)
+        .expect("the file is claimable")
+        .lease
+}
+
 #[tokio::test]
 async fn a_job_whose_file_is_still_in_progress_waits_for_it() {
-    let app = spawn_app().await;
+    let app = spawn_without_extraction().await;
     let store = app.store().await;
     let id = unprocessed_file(app.data_dir(), store.as_ref(), "slow.txt", b"slow words").await;
+    let lease = claim(store.as_ref(), &id, Duration::from_secs(60)).await;
     // Accepted: a file in progress is waited for, not refused.
     let job = app.create_job("uploads", &[("Contract", &[&id])]).await;
     let job_id = job["id"].as_str().unwrap();
@@ -142,7 +162,7 @@ async fn a_job_whose_file_is_still_in_progress_waits_for_it() {
         text: Some("text extracted elsewhere".into()),
         word_count: Some(3),
     };
-    assert!(store.file_processed(&id, processed).await.unwrap());
+    assert!(store.file_processed(lease, processed).await.unwrap());
     let done = app.wait_finished(job_id).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["attempts"], 1, "waiting used no attempt: {done}");
@@ -154,21 +174,24 @@ async fn a_job_whose_file_is_still_in_progress_waits_for_it() {
 
     // The word limit is checked again once the text is known.
     let id = unprocessed_file(app.data_dir(), store.as_ref(), "wordy.txt", b"x").await;
+    let lease = claim(store.as_ref(), &id, Duration::from_secs(60)).await;
     let job = app.create_job("uploads", &[("Contract", &[&id])]).await;
     let processed = FileProcessed::Completed {
         text: Some("many ".repeat(60)),
         word_count: Some(60),
     };
-    store.file_processed(&id, processed).await.unwrap();
+    store.file_processed(lease, processed).await.unwrap();
     let done = app.wait_finished(job["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "failed", "{done}");
     let error = done["error"].as_str().unwrap();
     assert!(error.contains("60 words, over the limit of 50"), "{error}");
 }
 
+/// A file whose extraction a process claimed and never finished (it died) is extracted once
+/// its lease is free again: at the next start on SQLite, when the lease lapses on PostgreSQL.
 #[tokio::test]
-async fn files_left_in_progress_by_a_dead_process_are_processed_at_start() {
-    let app = spawn_app().await;
+async fn files_left_in_progress_by_a_dead_process_are_processed_after_all() {
+    let app = spawn_without_extraction().await;
     let store = app.store().await;
     let id = unprocessed_file(
         app.data_dir(),
@@ -177,6 +200,7 @@ async fn files_left_in_progress_by_a_dead_process_are_processed_at_start() {
         b"processed after all",
     )
     .await;
+    claim(store.as_ref(), &id, Duration::from_secs(1)).await;
     drop(store);
     let storage = app.stop().await;
     let app = spawn_in(storage, ServeOptions::default()).await;
@@ -230,4 +254,39 @@ async fn deleting_a_file_a_queued_job_needs_fails_that_job_clearly() {
             "{error}"
         );
     }
+}
+
+/// A burst of uploads is extracted by the worker at most `--extract-concurrency` at once,
+/// and every file ends completed.
+#[tokio::test]
+async fn a_burst_of_uploads_is_extracted_within_the_concurrency_limit() {
+    let app = spawn_with(ServeOptions {
+        extract_concurrency: Some(2),
+        ..ServeOptions::default()
+    })
+    .await;
+    let uploads = (0..120).map(|n| {
+        let app = &app;
+        async move {
+            app.upload(&format!("note-{n}.txt"), format!("note number {n}"))
+                .await
+        }
+    });
+    let files = futures_util::future::join_all(uploads).await;
+    for file in &files {
+        let done = app.wait_processed(file["id"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "completed", "{done}");
+    }
+    let load: serde_json::Value = app
+        .get("/v1/scriptorium/files")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(load["extract_concurrency"], 2, "{load}");
+    let peak = load["extracting_peak"].as_u64().unwrap();
+    assert!((1..=2).contains(&peak), "at most 2 at once: {load}");
+    assert_eq!(load["extracting"], 0, "{load}");
 }
