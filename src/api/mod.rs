@@ -12,7 +12,7 @@ mod files;
 mod jobs;
 mod native;
 mod paging;
-mod requests;
+pub(crate) mod requests;
 mod text;
 mod views;
 
@@ -23,6 +23,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 pub(crate) use error::{ApiError, ErrorCode};
+pub(crate) use text::refuse_unstorable;
 
 use crate::apps::Registry;
 use crate::auth::Keys;
@@ -77,8 +78,6 @@ pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Router {
         .fallback(error::unknown_path)
         .method_not_allowed_fallback(error::wrong_method)
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(axum::middleware::from_fn(text::reject_unstorable))
-        .layer(axum::middleware::from_fn(requests::identify))
         .with_state(state)
 }
 

@@ -7,11 +7,9 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Body;
-use axum::extract::Request;
-use axum::http::HeaderValue;
-use axum::middleware::Next;
+use axum::http::{HeaderMap, HeaderValue, Request};
 use axum::response::Response;
-use tracing::Instrument;
+use tracing::Span;
 
 /// The header that carries the id, both ways.
 const HEADER: &str = "x-request-id";
@@ -27,21 +25,27 @@ static PROCESS: LazyLock<String> = LazyLock::new(|| {
 });
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
-/// Middleware: the request's id, its span, and the id in the answer.
-pub(crate) async fn identify(request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
+/// The request's id: the client's `X-Request-Id` when it is short and visible, else a new one.
+pub(crate) fn id(headers: &HeaderMap) -> HeaderValue {
+    headers
         .get(HEADER)
         .filter(|v| !v.is_empty() && v.len() <= MAX_CLIENT_ID && v.to_str().is_ok())
         .cloned()
-        .unwrap_or_else(new_id);
-    let span = tracing::info_span!(
+        .unwrap_or_else(new_id)
+}
+
+/// The span a request is handled in: what its log lines carry.
+pub(crate) fn span<B>(id: &HeaderValue, request: &Request<B>) -> Span {
+    tracing::info_span!(
         "request",
         id = id.to_str().unwrap_or_default(),
         method = %request.method(),
         path = request.uri().path(),
-    );
-    let mut response = next.run(request).instrument(span).await;
+    )
+}
+
+/// The response with the request's id in `X-Request-Id`, and in the body of a 5xx.
+pub(crate) async fn answer_with(mut response: Response, id: HeaderValue) -> Response {
     if response.status().is_server_error() {
         response = with_id_in_body(response, &id).await;
     }

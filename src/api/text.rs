@@ -1,22 +1,19 @@
 //! Text no field accepts: a NUL character (PostgreSQL's text cannot hold one, so neither
 //! backend takes it) or bytes that are not UTF-8. Refused with a 400 before any handler runs,
-//! in the path and query by [`reject_unstorable`], in JSON bodies by [`super::extract::WJson`].
+//! in the path and query by [`refuse_unstorable`], in JSON bodies by [`super::extract::WJson`].
 
-use axum::extract::Request;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::Uri;
 
 use super::{ApiError, ErrorCode};
 
-/// Middleware: a path or query string that, percent-decoded, holds NUL or is not UTF-8 is a
-/// 400 naming which.
-pub async fn reject_unstorable(request: Request, next: Next) -> Result<Response, ApiError> {
-    let uri = request.uri();
+/// A path or query string that, percent-decoded, holds NUL or is not UTF-8: a 400 naming
+/// which (checked for every request before routing).
+pub(crate) fn refuse_unstorable(uri: &Uri) -> Result<(), ApiError> {
     check("path", uri.path())?;
     if let Some(query) = uri.query() {
         check("query string", query)?;
     }
-    Ok(next.run(request).await)
+    Ok(())
 }
 
 fn check(part: &str, raw: &str) -> Result<(), ApiError> {

@@ -31,17 +31,19 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
+use axum::response::IntoResponse;
 use bytes::Bytes;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
+use tracing::Instrument;
 
-use crate::api::{ApiError, ErrorCode};
+use crate::api::{self, ApiError, ErrorCode, requests};
 
 /// The limits every connection is held to (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,6 +171,8 @@ struct ConnectionService {
 }
 
 impl ConnectionService {
+    /// Every request: its id and span, text no field accepts refused before routing, the
+    /// body timed, and the request marked in progress until its response has been sent.
     fn call(
         &self,
         request: Request<Incoming>,
@@ -176,9 +180,16 @@ impl ConnectionService {
         let busy = Busy::begin(self.activity.clone());
         let timeout = self.body_timeout;
         let request = request.map(|body| Body::new(TimedBody::new(body, timeout)));
+        let id = requests::id(request.headers());
+        let span = requests::span(&id, &request);
+        let refused = api::refuse_unstorable(request.uri());
         let router = self.router.clone();
         async move {
-            let response = router.oneshot(request).await?;
+            let response = match refused {
+                Err(e) => e.into_response(),
+                Ok(()) => router.oneshot(request).instrument(span).await?,
+            };
+            let response = requests::answer_with(response, id).await;
             // The request is done once hyper has sent (and dropped) the response's body.
             Ok(response.map(|body| Body::new(Finishing { body, _busy: busy })))
         }
@@ -188,8 +199,6 @@ impl ConnectionService {
 /// What a connection is doing, for its watchdog.
 struct Activity {
     state: Mutex<Phase>,
-    /// Signalled when the last request in progress finishes.
-    idle: Notify,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -212,7 +221,6 @@ impl Activity {
                 head_started: true,
                 since: Instant::now(),
             }),
-            idle: Notify::new(),
         }
     }
 
@@ -230,15 +238,16 @@ impl Activity {
     }
 
     /// Resolves with the reason once the connection has been idle, or sending a head, too long.
+    /// It sleeps until the deadline of the phase it saw and looks again, so requests coming
+    /// and going never wake it: a busy connection is looked at once per shorter timeout.
     async fn expired(&self, limits: HttpLimits) -> &'static str {
         loop {
-            let idle = self.idle.notified();
             let phase = *self.phase();
-            if phase.busy > 0 {
-                idle.await;
+            let (limit, reason) = if phase.busy > 0 {
+                let wait = limits.header_timeout.min(limits.idle_timeout);
+                tokio::time::sleep(wait).await;
                 continue;
-            }
-            let (limit, reason) = if phase.head_started {
+            } else if phase.head_started {
                 (
                     limits.header_timeout,
                     "the request head did not arrive in time",
@@ -250,10 +259,7 @@ impl Activity {
             if Instant::now() >= deadline {
                 return reason;
             }
-            tokio::select! {
-                () = tokio::time::sleep_until(deadline) => {}
-                () = idle => {}
-            }
+            tokio::time::sleep_until(deadline).await;
         }
     }
 }
@@ -275,8 +281,6 @@ impl Drop for Busy {
         if phase.busy == 0 {
             phase.head_started = false;
             phase.since = Instant::now();
-            drop(phase);
-            self.0.idle.notify_waiters();
         }
     }
 }

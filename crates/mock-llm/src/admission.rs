@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::MockLlm;
 use super::args::OverCapacity;
 use super::error::MockError;
-use super::text::Answer;
+use super::wire::Answer;
 
 /// A request being served. Dropping it counts the request out, then frees its slot.
 pub struct InFlight {

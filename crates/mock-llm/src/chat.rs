@@ -3,7 +3,7 @@
 //! then answer whole or as a stream after the configured latency.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -16,10 +16,11 @@ use tokio::time::Instant;
 
 use super::MockLlm;
 use super::admission::admit;
+use super::clock::sleep;
 use super::error::MockError;
 use super::stream;
-use super::text::{Answer, pieces};
-use super::wire::{ChatRequest, Envelope};
+use super::text::pieces;
+use super::wire::{Answer, ChatRequest, Envelope};
 
 /// The chat route.
 pub async fn complete(
@@ -92,11 +93,4 @@ async fn answer(mock: &Arc<MockLlm>, request: ChatRequest) -> Result<Response, M
     sleep(mock.config.ttft + mock.config.per_token * gaps).await;
     slot.complete(&answer);
     Ok(Json(envelope.completion(&answer)).into_response())
-}
-
-/// Sleeps, unless there is nothing to wait for (a zero sleep still yields to the scheduler).
-pub async fn sleep(duration: Duration) {
-    if !duration.is_zero() {
-        tokio::time::sleep(duration).await;
-    }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::text::Answer;
+use super::wire::Answer;
 
 /// How many request bodies `recent` keeps.
 pub const RECENT: usize = 50;

@@ -14,6 +14,7 @@
 mod admission;
 mod args;
 mod chat;
+mod clock;
 mod error;
 mod faults;
 mod ledger;

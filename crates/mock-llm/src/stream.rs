@@ -16,8 +16,9 @@ use serde_json::json;
 
 use super::MockLlm;
 use super::admission::InFlight;
-use super::chat::sleep;
-use super::text::{Answer, pieces};
+use super::clock::sleep;
+use super::text::pieces;
+use super::wire::Answer;
 use super::wire::Envelope;
 
 /// What is left to send.

@@ -7,7 +7,7 @@
 //! A token is a whitespace-separated word. The answer stops at `min(max_tokens,
 //! --output-tokens)` tokens, but the echo is never cut: usage then reports its real length.
 
-use super::wire::{ChatRequest, Content, Part};
+use super::wire::{Answer, ChatRequest, Content, Part};
 
 /// What an image part counts for in `prompt_tokens`.
 pub const TOKENS_PER_IMAGE: u64 = 85;
@@ -44,19 +44,6 @@ fn describe_image(url: &str) -> String {
         }
         None => url.to_owned(),
     }
-}
-
-/// A generated answer and its usage.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Answer {
-    /// The text.
-    pub text: String,
-    /// Words in all text parts, plus [`TOKENS_PER_IMAGE`] per image.
-    pub prompt_tokens: u64,
-    /// Words in `text`.
-    pub completion_tokens: u64,
-    /// `length` when the client's limit cut the answer short, else `stop`.
-    pub finish_reason: &'static str,
 }
 
 impl Answer {

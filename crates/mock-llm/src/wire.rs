@@ -1,12 +1,11 @@
 //! The OpenAI chat wire format: the request as parsed (content as a string or as parts) and
-//! the answers built from an [`Answer`](super::text::Answer): a whole `chat.completion` or
+//! the answers built from an [`Answer`] (which [`super::text`] generates): a whole `chat.completion` or
 //! the `chat.completion.chunk`s of a stream.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::MockError;
-use super::text::Answer;
 
 /// `POST /v1/chat/completions` (and Writer's `POST /v1/chat`), the fields the mock reads.
 /// Others (`temperature`, `tools`, ...) are accepted and ignored.
@@ -235,4 +234,17 @@ mod tests {
             ));
         }
     }
+}
+
+/// A generated answer and its usage.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    /// The text.
+    pub text: String,
+    /// Words in all text parts, plus [`TOKENS_PER_IMAGE`](super::text::TOKENS_PER_IMAGE) per image.
+    pub prompt_tokens: u64,
+    /// Words in `text`.
+    pub completion_tokens: u64,
+    /// `length` when the client's limit cut the answer short, else `stop`.
+    pub finish_reason: &'static str,
 }
