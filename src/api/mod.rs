@@ -31,9 +31,28 @@ use crate::files::Files;
 use crate::providers::Providers;
 use crate::store::Store;
 
-/// What every handler can reach.
+/// What every handler can reach. Cloning is one reference count: axum clones it for every
+/// request.
 #[derive(Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<Parts>);
+
+impl AppState {
+    /// The state over these parts.
+    pub(crate) fn new(parts: Parts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub(crate) struct Parts {
     /// Durable state.
     pub(crate) store: Arc<dyn Store>,
     /// The applications served.

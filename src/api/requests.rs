@@ -7,12 +7,12 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Request};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Request};
 use axum::response::Response;
 use tracing::Span;
 
 /// The header that carries the id, both ways.
-const HEADER: &str = "x-request-id";
+const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest client id taken as it is.
 const MAX_CLIENT_ID: usize = 128;
 /// Largest 5xx body read back to add the id (ours are a few hundred bytes).
@@ -28,7 +28,7 @@ static NEXT: AtomicU64 = AtomicU64::new(1);
 /// The request's id: the client's `X-Request-Id` when it is short and visible, else a new one.
 pub(crate) fn id(headers: &HeaderMap) -> HeaderValue {
     headers
-        .get(HEADER)
+        .get(&HEADER)
         .filter(|v| !v.is_empty() && v.len() <= MAX_CLIENT_ID && v.to_str().is_ok())
         .cloned()
         .unwrap_or_else(new_id)

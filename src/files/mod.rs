@@ -102,24 +102,36 @@ pub(crate) struct Attachments {
 }
 
 /// The files service: uploads, downloads, deletion, processing, and attachments for jobs.
+/// Cloning is one reference count (every request's state holds a clone).
 #[derive(Clone)]
-pub(crate) struct Files {
+pub(crate) struct Files(Arc<Service>);
+
+/// What the files service holds.
+pub(crate) struct Service {
     store: Arc<dyn Store>,
     blobs: Blobs,
     limits: FileLimits,
     /// Signalled whenever this node finishes processing a file.
-    processed: Arc<Notify>,
+    processed: Notify,
     /// Uploads whose bytes this node holds in memory at once (to learn their type): they
     /// stream to disk, and extraction has its own limit, so this bounds what uploads take.
-    in_memory: Arc<Semaphore>,
+    in_memory: Semaphore,
     /// How the extraction worker paces itself.
     extraction: Extraction,
     /// Signalled when this node records files to extract (an upload, a retry).
-    wake: Arc<Notify>,
+    wake: Notify,
     /// The leases of the files this node is extracting.
-    extracting: Arc<worker::Extracting>,
+    extracting: worker::Extracting,
     /// The most files this node extracted at once.
-    peak: Arc<AtomicUsize>,
+    peak: AtomicUsize,
+}
+
+impl std::ops::Deref for Files {
+    type Target = Service;
+
+    fn deref(&self) -> &Service {
+        &self.0
+    }
 }
 
 impl Files {
@@ -130,17 +142,17 @@ impl Files {
         limits: FileLimits,
         extraction: Extraction,
     ) -> Self {
-        Self {
+        Self(Arc::new(Service {
             store,
             blobs,
             limits,
-            processed: Arc::new(Notify::new()),
-            in_memory: Arc::new(Semaphore::new(UPLOADS_IN_MEMORY)),
+            processed: Notify::new(),
+            in_memory: Semaphore::new(UPLOADS_IN_MEMORY),
             extraction,
-            wake: Arc::new(Notify::new()),
-            extracting: Arc::default(),
-            peak: Arc::default(),
-        }
+            wake: Notify::new(),
+            extracting: worker::Extracting::default(),
+            peak: AtomicUsize::new(0),
+        }))
     }
 
     /// The limits uploads are held to.

@@ -460,6 +460,11 @@ impl AsyncWrite for Watched {
 /// If `written` is one of hyper's own error answers (a status line of 4xx or 5xx and headers
 /// saying the body is empty), the same answer with a body in Writer's error shape.
 fn writer_shaped(written: &[u8]) -> Option<Vec<u8>> {
+    // Most writes are answers of handlers, and most of those are not errors: say no cheaply.
+    let rest = written.strip_prefix(b"HTTP/1.1 ")?;
+    if !matches!(rest.first(), Some(b'4' | b'5')) {
+        return None;
+    }
     let head = std::str::from_utf8(written).ok()?;
     let rest = head.strip_prefix("HTTP/1.1 ")?;
     if !head.ends_with("\r\n\r\n") || !head.to_ascii_lowercase().contains("content-length: 0\r\n") {

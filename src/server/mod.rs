@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api::{AppState, router};
+use crate::api::{AppState, Parts, router};
 use crate::apps::{LoadError, Registry};
 use crate::auth::{DEFAULT_ORG, Keys, create_key};
 use crate::config::{Database, Settings};
@@ -90,13 +90,13 @@ impl Server {
             files.clone(),
             settings.engine,
         );
-        let state = AppState {
+        let state = AppState::new(Parts {
             store,
             apps,
             providers,
             keys,
             files: files.clone(),
-        };
+        });
         Ok(Self {
             listener,
             router: router(state, settings.max_body_bytes),
