@@ -4,14 +4,15 @@
 //! [`ErrorCode`] is the one table of errors: each has its HTTP status and its machine key,
 //! and Writer's `tpe` follows from the status. Every error the API answers goes through it:
 //! handlers, extractors, the SSE `error` event and the answers the HTTP layer gives before
-//! routing. 5xx bodies never carry internals: the cause is logged once, here, inside the
-//! request's span, and the client reads a generic description and the request's id.
+//! routing. 5xx bodies never carry internals: the cause is logged once, here, with the
+//! request's id, and the client reads a generic description and the same id.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::requests;
 use crate::store::StoreError;
 
 /// Builds [`ErrorCode`] from `Variant = (STATUS, "key")` rows.
@@ -202,14 +203,14 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(cause) => {
-                tracing::warn!(%cause, "database unavailable");
+                tracing::warn!(request = requests::current(), %cause, "database unavailable");
                 Self::new(
                     ErrorCode::DatabaseUnavailable,
                     "the database is unavailable; try again shortly",
                 )
             }
             other => {
-                tracing::error!(cause = %other, "database error");
+                tracing::error!(request = requests::current(), cause = %other, "database error");
                 Self::new(ErrorCode::Internal, "internal server error")
             }
         }

@@ -92,7 +92,7 @@ fn upload_error(e: UploadError) -> ApiError {
     match e {
         UploadError::OverQuota { .. } => ApiError::new(ErrorCode::FileQuota, e.to_string()),
         UploadError::Blob(cause) => {
-            tracing::error!(%cause, "file storage failed");
+            tracing::error!(request = super::requests::current(), %cause, "file storage failed");
             ApiError::new(
                 ErrorCode::FileStorageUnavailable,
                 "file storage is unavailable; try again shortly",

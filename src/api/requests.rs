@@ -1,15 +1,16 @@
-//! Every request gets an id and a span: the id is the client's `X-Request-Id` when it sent a
-//! short visible one, else a new one; it is answered in `X-Request-Id` on every response and,
-//! on a 5xx, in the body's `extras.request_id`, so a user can quote it and an operator find
-//! the one log line that holds the cause (logged inside the span, which carries the id).
+//! Every request gets an id: the client's `X-Request-Id` when it sent a short visible one,
+//! else a new one. It is answered in `X-Request-Id` on every response and, on a 5xx, in the
+//! body's `extras.request_id`, so a user can quote it and an operator find the one log line
+//! that holds the cause: the handler logs the cause with [`current`], the id of the request
+//! it runs for. (A tracing span per request would carry it too, but formatting one costs
+//! the no-op route a tenth of its throughput; the task-local costs nothing measurable.)
 
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Request};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
-use tracing::Span;
 
 /// The header that carries the id, both ways.
 const HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -34,14 +35,21 @@ pub(crate) fn id(headers: &HeaderMap) -> HeaderValue {
         .unwrap_or_else(new_id)
 }
 
-/// The span a request is handled in: what its log lines carry.
-pub(crate) fn span<B>(id: &HeaderValue, request: &Request<B>) -> Span {
-    tracing::info_span!(
-        "request",
-        id = id.to_str().unwrap_or_default(),
-        method = %request.method(),
-        path = request.uri().path(),
-    )
+tokio::task_local! {
+    /// The id of the request the current task handles.
+    static CURRENT: HeaderValue;
+}
+
+/// Runs `handling` as the handling of request `id`, for [`current`].
+pub(crate) async fn handle<F: std::future::Future>(id: HeaderValue, handling: F) -> F::Output {
+    CURRENT.scope(id, handling).await
+}
+
+/// The id of the request being handled, for log lines (`-` outside a request).
+pub(crate) fn current() -> String {
+    CURRENT
+        .try_with(|id| id.to_str().unwrap_or_default().to_owned())
+        .unwrap_or_else(|_| "-".to_owned())
 }
 
 /// The response with the request's id in `X-Request-Id`, and in the body of a 5xx.

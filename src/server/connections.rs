@@ -41,7 +41,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
-use tracing::Instrument;
 
 use crate::api::{self, ApiError, ErrorCode, requests};
 
@@ -171,7 +170,7 @@ struct ConnectionService {
 }
 
 impl ConnectionService {
-    /// Every request: its id and span, text no field accepts refused before routing, the
+    /// Every request: its id, text no field accepts refused before routing, the
     /// body timed, and the request marked in progress until its response has been sent.
     fn call(
         &self,
@@ -181,13 +180,12 @@ impl ConnectionService {
         let timeout = self.body_timeout;
         let request = request.map(|body| Body::new(TimedBody::new(body, timeout)));
         let id = requests::id(request.headers());
-        let span = requests::span(&id, &request);
         let refused = api::refuse_unstorable(request.uri());
         let router = self.router.clone();
         async move {
             let response = match refused {
                 Err(e) => e.into_response(),
-                Ok(()) => router.oneshot(request).instrument(span).await?,
+                Ok(()) => requests::handle(id.clone(), router.oneshot(request)).await?,
             };
             let response = requests::answer_with(response, id).await;
             // The request is done once hyper has sent (and dropped) the response's body.
