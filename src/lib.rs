@@ -8,15 +8,19 @@
 //! application) → [`store`] (insert; 202) → [`engine`] (claim, render, call a provider) →
 //! [`store`] (complete or fail, fenced) → [`api`] (read).
 //!
-//! - [`api`]: the axum routers and the Writer error shape. Never calls a provider for an
-//!   async job; never holds a transaction.
+//! - [`api`]: the axum routers; the one table of error codes every answer goes through, in
+//!   Writer's shape; request ids; the refusal of text no field accepts. Never calls a
+//!   provider for an async job; never holds a transaction.
 //! - [`apps`]: application definitions loaded from TOML files: validation at load and at
 //!   submit, prompt rendering. Pure: no I/O after loading.
 //! - [`auth`]: API keys, shown once and stored as hashes; organisations as tenants.
 //! - [`engine`]: the job state machine: batched claims, leases and heartbeats, retries with
-//!   backoff, the reaper, graceful shutdown. The only caller of providers for jobs.
+//!   backoff, the reaper, graceful shutdown, named failure points. The only caller of
+//!   providers for jobs; its `prepare` (application and inputs to a provider request) is
+//!   also what synchronous generation uses.
 //! - [`files`]: uploads (bytes in a directory or an S3-compatible bucket, metadata in the
-//!   store), text extraction as leased, fenced work (like jobs), and the files and images jobs give models.
+//!   store; uploads stream to disk), text extraction as leased, fenced work (like jobs), and
+//!   the files and images jobs give models.
 //! - [`providers`]: the model backends, a closed enum (OpenAI-compatible servers, Writer's chat
 //!   API, the deterministic mock), each behind a gate that enforces its limits (across a
 //!   cluster through the store's shared limits).
@@ -24,7 +28,9 @@
 //!   (SQLite or PostgreSQL), and the types it shares with the layers above (the retry
 //!   policy, token usage, the provider limits a cluster shares). Imports none of them.
 //! - [`config`]: one typed [`config::Settings`] from defaults, file, environment and flags.
-//! - [`server`]: assembles the parts and runs them until shutdown.
+//! - [`server`]: assembles the parts and runs them until shutdown; its `connections` is the
+//!   HTTP/1 listener, holding each connection to header, body and idle timeouts and the
+//!   server to a connection cap.
 //! - [`cli`]: the subcommands; `main.rs` only dispatches to it.
 //!
 //! Beside this crate, in the same workspace, and never depended on by it:
