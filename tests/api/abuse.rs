@@ -297,7 +297,7 @@ async fn slowloris_connections_are_closed_while_other_clients_are_served() {
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout_only() {
     // The head timeout is short and the idle timeout long: a connection idle after a request
     // outlives the head timeout, then is closed by the idle one.
-    let app = spawn_with(timeouts(200, 1_500, 60_000)).await;
+    let app = spawn_with(timeouts(200, 5_000, 60_000)).await;
     let mut stream = open(&app, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let mut first = [0u8; 512];
     let n = stream.read(&mut first).await.unwrap();
