@@ -6,13 +6,16 @@
 //! it. The types it shares with them live here: the retry policy a job carries
 //! ([`RetryPolicy`]), the tokens a call used ([`Usage`]), and in `limits` the provider
 //! limits a cluster keeps in its database (the `SharedLimits` contract and the budget
-//! arithmetic each process's gate uses too). Backends:
+//! arithmetic each process's gate uses too). Every time a store writes or compares comes
+//! from its [`Clock`]: the system clock in a server, a manual one in the conformance suite,
+//! which moves it to make leases lapse instead of sleeping. Backends:
 //! - [`sqlite`]: the embedded default. One writer thread owns the only write connection and
 //!   commits whatever requests have queued up in one transaction (group commit), so many
 //!   concurrent submits cost one fsync; reads use a small pool of read connections (WAL).
 //! - [`postgres`]: the distributed mode, one database shared by many nodes: grouped inserts,
 //!   `SKIP LOCKED` claims, batched fenced outcomes, LISTEN/NOTIFY wake-ups across nodes.
 
+mod clock;
 mod isolate;
 pub(crate) mod limits;
 mod model;
@@ -26,6 +29,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+pub use clock::Clock;
 pub use isolate::UNSTORABLE;
 pub(crate) use isolate::isolating;
 pub use model::*;

@@ -23,7 +23,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use super::errors::map_err;
 use super::jobs::parse_state;
 use super::{connection, notify};
-use crate::store::{Inserted, JobState, NewJob, StoreError, now_micros};
+use crate::store::{Clock, Inserted, JobState, NewJob, StoreError};
 
 /// Jobs written by one statement at most.
 const MAX_GROUP: usize = 4096;
@@ -55,9 +55,9 @@ pub(super) struct Request {
 }
 
 /// Starts the grouper; it stops once every sender is dropped.
-pub(super) fn spawn(pool: Pool, wakeups: Arc<Notify>) -> mpsc::Sender<Request> {
+pub(super) fn spawn(pool: Pool, wakeups: Arc<Notify>, clock: Clock) -> mpsc::Sender<Request> {
     let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(run(pool, rx, wakeups));
+    tokio::spawn(run(pool, rx, wakeups, clock));
     tx
 }
 
@@ -75,7 +75,7 @@ pub(super) async fn insert(
     answer.await.map_err(|_| stopped())?
 }
 
-async fn run(pool: Pool, mut rx: mpsc::Receiver<Request>, wakeups: Arc<Notify>) {
+async fn run(pool: Pool, mut rx: mpsc::Receiver<Request>, wakeups: Arc<Notify>, clock: Clock) {
     let in_flight = Arc::new(Semaphore::new(GROUPS_IN_FLIGHT));
     let mut group = Vec::with_capacity(MAX_GROUP);
     loop {
@@ -87,9 +87,9 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Request>, wakeups: Arc<Notify>) 
             return;
         }
         let requests = std::mem::take(&mut group);
-        let (pool, wakeups) = (pool.clone(), wakeups.clone());
+        let (pool, wakeups, now) = (pool.clone(), wakeups.clone(), clock.now());
         tokio::spawn(async move {
-            if write_group(&pool, requests).await {
+            if write_group(&pool, requests, now).await {
                 wakeups.notify_one();
             }
             drop(permit);
@@ -98,9 +98,9 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Request>, wakeups: Arc<Notify>) 
 }
 
 /// Writes `requests` and answers each; `true` if any job was inserted.
-async fn write_group(pool: &Pool, requests: Vec<Request>) -> bool {
+async fn write_group(pool: &Pool, requests: Vec<Request>, now: i64) -> bool {
     let jobs: Vec<&NewJob> = requests.iter().map(|r| &r.job).collect();
-    match write(pool, &jobs, now_micros()).await {
+    match write(pool, &jobs, now).await {
         Ok((answers, inserted)) => {
             for (request, answer) in requests.into_iter().zip(answers) {
                 // The caller may have gone away (a dropped HTTP request); the job stands.
@@ -112,7 +112,7 @@ async fn write_group(pool: &Pool, requests: Vec<Request>) -> bool {
             tracing::warn!(error = %e, jobs = requests.len(), "insert group failed; replaying alone");
             let mut inserted = false;
             for request in requests {
-                inserted |= Box::pin(write_group(pool, vec![request])).await;
+                inserted |= Box::pin(write_group(pool, vec![request], now)).await;
             }
             inserted
         }

@@ -59,9 +59,9 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Config, NoTls};
 
 use super::{
-    ClaimedFile, ClaimedJob, FileInserted, FileLease, FilePage, FileProcessed, FileQuery,
+    ClaimedFile, ClaimedJob, Clock, FileInserted, FileLease, FilePage, FileProcessed, FileQuery,
     FileRecord, Inserted, JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewFile, NewJob, Outcome,
-    RetryOutcome, Store, StoreError, StoreFuture, now_micros,
+    RetryOutcome, Store, StoreError, StoreFuture,
 };
 use errors::{map_err, pool_err};
 
@@ -82,6 +82,7 @@ pub struct PostgresStore {
     inserts: mpsc::Sender<inserter::Request>,
     wakeups: Arc<Notify>,
     listener: JoinHandle<()>,
+    clock: Clock,
 }
 
 impl PostgresStore {
@@ -90,6 +91,11 @@ impl PostgresStore {
     ///
     /// Fails with [`StoreError::Unavailable`] when the database cannot be reached.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with_clock(url, Clock::System).await
+    }
+
+    /// [`PostgresStore::open`], reading the time from `clock` (a test's manual clock).
+    pub async fn open_with_clock(url: &str, clock: Clock) -> Result<Self, StoreError> {
         let config = config(url)?;
         migrate::run(&config).await?;
         let manager = Manager::from_config(
@@ -109,12 +115,13 @@ impl PostgresStore {
             .map_err(|e| StoreError::Database(format!("cannot build the pool: {e}")))?;
         let wakeups = Arc::new(Notify::new());
         let listener = listener::start(config, wakeups.clone()).await?;
-        let inserts = inserter::spawn(pool.clone(), wakeups.clone());
+        let inserts = inserter::spawn(pool.clone(), wakeups.clone(), clock.clone());
         Ok(Self {
             pool,
             inserts,
             wakeups,
             listener,
+            clock,
         })
     }
 }
@@ -169,8 +176,9 @@ impl Store for PostgresStore {
     }
 
     fn retry_job<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, RetryOutcome> {
+        let now = self.clock.now();
         Box::pin(async move {
-            let outcome = jobs::retry(&self.pool, org, id, now_micros()).await?;
+            let outcome = jobs::retry(&self.pool, org, id, now).await?;
             if matches!(outcome, RetryOutcome::Requeued(_)) {
                 self.wakeups.notify_one();
             }
@@ -179,13 +187,15 @@ impl Store for PostgresStore {
     }
 
     fn claim(&self, limit: usize, lease: Duration) -> StoreFuture<'_, Vec<ClaimedJob>> {
+        let now = self.clock.now();
         let lease = lease.as_micros() as i64;
-        Box::pin(async move { jobs::claim(&self.pool, limit, lease, now_micros()).await })
+        Box::pin(async move { jobs::claim(&self.pool, limit, lease, now).await })
     }
 
     fn finish(&self, outcomes: Vec<Outcome>) -> StoreFuture<'_, usize> {
+        let now = self.clock.now();
         Box::pin(async move {
-            let (applied, wakes) = leases::finish(&self.pool, outcomes, now_micros()).await?;
+            let (applied, wakes) = leases::finish(&self.pool, outcomes, now).await?;
             if wakes {
                 self.wakeups.notify_one();
             }
@@ -194,13 +204,15 @@ impl Store for PostgresStore {
     }
 
     fn renew(&self, leases: Vec<Lease>, lease: Duration) -> StoreFuture<'_, usize> {
-        let until = now_micros() + lease.as_micros() as i64;
+        let now = self.clock.now();
+        let until = now + lease.as_micros() as i64;
         Box::pin(async move { leases::renew(&self.pool, leases, until).await })
     }
 
     fn release(&self, leases: Vec<Lease>) -> StoreFuture<'_, usize> {
+        let now = self.clock.now();
         Box::pin(async move {
-            let released = leases::release(&self.pool, leases, now_micros()).await?;
+            let released = leases::release(&self.pool, leases, now).await?;
             if released > 0 {
                 self.wakeups.notify_one();
             }
@@ -209,8 +221,9 @@ impl Store for PostgresStore {
     }
 
     fn reap(&self, before: i64) -> StoreFuture<'_, usize> {
+        let now = self.clock.now();
         Box::pin(async move {
-            let (touched, requeued) = leases::reap(&self.pool, before, now_micros()).await?;
+            let (touched, requeued) = leases::reap(&self.pool, before, now).await?;
             if requeued {
                 self.wakeups.notify_one();
             }
@@ -235,7 +248,8 @@ impl Store for PostgresStore {
     }
 
     fn revoke_key<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool> {
-        Box::pin(orgs::revoke(&self.pool, id, now_micros()))
+        let now = self.clock.now();
+        Box::pin(orgs::revoke(&self.pool, id, now))
     }
 
     fn graphs<'a>(&'a self, org: &'a str, app: &'a str) -> StoreFuture<'a, Vec<String>> {
@@ -252,7 +266,8 @@ impl Store for PostgresStore {
     }
 
     fn insert_file(&self, file: NewFile, quota: i64) -> StoreFuture<'_, FileInserted> {
-        Box::pin(async move { files::insert(&self.pool, &file, quota, now_micros()).await })
+        let now = self.clock.now();
+        Box::pin(async move { files::insert(&self.pool, &file, quota, now).await })
     }
 
     fn get_files<'a>(
@@ -274,13 +289,14 @@ impl Store for PostgresStore {
         lease: Duration,
         max_attempts: u32,
     ) -> StoreFuture<'_, Vec<ClaimedFile>> {
-        let now = now_micros();
+        let now = self.clock.now();
         let until = now + lease.as_micros() as i64;
         Box::pin(files::claim(&self.pool, limit, until, max_attempts, now))
     }
 
     fn renew_files(&self, leases: Vec<FileLease>, lease: Duration) -> StoreFuture<'_, usize> {
-        let until = now_micros() + lease.as_micros() as i64;
+        let now = self.clock.now();
+        let until = now + lease.as_micros() as i64;
         Box::pin(async move { files::renew(&self.pool, &leases, until).await })
     }
 
@@ -289,7 +305,8 @@ impl Store for PostgresStore {
     }
 
     fn file_processed(&self, lease: FileLease, outcome: FileProcessed) -> StoreFuture<'_, bool> {
-        Box::pin(async move { files::processed(&self.pool, &lease, &outcome, now_micros()).await })
+        let now = self.clock.now();
+        Box::pin(async move { files::processed(&self.pool, &lease, &outcome, now).await })
     }
 
     fn retry_files<'a>(
@@ -297,7 +314,8 @@ impl Store for PostgresStore {
         org: &'a str,
         ids: &'a [String],
     ) -> StoreFuture<'a, Vec<FileRecord>> {
-        Box::pin(files::retry(&self.pool, org, ids, now_micros()))
+        let now = self.clock.now();
+        Box::pin(files::retry(&self.pool, org, ids, now))
     }
 
     fn delete_file<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, bool> {

@@ -15,7 +15,7 @@ use tokio_postgres::Transaction;
 use super::PostgresStore;
 use super::errors::{map_err, pool_err};
 use crate::store::limits::{Acquired, Budget, Limits, SharedLimits};
-use crate::store::{StoreError, StoreFuture, now_micros};
+use crate::store::{StoreError, StoreFuture};
 
 /// This process, as the holder of the slots it takes.
 static NODE: LazyLock<String> = LazyLock::new(|| uuid::Uuid::now_v7().to_string());
@@ -33,7 +33,8 @@ impl SharedLimits for PostgresStore {
         Box::pin(async move {
             let mut client = self.pool.get().await.map_err(pool_err)?;
             let tx = client.transaction().await.map_err(map_err)?;
-            let acquired = acquire(&tx, provider, limits, f64::from(tokens), hold).await?;
+            let now = self.clock.now();
+            let acquired = acquire(&tx, provider, limits, f64::from(tokens), hold, now).await?;
             if let Acquired::Slot(_) = acquired {
                 tx.commit().await.map_err(map_err)?;
             }
@@ -79,8 +80,8 @@ async fn acquire(
     limits: Limits,
     tokens: f64,
     hold: Duration,
+    now: i64,
 ) -> Result<Acquired, StoreError> {
-    let now = now_micros();
     tx.execute(
         "INSERT INTO provider_state (provider, refilled_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         &[&provider, &now],

@@ -20,9 +20,9 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Notify;
 
 use super::{
-    ClaimedFile, ClaimedJob, FileInserted, FileLease, FilePage, FileProcessed, FileQuery,
+    ClaimedFile, ClaimedJob, Clock, FileInserted, FileLease, FilePage, FileProcessed, FileQuery,
     FileRecord, Inserted, JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewFile, NewJob, Outcome,
-    RetryOutcome, Store, StoreError, StoreFuture, now_micros,
+    RetryOutcome, Store, StoreError, StoreFuture,
 };
 use writer::Writer;
 
@@ -53,6 +53,7 @@ pub struct SqliteStore {
     /// all the time.
     auth: Mutex<Connection>,
     wakeups: Arc<Notify>,
+    clock: Clock,
     _lock: Option<File>,
 }
 
@@ -90,6 +91,15 @@ impl SqliteStore {
 
     /// Opens (creating and migrating) the database at `path` without the server lock.
     pub fn open(path: &Path, sync: Durability) -> Result<Self, StoreError> {
+        Self::open_with_clock(path, sync, Clock::System)
+    }
+
+    /// [`SqliteStore::open`], reading the time from `clock` (a test's manual clock).
+    pub fn open_with_clock(
+        path: &Path,
+        sync: Durability,
+        clock: Clock,
+    ) -> Result<Self, StoreError> {
         create_parent(path)?;
         let conn = connect(path, sync).map_err(map_err)?;
         migrate(&conn).map_err(map_err)?;
@@ -112,6 +122,7 @@ impl SqliteStore {
             readers,
             auth: Mutex::new(auth),
             wakeups,
+            clock,
             _lock: None,
         })
     }
@@ -208,10 +219,8 @@ fn io_err(path: &Path, e: std::io::Error) -> StoreError {
 
 impl Store for SqliteStore {
     fn insert_job(&self, job: NewJob) -> StoreFuture<'_, Inserted> {
-        Box::pin(
-            self.writer
-                .write(true, move |c| jobs::insert(c, &job, now_micros())),
-        )
+        let now = self.clock.now();
+        Box::pin(self.writer.write(true, move |c| jobs::insert(c, &job, now)))
     }
 
     fn get_job<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, Option<JobRecord>> {
@@ -224,50 +233,54 @@ impl Store for SqliteStore {
     }
 
     fn retry_job<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, RetryOutcome> {
+        let now = self.clock.now();
         let (org, id) = (org.to_owned(), id.to_owned());
         Box::pin(
             self.writer
-                .write(true, move |c| jobs::retry(c, &org, &id, now_micros())),
+                .write(true, move |c| jobs::retry(c, &org, &id, now)),
         )
     }
 
     fn claim(&self, limit: usize, lease: Duration) -> StoreFuture<'_, Vec<ClaimedJob>> {
+        let now = self.clock.now();
         let lease = lease.as_micros() as i64;
         Box::pin(
             self.writer
-                .write(false, move |c| jobs::claim(c, limit, lease, now_micros())),
+                .write(false, move |c| jobs::claim(c, limit, lease, now)),
         )
     }
 
     fn finish(&self, outcomes: Vec<Outcome>) -> StoreFuture<'_, usize> {
-        Box::pin(super::isolating(outcomes, |group| {
+        let now = self.clock.now();
+        Box::pin(super::isolating(outcomes, move |group| {
             let wakes = group
                 .iter()
                 .any(|o| matches!(o.kind, super::OutcomeKind::Retry { .. }));
             self.writer
-                .write(wakes, move |c| jobs::finish(c, &group, now_micros()))
+                .write(wakes, move |c| jobs::finish(c, &group, now))
         }))
     }
 
     fn renew(&self, leases: Vec<Lease>, lease: Duration) -> StoreFuture<'_, usize> {
+        let now = self.clock.now();
         let lease = lease.as_micros() as i64;
-        Box::pin(self.writer.write(false, move |c| {
-            jobs::renew(c, &leases, now_micros() + lease)
-        }))
+        Box::pin(
+            self.writer
+                .write(false, move |c| jobs::renew(c, &leases, now + lease)),
+        )
     }
 
     fn release(&self, leases: Vec<Lease>) -> StoreFuture<'_, usize> {
+        let now = self.clock.now();
         Box::pin(
             self.writer
-                .write(true, move |c| jobs::release(c, &leases, now_micros())),
+                .write(true, move |c| jobs::release(c, &leases, now)),
         )
     }
 
     fn reap(&self, before: i64) -> StoreFuture<'_, usize> {
-        Box::pin(
-            self.writer
-                .write(true, move |c| jobs::reap(c, before, now_micros())),
-        )
+        let now = self.clock.now();
+        Box::pin(self.writer.write(true, move |c| jobs::reap(c, before, now)))
     }
 
     fn wakeups(&self) -> Arc<Notify> {
@@ -294,11 +307,9 @@ impl Store for SqliteStore {
     }
 
     fn revoke_key<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool> {
+        let now = self.clock.now();
         let id = id.to_owned();
-        Box::pin(
-            self.writer
-                .write(false, move |c| orgs::revoke(c, &id, now_micros())),
-        )
+        Box::pin(self.writer.write(false, move |c| orgs::revoke(c, &id, now)))
     }
 
     fn graphs<'a>(&'a self, org: &'a str, app: &'a str) -> StoreFuture<'a, Vec<String>> {
@@ -320,9 +331,10 @@ impl Store for SqliteStore {
     }
 
     fn insert_file(&self, file: NewFile, quota: i64) -> StoreFuture<'_, FileInserted> {
+        let now = self.clock.now();
         Box::pin(
             self.writer
-                .write(false, move |c| files::insert(c, &file, quota, now_micros())),
+                .write(false, move |c| files::insert(c, &file, quota, now)),
         )
     }
 
@@ -348,18 +360,20 @@ impl Store for SqliteStore {
         lease: Duration,
         max_attempts: u32,
     ) -> StoreFuture<'_, Vec<ClaimedFile>> {
+        let now = self.clock.now();
         let lease = lease.as_micros() as i64;
         Box::pin(self.writer.write(false, move |c| {
-            let now = now_micros();
             files::claim(c, limit, now + lease, max_attempts, now)
         }))
     }
 
     fn renew_files(&self, leases: Vec<FileLease>, lease: Duration) -> StoreFuture<'_, usize> {
+        let now = self.clock.now();
         let lease = lease.as_micros() as i64;
-        Box::pin(self.writer.write(false, move |c| {
-            files::renew(c, &leases, now_micros() + lease)
-        }))
+        Box::pin(
+            self.writer
+                .write(false, move |c| files::renew(c, &leases, now + lease)),
+        )
     }
 
     fn release_files(&self, leases: Vec<FileLease>) -> StoreFuture<'_, usize> {
@@ -370,9 +384,11 @@ impl Store for SqliteStore {
     }
 
     fn file_processed(&self, lease: FileLease, outcome: FileProcessed) -> StoreFuture<'_, bool> {
-        Box::pin(self.writer.write(false, move |c| {
-            files::processed(c, &lease, &outcome, now_micros())
-        }))
+        let now = self.clock.now();
+        Box::pin(
+            self.writer
+                .write(false, move |c| files::processed(c, &lease, &outcome, now)),
+        )
     }
 
     fn retry_files<'a>(
@@ -380,10 +396,11 @@ impl Store for SqliteStore {
         org: &'a str,
         ids: &'a [String],
     ) -> StoreFuture<'a, Vec<FileRecord>> {
+        let now = self.clock.now();
         let (org, ids) = (org.to_owned(), ids.to_vec());
         Box::pin(
             self.writer
-                .write(false, move |c| files::retry(c, &org, &ids, now_micros())),
+                .write(false, move |c| files::retry(c, &org, &ids, now)),
         )
     }
 

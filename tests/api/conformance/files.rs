@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use scriptorium::store::{ClaimedFile, FileInserted, FileProcessed, NewFile, Store, WriterStatus};
-use tokio::time::sleep;
 
 use super::Harness;
 
@@ -181,7 +180,7 @@ pub(super) async fn file_extraction_is_leased_fenced_and_given_up_after_its_atte
         ["f2", "f3"],
         "a held lease keeps f1 from other workers"
     );
-    sleep(Duration::from_millis(5)).await;
+    h.clock.advance(Duration::from_millis(5));
     let retaken = claim(10, 30_000).await.unwrap();
     assert_eq!(
         ids_of(&retaken),
@@ -229,10 +228,10 @@ pub(super) async fn file_extraction_is_leased_fenced_and_given_up_after_its_atte
     let again = claim(10, 1).await.unwrap();
     assert_eq!((ids_of(&again), again[0].lease.attempt), (vec!["f3"], 2));
     // Started a third time and lapsed again: the next claim fails it instead.
-    sleep(Duration::from_millis(5)).await;
+    h.clock.advance(Duration::from_millis(5));
     let third = claim(10, 1).await.unwrap();
     assert_eq!((ids_of(&third), third[0].lease.attempt), (vec!["f3"], 3));
-    sleep(Duration::from_millis(5)).await;
+    h.clock.advance(Duration::from_millis(5));
     assert!(
         claim(10, 30_000).await.unwrap().is_empty(),
         "f3 is given up, not claimed"

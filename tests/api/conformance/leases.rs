@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use scriptorium::store::{JobState, now_micros};
-use tokio::time::{sleep, timeout};
+use scriptorium::store::JobState;
+use tokio::time::timeout;
 
 use super::{Harness, claim_one, completed, failed, job, retry_at, state_of};
 
@@ -37,7 +37,7 @@ pub(super) async fn a_claim_takes_at_most_its_limit_of_due_jobs_and_raises_the_a
     );
 
     // A retry due later is not claimed until it is due.
-    let due = now_micros() + 400_000;
+    let due = h.clock.now() + 400_000;
     assert_eq!(
         store
             .finish(vec![retry_at(first[0].lease, due)])
@@ -50,7 +50,7 @@ pub(super) async fn a_claim_takes_at_most_its_limit_of_due_jobs_and_raises_the_a
         store.claim(10, lease).await.unwrap().is_empty(),
         "not due yet"
     );
-    sleep(Duration::from_millis(500)).await;
+    h.clock.advance(Duration::from_millis(500));
     let again = store.claim(10, lease).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(
@@ -63,9 +63,9 @@ pub(super) async fn a_stale_lease_can_neither_finish_renew_nor_release(h: Harnes
     let store = &*h.store;
     store.insert_job(job("job-1")).await.unwrap();
     let stale = claim_one(store, Duration::from_millis(1)).await;
-    sleep(Duration::from_millis(5)).await;
+    h.clock.advance(Duration::from_millis(5));
     assert_eq!(
-        store.reap(now_micros()).await.unwrap(),
+        store.reap(h.clock.now()).await.unwrap(),
         1,
         "the lapsed lease is reaped"
     );
@@ -99,8 +99,8 @@ pub(super) async fn a_batch_with_a_stale_and_a_fresh_outcome_applies_only_the_fr
     let store = &*h.store;
     store.insert_job(job("job-1")).await.unwrap();
     let stale = claim_one(store, Duration::from_millis(1)).await;
-    sleep(Duration::from_millis(5)).await;
-    assert_eq!(store.reap(now_micros()).await.unwrap(), 1);
+    h.clock.advance(Duration::from_millis(5));
+    assert_eq!(store.reap(h.clock.now()).await.unwrap(), 1);
     let fresh = claim_one(store, Duration::from_secs(30)).await;
     // Both in one batch, the stale one first and then last: only the fresh one counts.
     for order in [[stale, fresh], [fresh, stale]] {
@@ -164,8 +164,8 @@ pub(super) async fn a_lease_lapsing_on_the_last_attempt_fails_the_job(h: Harness
     store.insert_job(last).await.unwrap();
     store.insert_job(job("job-2")).await.unwrap();
     store.claim(2, Duration::from_millis(1)).await.unwrap();
-    sleep(Duration::from_millis(5)).await;
-    assert_eq!(store.reap(now_micros()).await.unwrap(), 2);
+    h.clock.advance(Duration::from_millis(5));
+    assert_eq!(store.reap(h.clock.now()).await.unwrap(), 2);
     let lost = store.get_job("default", "job-1").await.unwrap().unwrap();
     assert_eq!(lost.state, JobState::Failed);
     assert!(lost.error.unwrap().contains("lease expired"));
@@ -198,8 +198,8 @@ pub(super) async fn a_renewed_lease_is_not_reaped(h: Harness) {
             .unwrap(),
         1
     );
-    sleep(Duration::from_millis(5)).await;
-    assert_eq!(store.reap(now_micros()).await.unwrap(), 0);
+    h.clock.advance(Duration::from_millis(5));
+    assert_eq!(store.reap(h.clock.now()).await.unwrap(), 0);
     assert_eq!(state_of(store, "job-1").await, JobState::Running);
     assert_eq!(store.finish(vec![completed(lease, "ok")]).await.unwrap(), 1);
 }

@@ -25,7 +25,8 @@ use std::time::Duration;
 use scriptorium::store::postgres::PostgresStore;
 use scriptorium::store::sqlite::{Durability, SqliteStore};
 use scriptorium::store::{
-    JobQuery, JobState, Lease, NewJob, Outcome, OutcomeKind, RetryPolicy, Store, WriterStatus,
+    Clock, JobQuery, JobState, Lease, NewJob, Outcome, OutcomeKind, RetryPolicy, Store,
+    WriterStatus,
 };
 use tempfile::TempDir;
 
@@ -35,6 +36,8 @@ use crate::pg::Schema;
 /// and what to clean up afterwards (dropped last).
 struct Harness {
     store: Arc<dyn Store>,
+    /// The stores' clock, moved by hand: leases lapse and retries come due without sleeping.
+    clock: Clock,
     peer: Option<Arc<dyn Store>>,
     _dir: Option<TempDir>,
     _schema: Option<Schema>,
@@ -42,9 +45,12 @@ struct Harness {
 
 async fn sqlite() -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("db"), Durability::Normal).unwrap();
+    let clock = Clock::manual();
+    let path = dir.path().join("db");
+    let store = SqliteStore::open_with_clock(&path, Durability::Normal, clock.clone()).unwrap();
     Harness {
         store: Arc::new(store),
+        clock,
         peer: None,
         _dir: Some(dir),
         _schema: None,
@@ -54,10 +60,16 @@ async fn sqlite() -> Harness {
 /// A PostgreSQL harness, or `None` (after a notice) when no server is configured.
 async fn postgres() -> Option<Harness> {
     let schema = Schema::create().await?;
-    let store = PostgresStore::open(&schema.url("t")).await.unwrap();
-    let peer = PostgresStore::open(&schema.url("p")).await.unwrap();
+    let clock = Clock::manual();
+    let store = PostgresStore::open_with_clock(&schema.url("t"), clock.clone())
+        .await
+        .unwrap();
+    let peer = PostgresStore::open_with_clock(&schema.url("p"), clock.clone())
+        .await
+        .unwrap();
     Some(Harness {
         store: Arc::new(store),
+        clock,
         peer: Some(Arc::new(peer)),
         _dir: None,
         _schema: Some(schema),
