@@ -67,7 +67,7 @@ pub(crate) struct ListQuery {
     order: Option<String>,
     before: Option<String>,
     after: Option<String>,
-    limit: Option<u32>,
+    limit: Option<u64>,
     #[serde(rename = "type")]
     kind: Option<String>,
 }
@@ -79,7 +79,7 @@ pub(crate) async fn list(
     _: Principal,
     WQuery(q): WQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = paging::limit(q.limit) as usize;
+    let limit = paging::limit(q.limit, paging::MAX_CURSOR_PAGE) as usize;
     let ascending = paging::ascending(q.order.as_deref())?;
     let mut apps: Vec<Arc<Application>> = match q.kind.as_deref() {
         None | Some("generation") => state.apps.deployed().to_vec(),

@@ -86,14 +86,26 @@ fn json_content_type(headers: &HeaderMap) -> bool {
     else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or_default().trim();
-    let essence = essence.to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .as_bytes();
+    let has = |at: usize, part: &str| {
+        essence
+            .get(at..at + part.len())
+            .is_some_and(|b| b.eq_ignore_ascii_case(part.as_bytes()))
+    };
+    let (prefix, suffix) = ("application/", "+json");
+    essence.eq_ignore_ascii_case(b"application/json")
+        || (has(0, prefix)
+            && essence.len() >= suffix.len()
+            && has(essence.len() - suffix.len(), suffix))
 }
 
 /// A body that could not be read: too large (413), stalled (408) or broken off (400).
-pub fn body_rejection(rejection: BytesRejection) -> ApiError {
+pub(crate) fn body_rejection(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return ApiError::new(
             ErrorCode::BodyTooLarge,
@@ -104,7 +116,7 @@ pub fn body_rejection(rejection: BytesRejection) -> ApiError {
 }
 
 /// The answer to a request body that failed while it was read: 408 if it stalled, else 400.
-pub fn body_error(error: &(dyn std::error::Error + 'static)) -> ApiError {
+pub(crate) fn body_error(error: &(dyn std::error::Error + 'static)) -> ApiError {
     let mut cause = Some(error);
     while let Some(e) = cause {
         if let Some(timed_out) = e.downcast_ref::<BodyTimedOut>() {

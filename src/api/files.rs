@@ -107,7 +107,7 @@ fn upload_error(e: UploadError) -> ApiError {
 pub(crate) struct ListQuery {
     before: Option<String>,
     after: Option<String>,
-    limit: Option<u32>,
+    limit: Option<u64>,
     order: Option<String>,
     graph_id: Option<String>,
     status: Option<String>,
@@ -121,7 +121,7 @@ pub(crate) async fn list(
     principal: Principal,
     WQuery(q): WQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = paging::limit(q.limit);
+    let limit = paging::limit(q.limit, paging::MAX_CURSOR_PAGE) as u32;
     let ascending = paging::ascending(q.order.as_deref())?;
     let status = paging::status(q.status.as_deref())?;
     let kinds = q

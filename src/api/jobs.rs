@@ -12,8 +12,6 @@ use super::views::{JobAcceptedView, JobListView, JobView, PaginationView};
 use super::{ApiError, AppState, ErrorCode};
 use crate::store::{JobQuery, NewJob, RetryOutcome, WriterStatus};
 
-const DEFAULT_PAGE: u64 = 50;
-const MAX_PAGE: u64 = 1000;
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// `POST /v1/applications/{application_id}/jobs`: validates and stores a job; 202 once durable.
@@ -89,12 +87,8 @@ pub(crate) async fn list(
 ) -> Result<Json<JobListView>, ApiError> {
     let app = served_app(&state, &application_id)?;
     let status = paging::status(query.status.as_deref())?;
-    // As Writer's own clients expect: no limit (or 0) is the default page, a larger one the
-    // largest page; an offset beyond what any store can count is past the end.
-    let limit = match query.limit {
-        None | Some(0) => DEFAULT_PAGE,
-        Some(limit) => limit.min(MAX_PAGE),
-    };
+    let limit = paging::limit(query.limit, paging::MAX_JOBS_PAGE);
+    // An offset beyond what any store can count is past the end.
     let offset = query.offset.unwrap_or(0).min(i64::MAX as u64);
     let page = state
         .store

@@ -1,20 +1,22 @@
-//! The parameters lists share: `limit`, `order` and the `after`/`before` cursors of the
-//! cursor-paged lists (applications, files), and the `status` filter of the jobs and files
-//! lists.
+//! The parameters lists share: `limit` of every list, `order` and the `after`/`before`
+//! cursors of the cursor-paged lists (applications, files), and the `status` filter of the
+//! jobs and files lists.
 
 use super::{ApiError, ErrorCode};
 use crate::store::WriterStatus;
 
 /// Items on a page when the client does not say.
-const DEFAULT_PAGE: u32 = 50;
-/// Items on a page at most.
-const MAX_PAGE: u32 = 100;
+const DEFAULT_PAGE: u64 = 50;
+/// Items on a page of the cursor-paged lists at most.
+pub(crate) const MAX_CURSOR_PAGE: u64 = 100;
+/// Items on a page of the jobs list at most.
+pub(crate) const MAX_JOBS_PAGE: u64 = 1000;
 
-/// The page size: `limit` up to 100; 50 when absent or 0 (as Writer's clients expect).
-pub(crate) fn limit(limit: Option<u32>) -> u32 {
+/// The page size, as Writer's clients expect: `limit` up to `max`; 50 when absent or 0.
+pub(crate) fn limit(limit: Option<u64>, max: u64) -> u64 {
     match limit {
         None | Some(0) => DEFAULT_PAGE,
-        Some(limit) => limit.min(MAX_PAGE),
+        Some(limit) => limit.min(max),
     }
 }
 

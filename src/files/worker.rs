@@ -115,9 +115,11 @@ impl Files {
 
     /// Extracts one claimed file and records the result under its lease.
     async fn extract_one(&self, file: ClaimedFile) {
+        tracing::debug!(file = file.lease.id, name = file.name, "extracting");
+        // The type was detected from the bytes at upload; it need not be detected again.
+        let kind = FileKind::from_extension(&file.kind).unwrap_or(FileKind::Other);
         let outcome = match self.blobs.get(&file.lease.id).await {
             Ok(bytes) => {
-                let kind = FileKind::detect(&file.name, &bytes);
                 let extracted = tokio::task::spawn_blocking(move || extract::extract(kind, &bytes))
                     .await
                     .map_err(|e| format!("text extraction crashed: {e}"));

@@ -73,7 +73,7 @@ impl Dir {
     }
 }
 
-async fn blocking<T, F>(f: F) -> Result<T, BlobError>
+pub(super) async fn blocking<T, F>(f: F) -> Result<T, BlobError>
 where
     F: FnOnce() -> Result<T, BlobError> + Send + 'static,
     T: Send + 'static,

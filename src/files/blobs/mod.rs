@@ -177,9 +177,7 @@ impl Blobs {
     /// a 10 s timeout.
     pub async fn check(&self) -> Result<(), BlobError> {
         let spool_dir = self.spool_dir.clone();
-        tokio::task::spawn_blocking(move || local::remove_stale_temp_files(&spool_dir))
-            .await
-            .map_err(|e| BlobError::Io(format!("file storage task failed: {e}")))??;
+        local::blocking(move || local::remove_stale_temp_files(&spool_dir)).await?;
         match &*self.inner {
             Inner::Local(dir) => dir.check().await,
             Inner::S3(bucket) => bucket.check().await,

@@ -143,7 +143,7 @@ pub(super) async fn claim(
                 "UPDATE files SET attempt = attempt + 1, lease_until = $2, updated_at = $1 \
                  WHERE id = ANY(ARRAY(SELECT id FROM files WHERE {free} ORDER BY id LIMIT $3 \
                    FOR UPDATE SKIP LOCKED)) \
-                 RETURNING id, attempt, name"
+                 RETURNING id, attempt, name, kind"
             ),
             &[&now, &until, &(limit.min(i64::MAX as usize) as i64)],
         )
@@ -158,6 +158,7 @@ pub(super) async fn claim(
                 attempt: r.get::<_, i32>(1) as u32,
             },
             name: r.get(2),
+            kind: r.get(3),
         })
         .collect())
 }

@@ -101,7 +101,7 @@ pub(super) fn claim(
     let mut stmt = conn.prepare_cached(&format!(
         "UPDATE files SET attempt = attempt + 1, lease_until = ?2, updated_at = ?1 \
          WHERE id IN (SELECT id FROM files WHERE {free} ORDER BY id LIMIT ?3) \
-         RETURNING id, attempt, name"
+         RETURNING id, attempt, name, kind"
     ))?;
     stmt.query_map(params![now, until, limit as i64], |r| {
         Ok(ClaimedFile {
@@ -110,6 +110,7 @@ pub(super) fn claim(
                 attempt: r.get(1)?,
             },
             name: r.get(2)?,
+            kind: r.get(3)?,
         })
     })?
     .collect()

@@ -1,0 +1,265 @@
+//! Jobs: what is inserted, stored, claimed and finished, and the policy and usage each carries.
+
+use serde::{Deserialize, Serialize};
+
+use super::{WriterStatus, storable_text};
+
+/// A job's internal state. The Writer routes show only [`JobState::writer_status`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobState {
+    /// Accepted, waiting for a worker.
+    Queued,
+    /// Claimed by a worker holding a lease.
+    Running,
+    /// Failed retryably; runs again at its `run_at`.
+    Retrying,
+    /// Finished with a result.
+    Completed,
+    /// Finished with an error: fatal, or attempts exhausted.
+    Failed,
+}
+
+impl JobState {
+    /// The name stored in the database and shown in the `state` field.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Retrying => "retrying",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Parses a stored state name.
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => Self::Queued,
+            "running" => Self::Running,
+            "retrying" => Self::Retrying,
+            "completed" => Self::Completed,
+            "failed" => Self::Failed,
+            _ => return None,
+        })
+    }
+
+    /// One of Writer's three statuses: `in_progress`, `completed`, `failed`.
+    pub fn writer_status(self) -> WriterStatus {
+        match self {
+            Self::Queued | Self::Running | Self::Retrying => WriterStatus::InProgress,
+            Self::Completed => WriterStatus::Completed,
+            Self::Failed => WriterStatus::Failed,
+        }
+    }
+}
+
+/// How a failed generation is retried: up to `max_attempts` attempts in all, waiting
+/// `backoff_initial_ms` after the first failure, doubling each time, capped at `backoff_max_ms`.
+/// Each application sets one; each job carries a copy, taken at submit time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (at least 1).
+    pub max_attempts: u32,
+    /// Wait after the first failed attempt, in milliseconds.
+    pub backoff_initial_ms: u64,
+    /// Longest wait between attempts, in milliseconds (>= `backoff_initial_ms`).
+    pub backoff_max_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    /// 3 attempts, 1 s initial backoff, 60 s cap.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            backoff_initial_ms: 1_000,
+            backoff_max_ms: 60_000,
+        }
+    }
+}
+
+/// A job to insert, already validated against its application.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    /// The public id (a UUID).
+    pub id: String,
+    /// The organisation that owns it.
+    pub org: String,
+    /// The application it runs.
+    pub application_id: String,
+    /// The validated inputs, as JSON.
+    pub inputs: String,
+    /// Attempts and backoff, copied from the application at submit time.
+    pub retry: RetryPolicy,
+    /// The client's `Idempotency-Key`, if it sent one.
+    pub idempotency_key: Option<String>,
+}
+
+/// What an insert answers: the job as stored (an existing one when the idempotency key repeated).
+#[derive(Clone, Debug)]
+pub struct Inserted {
+    /// The public id.
+    pub id: String,
+    /// When it was created.
+    pub created_at: i64,
+    /// Its state now.
+    pub state: JobState,
+}
+
+/// A stored job, as the API shows it.
+#[derive(Clone, Debug)]
+pub struct JobRecord {
+    /// The public id.
+    pub id: String,
+    /// The application it runs.
+    pub application_id: String,
+    /// Its internal state.
+    pub state: JobState,
+    /// Attempts started in the current series.
+    pub attempt: u32,
+    /// When it was accepted.
+    pub created_at: i64,
+    /// When it last changed.
+    pub(crate) updated_at: i64,
+    /// When its latest attempt started.
+    pub started_at: Option<i64>,
+    /// When it reached `completed` or `failed`.
+    pub completed_at: Option<i64>,
+    /// The rendered title, once completed.
+    pub title: Option<String>,
+    /// The generated text, once completed.
+    pub suggestion: Option<String>,
+    /// The last error: final once failed, the latest retryable one while retrying.
+    pub error: Option<String>,
+    /// Tokens the completing attempt used, when the backend said.
+    pub usage: Option<Usage>,
+}
+
+/// Tokens a call used, as the backend reported them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Tokens of the prompt.
+    pub prompt_tokens: u32,
+    /// Tokens generated.
+    pub completion_tokens: u32,
+}
+
+/// A page of an application's jobs, newest first.
+#[derive(Clone, Debug)]
+pub struct JobQuery {
+    /// The organisation asking.
+    pub org: String,
+    /// The application.
+    pub application_id: String,
+    /// Only jobs with this Writer status, if given.
+    pub status: Option<WriterStatus>,
+    /// Jobs to skip.
+    pub offset: u64,
+    /// Jobs to return at most.
+    pub limit: u64,
+}
+
+/// One page of jobs and the count of all that match the query.
+#[derive(Clone, Debug)]
+pub struct JobPage {
+    /// The jobs on this page.
+    pub jobs: Vec<JobRecord>,
+    /// How many jobs match, on all pages.
+    pub total: u64,
+}
+
+/// What a retry request did.
+#[derive(Clone, Debug)]
+pub enum RetryOutcome {
+    /// No such job in this organisation.
+    NotFound,
+    /// The job exists but has not failed; nothing changed.
+    NotFailed(JobState),
+    /// The job was queued again with a fresh series of attempts.
+    Requeued(Inserted),
+}
+
+/// A job a worker has claimed, with what it needs to run it.
+#[derive(Clone, Debug)]
+pub struct ClaimedJob {
+    /// The lease that fences every later write.
+    pub lease: Lease,
+    /// The public id.
+    pub id: String,
+    /// The application to run.
+    pub application_id: String,
+    /// The validated inputs, as JSON.
+    pub inputs: String,
+    /// Attempts and backoff for this job.
+    pub retry: RetryPolicy,
+}
+
+/// The fence on a running job: its row and the attempt number a worker claimed.
+///
+/// A write succeeds only while the job is still `running` at this attempt, so a worker whose
+/// lease was taken over can never overwrite a newer attempt or a finished job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Lease {
+    /// The job's internal row number.
+    pub(crate) seq: i64,
+    /// The attempt this lease belongs to (1-based).
+    pub attempt: u32,
+}
+
+/// How an attempt ended, to be written under its lease.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The fence.
+    pub lease: Lease,
+    /// What happened.
+    pub kind: OutcomeKind,
+}
+
+/// The end of one attempt.
+#[derive(Clone, Debug)]
+pub enum OutcomeKind {
+    /// Success: the result to record.
+    Completed {
+        /// The rendered title, if the application has one.
+        title: Option<String>,
+        /// The generated text.
+        suggestion: String,
+        /// Tokens used, when the backend said.
+        usage: Option<Usage>,
+    },
+    /// A retryable failure: run again at `run_at`.
+    Retry {
+        /// When to run again (microseconds).
+        run_at: i64,
+        /// Why this attempt failed.
+        error: String,
+    },
+    /// A final failure.
+    Failed {
+        /// Why, for the user.
+        error: String,
+    },
+}
+
+impl OutcomeKind {
+    /// The same outcome with its text made [`storable_text`].
+    pub fn storable(self) -> Self {
+        match self {
+            Self::Completed {
+                title,
+                suggestion,
+                usage,
+            } => Self::Completed {
+                title: title.map(storable_text),
+                suggestion: storable_text(suggestion),
+                usage,
+            },
+            Self::Retry { run_at, error } => Self::Retry {
+                run_at,
+                error: storable_text(error),
+            },
+            Self::Failed { error } => Self::Failed {
+                error: storable_text(error),
+            },
+        }
+    }
+}
