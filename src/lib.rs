@@ -27,6 +27,7 @@
 //! - [`store`]: the bottom layer: every SQL statement, behind the [`store::Store`] trait
 //!   (SQLite or PostgreSQL), and the types it shares with the layers above (the retry
 //!   policy, token usage, the provider limits a cluster shares). Imports none of them.
+//! - [`claims`]: the claim loop both leased workers run (the engine's, the files').
 //! - [`config`]: one typed [`config::Settings`] from defaults, file, environment and flags.
 //! - [`server`]: assembles the parts and runs them until shutdown; its `connections` is the
 //!   HTTP/1 listener, holding each connection to header, body and idle timeouts and the
@@ -47,6 +48,7 @@
 pub(crate) mod api;
 pub mod apps;
 pub mod auth;
+pub(crate) mod claims;
 pub mod cli;
 pub mod config;
 pub(crate) mod engine;

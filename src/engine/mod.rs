@@ -32,12 +32,13 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 pub(crate) use attempt::{PrepareError, prepare};
 
 use crate::apps::Registry;
+use crate::claims::{self, Pace};
 use crate::files::Files;
 use crate::providers::Providers;
 use crate::store::{ClaimedJob, Lease, Outcome, Store, StoreError, now_micros};
@@ -137,19 +138,14 @@ impl Engine {
             let _ = shutdown.wait_for(|stop| *stop).await;
             return;
         }
-        let slots = Arc::new(Semaphore::new(self.settings.concurrency));
         let wakeups = self.store.wakeups();
-        while !*shutdown.borrow() {
-            while tasks.try_join_next().is_some() {}
-            let free = slots.available_permits();
-            if free == 0 {
-                tokio::select! {
-                    permit = slots.clone().acquire_owned() => drop(permit),
-                    _ = shutdown.changed() => break,
-                }
-                continue;
-            }
-            let want = free.min(self.settings.claim_batch.max(1));
+        let pace = Pace {
+            slots: self.settings.concurrency,
+            max_claim: self.settings.claim_batch,
+            poll_interval: self.settings.poll_interval,
+            wake: &wakeups,
+        };
+        let claim = |want| async move {
             let claimed = match self.store.claim(want, self.settings.lease).await {
                 Ok(jobs) => jobs,
                 Err(e) => {
@@ -160,34 +156,22 @@ impl Engine {
             if !claimed.is_empty() {
                 failpoint::reached(FailurePoint::ClaimTaken);
             }
-            let full = claimed.len() == want;
-            for job in claimed {
-                let Ok(permit) = slots.clone().acquire_owned().await else {
-                    return;
+            claimed
+        };
+        let start = |job: ClaimedJob| {
+            self.track(job.lease);
+            let (engine, done) = (self.clone(), done.clone());
+            async move {
+                // What a model returns is kept as both backends can hold it.
+                let outcome = engine.attempt(&job).await.storable();
+                let outcome = Outcome {
+                    lease: job.lease,
+                    kind: outcome,
                 };
-                self.track(job.lease);
-                let (engine, done) = (self.clone(), done.clone());
-                tasks.spawn(async move {
-                    // What a model returns is kept as both backends can hold it.
-                    let outcome = engine.attempt(&job).await.storable();
-                    let _ = done
-                        .send(Outcome {
-                            lease: job.lease,
-                            kind: outcome,
-                        })
-                        .await;
-                    drop(permit);
-                });
+                let _ = done.send(outcome).await;
             }
-            if full {
-                continue;
-            }
-            tokio::select! {
-                _ = wakeups.notified() => {}
-                _ = tokio::time::sleep(self.settings.poll_interval) => {}
-                _ = shutdown.changed() => break,
-            }
-        }
+        };
+        claims::run(pace, tasks, shutdown, claim, start).await;
     }
 
     /// Writes outcomes in batches: whatever has queued up while the previous batch was written.

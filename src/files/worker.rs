@@ -12,15 +12,15 @@
 //! `poll_interval` (uploads on other nodes, lapsed leases).
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::extract::{self, Extracted};
 use super::{FileKind, Files};
+use crate::claims::{self, Pace};
 use crate::store::{ClaimedFile, FileLease, FileProcessed, StoreError};
 
 /// Extractions started for one file at most before it is failed.
@@ -49,50 +49,30 @@ impl Files {
             return;
         }
         let heartbeat = tokio::spawn(self.clone().renew_leases());
-        let slots = Arc::new(Semaphore::new(settings.concurrency));
         let mut tasks = JoinSet::new();
-        while !*shutdown.borrow() {
-            while tasks.try_join_next().is_some() {}
-            let free = slots.available_permits();
-            if free == 0 {
-                tokio::select! {
-                    permit = slots.clone().acquire_owned() => drop(permit),
-                    _ = shutdown.changed() => break,
-                }
-                continue;
-            }
-            let claimed = match self
+        let pace = Pace {
+            slots: settings.concurrency,
+            max_claim: settings.concurrency,
+            poll_interval: settings.poll_interval,
+            wake: &self.wake,
+        };
+        let this = &self;
+        let claim = |want| async move {
+            let claimed = this
                 .store
-                .claim_files(free, settings.lease, MAX_ATTEMPTS)
-                .await
-            {
-                Ok(files) => files,
-                Err(e) => {
-                    tracing::warn!(error = %e, "claiming files to extract failed");
-                    Vec::new()
-                }
-            };
-            let full = claimed.len() == free;
-            for file in claimed {
-                let Ok(permit) = slots.clone().acquire_owned().await else {
-                    break;
-                };
-                self.track(&file.lease, true);
-                let files = self.clone();
-                tasks.spawn(async move {
-                    files.extract_one(file).await;
-                    drop(permit);
-                });
-            }
-            if full {
-                continue;
-            }
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(settings.poll_interval) => {}
-                _ = shutdown.changed() => break,
-            }
-        }
+                .claim_files(want, settings.lease, MAX_ATTEMPTS)
+                .await;
+            claimed.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "claiming files to extract failed");
+                Vec::new()
+            })
+        };
+        let start = |file: ClaimedFile| {
+            this.track(&file.lease, true);
+            let files = this.clone();
+            async move { files.extract_one(file).await }
+        };
+        claims::run(pace, &mut tasks, &mut shutdown, claim, start).await;
         let drained = tokio::time::timeout(settings.shutdown_grace, async {
             while tasks.join_next().await.is_some() {}
         });
