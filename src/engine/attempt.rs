@@ -9,7 +9,7 @@ use super::failpoint::{self, FailurePoint};
 use crate::apps::{Application, Inputs, Prompt, Registry, RenderError};
 use crate::files::{AttachError, Attachments, Files};
 use crate::providers::{Backend, ChatRequest, ErrorClass, ProviderError, Providers};
-use crate::store::{ClaimedJob, OutcomeKind, RetryPolicy, now_micros};
+use crate::store::{ClaimedJob, OutcomeKind, RetryPolicy};
 
 /// A provider request made from an application and its inputs, ready to send.
 #[derive(Debug)]
@@ -147,10 +147,7 @@ fn retry_later(job: &ClaimedJob, error: String, retry_after: Option<Duration>) -
     let attempt = job.lease.attempt;
     if attempt < job.retry.max_attempts {
         let wait = backoff(&job.retry, attempt).max(retry_after.unwrap_or_default());
-        OutcomeKind::Retry {
-            run_at: now_micros() + wait.as_micros() as i64,
-            error,
-        }
+        OutcomeKind::Retry { delay: wait, error }
     } else {
         failed(format!("{error} (gave up after {attempt} attempts)"))
     }

@@ -27,6 +27,8 @@
 
 mod attempt;
 mod failpoint;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -41,7 +43,7 @@ use crate::apps::Registry;
 use crate::claims::{self, Pace};
 use crate::files::Files;
 use crate::providers::Providers;
-use crate::store::{ClaimedJob, Lease, Outcome, Store, StoreError, now_micros};
+use crate::store::{ClaimedJob, Lease, Outcome, Store, StoreError};
 use failpoint::FailurePoint;
 
 /// Outcomes written in one call at most.
@@ -162,13 +164,7 @@ impl Engine {
             self.track(job.lease);
             let (engine, done) = (self.clone(), done.clone());
             async move {
-                // What a model returns is kept as both backends can hold it.
-                let outcome = engine.attempt(&job).await.storable();
-                let outcome = Outcome {
-                    lease: job.lease,
-                    kind: outcome,
-                };
-                let _ = done.send(outcome).await;
+                let _ = done.send(engine.work(job).await).await;
             }
         };
         claims::run(pace, tasks, shutdown, claim, start).await;
@@ -224,7 +220,7 @@ impl Engine {
         let every = (self.settings.lease / 2).max(Duration::from_millis(100));
         loop {
             tokio::time::sleep(every).await;
-            match self.store.reap(now_micros()).await {
+            match self.store.reap().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(jobs = n, "returned jobs with lapsed leases to the queue"),
                 Err(e) => tracing::warn!(error = %e, "reaping lapsed leases failed"),
@@ -244,7 +240,35 @@ impl Engine {
         in_flight.iter().copied().collect()
     }
 
-    async fn attempt(&self, job: &ClaimedJob) -> crate::store::OutcomeKind {
-        attempt::run(&self.apps, &self.providers, &self.files, job).await
+    /// Runs one attempt of a claimed job, to the outcome its lease will write; what a model
+    /// returns is kept as both backends can hold it.
+    async fn work(&self, job: ClaimedJob) -> Outcome {
+        let kind = attempt::run(&self.apps, &self.providers, &self.files, &job).await;
+        Outcome {
+            lease: job.lease,
+            kind: kind.storable(),
+        }
+    }
+
+    /// Works every job that is due, and every job its attempts make due, until none is left,
+    /// in this task: claim, attempt, write, and again. Answers how many attempts ran. Time
+    /// moves only as the store's clock does, so a test drives retries and backoff by
+    /// advancing a manual clock instead of sleeping.
+    #[cfg(test)]
+    pub(crate) async fn run_until_idle(&self) -> Result<usize, StoreError> {
+        let mut attempts = 0;
+        loop {
+            let claimed = self
+                .store
+                .claim(self.settings.claim_batch, self.settings.lease)
+                .await?;
+            if claimed.is_empty() {
+                return Ok(attempts);
+            }
+            attempts += claimed.len();
+            let outcomes = claimed.into_iter().map(|job| self.work(job));
+            let outcomes = futures_util::future::join_all(outcomes).await;
+            self.store.finish(outcomes).await?;
+        }
     }
 }

@@ -78,9 +78,9 @@ pub trait Store: Send + Sync + 'static {
     /// Gives back jobs this node claimed but will not finish (shutdown); they are queued
     /// again without using up an attempt.
     fn release(&self, leases: Vec<Lease>) -> StoreFuture<'_, usize>;
-    /// Returns running jobs whose lease lapsed before `before` (microseconds) to the queue,
-    /// or fails them if that was their last attempt. Answers how many were touched.
-    fn reap(&self, before: i64) -> StoreFuture<'_, usize>;
+    /// Returns running jobs whose lease has lapsed (by the store's clock) to the queue, or
+    /// fails them if that was their last attempt. Answers how many were touched.
+    fn reap(&self) -> StoreFuture<'_, usize>;
     /// Signalled whenever jobs may have become runnable (inserted, retried, reaped).
     fn wakeups(&self) -> Arc<Notify>;
 

@@ -201,15 +201,29 @@ impl TestApp {
 
     /// Polls a job until its Writer status is no longer `in_progress`, at most `limit`.
     pub async fn wait_finished_within(&self, id: &str, limit: Duration) -> Value {
+        self.wait_job(id, "finished", limit, |job| job["status"] != "in_progress")
+            .await
+    }
+
+    /// Polls a job until `reached` holds for it (`what` names that for the panic), at most
+    /// `limit`; answers the job as it was then.
+    pub async fn wait_job(
+        &self,
+        id: &str,
+        what: &str,
+        limit: Duration,
+        reached: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = tokio::time::Instant::now() + limit;
+        let mut job = Value::Null;
         while tokio::time::Instant::now() < deadline {
-            let job = self.job(id).await;
-            if job["status"] != "in_progress" {
+            job = self.job(id).await;
+            if reached(&job) {
                 return job;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("job {id} did not finish within {limit:?}");
+        panic!("job {id} was not {what} within {limit:?}: {job}");
     }
 
     /// A DELETE with the test key.

@@ -471,7 +471,9 @@ async fn stats_count_requests_and_tokens_and_a_reset_zeroes_them() {
 }
 
 #[tokio::test]
-async fn a_request_right_after_a_429_is_early_and_one_after_its_deadline_is_not() {
+async fn a_request_right_after_a_429_is_counted_early() {
+    // When a request is early, and when it is on time, is the ledger's unit test (with the
+    // time given); here the count reaches the stats over HTTP.
     let mock = start(with(|a| {
         a.fail_429 = Rate::ALWAYS;
         a.retry_after = Duration::from_secs(1);
@@ -481,10 +483,7 @@ async fn a_request_right_after_a_429_is_early_and_one_after_its_deadline_is_not(
     assert_eq!(first, StatusCode::TOO_MANY_REQUESTS);
     tokio::time::sleep(Duration::from_millis(50)).await;
     mock.chat(ask("too soon")).await;
-    assert_eq!(mock.stats().await["early_after_429"], 1);
-    tokio::time::sleep(Duration::from_millis(1300)).await;
-    mock.chat(ask("on time")).await;
     let stats = mock.stats().await;
     assert_eq!(stats["early_after_429"], 1);
-    assert_eq!(stats["faults"]["429"], 3);
+    assert_eq!(stats["faults"]["429"], 2);
 }

@@ -1,5 +1,7 @@
 //! Jobs: what is inserted, stored, claimed and finished, and the policy and usage each carries.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use super::{WriterStatus, storable_text};
@@ -226,10 +228,10 @@ pub enum OutcomeKind {
         /// Tokens used, when the backend said.
         usage: Option<Usage>,
     },
-    /// A retryable failure: run again at `run_at`.
+    /// A retryable failure: run again once `delay` has passed (from when the store writes it).
     Retry {
-        /// When to run again (microseconds).
-        run_at: i64,
+        /// How long to wait before the next attempt.
+        delay: Duration,
         /// Why this attempt failed.
         error: String,
     },
@@ -253,8 +255,8 @@ impl OutcomeKind {
                 suggestion: storable_text(suggestion),
                 usage,
             },
-            Self::Retry { run_at, error } => Self::Retry {
-                run_at,
+            Self::Retry { delay, error } => Self::Retry {
+                delay,
                 error: storable_text(error),
             },
             Self::Failed { error } => Self::Failed {

@@ -19,6 +19,11 @@ pub fn now_micros() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
+/// The time `delay` after `now` (both in microseconds since the Unix epoch).
+pub fn after(now: i64, delay: Duration) -> i64 {
+    now.saturating_add(i64::try_from(delay.as_micros()).unwrap_or(i64::MAX))
+}
+
 /// `micros` formatted as RFC 3339 in UTC with microseconds, as Writer sends timestamps.
 pub fn rfc3339(micros: i64) -> String {
     let at = UNIX_EPOCH + Duration::from_micros(micros.max(0) as u64);

@@ -20,7 +20,7 @@ use tokio_postgres::types::ToSql;
 
 use super::jobs::query_then_notify;
 use crate::store::isolate::isolating;
-use crate::store::{JobState, Lease, Outcome, OutcomeKind, StoreError};
+use crate::store::{JobState, Lease, Outcome, OutcomeKind, StoreError, after};
 
 /// The error a job keeps when its worker vanished during its last attempt (as on SQLite).
 const LOST_ON_LAST_ATTEMPT: &str =
@@ -86,7 +86,7 @@ async fn finish_chunk(
     outcomes: &[Outcome],
     now: i64,
 ) -> Result<(usize, bool), StoreError> {
-    let columns = OutcomeColumns::new(outcomes);
+    let columns = OutcomeColumns::new(outcomes, now);
     // Terminal outcomes delete the queue row, retries update it; both hand the `jobs` update
     // the attempt and start of the run they end (joined back to `u` on seq and attempt, so a
     // stale outcome for the same job in the batch cannot supply the values). Each side probes the queue's primary key
@@ -157,7 +157,7 @@ struct OutcomeColumns<'a> {
 }
 
 impl<'a> OutcomeColumns<'a> {
-    fn new(outcomes: &'a [Outcome]) -> Self {
+    fn new(outcomes: &'a [Outcome], now: i64) -> Self {
         let mut c = Self {
             seq: Vec::new(),
             attempt: Vec::new(),
@@ -185,11 +185,8 @@ impl<'a> OutcomeColumns<'a> {
                     (title, suggestion, usage) = (t.as_deref(), Some(s.as_str()), *u);
                     JobState::Completed
                 }
-                OutcomeKind::Retry {
-                    run_at: at,
-                    error: e,
-                } => {
-                    (run_at, error) = (Some(*at), Some(e.as_str()));
+                OutcomeKind::Retry { delay, error: e } => {
+                    (run_at, error) = (Some(after(now, *delay)), Some(e.as_str()));
                     JobState::Retrying
                 }
                 OutcomeKind::Failed { error: e } => {
@@ -270,7 +267,7 @@ pub(super) async fn release(
 
 /// Returns lapsed leases to the queue, or fails jobs on their last attempt. Answers how many
 /// jobs were touched and whether any went back to the queue.
-pub(super) async fn reap(pool: &Pool, before: i64, now: i64) -> Result<(usize, bool), StoreError> {
+pub(super) async fn reap(pool: &Pool, now: i64) -> Result<(usize, bool), StoreError> {
     // Lapsed leases with attempts left go back to the queue; on their last attempt the job
     // leaves the queue, failed, and its `jobs` row records the run.
     let sql = "WITH r AS (SELECT q.seq, \
@@ -278,20 +275,20 @@ pub(super) async fn reap(pool: &Pool, before: i64, now: i64) -> Result<(usize, b
            FROM job_queue q WHERE q.state = 'running' AND q.lease_until < $1::bigint \
            FOR UPDATE SKIP LOCKED), \
          requeued AS (UPDATE job_queue q SET state = 'queued', lease_until = NULL, \
-             run_at = $2, updated_at = $2 \
+             run_at = $1, updated_at = $1 \
            WHERE q.seq = ANY(ARRAY(SELECT seq FROM r WHERE NOT last)) RETURNING 1), \
          lost AS (DELETE FROM job_queue q \
            WHERE q.seq = ANY(ARRAY(SELECT seq FROM r WHERE last)) \
            RETURNING q.seq, q.attempt, q.started_at), \
          failed AS (UPDATE jobs j SET state = 'failed', attempt = l.attempt, \
-             started_at = l.started_at, error = $3::text, completed_at = $2::bigint, \
-             run_at = $2, updated_at = $2 \
+             started_at = l.started_at, error = $2::text, completed_at = $1::bigint, \
+             run_at = $1, updated_at = $1 \
            FROM lost l WHERE j.seq = ANY(ARRAY(SELECT seq FROM lost)) AND j.seq = l.seq \
            RETURNING 1) \
          SELECT (SELECT count(*) FROM requeued) + (SELECT count(*) FROM failed), \
            (SELECT count(*) FROM requeued)";
     let counts = |rows: &[Row]| rows.first().map_or((0, 0), |r| (r.get(0), r.get(1)));
-    let params: [&(dyn ToSql + Sync); 3] = [&before, &now, &LOST_ON_LAST_ATTEMPT];
+    let params: [&(dyn ToSql + Sync); 2] = [&now, &LOST_ON_LAST_ATTEMPT];
     let rows = query_then_notify(pool, sql, &params, |r| counts(r).1 > 0).await?;
     let (touched, requeued): (i64, i64) = counts(&rows);
     Ok((touched as usize, requeued > 0))

@@ -61,7 +61,7 @@ use tokio_postgres::{Config, NoTls};
 use super::{
     ClaimedFile, ClaimedJob, Clock, FileInserted, FileLease, FilePage, FileProcessed, FileQuery,
     FileRecord, Inserted, JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewFile, NewJob, Outcome,
-    RetryOutcome, Store, StoreError, StoreFuture,
+    RetryOutcome, Store, StoreError, StoreFuture, after,
 };
 use errors::{map_err, pool_err};
 
@@ -205,7 +205,7 @@ impl Store for PostgresStore {
 
     fn renew(&self, leases: Vec<Lease>, lease: Duration) -> StoreFuture<'_, usize> {
         let now = self.clock.now();
-        let until = now + lease.as_micros() as i64;
+        let until = after(now, lease);
         Box::pin(async move { leases::renew(&self.pool, leases, until).await })
     }
 
@@ -220,10 +220,10 @@ impl Store for PostgresStore {
         })
     }
 
-    fn reap(&self, before: i64) -> StoreFuture<'_, usize> {
+    fn reap(&self) -> StoreFuture<'_, usize> {
         let now = self.clock.now();
         Box::pin(async move {
-            let (touched, requeued) = leases::reap(&self.pool, before, now).await?;
+            let (touched, requeued) = leases::reap(&self.pool, now).await?;
             if requeued {
                 self.wakeups.notify_one();
             }
@@ -290,13 +290,13 @@ impl Store for PostgresStore {
         max_attempts: u32,
     ) -> StoreFuture<'_, Vec<ClaimedFile>> {
         let now = self.clock.now();
-        let until = now + lease.as_micros() as i64;
+        let until = after(now, lease);
         Box::pin(files::claim(&self.pool, limit, until, max_attempts, now))
     }
 
     fn renew_files(&self, leases: Vec<FileLease>, lease: Duration) -> StoreFuture<'_, usize> {
         let now = self.clock.now();
-        let until = now + lease.as_micros() as i64;
+        let until = after(now, lease);
         Box::pin(async move { files::renew(&self.pool, &leases, until).await })
     }
 

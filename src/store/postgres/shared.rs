@@ -15,7 +15,7 @@ use tokio_postgres::Transaction;
 use super::PostgresStore;
 use super::errors::{map_err, pool_err};
 use crate::store::limits::{Acquired, Budget, Limits, SharedLimits};
-use crate::store::{StoreError, StoreFuture};
+use crate::store::{StoreError, StoreFuture, after};
 
 /// This process, as the holder of the slots it takes.
 static NODE: LazyLock<String> = LazyLock::new(|| uuid::Uuid::now_v7().to_string());
@@ -128,7 +128,7 @@ async fn lease_slot(
     now: i64,
 ) -> Result<Option<i64>, StoreError> {
     let max = max as i64;
-    let until = now + hold.as_micros() as i64;
+    let until = after(now, hold);
     let take = "UPDATE provider_slots SET holder = $3, held_until = $4 \
                 WHERE provider = $1 AND slot = (SELECT slot FROM provider_slots \
                   WHERE provider = $1 AND slot < $2 AND (holder IS NULL OR held_until < $5) \

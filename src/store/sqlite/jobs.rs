@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::store::{
     ClaimedJob, Inserted, JobPage, JobQuery, JobRecord, JobState, Lease, NewJob, Outcome,
-    OutcomeKind, RetryOutcome, RetryPolicy, Usage,
+    OutcomeKind, RetryOutcome, RetryPolicy, Usage, after,
 };
 
 const RECORD_COLUMNS: &str = "id, application_id, state, attempt, created_at, updated_at, \
@@ -190,7 +190,8 @@ pub(super) fn finish(conn: &Connection, outcomes: &[Outcome], now: i64) -> rusql
                     seq, attempt, title, suggestion, now, prompt, completion
                 ])?
             }
-            OutcomeKind::Retry { run_at, error } => {
+            OutcomeKind::Retry { delay, error } => {
+                let run_at = after(now, *delay);
                 retry.execute(params![seq, attempt, run_at, error, now])?
             }
             OutcomeKind::Failed { error } => fail.execute(params![seq, attempt, error, now])?,
@@ -218,6 +219,7 @@ pub(super) fn release(conn: &Connection, leases: &[Lease], now: i64) -> rusqlite
     })
 }
 
+/// Reaps the leases that lapsed before `before` (at start, every one a previous process left).
 pub(super) fn reap(conn: &Connection, before: i64, now: i64) -> rusqlite::Result<usize> {
     conn.prepare_cached(
         "UPDATE jobs SET \

@@ -72,7 +72,11 @@ impl SqliteStore {
         })?;
         let mut store = Self::open(path, sync)?;
         store._lock = Some(lock);
-        let recovered = store.reap(i64::MAX).await?;
+        let now = store.clock.now();
+        let recovered = store
+            .writer
+            .write(true, move |c| jobs::reap(c, i64::MAX, now))
+            .await?;
         if recovered > 0 {
             tracing::info!(
                 jobs = recovered,
@@ -278,9 +282,9 @@ impl Store for SqliteStore {
         )
     }
 
-    fn reap(&self, before: i64) -> StoreFuture<'_, usize> {
+    fn reap(&self) -> StoreFuture<'_, usize> {
         let now = self.clock.now();
-        Box::pin(self.writer.write(true, move |c| jobs::reap(c, before, now)))
+        Box::pin(self.writer.write(true, move |c| jobs::reap(c, now, now)))
     }
 
     fn wakeups(&self) -> Arc<Notify> {

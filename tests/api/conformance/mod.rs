@@ -157,11 +157,11 @@ fn failed(lease: Lease, error: &str) -> Outcome {
     }
 }
 
-fn retry_at(lease: Lease, run_at: i64) -> Outcome {
+fn retry_after(lease: Lease, delay: Duration) -> Outcome {
     let error = "try later".into();
     Outcome {
         lease,
-        kind: OutcomeKind::Retry { run_at, error },
+        kind: OutcomeKind::Retry { delay, error },
     }
 }
 

@@ -153,8 +153,10 @@ async fn a_job_whose_file_is_still_in_progress_waits_for_it() {
     // Accepted: a file in progress is waited for, not refused.
     let job = app.create_job("uploads", &[("Contract", &[&id])]).await;
     let job_id = job["id"].as_str().unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let waiting = app.job(job_id).await;
+    let running = |job: &Value| job["state"] == "running" || job["status"] != "in_progress";
+    let waiting = app
+        .wait_job(job_id, "running", Duration::from_secs(20), running)
+        .await;
     assert_eq!(waiting["status"], "in_progress", "{waiting}");
     assert_eq!(waiting["state"], "running", "{waiting}");
     // Another process (here: the test) finishes the file; the job picks it up.
