@@ -13,11 +13,15 @@
 //!   ideal `N × latency / capacity` the run gets, and the engine's own time per call.
 //! - `reads`: with M jobs stored, `GET` one job and `GET` a page of the list (with
 //!   `totalCount`), p50 and p99.
+//! - `uploads`: a burst of 1,000 uploads: how fast they are taken and extracted, the most
+//!   extractions at once against the limit, and job-create latency during the burst beside
+//!   the latency before it.
 
 mod harness;
 mod intake;
 mod model;
 mod reads;
+mod uploads;
 mod work;
 
 use std::path::PathBuf;
@@ -28,7 +32,8 @@ use scriptorium::store::sqlite::Durability;
 /// What to measure.
 #[derive(Clone, Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Scenarios to run: intake, burndown, wakeup, model, reads (comma-separated) or all.
+    /// Scenarios to run: intake, burndown, wakeup, model, reads, uploads (comma-separated) or
+    /// all.
     #[arg(long, default_value = "all", value_delimiter = ',')]
     pub scenarios: Vec<String>,
     /// Jobs for the burn-down.
@@ -98,6 +103,9 @@ pub async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     if wants("reads") {
         reads::run(&args).await?;
+    }
+    if wants("uploads") {
+        uploads::run(&args).await?;
     }
     Ok(())
 }
