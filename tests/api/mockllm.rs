@@ -351,6 +351,7 @@ async fn a_hung_request_times_the_client_out_and_is_counted_out_when_it_leaves()
     );
     assert_eq!(stats["peak_in_flight"], 1);
     assert_eq!(stats["faults"]["hang"], 1);
+    assert_eq!(stats["abandoned"], 1, "{stats}");
 }
 
 #[tokio::test]
@@ -364,6 +365,7 @@ async fn a_client_that_leaves_mid_stream_is_counted_out_and_not_completed() {
     let stats = mock.in_flight(0).await;
     assert_eq!(stats["in_flight"], 0, "the stream was not counted out");
     assert_eq!(stats["completed"], 0);
+    assert_eq!(stats["abandoned"], 1, "{stats}");
 }
 
 #[tokio::test]
@@ -439,6 +441,68 @@ async fn over_capacity_with_queue_serves_everyone_but_never_more_than_capacity_a
     let stats = llm.stats();
     assert!((1..=2).contains(&stats.peak_in_flight), "{stats:?}");
     assert_eq!((stats.completed, stats.in_flight), (8, 0));
+}
+
+#[tokio::test]
+async fn past_the_queue_limit_a_request_is_answered_503_at_once() {
+    let llm = MockLlm::new(with(|a| {
+        a.capacity = 1;
+        a.queue_limit = 2;
+        a.ttft = Duration::from_millis(800);
+    }));
+    let statuses = burst(&start_router(&llm).await, 6).await;
+    let count = |status| statuses.iter().filter(|s| **s == status).count();
+    let (ok, full) = (
+        count(StatusCode::OK),
+        count(StatusCode::SERVICE_UNAVAILABLE),
+    );
+    assert_eq!(ok + full, 6, "{statuses:?}");
+    assert!(ok >= 3 && full >= 1, "{statuses:?}");
+    let stats = llm.stats();
+    assert!(
+        stats.peak_queued <= 2 && stats.peak_in_flight == 1,
+        "{stats:?}"
+    );
+    assert_eq!(stats.faults["queue_full"], full as u64);
+    assert_eq!((stats.completed, stats.abandoned), (ok as u64, 0));
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_while_queued_is_counted_abandoned() {
+    let mock = start(with(|a| {
+        a.capacity = 1;
+        a.ttft = Duration::from_millis(1500);
+    }))
+    .await;
+    let first = tokio::spawn(
+        mock.client
+            .post(mock.url("/v1/chat/completions"))
+            .json(&ask("first"))
+            .send(),
+    );
+    assert_eq!(mock.in_flight(1).await["in_flight"], 1);
+    let second = mock.client.post(mock.url("/v1/chat/completions"));
+    let error = second
+        .timeout(Duration::from_millis(300))
+        .json(&ask("second"))
+        .send()
+        .await;
+    assert!(error.unwrap_err().is_timeout());
+    let mut stats = mock.stats().await;
+    for _ in 0..100 {
+        if stats["abandoned"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stats = mock.stats().await;
+    }
+    assert_eq!(
+        (stats["abandoned"].clone(), stats["queued"].clone()),
+        (json!(1), json!(0)),
+        "{stats}"
+    );
+    assert_eq!(stats["peak_queued"], 1);
+    assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
 }
 
 #[tokio::test]

@@ -36,6 +36,10 @@ pub struct MockLlmArgs {
         default_value = "queue"
     )]
     pub over_capacity: OverCapacity,
+    /// With `--over-capacity queue`, how many requests may wait for a slot; one more is
+    /// answered 503 at once (as Ollama does past its queue). 0 is unlimited.
+    #[arg(long, env = "MOCK_LLM_QUEUE_LIMIT", default_value_t = 0)]
+    pub queue_limit: usize,
     /// The wait a 429 asks for (`Retry-After` seconds, rounded up, and `retry-after-ms`).
     #[arg(long, env = "MOCK_LLM_RETRY_AFTER", default_value = "1s", value_parser = humantime::parse_duration)]
     pub retry_after: Duration,
@@ -83,6 +87,7 @@ impl Default for MockLlmArgs {
             output_tokens: 32,
             capacity: 0,
             over_capacity: OverCapacity::Queue,
+            queue_limit: 0,
             retry_after: Duration::from_secs(1),
             grace: Duration::from_millis(20),
             fail_500: Rate::NEVER,

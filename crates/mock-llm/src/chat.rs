@@ -65,9 +65,11 @@ async fn answer(mock: &Arc<MockLlm>, request: ChatRequest) -> Result<Response, M
             mock.config.model
         )));
     }
-    let slot = admit(mock).await?;
+    let mut slot = admit(mock).await?;
     if let Some(fault) = mock.draw_fault() {
-        return Ok(fault.respond(mock, request.streams()).await);
+        let response = fault.respond(mock, request.streams()).await;
+        slot.answered();
+        return Ok(response);
     }
     let answer = Answer::generate(&request, mock.config.seed, mock.config.output_tokens);
     let envelope = Envelope {

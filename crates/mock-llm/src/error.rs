@@ -44,6 +44,12 @@ pub enum MockError {
     /// An injected 503.
     #[error("The mock is overloaded on purpose (injected 503).")]
     Unavailable,
+    /// Every slot is taken and the queue for them is full (`--queue-limit`).
+    #[error("The server is busy: {queued} requests are already waiting. Try again later.")]
+    QueueFull {
+        /// The requests waiting.
+        queued: usize,
+    },
     /// An injected 429, or a request beyond capacity with `--over-capacity reject`.
     #[error("Rate limit reached ({reason}). Retry after {retry_after:?}.")]
     RateLimited {
@@ -80,7 +86,9 @@ impl MockError {
             ),
             Self::Unreadable { status, .. } => (*status, "invalid_request_error", None),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None),
-            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "server_error", None),
+            Self::Unavailable | Self::QueueFull { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "server_error", None)
+            }
             Self::RateLimited { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "requests",

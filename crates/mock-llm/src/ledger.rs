@@ -22,7 +22,7 @@ pub const RECENT: usize = 50;
 pub const GRACE: Duration = Duration::from_millis(20);
 
 /// The fault kinds, as `faults` names them.
-pub const FAULT_KINDS: [&str; 7] = [
+pub const FAULT_KINDS: [&str; 8] = [
     "500",
     "503",
     "429",
@@ -30,6 +30,7 @@ pub const FAULT_KINDS: [&str; 7] = [
     "malformed",
     "drop",
     "over_capacity",
+    "queue_full",
 ];
 
 /// What the mock has seen since it started or was last reset (`GET /stats`).
@@ -43,6 +44,13 @@ pub struct Stats {
     pub in_flight: u64,
     /// The most requests ever served at once.
     pub peak_in_flight: u64,
+    /// Requests waiting for a slot now (`--capacity` with `--over-capacity queue`).
+    pub queued: u64,
+    /// The most requests ever waiting at once.
+    pub peak_queued: u64,
+    /// Requests whose client went away before they were answered: waiting for a slot, being
+    /// served, mid-stream or held by a `hang` fault.
+    pub abandoned: u64,
     /// Faults by kind: every one of [`FAULT_KINDS`], zero or not.
     pub faults: BTreeMap<String, u64>,
     /// Prompt tokens of completed requests.
@@ -132,9 +140,26 @@ impl Ledger {
         self.counts.peak_in_flight = self.counts.peak_in_flight.max(self.counts.in_flight);
     }
 
-    /// A request stopped being served, answered or not.
-    pub fn leave(&mut self) {
+    /// A request stopped being served; `answered` is false when its client went away first.
+    pub fn leave(&mut self, answered: bool) {
         self.counts.in_flight = self.counts.in_flight.saturating_sub(1);
+        if !answered {
+            self.counts.abandoned += 1;
+        }
+    }
+
+    /// A request started waiting for a slot.
+    pub fn queue(&mut self) {
+        self.counts.queued += 1;
+        self.counts.peak_queued = self.counts.peak_queued.max(self.counts.queued);
+    }
+
+    /// A request stopped waiting: it got its slot, or (`answered` false) its client left.
+    pub fn dequeue(&mut self, answered: bool) {
+        self.counts.queued = self.counts.queued.saturating_sub(1);
+        if !answered {
+            self.counts.abandoned += 1;
+        }
     }
 
     /// A request was answered in full.
@@ -142,6 +167,11 @@ impl Ledger {
         self.counts.completed += 1;
         self.counts.prompt_tokens += answer.prompt_tokens;
         self.counts.completion_tokens += answer.completion_tokens;
+    }
+
+    /// Requests waiting for a slot now.
+    pub fn queued(&self) -> u64 {
+        self.counts.queued
     }
 
     /// The counters now.
@@ -152,13 +182,15 @@ impl Ledger {
         }
     }
 
-    /// Zeroes every counter and forgets past 429s. `in_flight` is a gauge, not a counter:
-    /// requests being served are still being served, and the peak restarts from them.
+    /// Zeroes every counter and forgets past 429s. `in_flight` and `queued` are gauges, not
+    /// counters: requests being served or waiting still are, and the peaks restart from them.
     pub fn reset(&mut self) {
-        let in_flight = self.counts.in_flight;
+        let (in_flight, queued) = (self.counts.in_flight, self.counts.queued);
         *self = Self::new(self.retry_after, self.grace);
         self.counts.in_flight = in_flight;
         self.counts.peak_in_flight = in_flight;
+        self.counts.queued = queued;
+        self.counts.peak_queued = queued;
     }
 }
 
@@ -198,13 +230,17 @@ mod tests {
         let mut ledger = Ledger::new(Duration::ZERO, GRACE);
         ledger.enter();
         ledger.enter();
-        ledger.leave();
+        ledger.leave(true);
+        ledger.queue();
         ledger.fault("500");
         ledger.reset();
         let stats = ledger.snapshot();
         assert_eq!((stats.in_flight, stats.peak_in_flight), (1, 1));
+        assert_eq!((stats.queued, stats.peak_queued), (1, 1));
         assert_eq!(stats.faults["500"], 0);
-        ledger.leave();
-        assert_eq!(ledger.snapshot().in_flight, 0);
+        ledger.leave(false);
+        ledger.dequeue(true);
+        let stats = ledger.snapshot();
+        assert_eq!((stats.in_flight, stats.queued, stats.abandoned), (0, 0, 1));
     }
 }
