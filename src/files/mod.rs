@@ -33,6 +33,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::apps::{Application, InputFile, InputFiles, InputType, Inputs};
 use crate::providers::Image;
+use crate::report::Chain;
 use crate::store::{FileInserted, FileRecord, NewFile, Store, StoreError, WriterStatus};
 use blobs::{BlobError, Blobs, Spool};
 pub(crate) use kind::FileKind;
@@ -256,7 +257,7 @@ impl Files {
     /// costs space, never correctness.
     async fn forget_blob(&self, id: &str) {
         if let Err(e) = self.blobs.delete(id).await {
-            tracing::warn!(file = id, error = %e, "cannot delete a file's bytes");
+            tracing::warn!(file = id, error = %Chain(&e), "cannot delete a file's bytes");
         }
     }
 
