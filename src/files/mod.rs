@@ -88,9 +88,19 @@ pub(crate) enum AttachError {
     /// A file is still being processed after the wait; try again later.
     #[error("{0}")]
     Pending(String),
-    /// Storage failed; try again later.
-    #[error("{0}")]
-    Unavailable(String),
+    /// The store failed; try again later.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An image's bytes cannot be read from blob storage; try again later.
+    #[error("input '{input}': file '{file}' cannot be read: {source}")]
+    Blob {
+        /// The media input that names the file.
+        input: String,
+        /// The file's id.
+        file: String,
+        /// Why its bytes cannot be read.
+        source: BlobError,
+    },
 }
 
 /// What a job takes from its files: their text for the templates, and the images.
@@ -331,11 +341,7 @@ impl Files {
         let deadline = Instant::now() + wait;
         loop {
             let processed = self.processed.notified();
-            let records = self
-                .store
-                .get_files(None, ids, true)
-                .await
-                .map_err(|e| AttachError::Unavailable(e.to_string()))?;
+            let records = self.store.get_files(None, ids, true).await?;
             let pending = records
                 .iter()
                 .find(|r| r.status == WriterStatus::InProgress);
@@ -364,10 +370,11 @@ impl Files {
                 "input '{input}': file '{}' was deleted",
                 record.id
             ))),
-            Err(e) => Err(AttachError::Unavailable(format!(
-                "input '{input}': file '{}' cannot be read: {e}",
-                record.id
-            ))),
+            Err(source) => Err(AttachError::Blob {
+                input: input.to_owned(),
+                file: record.id.clone(),
+                source,
+            }),
         }
     }
 }

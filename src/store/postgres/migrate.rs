@@ -8,7 +8,7 @@
 use tokio_postgres::{Client, Config, NoTls};
 
 use super::errors::map_err;
-use crate::report::Cause;
+use crate::report::{Cause, Chain};
 use crate::store::{StoreError, now_micros};
 
 /// The migrations in order; version `i + 1` is `MIGRATIONS[i]`. Never edit a released one:
@@ -34,7 +34,7 @@ pub(super) async fn run(config: &Config) -> Result<(), StoreError> {
     let (mut client, connection) = config.connect(NoTls).await.map_err(unreachable)?;
     let driver = tokio::spawn(async move {
         if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "migration connection ended");
+            tracing::debug!(error = %Chain(&e), "migration connection ended");
         }
     });
     let result = apply(&mut client).await;
