@@ -67,8 +67,7 @@ pub async fn create_key(
     org: &str,
     name: &str,
 ) -> Result<(ApiKey, KeyInfo), StoreError> {
-    let key =
-        ApiKey::generate().map_err(|e| StoreError::Database(format!("no randomness: {e}")))?;
+    let key = ApiKey::generate().map_err(|e| StoreError::database("no randomness", e))?;
     let info = KeyInfo {
         id: key.id(),
         org: org.to_owned(),

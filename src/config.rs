@@ -16,6 +16,7 @@ use crate::engine::EngineSettings;
 use crate::files::FileLimits;
 use crate::files::blobs::BlobConfig;
 use crate::providers::config::{self as providers, ProviderConfig, Secret};
+use crate::report::Cause;
 use crate::server::connections::HttpLimits;
 use crate::store::sqlite::Durability;
 
@@ -164,12 +165,13 @@ impl Database {
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     /// The config file could not be read or parsed.
-    #[error("config file {path}: {message}")]
+    #[error("config file {path}: {cause}")]
     File {
         /// The file.
         path: PathBuf,
-        /// What was wrong.
-        message: String,
+        /// The error reading or parsing it.
+        #[source]
+        cause: Cause,
     },
     /// A value is not acceptable.
     #[error("{0}")]
@@ -322,12 +324,12 @@ fn resolve_providers(
 }
 
 fn read_file(path: &Path) -> Result<ServeOptions, SettingsError> {
-    let error = |message: String| SettingsError::File {
+    let error = |cause| SettingsError::File {
         path: path.to_path_buf(),
-        message,
+        cause,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
-    toml::from_str(&text).map_err(|e| error(e.to_string()))
+    let text = std::fs::read_to_string(path).map_err(|e| error(Cause::new(e)))?;
+    toml::from_str(&text).map_err(|e| error(Cause::new(e)))
 }
 
 #[cfg(test)]

@@ -26,8 +26,12 @@
 //!   cluster through the store's shared limits).
 //! - [`store`]: the bottom layer: every SQL statement, behind the [`store::Store`] trait
 //!   (SQLite or PostgreSQL), and the types it shares with the layers above (the retry
-//!   policy, token usage, the provider limits a cluster shares). Imports none of them.
+//!   policy, token usage, the provider limits a cluster shares). Imports none of them (only
+//!   the leaf [`report`]).
 //! - [`claims`]: the claim loop both leased workers run (the engine's, the files').
+//! - [`report`]: the cause an error keeps (its source, with context) and the one-line text of
+//!   an error with all its causes, for wherever an error becomes text for a person. A leaf:
+//!   every layer uses it, the store included.
 //! - [`config`]: one typed [`config::Settings`] from defaults, file, environment and flags.
 //! - [`server`]: assembles the parts and runs them until shutdown; its `connections` is the
 //!   HTTP/1 listener, holding each connection to header, body and idle timeouts and the
@@ -54,5 +58,6 @@ pub mod config;
 pub(crate) mod engine;
 pub mod files;
 pub mod providers;
+pub mod report;
 pub mod server;
 pub mod store;

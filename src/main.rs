@@ -1,8 +1,10 @@
 //! The `scriptorium` binary: parse the command line, start logging, run the command.
 
 use std::io::IsTerminal;
+use std::process::ExitCode;
 
 use clap::Parser;
+use scriptorium::report::Chain;
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc: the server allocates small objects on several threads at a high rate, where
@@ -10,8 +12,9 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Runs the command; a failure prints its error with every cause once and exits with 1.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = scriptorium::cli::Cli::parse();
     let filter =
         EnvFilter::try_from_env("SCRIPTORIUM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
@@ -20,5 +23,11 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    scriptorium::cli::run(cli).await
+    match scriptorium::cli::run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {}", Chain(e.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
 }

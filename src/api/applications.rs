@@ -20,6 +20,7 @@ use crate::apps::{Application, Inputs};
 use crate::engine::{PrepareError, prepare};
 use crate::files::rules::Refusal;
 use crate::providers::ProviderError;
+use crate::report::Chain;
 
 /// The body of a generate request, sync or async: `{inputs: [{id, value}], stream?}`.
 #[derive(Deserialize)]
@@ -170,8 +171,12 @@ pub(crate) async fn generate(
 fn prepare_error(e: PrepareError) -> ApiError {
     match e {
         PrepareError::Unusable(message) => ApiError::new(ErrorCode::InvalidInputs, message),
-        PrepareError::NotYet(message) => ApiError::new(ErrorCode::FilesNotReady, message),
-        e @ PrepareError::Template(_) => ApiError::new(ErrorCode::TemplateFailed, e.to_string()),
+        e @ PrepareError::NotYet(_) => {
+            ApiError::new(ErrorCode::FilesNotReady, Chain(&e).to_string())
+        }
+        e @ PrepareError::Template(_) => {
+            ApiError::new(ErrorCode::TemplateFailed, Chain(&e).to_string())
+        }
         e @ PrepareError::NoProvider(_) => ApiError::new(ErrorCode::ProviderMissing, e.to_string()),
     }
 }

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::requests;
+use crate::report::Chain;
 use crate::store::StoreError;
 
 /// Builds [`ErrorCode`] from `Variant = (STATUS, "key")` rows.
@@ -203,14 +204,14 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(cause) => {
-                tracing::warn!(request = requests::current(), %cause, "database unavailable");
+                tracing::warn!(request = requests::current(), cause = %Chain(&cause), "database unavailable");
                 Self::new(
                     ErrorCode::DatabaseUnavailable,
                     "the database is unavailable; try again shortly",
                 )
             }
             other => {
-                tracing::error!(request = requests::current(), cause = %other, "database error");
+                tracing::error!(request = requests::current(), cause = %Chain(&other), "database error");
                 Self::new(ErrorCode::Internal, "internal server error")
             }
         }

@@ -17,6 +17,7 @@ use super::paging;
 use super::views::{DeletedView, FileListView, FileView};
 use super::{ApiError, AppState, ErrorCode};
 use crate::files::{FileKind, UploadError, disposition};
+use crate::report::Chain;
 use crate::store::FileQuery;
 
 /// The query of an upload.
@@ -92,7 +93,8 @@ fn upload_error(e: UploadError) -> ApiError {
     match e {
         UploadError::OverQuota { .. } => ApiError::new(ErrorCode::FileQuota, e.to_string()),
         UploadError::Blob(cause) => {
-            tracing::error!(request = super::requests::current(), %cause, "file storage failed");
+            let request = super::requests::current();
+            tracing::error!(request, cause = %Chain(&cause), "file storage failed");
             ApiError::new(
                 ErrorCode::FileStorageUnavailable,
                 "file storage is unavailable; try again shortly",

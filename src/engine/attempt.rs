@@ -9,6 +9,7 @@ use super::failpoint::{self, FailurePoint};
 use crate::apps::{Application, Inputs, Prompt, Registry, RenderError};
 use crate::files::{AttachError, Attachments, Files};
 use crate::providers::{Backend, ChatRequest, ErrorClass, ProviderError, Providers};
+use crate::report::Chain;
 use crate::store::{ClaimedJob, OutcomeKind, RetryPolicy};
 
 /// A provider request made from an application and its inputs, ready to send.
@@ -29,8 +30,8 @@ pub enum PrepareError {
     #[error("{0}")]
     Unusable(String),
     /// A file is still being processed, or file storage is unavailable: later, it may.
-    #[error("{0}")]
-    NotYet(String),
+    #[error(transparent)]
+    NotYet(AttachError),
     /// A template failed to render with these inputs.
     #[error("template error: {0}")]
     Template(#[source] RenderError),
@@ -50,8 +51,8 @@ pub async fn prepare(
 ) -> Result<Prepared, PrepareError> {
     let attachments = files.attachments(app, inputs).await.map_err(|e| match e {
         AttachError::Unusable(message) => PrepareError::Unusable(message),
-        e @ (AttachError::Pending(_) | AttachError::Unavailable(_)) => {
-            PrepareError::NotYet(e.to_string())
+        e @ (AttachError::Pending(_) | AttachError::Store(_) | AttachError::Blob { .. }) => {
+            PrepareError::NotYet(e)
         }
     })?;
     let prompt = app
@@ -85,12 +86,14 @@ pub(super) async fn run(
     };
     let inputs = match serde_json::from_str::<Inputs>(&job.inputs) {
         Ok(inputs) => inputs,
-        Err(e) => return failed(format!("stored inputs are unreadable: {e}")),
+        Err(e) => return failed(format!("stored inputs are unreadable: {}", Chain(&e))),
     };
     let prepared = match prepare(app, &inputs, files, providers, job.id.clone()).await {
         Ok(prepared) => prepared,
-        Err(e @ PrepareError::NotYet(_)) => return retry_later(job, e.to_string(), None),
-        Err(e) => return failed(e.to_string()),
+        Err(e @ PrepareError::NotYet(_)) => {
+            return retry_later(job, Chain(&e).to_string(), None);
+        }
+        Err(e) => return failed(Chain(&e).to_string()),
     };
     failpoint::reached(FailurePoint::BeforeModelCall);
     let answer = prepared.provider.complete(prepared.request).await;

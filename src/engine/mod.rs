@@ -43,6 +43,7 @@ use crate::apps::Registry;
 use crate::claims::{self, Pace};
 use crate::files::Files;
 use crate::providers::Providers;
+use crate::report::Chain;
 use crate::store::{ClaimedJob, Lease, Outcome, Store, StoreError};
 use failpoint::FailurePoint;
 
@@ -123,7 +124,7 @@ impl Engine {
             match self.store.release(unfinished).await {
                 Ok(n) => tracing::info!(jobs = n, "released unfinished jobs to the queue"),
                 Err(e) => {
-                    tracing::warn!(error = %e, "could not release jobs; their leases will lapse")
+                    tracing::warn!(error = %Chain(&e), "could not release jobs; their leases will lapse")
                 }
             }
         }
@@ -151,7 +152,7 @@ impl Engine {
             let claimed = match self.store.claim(want, self.settings.lease).await {
                 Ok(jobs) => jobs,
                 Err(e) => {
-                    tracing::warn!(error = %e, "claim failed; retrying after the poll interval");
+                    tracing::warn!(error = %Chain(&e), "claim failed; retrying after the poll interval");
                     Vec::new()
                 }
             };
@@ -177,7 +178,7 @@ impl Engine {
             let leases: Vec<Lease> = batch.iter().map(|o| o.lease).collect();
             failpoint::reached(FailurePoint::BeforeOutcomeWritten);
             if let Err(e) = self.finish_with_retries(std::mem::take(&mut batch)).await {
-                tracing::error!(error = %e, jobs = leases.len(),
+                tracing::error!(error = %Chain(&e), jobs = leases.len(),
                     "could not record outcomes; the jobs will run again when their leases lapse");
             }
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
@@ -192,7 +193,7 @@ impl Engine {
         for _ in 0..6 {
             match self.store.finish(outcomes.clone()).await {
                 Err(StoreError::Unavailable(e)) => {
-                    tracing::warn!(error = %e, "recording outcomes failed; retrying");
+                    tracing::warn!(error = %Chain(&e), "recording outcomes failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                 }
@@ -211,7 +212,7 @@ impl Engine {
                 continue;
             }
             if let Err(e) = self.store.renew(leases, self.settings.lease).await {
-                tracing::warn!(error = %e, "lease renewal failed");
+                tracing::warn!(error = %Chain(&e), "lease renewal failed");
             }
         }
     }
@@ -223,7 +224,7 @@ impl Engine {
             match self.store.reap().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(jobs = n, "returned jobs with lapsed leases to the queue"),
-                Err(e) => tracing::warn!(error = %e, "reaping lapsed leases failed"),
+                Err(e) => tracing::warn!(error = %Chain(&e), "reaping lapsed leases failed"),
             }
         }
     }

@@ -33,6 +33,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::apps::{Application, InputFile, InputFiles, InputType, Inputs};
 use crate::providers::Image;
+use crate::report::Chain;
 use crate::store::{FileInserted, FileRecord, NewFile, Store, StoreError, WriterStatus};
 use blobs::{BlobError, Blobs, Spool};
 pub(crate) use kind::FileKind;
@@ -87,9 +88,19 @@ pub(crate) enum AttachError {
     /// A file is still being processed after the wait; try again later.
     #[error("{0}")]
     Pending(String),
-    /// Storage failed; try again later.
-    #[error("{0}")]
-    Unavailable(String),
+    /// The store failed; try again later.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An image's bytes cannot be read from blob storage; try again later.
+    #[error("input '{input}': file '{file}' cannot be read: {source}")]
+    Blob {
+        /// The media input that names the file.
+        input: String,
+        /// The file's id.
+        file: String,
+        /// Why its bytes cannot be read.
+        source: BlobError,
+    },
 }
 
 /// What a job takes from its files: their text for the templates, and the images.
@@ -256,7 +267,7 @@ impl Files {
     /// costs space, never correctness.
     async fn forget_blob(&self, id: &str) {
         if let Err(e) = self.blobs.delete(id).await {
-            tracing::warn!(file = id, error = %e, "cannot delete a file's bytes");
+            tracing::warn!(file = id, error = %Chain(&e), "cannot delete a file's bytes");
         }
     }
 
@@ -330,11 +341,7 @@ impl Files {
         let deadline = Instant::now() + wait;
         loop {
             let processed = self.processed.notified();
-            let records = self
-                .store
-                .get_files(None, ids, true)
-                .await
-                .map_err(|e| AttachError::Unavailable(e.to_string()))?;
+            let records = self.store.get_files(None, ids, true).await?;
             let pending = records
                 .iter()
                 .find(|r| r.status == WriterStatus::InProgress);
@@ -363,10 +370,11 @@ impl Files {
                 "input '{input}': file '{}' was deleted",
                 record.id
             ))),
-            Err(e) => Err(AttachError::Unavailable(format!(
-                "input '{input}': file '{}' cannot be read: {e}",
-                record.id
-            ))),
+            Err(source) => Err(AttachError::Blob {
+                input: input.to_owned(),
+                file: record.id.clone(),
+                source,
+            }),
         }
     }
 }

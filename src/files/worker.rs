@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use super::extract::{self, Extracted};
 use super::{FileKind, Files};
 use crate::claims::{self, Pace};
+use crate::report::Chain;
 use crate::store::{ClaimedFile, FileLease, FileProcessed, StoreError};
 
 /// Extractions started for one file at most before it is failed.
@@ -63,7 +64,7 @@ impl Files {
                 .claim_files(want, settings.lease, MAX_ATTEMPTS)
                 .await;
             claimed.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "claiming files to extract failed");
+                tracing::warn!(error = %Chain(&e), "claiming files to extract failed");
                 Vec::new()
             })
         };
@@ -87,7 +88,7 @@ impl Files {
                     tracing::info!(files = n, "gave back files whose extraction did not finish")
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "could not give files back; their leases will lapse")
+                    tracing::warn!(error = %Chain(&e), "could not give files back; their leases will lapse")
                 }
             }
         }
@@ -106,7 +107,7 @@ impl Files {
                 outcome(kind, extracted)
             }
             Err(e) => FileProcessed::Failed {
-                error: format!("the file's bytes cannot be read: {e}"),
+                error: format!("the file's bytes cannot be read: {}", Chain(&e)),
             },
         };
         self.record(&file.lease, outcome.storable()).await;
@@ -126,20 +127,20 @@ impl Files {
             {
                 Ok(_) => return,
                 Err(StoreError::Unavailable(e)) => {
-                    tracing::warn!(file = lease.id, error = %e, "cannot record an extraction yet");
+                    tracing::warn!(file = lease.id, error = %Chain(&e), "cannot record an extraction yet");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
                 Err(StoreError::Database(e))
                     if !matches!(outcome, FileProcessed::Failed { .. }) =>
                 {
-                    tracing::warn!(file = lease.id, error = %e, "an extracted text could not be stored");
+                    tracing::warn!(file = lease.id, error = %Chain(&e), "an extracted text could not be stored");
                     outcome = FileProcessed::Failed {
-                        error: format!("the file's text could not be stored: {e}"),
+                        error: format!("the file's text could not be stored: {}", Chain(&e)),
                     };
                 }
                 Err(e) => {
-                    tracing::error!(file = lease.id, error = %e, "cannot record an extraction");
+                    tracing::error!(file = lease.id, error = %Chain(&e), "cannot record an extraction");
                     return;
                 }
             }
@@ -156,7 +157,7 @@ impl Files {
                 continue;
             }
             if let Err(e) = self.store.renew_files(leases, self.extraction.lease).await {
-                tracing::warn!(error = %e, "renewing extraction leases failed");
+                tracing::warn!(error = %Chain(&e), "renewing extraction leases failed");
             }
         }
     }
@@ -202,7 +203,7 @@ fn outcome(
             word_count: None,
         },
         Ok(Err(e)) => FileProcessed::Failed {
-            error: e.to_string(),
+            error: Chain(&e).to_string(),
         },
         Err(message) => FileProcessed::Failed { error: message },
     }

@@ -266,7 +266,7 @@ impl Backend {
 /// A provider configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("provider '{name}': {message}")]
-pub(crate) struct ProviderConfigError {
+pub struct ProviderConfigError {
     /// The provider's name.
     pub(crate) name: String,
     /// What is wrong.

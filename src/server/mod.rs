@@ -19,9 +19,9 @@ use crate::apps::{LoadError, Registry};
 use crate::auth::{DEFAULT_ORG, Keys, create_key};
 use crate::config::{Database, Settings};
 use crate::engine::Engine;
-use crate::files::blobs::{BlobConfig, Blobs};
+use crate::files::blobs::{BlobConfig, BlobError, Blobs};
 use crate::files::{Extraction, Files};
-use crate::providers::Providers;
+use crate::providers::{ProviderConfigError, Providers};
 use crate::store::limits::SharedLimits;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::{Durability, SqliteStore};
@@ -34,15 +34,18 @@ pub enum StartError {
     /// The application folder has invalid files.
     #[error("invalid applications:\n{0}")]
     Apps(LoadError),
-    /// An application names a provider that is not configured.
+    /// A provider's settings cannot make a client.
+    #[error(transparent)]
+    ProviderConfig(#[from] ProviderConfigError),
+    /// An application names a provider that is not configured, or that cannot serve it.
     #[error("{0}")]
     Provider(String),
     /// The database could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// File storage cannot be used.
-    #[error("file storage: {0}")]
-    Files(String),
+    #[error(transparent)]
+    Files(BlobError),
     /// Listening failed.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -68,9 +71,7 @@ impl Server {
     pub async fn build(settings: &Settings, listener: TcpListener) -> Result<Self, StartError> {
         let apps = Arc::new(Registry::load_dir(&settings.apps_dir)?);
         let (store, shared) = open_server_store(&settings.database, settings.sqlite_sync).await?;
-        let providers = Providers::build(&settings.providers, shared)
-            .map_err(|e| StartError::Provider(e.to_string()))?;
-        let providers = Arc::new(providers);
+        let providers = Arc::new(Providers::build(&settings.providers, shared)?);
         check_providers(&apps, &providers)?;
         if settings.api_key.is_none() {
             create_first_key(store.as_ref()).await?;
@@ -163,12 +164,9 @@ async fn open_server_store(
 
 /// Opens file storage, checking that it answers.
 async fn open_files(settings: &Settings, store: Arc<dyn Store>) -> Result<Files, StartError> {
-    let blobs = Blobs::open(&settings.file_storage, &settings.data_dir)
-        .map_err(|e| StartError::Files(e.to_string()))?;
-    blobs
-        .check()
-        .await
-        .map_err(|e| StartError::Files(e.to_string()))?;
+    let blobs =
+        Blobs::open(&settings.file_storage, &settings.data_dir).map_err(StartError::Files)?;
+    blobs.check().await.map_err(StartError::Files)?;
     if matches!(settings.database, Database::Postgres(_))
         && matches!(settings.file_storage, BlobConfig::Local)
     {

@@ -13,6 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use super::{Outcome, OutcomeKind, StoreError};
+use crate::report::Chain;
 
 /// The error a job keeps when its outcome could not be stored, before the database's reason.
 pub const UNSTORABLE: &str = "the result of this attempt could not be stored";
@@ -30,7 +31,7 @@ where
         match write(group.clone()).await {
             Ok(n) => applied += n,
             Err(StoreError::Database(cause)) if group.len() > 1 => {
-                tracing::warn!(%cause, outcomes = group.len(), "an outcome group failed; splitting it");
+                tracing::warn!(cause = %Chain(&cause), outcomes = group.len(), "an outcome group failed; splitting it");
                 let (first, second) = group.split_at(group.len() / 2);
                 groups.push(second.into());
                 groups.push(first.into());
@@ -39,6 +40,7 @@ where
                 let Some(outcome) = group.first() else {
                     continue;
                 };
+                let cause = Chain(&cause);
                 if is_unstorable(outcome) {
                     tracing::error!(%cause, seq = outcome.lease.seq,
                         "even the failure of a job whose result could not be stored was refused; \

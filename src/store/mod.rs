@@ -3,12 +3,13 @@
 //! The store owns every SQL statement and nothing else: it never calls a model and never
 //! decides policy (the engine decides retry versus fail; the store writes what it is told,
 //! fenced by [`Lease`]). It is the bottom layer: it imports nothing from the modules above
-//! it. The types it shares with them live here: the retry policy a job carries
-//! ([`RetryPolicy`]), the tokens a call used ([`Usage`]), and in `limits` the provider
-//! limits a cluster keeps in its database (the `SharedLimits` contract and the budget
-//! arithmetic each process's gate uses too). Every time a store writes or compares comes
-//! from its [`Clock`]: the system clock in a server, a manual one in the conformance suite,
-//! which moves it to make leases lapse instead of sleeping. Backends:
+//! it but the leaf `report`, for the causes its errors keep. The types it shares with them
+//! live here: the retry policy a job carries ([`RetryPolicy`]), the tokens a call used
+//! ([`Usage`]), and in `limits` the provider limits a cluster keeps in its database (the
+//! `SharedLimits` contract and the budget arithmetic each process's gate uses too). Every
+//! time a store writes or compares comes from its [`Clock`]: the system clock in a server, a
+//! manual one in the conformance suite, which moves it to make leases lapse instead of
+//! sleeping. Backends:
 //! - [`sqlite`]: the embedded default. One writer thread owns the only write connection and
 //!   commits whatever requests have queued up in one transaction (group commit), so many
 //!   concurrent submits cost one fsync; reads use a small pool of read connections (WAL).
@@ -22,12 +23,15 @@ mod model;
 pub mod postgres;
 pub mod sqlite;
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
+
+use crate::report::Cause;
 
 pub use clock::Clock;
 pub use isolate::UNSTORABLE;
@@ -38,18 +42,29 @@ pub use model::*;
 pub(crate) type StoreFuture<'a, T> =
     Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
-/// A failure of the storage layer.
+/// A failure of the storage layer. Each kind keeps the error of the database (or of the
+/// file system, the thread, ...) that caused it; show it with [`Chain`](crate::report::Chain).
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or is shutting down; worth retrying later.
     #[error("database unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// The database answered with an error.
     #[error("database error: {0}")]
-    Database(String),
+    Database(#[source] Cause),
     /// A uniqueness rule was broken (e.g. a key id that already exists).
     #[error("already exists: {0}")]
-    Conflict(String),
+    Conflict(#[source] Cause),
+}
+
+impl StoreError {
+    /// A [`StoreError::Database`] error: `error`, which happened while doing `context`.
+    pub(crate) fn database(
+        context: impl Into<Cow<'static, str>>,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Database(Cause::context(context, error))
+    }
 }
 
 /// Durable storage for scriptorium. Every method is one round trip to the backend; backends

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::BlobError;
+use crate::report::Cause;
 
 /// Names of temp files start with this. Ids can never start with it.
 pub(super) const TMP_PREFIX: &str = ".tmp-";
@@ -22,8 +23,7 @@ impl Dir {
     /// Creates `<data_dir>/files/` if needed.
     pub(super) fn open(data_dir: &Path) -> Result<Dir, BlobError> {
         let path = data_dir.join("files");
-        std::fs::create_dir_all(&path)
-            .map_err(|e| BlobError::Io(format!("create directory {}: {e}", path.display())))?;
+        std::fs::create_dir_all(&path).map_err(|e| io_err("create directory", &path, e))?;
         Ok(Dir { path })
     }
 
@@ -80,11 +80,11 @@ where
 {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| BlobError::Io(format!("file storage task failed: {e}")))?
+        .map_err(|e| BlobError::Io(Cause::context("file storage task failed", e)))?
 }
 
 pub(super) fn io_err(what: &str, path: &Path, e: std::io::Error) -> BlobError {
-    BlobError::Io(format!("{what} {}: {e}", path.display()))
+    BlobError::Io(Cause::context(format!("{what} {}", path.display()), e))
 }
 
 /// A temp file name in `dir` that no other writer, in this process or in
@@ -150,10 +150,8 @@ fn check(dir: &Path) -> Result<(), BlobError> {
     use std::io::Write;
     let meta = std::fs::metadata(dir).map_err(|e| io_err("stat", dir, e))?;
     if !meta.is_dir() {
-        return Err(BlobError::Io(format!(
-            "{} is not a directory",
-            dir.display()
-        )));
+        let message = format!("{} is not a directory", dir.display());
+        return Err(BlobError::Io(Cause::message(message)));
     }
     let probe = temp_path(dir, "check");
     let result = std::fs::File::create(&probe)

@@ -51,7 +51,8 @@
 //! `get` returns [`BlobError::NotFound`] when S3 answers 404, which it does
 //! both for a missing key and for a missing bucket; run [`Blobs::check`] at
 //! startup to rule out the second. Any other failure is `Store` (S3) or `Io`
-//! (local) with the operation, the location and the cause in the message.
+//! (local): the operation and the location, with the error that stopped it as the
+//! source (show it with [`Chain`](crate::report::Chain)).
 
 mod local;
 mod s3;
@@ -63,6 +64,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 pub use spool::Spool;
+
+use crate::report::Cause;
 
 /// Longest id accepted. UUIDs are 36 characters, and this stays far below
 /// file name limits.
@@ -128,14 +131,14 @@ pub enum BlobError {
     InvalidId(String),
     /// Bad configuration, found at `open`.
     #[error("file storage config: {0}")]
-    Config(String),
-    /// Local disk I/O failed. The message says which operation and which path.
+    Config(#[source] Cause),
+    /// Local disk I/O failed. The cause says which operation and which path.
     #[error("file storage I/O: {0}")]
-    Io(String),
-    /// The object store failed or could not be reached. The message says which
+    Io(#[source] Cause),
+    /// The object store failed or could not be reached. The cause says which
     /// operation and which bucket/key.
     #[error("object store: {0}")]
-    Store(String),
+    Store(#[source] Cause),
 }
 
 /// Storage for file bytes. Cloning is cheap; clones share one client.

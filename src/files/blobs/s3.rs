@@ -10,6 +10,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ClientConfigKey, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 
 use super::{BlobError, S3Config};
+use crate::report::{Cause, Chain};
 
 const DEFAULT_REGION: &str = "us-east-1";
 const DEFAULT_PREFIX: &str = "files/";
@@ -29,17 +30,21 @@ impl Bucket {
     /// Builds the clients from `cfg` and the `AWS_*` environment; no network call.
     pub(super) fn open(cfg: &S3Config) -> Result<Bucket, BlobError> {
         if cfg.bucket.trim().is_empty() {
-            return Err(BlobError::Config(
-                "[file_storage] kind = \"s3\" needs a bucket".into(),
-            ));
+            return Err(BlobError::Config(Cause::message(
+                "[file_storage] kind = \"s3\" needs a bucket",
+            )));
         }
         let prefix_str = cfg
             .prefix
             .as_deref()
             .unwrap_or(DEFAULT_PREFIX)
             .trim_matches('/');
-        let prefix = ObjectPath::parse(prefix_str)
-            .map_err(|e| BlobError::Config(format!("invalid S3 prefix {prefix_str:?}: {e}")))?;
+        let prefix = ObjectPath::parse(prefix_str).map_err(|e| {
+            BlobError::Config(Cause::context(
+                format!("invalid S3 prefix {prefix_str:?}"),
+                e,
+            ))
+        })?;
 
         let mut b = AmazonS3Builder::from_env()
             .with_bucket_name(&cfg.bucket)
@@ -73,11 +78,10 @@ impl Bucket {
             .get_config_value(&AmazonS3ConfigKey::SecretAccessKey)
             .is_some();
         if has_key_id != has_secret {
-            return Err(BlobError::Config(
+            return Err(BlobError::Config(Cause::message(
                 "S3 access_key_id and secret_access_key must be set together \
-                 (in [file_storage] or as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
-                    .into(),
-            ));
+                 (in [file_storage] or as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)",
+            )));
         }
 
         let endpoint = b.get_config_value(&AmazonS3ConfigKey::Endpoint);
@@ -91,9 +95,9 @@ impl Bucket {
             && ep.starts_with("http://")
             && !allow_http
         {
-            return Err(BlobError::Config(format!(
+            return Err(BlobError::Config(Cause::message(format!(
                 "S3 endpoint {ep} is plain HTTP: set allow_http = true in [file_storage] to permit it"
-            )));
+            ))));
         }
 
         let shown_prefix = if prefix_str.is_empty() {
@@ -111,6 +115,8 @@ impl Bucket {
             retry_timeout: Duration::from_secs(10),
             ..Default::default()
         };
+        let client_error =
+            |e| BlobError::Config(Cause::context(format!("S3 client for {description}"), e));
         let probe = b
             .clone()
             .with_retry(probe_retry)
@@ -120,10 +126,8 @@ impl Bucket {
                 "5s",
             )
             .build()
-            .map_err(|e| BlobError::Config(format!("S3 client for {description}: {e}")))?;
-        let store = b
-            .build()
-            .map_err(|e| BlobError::Config(format!("S3 client for {description}: {e}")))?;
+            .map_err(client_error)?;
+        let store = b.build().map_err(client_error)?;
 
         Ok(Bucket {
             store,
@@ -139,12 +143,16 @@ impl Bucket {
         let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
         match self.probe.list(prefix).next().await {
             None | Some(Ok(_)) => Ok(()),
-            Some(Err(e)) => Err(BlobError::Store(format!(
-                "cannot list bucket {:?} ({}): {}",
-                self.bucket,
-                self.description,
-                explain_store_error(&e)
-            ))),
+            Some(Err(e)) => {
+                let listing = format!(
+                    "cannot list bucket {:?} ({})",
+                    self.bucket, self.description
+                );
+                Err(BlobError::Store(Cause::context(
+                    with_answer(listing, &e),
+                    e,
+                )))
+            }
         }
     }
 
@@ -187,29 +195,19 @@ impl Bucket {
         match e {
             // Only a read can mean "no such blob". A 404 on put is a missing bucket.
             object_store::Error::NotFound { .. } if op == "get" => BlobError::NotFound,
-            e => BlobError::Store(format!(
-                "{op} s3://{}/{key}: {}",
-                self.bucket,
-                explain_store_error(&e)
-            )),
+            e => {
+                let request = format!("{op} s3://{}/{key}", self.bucket);
+                BlobError::Store(Cause::context(with_answer(request, &e), e))
+            }
         }
     }
 }
 
-/// One line for the log: the S3 error code and message first when the server
-/// sent them, then object_store's description of the failed request with its
-/// causes (such as "connection refused").
-fn explain_store_error(e: &object_store::Error) -> String {
-    let mut detail = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let s_msg = s.to_string();
-        if !detail.contains(&s_msg) {
-            detail.push_str(": ");
-            detail.push_str(&s_msg);
-        }
-        source = s.source();
-    }
+/// `context`, then the S3 error code and message when the server sent them, with a hint for
+/// the usual mistakes: one line that says what went wrong, ahead of the error's own text
+/// (long, and spanning lines when it holds the XML body of an S3 answer).
+fn with_answer(context: String, e: &object_store::Error) -> String {
+    let detail = Chain(e).to_string();
     let detail = detail.split_whitespace().collect::<Vec<_>>().join(" ");
     let tag = |name: &str| {
         let open = format!("<{name}>");
@@ -217,22 +215,20 @@ fn explain_store_error(e: &object_store::Error) -> String {
         let len = detail[start..].find(&format!("</{name}>"))?;
         Some(detail[start..start + len].to_string())
     };
-    match tag("Code") {
-        Some(code) => {
-            let hint = match code.as_str() {
-                "NoSuchBucket" => {
-                    " (the bucket does not exist: create it or fix `bucket` in [file_storage])"
-                }
-                "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" => {
-                    " (check the credentials and the region)"
-                }
-                _ => "",
-            };
-            let message = tag("Message").unwrap_or_default();
-            format!("{code}: {message}{hint}; {detail}")
+    let Some(code) = tag("Code") else {
+        return context;
+    };
+    let hint = match code.as_str() {
+        "NoSuchBucket" => {
+            " (the bucket does not exist: create it or fix `bucket` in [file_storage])"
         }
-        None => detail,
-    }
+        "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" => {
+            " (check the credentials and the region)"
+        }
+        _ => "",
+    };
+    let message = tag("Message").unwrap_or_default();
+    format!("{context}: {code}: {message}{hint}")
 }
 
 #[cfg(test)]

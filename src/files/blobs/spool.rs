@@ -15,6 +15,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::BlobError;
 use super::local::{TMP_PREFIX, io_err};
+use crate::report::Cause;
 
 /// An upload being written to a temporary file.
 pub struct Spool {
@@ -75,7 +76,7 @@ impl Spool {
         drop(self.file);
         self.path
             .keep()
-            .map_err(|e| BlobError::Io(format!("keep a temporary file: {e}")))
+            .map_err(|e| BlobError::Io(Cause::context("keep a temporary file", e)))
     }
 }
 

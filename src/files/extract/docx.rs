@@ -3,8 +3,9 @@
 use std::io::{Cursor, Read};
 
 use super::markup::{Tag, decode_entities_into, tag_end};
-use super::{ExtractError, unreadable};
+use super::{ExtractError, unparsable, unreadable};
 use crate::files::kind::FileKind;
+use crate::report::Cause;
 
 /// Largest `word/document.xml` inflated (guards against zip bombs).
 const MAX_DOCX_XML: u64 = 64 * 1024 * 1024;
@@ -12,15 +13,15 @@ const MAX_DOCX_XML: u64 = 64 * 1024 * 1024;
 pub(super) fn text(bytes: &[u8]) -> Result<String, ExtractError> {
     let kind = FileKind::Docx;
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
-        .map_err(|e| unreadable(kind, format!("not a valid zip archive ({e})")))?;
+        .map_err(|e| unparsable(kind, Cause::context("not a valid zip archive", e)))?;
     let entry = archive
         .by_name("word/document.xml")
-        .map_err(|e| unreadable(kind, format!("no word/document.xml ({e})")))?;
+        .map_err(|e| unparsable(kind, Cause::context("no word/document.xml", e)))?;
     let mut xml = Vec::new();
     entry
         .take(MAX_DOCX_XML + 1)
         .read_to_end(&mut xml)
-        .map_err(|e| unreadable(kind, format!("cannot inflate word/document.xml ({e})")))?;
+        .map_err(|e| unparsable(kind, Cause::context("cannot inflate word/document.xml", e)))?;
     if xml.len() as u64 > MAX_DOCX_XML {
         return Err(unreadable(kind, "word/document.xml is larger than 64 MiB"));
     }
@@ -106,6 +107,7 @@ pub(super) mod tests {
     use super::super::{ExtractError, extract};
     use crate::files::kind::tests::make_zip;
     use crate::files::kind::{FileKind, find};
+    use crate::report::Chain;
 
     const CONTENT_TYPES: &[u8] = br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 <Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="xml" ContentType="application/xml"/><Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>"#;
@@ -179,5 +181,17 @@ pub(super) mod tests {
                 other => panic!("expected unreadable, got {other:?}"),
             }
         }
+        // The zip reader's error stays the cause, shown after what was being read.
+        let e = extract(FileKind::Docx, b"not a zip").unwrap_err();
+        let parser = std::error::Error::source(&e).and_then(|reason| reason.source());
+        assert!(
+            parser.is_some_and(|p| p.is::<zip::result::ZipError>()),
+            "{e:?}"
+        );
+        let shown = Chain(&e).to_string();
+        assert!(
+            shown.starts_with("unreadable docx: not a valid zip archive: "),
+            "{shown}"
+        );
     }
 }

@@ -11,6 +11,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::kind::{FileKind, find};
+use crate::report::Cause;
 
 mod docx;
 mod html;
@@ -30,7 +31,12 @@ pub(crate) enum ExtractError {
     #[error("text extraction from .{0} files is not supported")]
     Unsupported(FileKind),
     #[error("unreadable {kind}: {reason}")]
-    Unreadable { kind: FileKind, reason: String },
+    Unreadable {
+        kind: FileKind,
+        /// What is wrong: what this module found, or the error of the parser that read it.
+        #[source]
+        reason: Cause,
+    },
 }
 
 /// The text of `bytes`, a file of `kind`: what each kind gives is in the module doc.
@@ -62,6 +68,7 @@ pub(crate) fn word_count(text: &str) -> usize {
     text.split_whitespace().count()
 }
 
+/// A file of `kind` whose bytes this module found wrong, saying why in at most 200 bytes.
 fn unreadable(kind: FileKind, reason: impl Into<String>) -> ExtractError {
     let mut reason: String = reason.into();
     if reason.len() > 200 {
@@ -72,6 +79,14 @@ fn unreadable(kind: FileKind, reason: impl Into<String>) -> ExtractError {
         reason.truncate(cut);
         reason.push('…');
     }
+    ExtractError::Unreadable {
+        kind,
+        reason: Cause::message(reason),
+    }
+}
+
+/// A file of `kind` a parser could not read, with the parser's error.
+fn unparsable(kind: FileKind, reason: Cause) -> ExtractError {
     ExtractError::Unreadable { kind, reason }
 }
 
@@ -122,7 +137,7 @@ fn pdf_text(bytes: &[u8]) -> Result<String, ExtractError> {
     }));
     match result {
         Ok(Ok(text)) => Ok(tidy_lines(&text)),
-        Ok(Err(e)) => Err(unreadable(FileKind::Pdf, e.to_string())),
+        Ok(Err(e)) => Err(unparsable(FileKind::Pdf, Cause::new(e))),
         Err(panic) => {
             let msg = panic
                 .downcast_ref::<&str>()

@@ -16,6 +16,7 @@ use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{ErrorClass, ProviderError};
+use crate::report::Chain;
 use crate::store::limits::{Acquired, Budget, Limits, SharedLimits};
 use crate::store::{Usage, now_micros};
 
@@ -182,7 +183,7 @@ impl Gate {
                 Ok(Acquired::Slot(slot)) => return slot,
                 Ok(Acquired::Wait(wait)) => wait,
                 Err(e) => {
-                    tracing::warn!(provider = %self.name, error = %e, "cannot reach the shared limits");
+                    tracing::warn!(provider = %self.name, error = %Chain(&e), "cannot reach the shared limits");
                     Duration::from_millis(500)
                 }
             };
@@ -356,13 +357,13 @@ impl Admission {
         {
             let until = now_micros() + e.retry_after().unwrap_or(DEFAULT_PAUSE).as_micros() as i64;
             if let Err(e) = shared.limits.pause(&gate.name, until).await {
-                tracing::warn!(provider = %gate.name, error = %e, "cannot share a 429 pause");
+                tracing::warn!(provider = %gate.name, error = %Chain(&e), "cannot share a 429 pause");
             }
         }
         if let Some(slot) = self.shared_slot.take()
             && let Err(e) = shared.limits.release(&gate.name, slot).await
         {
-            tracing::warn!(provider = %gate.name, error = %e,
+            tracing::warn!(provider = %gate.name, error = %Chain(&e),
                 "cannot release a shared slot; it frees itself when its lease ends");
         }
     }
@@ -388,7 +389,7 @@ impl Drop for Admission {
             let (limits, name) = (shared.limits.clone(), self.gate.name.clone());
             tokio::spawn(async move {
                 if let Err(e) = limits.release(&name, slot).await {
-                    tracing::warn!(provider = %name, error = %e,
+                    tracing::warn!(provider = %name, error = %Chain(&e),
                         "cannot release a shared slot; it frees itself when its lease ends");
                 }
             });

@@ -10,6 +10,7 @@ use std::error::Error as _;
 use deadpool_postgres::PoolError;
 use tokio_postgres::error::SqlState;
 
+use crate::report::Cause;
 use crate::store::StoreError;
 
 /// SQLSTATE classes that say the server or the connection, not the statement, is at fault:
@@ -18,31 +19,27 @@ use crate::store::StoreError;
 /// (admin shutdown, crash shutdown, cannot connect now, query cancelled), 58 system error.
 const RETRYABLE_CLASSES: &[&str] = &["08", "40", "53", "57", "58"];
 
-/// Maps a client error.
+/// Maps a client error. An error the server sent is kept as the server's own error (the
+/// client's wrapper only says "db error"); any other keeps the client's error and its causes.
 pub(super) fn map_err(e: tokio_postgres::Error) -> StoreError {
-    if let Some(code) = e.code() {
-        let message = e
-            .as_db_error()
-            .map_or_else(|| e.to_string(), |db| db.to_string());
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        let cause = Cause::new(db.clone());
         return if *code == SqlState::UNIQUE_VIOLATION {
-            StoreError::Conflict(message)
+            StoreError::Conflict(cause)
         } else if retryable(code) {
-            StoreError::Unavailable(message)
+            StoreError::Unavailable(cause)
         } else {
-            StoreError::Database(message)
+            StoreError::Database(cause)
         };
     }
     let broken = e.is_closed()
         || e.source().is_some_and(|s| s.is::<std::io::Error>())
         || e.to_string().starts_with("timeout");
-    let message = match e.source() {
-        Some(source) => format!("{e}: {source}"),
-        None => e.to_string(),
-    };
     if broken {
-        StoreError::Unavailable(message)
+        StoreError::Unavailable(Cause::new(e))
     } else {
-        StoreError::Database(message)
+        StoreError::Database(Cause::new(e))
     }
 }
 
@@ -51,10 +48,10 @@ pub(super) fn map_err(e: tokio_postgres::Error) -> StoreError {
 pub(super) fn pool_err(e: PoolError) -> StoreError {
     match e {
         PoolError::Backend(e) => match map_err(e) {
-            StoreError::Database(message) => StoreError::Unavailable(message),
+            StoreError::Database(cause) => StoreError::Unavailable(cause),
             other => other,
         },
-        other => StoreError::Unavailable(format!("no database connection: {other}")),
+        other => StoreError::Unavailable(Cause::context("no database connection", other)),
     }
 }
 

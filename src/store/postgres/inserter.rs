@@ -23,6 +23,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use super::errors::map_err;
 use super::jobs::parse_state;
 use super::{connection, notify};
+use crate::report::{Cause, Chain};
 use crate::store::{Clock, Inserted, JobState, NewJob, StoreError};
 
 /// Jobs written by one statement at most.
@@ -67,7 +68,7 @@ pub(super) async fn insert(
     job: NewJob,
 ) -> Result<Inserted, StoreError> {
     let (reply, answer) = oneshot::channel();
-    let stopped = || StoreError::Unavailable("the insert grouper has stopped".into());
+    let stopped = || StoreError::Unavailable(Cause::message("the insert grouper has stopped"));
     inserts
         .send(Request { job, reply })
         .await
@@ -108,8 +109,8 @@ async fn write_group(pool: &Pool, requests: Vec<Request>, now: i64) -> bool {
             }
             inserted
         }
-        Err(StoreError::Database(e)) if requests.len() > 1 => {
-            tracing::warn!(error = %e, jobs = requests.len(), "insert group failed; replaying alone");
+        Err(StoreError::Database(cause)) if requests.len() > 1 => {
+            tracing::warn!(error = %Chain(&cause), jobs = requests.len(), "insert group failed; replaying alone");
             let mut inserted = false;
             for request in requests {
                 inserted |= Box::pin(write_group(pool, vec![request], now)).await;
@@ -204,5 +205,8 @@ fn answer(
         .as_ref()
         .and_then(|key| existing.get(&(job.org.clone(), key.clone())))
         .cloned()
-        .ok_or_else(|| StoreError::Conflict(format!("a job with id {} already exists", job.id)))
+        .ok_or_else(|| {
+            let message = format!("a job with id {} already exists", job.id);
+            StoreError::Conflict(Cause::message(message))
+        })
 }

@@ -11,6 +11,7 @@ use tokio_postgres::types::ToSql;
 
 use super::errors::map_err;
 use super::{connection, notify};
+use crate::report::Cause;
 use crate::store::{
     ClaimedJob, Inserted, JobPage, JobQuery, JobRecord, JobState, Lease, RetryOutcome, RetryPolicy,
     StoreError, Usage,
@@ -206,5 +207,6 @@ fn record(r: &Row) -> Result<JobRecord, StoreError> {
 
 /// Parses a stored state name.
 pub(super) fn parse_state(s: &str) -> Result<JobState, StoreError> {
-    JobState::parse(s).ok_or_else(|| StoreError::Database(format!("unknown job state {s:?}")))
+    JobState::parse(s)
+        .ok_or_else(|| StoreError::Database(Cause::message(format!("unknown job state {s:?}"))))
 }

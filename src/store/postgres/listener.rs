@@ -18,6 +18,7 @@ use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 
 use super::CHANNEL;
 use super::errors::map_err;
+use crate::report::Chain;
 use crate::store::StoreError;
 
 /// The first wait before reconnecting; doubled after each failure up to [`MAX_BACKOFF`].
@@ -41,7 +42,7 @@ pub(super) async fn start(
     let listening = Listening::connect(&config)
         .await
         .map_err(|e| match map_err(e) {
-            StoreError::Database(m) => StoreError::Unavailable(m),
+            StoreError::Database(cause) => StoreError::Unavailable(cause),
             other => other,
         })?;
     Ok(tokio::spawn(run(config, wakeups, listening)))
@@ -64,7 +65,7 @@ async fn reconnect(config: &Config) -> Listening {
         match Listening::connect(config).await {
             Ok(listening) => return listening,
             Err(e) => {
-                tracing::warn!(error = %map_err(e), "cannot LISTEN for wake-ups yet; retrying");
+                tracing::warn!(error = %Chain(&map_err(e)), "cannot LISTEN for wake-ups yet; retrying");
                 delay = (delay * 2).min(MAX_BACKOFF);
             }
         }
@@ -115,7 +116,7 @@ impl Listening {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(error = %map_err(e), "the LISTEN connection failed; reconnecting");
+                    tracing::warn!(error = %Chain(&map_err(e)), "the LISTEN connection failed; reconnecting");
                     return;
                 }
             }

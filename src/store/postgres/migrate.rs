@@ -8,6 +8,7 @@
 use tokio_postgres::{Client, Config, NoTls};
 
 use super::errors::map_err;
+use crate::report::{Cause, Chain};
 use crate::store::{StoreError, now_micros};
 
 /// The migrations in order; version `i + 1` is `MIGRATIONS[i]`. Never edit a released one:
@@ -33,7 +34,7 @@ pub(super) async fn run(config: &Config) -> Result<(), StoreError> {
     let (mut client, connection) = config.connect(NoTls).await.map_err(unreachable)?;
     let driver = tokio::spawn(async move {
         if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "migration connection ended");
+            tracing::debug!(error = %Chain(&e), "migration connection ended");
         }
     });
     let result = apply(&mut client).await;
@@ -57,7 +58,9 @@ async fn apply(client: &mut Client) -> Result<(), StoreError> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
         let version = i as i32 + 1;
         tx.batch_execute(sql).await.map_err(|e| match map_err(e) {
-            StoreError::Database(m) => StoreError::Database(format!("migration {version}: {m}")),
+            StoreError::Database(cause) => {
+                StoreError::Database(Cause::context(format!("migration {version}"), cause))
+            }
             other => other,
         })?;
         tx.execute(
@@ -74,7 +77,7 @@ async fn apply(client: &mut Client) -> Result<(), StoreError> {
 /// A failure to connect at all is always "unavailable", whatever the cause.
 fn unreachable(e: tokio_postgres::Error) -> StoreError {
     match map_err(e) {
-        StoreError::Database(m) => StoreError::Unavailable(m),
+        StoreError::Database(cause) => StoreError::Unavailable(cause),
         other => other,
     }
 }

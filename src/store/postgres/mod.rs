@@ -112,7 +112,7 @@ impl PostgresStore {
             .create_timeout(Some(POOL_TIMEOUT))
             .recycle_timeout(Some(POOL_TIMEOUT))
             .build()
-            .map_err(|e| StoreError::Database(format!("cannot build the pool: {e}")))?;
+            .map_err(|e| StoreError::database("cannot build the pool", e))?;
         let wakeups = Arc::new(Notify::new());
         let listener = listener::start(config, wakeups.clone()).await?;
         let inserts = inserter::spawn(pool.clone(), wakeups.clone(), clock.clone());
@@ -147,7 +147,7 @@ pub async fn migrate(url: &str) -> Result<(), StoreError> {
 fn config(url: &str) -> Result<Config, StoreError> {
     let mut config: Config = url
         .parse()
-        .map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?;
+        .map_err(|e| StoreError::database("invalid PostgreSQL URL", e))?;
     if config.get_application_name().is_none() {
         config.application_name("scriptorium");
     }

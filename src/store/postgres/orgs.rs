@@ -96,7 +96,7 @@ pub(super) async fn graphs(pool: &Pool, org: &str, app: &str) -> Result<Vec<Stri
     match row {
         None => Ok(Vec::new()),
         Some(row) => serde_json::from_str(row.get(0))
-            .map_err(|e| StoreError::Database(format!("stored graph ids are not valid: {e}"))),
+            .map_err(|e| StoreError::database("stored graph ids are not valid", e)),
     }
 }
 
@@ -107,7 +107,7 @@ pub(super) async fn set_graphs(
     ids: &[String],
 ) -> Result<(), StoreError> {
     let json = serde_json::to_string(ids)
-        .map_err(|e| StoreError::Database(format!("cannot encode graph ids: {e}")))?;
+        .map_err(|e| StoreError::database("cannot encode graph ids", e))?;
     let client = connection(pool).await?;
     let stmt = client
         .prepare_cached(

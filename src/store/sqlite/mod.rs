@@ -24,6 +24,7 @@ use super::{
     FileRecord, Inserted, JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewFile, NewJob, Outcome,
     RetryOutcome, Store, StoreError, StoreFuture,
 };
+use crate::report::Cause;
 use writer::Writer;
 
 const MIGRATIONS: &[&str] = &[
@@ -64,11 +65,9 @@ impl SqliteStore {
         create_parent(path)?;
         let lock_path = path.with_extension("lock");
         let lock = File::create(&lock_path).map_err(|e| io_err(&lock_path, e))?;
-        lock.try_lock().map_err(|_| {
-            StoreError::Unavailable(format!(
-                "{} is in use by another scriptorium server",
-                path.display()
-            ))
+        lock.try_lock().map_err(|e| {
+            let in_use = format!("{} is in use by another scriptorium server", path.display());
+            StoreError::Unavailable(Cause::context(in_use, e))
         })?;
         let mut store = Self::open(path, sync)?;
         store._lock = Some(lock);
@@ -115,7 +114,7 @@ impl SqliteStore {
             .map_err(map_err)?;
         let wakeups = Arc::new(Notify::new());
         let writer = Writer::spawn(conn, checkpoints, wakeups.clone())
-            .map_err(|e| StoreError::Database(format!("cannot start the writer: {e}")))?;
+            .map_err(|e| StoreError::database("cannot start the writer", e))?;
         let readers = Arc::new(Readers {
             path: path.to_path_buf(),
             sync,
@@ -202,7 +201,7 @@ where
     let readers = readers.clone();
     tokio::task::spawn_blocking(move || readers.with(f))
         .await
-        .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
+        .map_err(|e| StoreError::database("read task failed", e))?
 }
 
 /// Sorts SQLite's errors into the store's: a busy or locked database is worth retrying.
@@ -210,15 +209,15 @@ fn map_err(e: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode;
     match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-            StoreError::Unavailable(e.to_string())
+            StoreError::Unavailable(Cause::new(e))
         }
-        Some(ErrorCode::ConstraintViolation) => StoreError::Conflict(e.to_string()),
-        _ => StoreError::Database(e.to_string()),
+        Some(ErrorCode::ConstraintViolation) => StoreError::Conflict(Cause::new(e)),
+        _ => StoreError::Database(Cause::new(e)),
     }
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> StoreError {
-    StoreError::Database(format!("{}: {e}", path.display()))
+    StoreError::database(path.display().to_string(), e)
 }
 
 impl Store for SqliteStore {

@@ -18,6 +18,7 @@ use rusqlite::Connection;
 use tokio::sync::{Notify, oneshot};
 
 use super::map_err;
+use crate::report::{Cause, Chain};
 use crate::store::StoreError;
 
 /// Requests drained into one transaction at most.
@@ -69,7 +70,7 @@ where
             (Some(Err(e)), _) => Err(map_err(e)),
             (_, Err(e)) => Err(e),
             (Some(Ok(value)), Ok(())) => Ok(value),
-            (None, Ok(())) => Err(StoreError::Database("request was not run".into())),
+            (None, Ok(())) => Err(StoreError::Database(Cause::message("request was not run"))),
         };
         // The caller may have gone away (e.g. a dropped HTTP request); the write stands.
         let _ = self.reply.send(answer);
@@ -112,7 +113,7 @@ impl Writer {
             reply,
             wakes,
         };
-        let stopped = || StoreError::Unavailable("the database writer has stopped".into());
+        let stopped = || StoreError::Unavailable(Cause::message("the database writer has stopped"));
         self.tx.send(Box::new(op)).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
@@ -143,7 +144,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteOp>>, wakeups: Arc<Noti
 
 fn settle(batch: Vec<Box<dyn WriteOp>>, committed: Result<(), StoreError>, wakeups: &Notify) {
     if let Err(e) = &committed {
-        tracing::warn!(error = %e, requests = batch.len(), "write failed");
+        tracing::warn!(error = %Chain(e), requests = batch.len(), "write failed");
     }
     let wake = committed.is_ok() && batch.iter().any(|op| op.wakes());
     for op in batch {
@@ -164,7 +165,9 @@ fn commit(conn: &Connection, batch: &mut [Box<dyn WriteOp>]) -> Result<(), Store
     let result = if ok {
         conn.execute_batch("COMMIT").map_err(map_err)
     } else {
-        Err(StoreError::Database("a request in the group failed".into()))
+        Err(StoreError::Database(Cause::message(
+            "a request in the group failed",
+        )))
     };
     if result.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
