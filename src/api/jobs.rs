@@ -10,7 +10,7 @@ use super::extract::{Principal, WJson, WPath, WQuery};
 use super::paging;
 use super::views::{JobAcceptedView, JobListView, JobView, PaginationView};
 use super::{ApiError, AppState, ErrorCode};
-use crate::store::{JobQuery, NewJob, RetryOutcome, WriterStatus};
+use crate::store::{JobId, JobQuery, NewJob, RetryOutcome, WriterStatus};
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
@@ -33,7 +33,7 @@ pub(crate) async fn create(
     let inputs = serde_json::to_string(&inputs)
         .map_err(|e| ApiError::new(ErrorCode::InvalidInputs, e.to_string()))?;
     let job = NewJob {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: JobId::generate(),
         org: principal.org,
         application_id: app.id.clone(),
         inputs,
@@ -63,7 +63,8 @@ pub(crate) async fn retrieve(
     principal: Principal,
     WPath(job_id): WPath<String>,
 ) -> Result<Json<JobView>, ApiError> {
-    match state.store.get_job(&principal.org, &job_id).await? {
+    let id = job_id_of(&job_id)?;
+    match state.store.get_job(&principal.org, id).await? {
         Some(job) => Ok(Json(job.into())),
         None => Err(job_not_found(&job_id)),
     }
@@ -114,7 +115,8 @@ pub(crate) async fn retry(
     principal: Principal,
     WPath(job_id): WPath<String>,
 ) -> Result<(StatusCode, Json<JobAcceptedView>), ApiError> {
-    match state.store.retry_job(&principal.org, &job_id).await? {
+    let id = job_id_of(&job_id)?;
+    match state.store.retry_job(&principal.org, id).await? {
         RetryOutcome::Requeued(job) => Ok((StatusCode::ACCEPTED, Json(job.into()))),
         RetryOutcome::NotFound => Err(job_not_found(&job_id)),
         RetryOutcome::NotFailed(current) => {
@@ -128,6 +130,11 @@ pub(crate) async fn retry(
             ))
         }
     }
+}
+
+/// The job id a path names; one in any other form than the server's names no job (404).
+fn job_id_of(raw: &str) -> Result<JobId, ApiError> {
+    JobId::parse(raw).ok_or_else(|| job_not_found(raw))
 }
 
 fn job_not_found(job_id: &str) -> ApiError {
