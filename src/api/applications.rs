@@ -95,9 +95,11 @@ pub(crate) async fn list(
         apps.reverse();
     }
     let position = |id: &str| {
-        apps.iter().position(|a| a.id.as_str() == id).ok_or_else(|| {
-            ApiError::new(ErrorCode::InvalidCursor, format!("no application '{id}'"))
-        })
+        apps.iter()
+            .position(|a| a.id.as_str() == id)
+            .ok_or_else(|| {
+                ApiError::new(ErrorCode::InvalidCursor, format!("no application '{id}'"))
+            })
     };
     let (after, before) = paging::cursors(q.after, q.before)?;
     let (start, end) = match (after.as_deref(), before.as_deref()) {

@@ -119,11 +119,7 @@ impl Files {
     async fn record(&self, lease: FileLease, mut outcome: FileProcessed) {
         let mut wait = Duration::from_millis(100);
         loop {
-            match self
-                .store
-                .file_processed(lease, outcome.clone())
-                .await
-            {
+            match self.store.file_processed(lease, outcome.clone()).await {
                 Ok(_) => return,
                 Err(StoreError::Unavailable(e)) => {
                     tracing::warn!(file = %lease.id, error = %e, "cannot record an extraction yet");

@@ -98,11 +98,8 @@ pub trait Store: Send + Sync + 'static {
     fn revoke_key<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool>;
 
     /// The graph ids attached to an application for `org`.
-    fn graphs<'a>(
-        &'a self,
-        org: &'a OrgId,
-        app: &'a ApplicationId,
-    ) -> StoreFuture<'a, Vec<String>>;
+    fn graphs<'a>(&'a self, org: &'a OrgId, app: &'a ApplicationId)
+    -> StoreFuture<'a, Vec<String>>;
     /// Replaces the graph ids attached to an application for `org`.
     fn set_graphs<'a>(
         &'a self,
