@@ -25,8 +25,10 @@
 //!   API, the deterministic mock), each behind a gate that enforces its limits (across a
 //!   cluster through the store's shared limits).
 //! - [`store`]: the bottom layer: every SQL statement, behind the [`store::Store`] trait
-//!   (SQLite or PostgreSQL), and the types it shares with the layers above (the retry
-//!   policy, token usage, the provider limits a cluster shares). Imports none of them.
+//!   (SQLite or PostgreSQL), and the types it shares with the layers above (the ids of
+//!   jobs, files, applications and organisations, which [`api`] parses once where a request
+//!   names them; the retry policy, token usage, the provider limits a cluster shares).
+//!   Imports none of them.
 //! - [`claims`]: the claim loop both leased workers run (the engine's, the files').
 //! - [`config`]: one typed [`config::Settings`] from defaults, file, environment and flags.
 //! - [`server`]: assembles the parts and runs them until shutdown; its `connections` is the

@@ -61,12 +61,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 pub(crate) async fn retrieve(
     State(state): State<AppState>,
     principal: Principal,
-    WPath(job_id): WPath<String>,
+    WPath(raw): WPath<String>,
 ) -> Result<Json<JobView>, ApiError> {
-    let id = job_id_of(&job_id)?;
-    match state.store.get_job(&principal.org, id).await? {
+    match state.store.get_job(&principal.org, job_id(&raw)?).await? {
         Some(job) => Ok(Json(job.into())),
-        None => Err(job_not_found(&job_id)),
+        None => Err(job_not_found(&raw)),
     }
 }
 
@@ -113,12 +112,12 @@ pub(crate) async fn list(
 pub(crate) async fn retry(
     State(state): State<AppState>,
     principal: Principal,
-    WPath(job_id): WPath<String>,
+    WPath(raw): WPath<String>,
 ) -> Result<(StatusCode, Json<JobAcceptedView>), ApiError> {
-    let id = job_id_of(&job_id)?;
+    let id = job_id(&raw)?;
     match state.store.retry_job(&principal.org, id).await? {
         RetryOutcome::Requeued(job) => Ok((StatusCode::ACCEPTED, Json(job.into()))),
-        RetryOutcome::NotFound => Err(job_not_found(&job_id)),
+        RetryOutcome::NotFound => Err(job_not_found(&raw)),
         RetryOutcome::NotFailed(current) => {
             let now = match current.writer_status() {
                 WriterStatus::Completed => "has completed",
@@ -126,14 +125,14 @@ pub(crate) async fn retry(
             };
             Err(ApiError::new(
                 ErrorCode::JobNotFailed,
-                format!("job {job_id} {now}; only a failed job can be retried"),
+                format!("job {id} {now}; only a failed job can be retried"),
             ))
         }
     }
 }
 
 /// The job id a path names; one in any other form than the server's names no job (404).
-fn job_id_of(raw: &str) -> Result<JobId, ApiError> {
+fn job_id(raw: &str) -> Result<JobId, ApiError> {
     JobId::parse(raw).ok_or_else(|| job_not_found(raw))
 }
 

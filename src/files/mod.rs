@@ -284,7 +284,7 @@ impl Files {
         let found = by_id(&records);
         for (spec, ids) in app.file_inputs(inputs) {
             for id in ids {
-                rules::check_at_submit(spec, id, named(&found, id))?;
+                rules::check_at_submit(spec, id, record_of(&found, id))?;
             }
         }
         Ok(())
@@ -309,7 +309,7 @@ impl Files {
         for (spec, ids) in app.file_inputs(inputs) {
             let mut files = Vec::with_capacity(ids.len());
             for id in ids {
-                let record = rules::check_at_run(spec, id, named(&found, id))
+                let record = rules::check_at_run(spec, id, record_of(&found, id))
                     .map_err(AttachError::Unusable)?;
                 if spec.input_type == InputType::Media {
                     attachments
@@ -392,6 +392,6 @@ fn by_id(records: &[FileRecord]) -> HashMap<FileId, &FileRecord> {
 }
 
 /// The record of the file an input's value names, if the value is a file id found.
-fn named<'a>(found: &HashMap<FileId, &'a FileRecord>, value: &str) -> Option<&'a FileRecord> {
+fn record_of<'a>(found: &HashMap<FileId, &'a FileRecord>, value: &str) -> Option<&'a FileRecord> {
     FileId::parse(value).and_then(|id| found.get(&id).copied())
 }

@@ -2,12 +2,12 @@
 //! its own, so that one can never be passed where another is meant.
 //!
 //! - [`JobId`] and [`FileId`] are UUIDv7s, made by the server. Their one text form, on the
-//!   wire and in both databases, is the lowercase hyphenated one; [`JobId::parse`] accepts only
-//!   that, so an id sent in another spelling names nothing (as before, when ids were compared
-//!   as text). Being `Copy`, they cost nothing to pass around, and they are written as text
-//!   straight into their destination (a JSON body, a statement's parameters).
-//! - [`ApplicationId`] (free-form, chosen in an application's definition) and [`OrgId`] (an
-//!   organisation's name) wrap their text.
+//!   wire and in both databases, is the lowercase hyphenated one; [`JobId::parse`] accepts
+//!   only that, so the same UUID sent in another spelling names nothing, as any unknown id
+//!   does. They are `Copy`, and JSON bodies and PostgreSQL's parameters get their text
+//!   written straight in, without a `String` in between.
+//! - [`ApplicationId`] (chosen in an application's definition, not made by the server) and
+//!   [`OrgId`] (an organisation's name) wrap their text.
 //!
 //! How each is stored lives with the backends (`sqlite/ids.rs`, `postgres/ids.rs`).
 
