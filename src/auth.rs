@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::store::{KeyInfo, Store, StoreError, now_micros};
+use crate::store::{KeyInfo, OrgId, Store, StoreError, now_micros};
 
 /// The organisation keys belong to unless another is named.
 pub const DEFAULT_ORG: &str = "default";
@@ -64,13 +64,13 @@ fn hash(key: &str) -> [u8; 32] {
 /// Creates, stores and returns a new key for `org`.
 pub async fn create_key(
     store: &dyn Store,
-    org: &str,
+    org: OrgId,
     name: &str,
 ) -> Result<(ApiKey, KeyInfo), StoreError> {
     let key = ApiKey::generate().map_err(|e| StoreError::database("no randomness", e))?;
     let info = KeyInfo {
         id: key.id(),
-        org: org.to_owned(),
+        org,
         name: name.to_owned(),
         created_at: now_micros(),
         revoked_at: None,
@@ -95,10 +95,10 @@ impl Keys {
     }
 
     /// The organisation `key` belongs to, or `None` if it is unknown or revoked.
-    pub(crate) async fn authenticate(&self, key: &str) -> Result<Option<String>, StoreError> {
+    pub(crate) async fn authenticate(&self, key: &str) -> Result<Option<OrgId>, StoreError> {
         let hashed = hash(key);
         if self.env_key == Some(hashed) {
-            return Ok(Some(DEFAULT_ORG.to_owned()));
+            return Ok(Some(OrgId::from(DEFAULT_ORG)));
         }
         self.store.authenticate(hashed).await
     }

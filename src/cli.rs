@@ -150,7 +150,7 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Create { name, org, db } => {
             let store = open_store(&db.database()?, Durability::Full).await?;
-            let (key, info) = create_key(store.as_ref(), &org, &name).await?;
+            let (key, info) = create_key(store.as_ref(), org.into(), &name).await?;
             println!(
                 "Created key {} '{}' for organisation '{}'.",
                 info.id, info.name, info.org

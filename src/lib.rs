@@ -25,9 +25,10 @@
 //!   API, the deterministic mock), each behind a gate that enforces its limits (across a
 //!   cluster through the store's shared limits).
 //! - [`store`]: the bottom layer: every SQL statement, behind the [`store::Store`] trait
-//!   (SQLite or PostgreSQL), and the types it shares with the layers above (the retry
-//!   policy, token usage, the provider limits a cluster shares). Imports none of them (only
-//!   the leaf [`report`]).
+//!   (SQLite or PostgreSQL), and the types it shares with the layers above (the ids of
+//!   jobs, files, applications and organisations, which [`api`] parses once where a request
+//!   names them; the retry policy, token usage, the provider limits a cluster shares).
+//!   Imports none of them (only the leaf [`report`]).
 //! - [`claims`]: the claim loop both leased workers run (the engine's, the files').
 //! - [`report`]: the cause an error keeps (its source, with context) and the one-line text of
 //!   an error with all its causes, for wherever an error becomes text for a person. A leaf:

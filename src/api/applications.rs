@@ -21,6 +21,7 @@ use crate::engine::{PrepareError, prepare};
 use crate::files::rules::Refusal;
 use crate::providers::ProviderError;
 use crate::report::Chain;
+use crate::store::OrgId;
 
 /// The body of a generate request, sync or async: `{inputs: [{id, value}], stream?}`.
 #[derive(Deserialize)]
@@ -48,7 +49,7 @@ pub(crate) fn served_app<'a>(
 /// against the files of `org` they name: every refusal is a 400 naming the input.
 pub(crate) async fn checked_inputs(
     state: &AppState,
-    org: &str,
+    org: &OrgId,
     app: &Application,
     raw: Option<&serde_json::Value>,
 ) -> Result<Inputs, ApiError> {
@@ -95,9 +96,11 @@ pub(crate) async fn list(
         apps.reverse();
     }
     let position = |id: &str| {
-        apps.iter().position(|a| a.id == id).ok_or_else(|| {
-            ApiError::new(ErrorCode::InvalidCursor, format!("no application '{id}'"))
-        })
+        apps.iter()
+            .position(|a| a.id.as_str() == id)
+            .ok_or_else(|| {
+                ApiError::new(ErrorCode::InvalidCursor, format!("no application '{id}'"))
+            })
     };
     let (after, before) = paging::cursors(q.after, q.before)?;
     let (start, end) = match (after.as_deref(), before.as_deref()) {

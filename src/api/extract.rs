@@ -11,12 +11,13 @@ use serde::de::DeserializeOwned;
 use super::text::json_holds_nul;
 use super::{ApiError, AppState, ErrorCode};
 use crate::server::connections::BodyTimedOut;
+use crate::store::OrgId;
 
 /// The authenticated caller: the organisation its key belongs to.
 #[derive(Clone, Debug)]
 pub(crate) struct Principal {
     /// The organisation; every job read or written is scoped to it.
-    pub(crate) org: String,
+    pub(crate) org: OrgId,
 }
 
 impl FromRequestParts<AppState> for Principal {

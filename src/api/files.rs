@@ -18,7 +18,7 @@ use super::views::{DeletedView, FileListView, FileView};
 use super::{ApiError, AppState, ErrorCode};
 use crate::files::{FileKind, UploadError, disposition};
 use crate::report::Chain;
-use crate::store::FileQuery;
+use crate::store::{FileId, FileQuery};
 
 /// The query of an upload.
 #[derive(Deserialize)]
@@ -147,17 +147,7 @@ pub(crate) async fn list(
     let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
     let graph = nonempty(q.graph_id).map(|raw| graph_id(&raw)).transpose()?;
     let (after, before) = paging::cursors(q.after, q.before)?;
-    for (name, cursor) in [("after", &after), ("before", &before)] {
-        if cursor
-            .as_deref()
-            .is_some_and(|id| uuid::Uuid::parse_str(id).is_err())
-        {
-            return Err(ApiError::new(
-                ErrorCode::InvalidCursor,
-                format!("{name} must be a file id, as the list's first_id and last_id are"),
-            ));
-        }
-    }
+    let (after, before) = (cursor("after", after)?, cursor("before", before)?);
     let page = state
         .store
         .list_files(FileQuery {
@@ -172,23 +162,37 @@ pub(crate) async fn list(
         })
         .await?;
     let view = FileListView {
-        first_id: page.files.first().map(|f| f.id.clone()),
-        last_id: page.files.last().map(|f| f.id.clone()),
+        first_id: page.files.first().map(|f| f.id),
+        last_id: page.files.last().map(|f| f.id),
         data: page.files.into_iter().map(FileView::from).collect(),
         has_more: page.has_more,
     };
     Ok(Json(view).into_response())
 }
 
+/// A page's cursor, named `name`: a file id, as the list's `first_id` and `last_id` are. Any
+/// spelling of a UUID is taken (compared as the id it spells); anything else is a 400.
+fn cursor(name: &str, raw: Option<String>) -> Result<Option<FileId>, ApiError> {
+    raw.map(|raw| {
+        uuid::Uuid::parse_str(&raw).map(FileId::from).map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidCursor,
+                format!("{name} must be a file id, as the list's first_id and last_id are"),
+            )
+        })
+    })
+    .transpose()
+}
+
 /// `GET /v1/files/{file_id}`.
 pub(crate) async fn retrieve(
     State(state): State<AppState>,
     principal: Principal,
-    WPath(id): WPath<String>,
+    WPath(raw): WPath<String>,
 ) -> Result<Response, ApiError> {
-    match state.files.get(&principal.org, &id).await? {
+    match state.files.get(&principal.org, file_id(&raw)?).await? {
         Some(record) => Ok(Json(FileView::from(record)).into_response()),
-        None => Err(no_file(&id)),
+        None => Err(no_file(&raw)),
     }
 }
 
@@ -196,14 +200,14 @@ pub(crate) async fn retrieve(
 pub(crate) async fn download(
     State(state): State<AppState>,
     principal: Principal,
-    WPath(id): WPath<String>,
+    WPath(raw): WPath<String>,
 ) -> Result<Response, ApiError> {
     let (record, bytes) = state
         .files
-        .download(&principal.org, &id)
+        .download(&principal.org, file_id(&raw)?)
         .await
         .map_err(upload_error)?
-        .ok_or_else(|| no_file(&id))?;
+        .ok_or_else(|| no_file(&raw))?;
     let mime =
         FileKind::from_extension(&record.kind).map_or("application/octet-stream", FileKind::mime);
     let mut response = bytes.into_response();
@@ -232,12 +236,13 @@ fn attachment(name: &str) -> String {
 pub(crate) async fn delete(
     State(state): State<AppState>,
     principal: Principal,
-    WPath(id): WPath<String>,
+    WPath(raw): WPath<String>,
 ) -> Result<Response, ApiError> {
-    if state.files.delete(&principal.org, &id).await? {
+    let id = file_id(&raw)?;
+    if state.files.delete(&principal.org, id).await? {
         Ok(Json(DeletedView { id, deleted: true }).into_response())
     } else {
-        Err(no_file(&id))
+        Err(no_file(&raw))
     }
 }
 
@@ -261,9 +266,19 @@ pub(crate) async fn retry(
         ));
     }
     // As Writer's reference answers: ids that name no failed file of the caller's
-    // organisation (none at all, or another organisation's) are simply not retried.
-    state.files.retry(&principal.org, &body.file_ids).await?;
+    // organisation (none at all, another organisation's, or not an id) are simply not retried.
+    let ids: Vec<FileId> = body
+        .file_ids
+        .iter()
+        .filter_map(|raw| FileId::parse(raw))
+        .collect();
+    state.files.retry(&principal.org, &ids).await?;
     Ok(Json(json!({"success": true})).into_response())
+}
+
+/// The file id a path names; one in any other form than the server's names no file (404).
+fn file_id(raw: &str) -> Result<FileId, ApiError> {
+    FileId::parse(raw).ok_or_else(|| no_file(raw))
 }
 
 fn no_file(id: &str) -> ApiError {

@@ -10,7 +10,7 @@ use super::extract::{Principal, WJson, WPath, WQuery};
 use super::paging;
 use super::views::{JobAcceptedView, JobListView, JobView, PaginationView};
 use super::{ApiError, AppState, ErrorCode};
-use crate::store::{JobQuery, NewJob, RetryOutcome, WriterStatus};
+use crate::store::{JobId, JobQuery, NewJob, RetryOutcome, WriterStatus};
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
@@ -33,7 +33,7 @@ pub(crate) async fn create(
     let inputs = serde_json::to_string(&inputs)
         .map_err(|e| ApiError::new(ErrorCode::InvalidInputs, e.to_string()))?;
     let job = NewJob {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: JobId::generate(),
         org: principal.org,
         application_id: app.id.clone(),
         inputs,
@@ -61,11 +61,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 pub(crate) async fn retrieve(
     State(state): State<AppState>,
     principal: Principal,
-    WPath(job_id): WPath<String>,
+    WPath(raw): WPath<String>,
 ) -> Result<Json<JobView>, ApiError> {
-    match state.store.get_job(&principal.org, &job_id).await? {
+    match state.store.get_job(&principal.org, job_id(&raw)?).await? {
         Some(job) => Ok(Json(job.into())),
-        None => Err(job_not_found(&job_id)),
+        None => Err(job_not_found(&raw)),
     }
 }
 
@@ -112,11 +112,12 @@ pub(crate) async fn list(
 pub(crate) async fn retry(
     State(state): State<AppState>,
     principal: Principal,
-    WPath(job_id): WPath<String>,
+    WPath(raw): WPath<String>,
 ) -> Result<(StatusCode, Json<JobAcceptedView>), ApiError> {
-    match state.store.retry_job(&principal.org, &job_id).await? {
+    let id = job_id(&raw)?;
+    match state.store.retry_job(&principal.org, id).await? {
         RetryOutcome::Requeued(job) => Ok((StatusCode::ACCEPTED, Json(job.into()))),
-        RetryOutcome::NotFound => Err(job_not_found(&job_id)),
+        RetryOutcome::NotFound => Err(job_not_found(&raw)),
         RetryOutcome::NotFailed(current) => {
             let now = match current.writer_status() {
                 WriterStatus::Completed => "has completed",
@@ -124,10 +125,15 @@ pub(crate) async fn retry(
             };
             Err(ApiError::new(
                 ErrorCode::JobNotFailed,
-                format!("job {job_id} {now}; only a failed job can be retried"),
+                format!("job {id} {now}; only a failed job can be retried"),
             ))
         }
     }
+}
+
+/// The job id a path names; one in any other form than the server's names no job (404).
+fn job_id(raw: &str) -> Result<JobId, ApiError> {
+    JobId::parse(raw).ok_or_else(|| job_not_found(raw))
 }
 
 fn job_not_found(job_id: &str) -> ApiError {

@@ -4,14 +4,16 @@
 use serde::Serialize;
 
 use crate::apps::{AppStatus, Application, InputSpec};
-use crate::store::{FileRecord, Inserted, JobRecord, JobState, rfc3339};
+use crate::store::{
+    ApplicationId, FileId, FileRecord, Inserted, JobId, JobRecord, JobState, rfc3339,
+};
 
 /// A job, as `GET /v1/applications/jobs/{id}` and the list show it.
 #[derive(Serialize)]
 pub(crate) struct JobView {
-    id: String,
+    id: JobId,
     status: &'static str,
-    application_id: String,
+    application_id: ApplicationId,
     created_at: String,
     updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,7 +94,7 @@ pub(crate) struct ResultView {
 /// The answer to a create or a retry: `{id, status, created_at}`.
 #[derive(Serialize)]
 pub(crate) struct JobAcceptedView {
-    id: String,
+    id: JobId,
     status: &'static str,
     created_at: String,
 }
@@ -146,7 +148,7 @@ impl<'a> From<&'a Application> for ApplicationView<'a> {
         };
         let updated_at = rfc3339(micros(app.updated_at));
         Self {
-            id: &app.id,
+            id: app.id.as_str(),
             name: &app.name,
             kind: "generation",
             status: app.status,
@@ -179,7 +181,7 @@ pub(crate) struct GraphsView {
 /// plus our own `type`, `size` and, once failed, `error`.
 #[derive(Serialize)]
 pub(crate) struct FileView {
-    id: String,
+    id: FileId,
     created_at: String,
     name: String,
     graph_ids: Vec<String>,
@@ -215,14 +217,14 @@ pub(crate) struct FileListView {
     pub(crate) data: Vec<FileView>,
     pub(crate) has_more: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) first_id: Option<String>,
+    pub(crate) first_id: Option<FileId>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) last_id: Option<String>,
+    pub(crate) last_id: Option<FileId>,
 }
 
 /// The answer to a delete.
 #[derive(Serialize)]
 pub(crate) struct DeletedView {
-    pub(crate) id: String,
+    pub(crate) id: FileId,
     pub(crate) deleted: bool,
 }

@@ -110,7 +110,7 @@ pub(crate) fn parse(text: &str, mtime: SystemTime) -> Result<Loaded, Vec<Problem
         return Err(problems);
     };
     let app = Application {
-        id: raw.id.get_ref().clone(),
+        id: raw.id.get_ref().clone().into(),
         name: raw.name.into_inner(),
         status: raw.status,
         inputs,

@@ -22,7 +22,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::RetryPolicy;
+use crate::store::{ApplicationId, RetryPolicy};
 
 pub(crate) use inputs::InputError;
 pub use inputs::Inputs;
@@ -44,7 +44,7 @@ pub(crate) enum AppStatus {
 #[derive(Debug)]
 pub(crate) struct Application {
     /// URL-safe id (`[A-Za-z0-9_-]+`), unique across the folder.
-    pub(crate) id: String,
+    pub(crate) id: ApplicationId,
     /// Display name.
     pub(crate) name: String,
     /// Deployed (served) or draft (not served).

@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use super::Application;
 use super::definition::load_file;
+use crate::store::ApplicationId;
 
 /// Every application loaded from a folder, sorted by `(created_at, id)`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Registry {
     all: Vec<Arc<Application>>,
     deployed: Vec<Arc<Application>>,
-    by_id: HashMap<String, Arc<Application>>,
+    by_id: HashMap<ApplicationId, Arc<Application>>,
 }
 
 /// Everything wrong with an applications folder, one problem per entry, each formatted as
@@ -33,7 +34,7 @@ impl Registry {
         let mut problems = Vec::new();
         let paths = app_files(dir, &mut problems)?;
         let mut loaded: Vec<Application> = Vec::new();
-        let mut seen: HashMap<String, (PathBuf, usize)> = HashMap::new();
+        let mut seen: HashMap<ApplicationId, (PathBuf, usize)> = HashMap::new();
         for path in paths {
             match load_file(&path) {
                 Ok(file) => {

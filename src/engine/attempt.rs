@@ -78,7 +78,7 @@ pub(super) async fn run(
     files: &Files,
     job: &ClaimedJob,
 ) -> OutcomeKind {
-    let Some(app) = apps.get(&job.application_id) else {
+    let Some(app) = apps.get(job.application_id.as_str()) else {
         return failed(format!(
             "application '{}' is no longer served",
             job.application_id
@@ -88,7 +88,7 @@ pub(super) async fn run(
         Ok(inputs) => inputs,
         Err(e) => return failed(format!("stored inputs are unreadable: {}", Chain(&e))),
     };
-    let prepared = match prepare(app, &inputs, files, providers, job.id.clone()).await {
+    let prepared = match prepare(app, &inputs, files, providers, job.id.to_string()).await {
         Ok(prepared) => prepared,
         Err(e @ PrepareError::NotYet(_)) => {
             return retry_later(job, Chain(&e).to_string(), None);

@@ -15,7 +15,7 @@ use crate::files::blobs::Blobs;
 use crate::files::{Extraction, Files};
 use crate::providers::Providers;
 use crate::store::sqlite::{Durability, SqliteStore};
-use crate::store::{Clock, JobRecord, JobState, NewJob, RetryPolicy, Store};
+use crate::store::{Clock, JobId, JobRecord, JobState, NewJob, RetryPolicy, Store};
 
 /// An engine over a fresh SQLite store whose clock moves only when the test says.
 struct Bench {
@@ -59,10 +59,11 @@ impl Bench {
         }
     }
 
-    /// Stores a job of the `echo` application (3 attempts, backoff 20 ms to 50 ms).
-    async fn submit(&self, id: &str, text: &str) {
+    /// Stores a job of the `echo` application (3 attempts, backoff 20 ms to 50 ms); answers
+    /// its id.
+    async fn submit(&self, text: &str) -> JobId {
         let job = NewJob {
-            id: id.into(),
+            id: JobId::generate(),
             org: "default".into(),
             application_id: "echo".into(),
             inputs: serde_json::json!({ "Text": [text] }).to_string(),
@@ -73,15 +74,16 @@ impl Bench {
             },
             idempotency_key: None,
         };
-        self.store.insert_job(job).await.unwrap();
+        self.store.insert_job(job).await.unwrap().id
     }
 
     async fn run(&self) -> usize {
         self.engine.run_until_idle().await.unwrap()
     }
 
-    async fn job(&self, id: &str) -> JobRecord {
-        self.store.get_job("default", id).await.unwrap().unwrap()
+    async fn job(&self, id: JobId) -> JobRecord {
+        let org = "default".into();
+        self.store.get_job(&org, id).await.unwrap().unwrap()
     }
 
     /// Past the longest backoff of the `echo` jobs.
@@ -93,10 +95,10 @@ impl Bench {
 #[tokio::test]
 async fn a_retry_waits_for_its_backoff_and_then_runs() {
     let bench = Bench::new();
-    bench.submit("j", "hello [[mock:fail-first=2]]").await;
+    let id = bench.submit("hello [[mock:fail-first=2]]").await;
 
     assert_eq!(bench.run().await, 1, "the first attempt fails");
-    let job = bench.job("j").await;
+    let job = bench.job(id).await;
     assert_eq!((job.state, job.attempt), (JobState::Retrying, 1));
     assert!(
         job.error.unwrap().contains("mock"),
@@ -110,10 +112,10 @@ async fn a_retry_waits_for_its_backoff_and_then_runs() {
 
     bench.past_the_backoff();
     assert_eq!(bench.run().await, 1);
-    assert_eq!(bench.job("j").await.state, JobState::Retrying);
+    assert_eq!(bench.job(id).await.state, JobState::Retrying);
     bench.past_the_backoff();
     assert_eq!(bench.run().await, 1);
-    let job = bench.job("j").await;
+    let job = bench.job(id).await;
     assert_eq!((job.state, job.attempt), (JobState::Completed, 3));
     assert!(job.suggestion.unwrap().contains("hello"));
     assert!(job.error.is_none());
@@ -122,13 +124,13 @@ async fn a_retry_waits_for_its_backoff_and_then_runs() {
 #[tokio::test]
 async fn a_job_gives_up_after_its_last_attempt() {
     let bench = Bench::new();
-    bench.submit("j", "[[mock:error]]").await;
+    let id = bench.submit("[[mock:error]]").await;
     for _ in 0..3 {
         assert_eq!(bench.run().await, 1);
         bench.past_the_backoff();
     }
     assert_eq!(bench.run().await, 0, "no fourth attempt");
-    let job = bench.job("j").await;
+    let job = bench.job(id).await;
     assert_eq!((job.state, job.attempt), (JobState::Failed, 3));
     assert!(job.error.unwrap().ends_with("(gave up after 3 attempts)"));
 }
@@ -136,18 +138,18 @@ async fn a_job_gives_up_after_its_last_attempt() {
 #[tokio::test]
 async fn a_fatal_failure_is_not_retried() {
     let bench = Bench::new();
-    bench.submit("j", "[[mock:fail]]").await;
+    let id = bench.submit("[[mock:fail]]").await;
     assert_eq!(bench.run().await, 1);
     bench.past_the_backoff();
     assert_eq!(bench.run().await, 0);
-    let job = bench.job("j").await;
+    let job = bench.job(id).await;
     assert_eq!((job.state, job.attempt), (JobState::Failed, 1));
 }
 
 #[tokio::test]
 async fn a_job_whose_worker_vanished_runs_again_once_its_lease_lapses() {
     let bench = Bench::new();
-    bench.submit("j", "orphan").await;
+    let id = bench.submit("orphan").await;
     // A worker claims it and dies: nothing finishes the attempt.
     let lease = Duration::from_secs(30);
     assert_eq!(bench.store.claim(1, lease).await.unwrap().len(), 1);
@@ -161,25 +163,26 @@ async fn a_job_whose_worker_vanished_runs_again_once_its_lease_lapses() {
     bench.clock.advance(lease + Duration::from_millis(1));
     assert_eq!(bench.store.reap().await.unwrap(), 1);
     assert_eq!(bench.run().await, 1);
-    let job = bench.job("j").await;
+    let job = bench.job(id).await;
     assert_eq!((job.state, job.attempt), (JobState::Completed, 2));
 }
 
 #[tokio::test]
 async fn many_jobs_run_to_the_end_in_claimed_batches() {
     let bench = Bench::new();
+    let mut ids = Vec::new();
     for i in 0..300 {
         let text = if i % 3 == 0 {
             "x [[mock:fail-first=1]]"
         } else {
             "x"
         };
-        bench.submit(&format!("j{i}"), text).await;
+        ids.push(bench.submit(text).await);
     }
     assert_eq!(bench.run().await, 300);
     bench.past_the_backoff();
     assert_eq!(bench.run().await, 100, "a third needed a second attempt");
-    for i in 0..300 {
-        assert_eq!(bench.job(&format!("j{i}")).await.state, JobState::Completed);
+    for id in ids {
+        assert_eq!(bench.job(id).await.state, JobState::Completed);
     }
 }

@@ -34,7 +34,9 @@ use tokio::sync::{Notify, Semaphore};
 use crate::apps::{Application, InputFile, InputFiles, InputType, Inputs};
 use crate::providers::Image;
 use crate::report::Chain;
-use crate::store::{FileInserted, FileRecord, NewFile, Store, StoreError, WriterStatus};
+use crate::store::{
+    FileId, FileInserted, FileRecord, NewFile, OrgId, Store, StoreError, WriterStatus,
+};
 use blobs::{BlobError, Blobs, Spool};
 pub(crate) use kind::FileKind;
 pub(crate) use worker::Extraction;
@@ -97,7 +99,7 @@ pub(crate) enum AttachError {
         /// The media input that names the file.
         input: String,
         /// The file's id.
-        file: String,
+        file: FileId,
         /// Why its bytes cannot be read.
         source: BlobError,
     },
@@ -180,7 +182,7 @@ impl Files {
     /// Answers the file as recorded (`in_progress`).
     pub(crate) async fn upload(
         &self,
-        org: &str,
+        org: &OrgId,
         name: String,
         mut spool: Spool,
         graph_ids: Vec<String>,
@@ -188,13 +190,15 @@ impl Files {
         let permit = self.in_memory.acquire().await.expect("never closed");
         let bytes = spool.read().await?;
         let kind = FileKind::detect(&name, &bytes);
-        let id = uuid::Uuid::now_v7().to_string();
+        let id = FileId::generate();
         let size = bytes.len() as u64;
-        self.blobs.put_spooled(&id, spool, bytes).await?;
+        self.blobs
+            .put_spooled(&id.to_string(), spool, bytes)
+            .await?;
         drop(permit);
         let file = NewFile {
-            id: id.clone(),
-            org: org.to_owned(),
+            id,
+            org: org.clone(),
             name,
             kind: kind.extension().to_owned(),
             size: size as i64,
@@ -207,7 +211,7 @@ impl Files {
                 Ok(record)
             }
             Ok(FileInserted::OverQuota { used }) => {
-                self.forget_blob(&id).await;
+                self.forget_blob(id).await;
                 Err(UploadError::OverQuota {
                     size,
                     used: used.max(0) as u64,
@@ -215,7 +219,7 @@ impl Files {
                 })
             }
             Err(e) => {
-                self.forget_blob(&id).await;
+                self.forget_blob(id).await;
                 Err(e.into())
             }
         }
@@ -224,13 +228,13 @@ impl Files {
     /// A file of `org` and its bytes, or `None`.
     pub(crate) async fn download(
         &self,
-        org: &str,
-        id: &str,
+        org: &OrgId,
+        id: FileId,
     ) -> Result<Option<(FileRecord, Bytes)>, UploadError> {
         let Some(record) = self.get(org, id).await? else {
             return Ok(None);
         };
-        match self.blobs.get(id).await {
+        match self.blobs.get(&id.to_string()).await {
             Ok(bytes) => Ok(Some((record, bytes))),
             // Deleted between the two reads.
             Err(BlobError::NotFound) => Ok(None),
@@ -239,14 +243,17 @@ impl Files {
     }
 
     /// A file of `org`, or `None`.
-    pub(crate) async fn get(&self, org: &str, id: &str) -> Result<Option<FileRecord>, StoreError> {
-        let ids = [id.to_owned()];
-        let mut found = self.store.get_files(Some(org), &ids, false).await?;
+    pub(crate) async fn get(
+        &self,
+        org: &OrgId,
+        id: FileId,
+    ) -> Result<Option<FileRecord>, StoreError> {
+        let mut found = self.store.get_files(Some(org), &[id], false).await?;
         Ok(found.pop())
     }
 
     /// Deletes a file of `org`: its record first (so no new job can name it), then its bytes.
-    pub(crate) async fn delete(&self, org: &str, id: &str) -> Result<bool, StoreError> {
+    pub(crate) async fn delete(&self, org: &OrgId, id: FileId) -> Result<bool, StoreError> {
         let deleted = self.store.delete_file(org, id).await?;
         if deleted {
             self.forget_blob(id).await;
@@ -255,7 +262,7 @@ impl Files {
     }
 
     /// Processes again those of `ids` (of `org`) that failed. Answers how many it restarted.
-    pub(crate) async fn retry(&self, org: &str, ids: &[String]) -> Result<usize, StoreError> {
+    pub(crate) async fn retry(&self, org: &OrgId, ids: &[FileId]) -> Result<usize, StoreError> {
         let reset = self.store.retry_files(org, ids).await?;
         if !reset.is_empty() {
             self.wake.notify_one();
@@ -265,9 +272,9 @@ impl Files {
 
     /// Deletes a blob, logging (not failing) when that does not work: an orphaned blob
     /// costs space, never correctness.
-    async fn forget_blob(&self, id: &str) {
-        if let Err(e) = self.blobs.delete(id).await {
-            tracing::warn!(file = id, error = %Chain(&e), "cannot delete a file's bytes");
+    async fn forget_blob(&self, id: FileId) {
+        if let Err(e) = self.blobs.delete(&id.to_string()).await {
+            tracing::warn!(file = %id, error = %Chain(&e), "cannot delete a file's bytes");
         }
     }
 
@@ -275,20 +282,20 @@ impl Files {
     /// file of `org` that suits its input ([`rules`]).
     pub(crate) async fn check_inputs(
         &self,
-        org: &str,
+        org: &OrgId,
         app: &Application,
         inputs: &Inputs,
     ) -> Result<(), rules::Refusal> {
         let ids = file_ids(app, inputs);
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let records = self.store.get_files(Some(org), &ids, false).await?;
-        let found: HashMap<&str, &FileRecord> =
-            records.iter().map(|r| (r.id.as_str(), r)).collect();
+        let records = if ids.is_empty() {
+            Vec::new()
+        } else {
+            self.store.get_files(Some(org), &ids, false).await?
+        };
+        let found = by_id(&records);
         for (spec, ids) in app.file_inputs(inputs) {
             for id in ids {
-                rules::check_at_submit(spec, id, found.get(id.as_str()).copied())?;
+                rules::check_at_submit(spec, id, record_of(&found, id))?;
             }
         }
         Ok(())
@@ -303,17 +310,17 @@ impl Files {
         inputs: &Inputs,
     ) -> Result<Attachments, AttachError> {
         let ids = file_ids(app, inputs);
-        if ids.is_empty() {
-            return Ok(Attachments::default());
-        }
-        let records = self.ready_files(&ids, PROCESSING_WAIT).await?;
-        let found: HashMap<&str, &FileRecord> =
-            records.iter().map(|r| (r.id.as_str(), r)).collect();
+        let records = if ids.is_empty() {
+            Vec::new()
+        } else {
+            self.ready_files(&ids, PROCESSING_WAIT).await?
+        };
+        let found = by_id(&records);
         let mut attachments = Attachments::default();
         for (spec, ids) in app.file_inputs(inputs) {
             let mut files = Vec::with_capacity(ids.len());
             for id in ids {
-                let record = rules::check_at_run(spec, id, found.get(id.as_str()).copied())
+                let record = rules::check_at_run(spec, id, record_of(&found, id))
                     .map_err(AttachError::Unusable)?;
                 if spec.input_type == InputType::Media {
                     attachments
@@ -321,7 +328,7 @@ impl Files {
                         .push(self.image(spec.name.as_str(), record).await?);
                 }
                 files.push(InputFile {
-                    id: record.id.clone(),
+                    id: record.id.to_string(),
                     name: record.name.clone(),
                     kind: record.kind.clone(),
                     text: record.text.clone().unwrap_or_default(),
@@ -335,7 +342,7 @@ impl Files {
     /// The records (with text) of `ids`, once none is `in_progress` or `wait` has passed.
     async fn ready_files(
         &self,
-        ids: &[String],
+        ids: &[FileId],
         wait: Duration,
     ) -> Result<Vec<FileRecord>, AttachError> {
         let deadline = Instant::now() + wait;
@@ -364,7 +371,7 @@ impl Files {
     async fn image(&self, input: &str, record: &FileRecord) -> Result<Image, AttachError> {
         let mime = FileKind::from_extension(&record.kind)
             .map_or("application/octet-stream", FileKind::mime);
-        match self.blobs.get(&record.id).await {
+        match self.blobs.get(&record.id.to_string()).await {
             Ok(data) => Ok(Image { mime, data }),
             Err(BlobError::NotFound) => Err(AttachError::Unusable(format!(
                 "input '{input}': file '{}' was deleted",
@@ -372,16 +379,27 @@ impl Files {
             ))),
             Err(source) => Err(AttachError::Blob {
                 input: input.to_owned(),
-                file: record.id.clone(),
+                file: record.id,
                 source,
             }),
         }
     }
 }
 
-/// Every file id given to `app`'s file and media inputs, in input order.
-fn file_ids(app: &Application, inputs: &Inputs) -> Vec<String> {
+/// Every file id given to `app`'s file and media inputs, in input order. A value that is no
+/// file id names no file: it is left out here, and the rules refuse it as missing.
+fn file_ids(app: &Application, inputs: &Inputs) -> Vec<FileId> {
     app.file_inputs(inputs)
-        .flat_map(|(_, ids)| ids.iter().cloned())
+        .flat_map(|(_, ids)| ids.iter().filter_map(|id| FileId::parse(id)))
         .collect()
+}
+
+/// The records by id.
+fn by_id(records: &[FileRecord]) -> HashMap<FileId, &FileRecord> {
+    records.iter().map(|r| (r.id, r)).collect()
+}
+
+/// The record of the file an input's value names, if the value is a file id found.
+fn record_of<'a>(found: &HashMap<FileId, &'a FileRecord>, value: &str) -> Option<&'a FileRecord> {
+    FileId::parse(value).and_then(|id| found.get(&id).copied())
 }

@@ -69,7 +69,7 @@ impl Files {
             })
         };
         let start = |file: ClaimedFile| {
-            this.track(&file.lease, true);
+            this.track(file.lease, true);
             let files = this.clone();
             async move { files.extract_one(file).await }
         };
@@ -96,10 +96,10 @@ impl Files {
 
     /// Extracts one claimed file and records the result under its lease.
     async fn extract_one(&self, file: ClaimedFile) {
-        tracing::debug!(file = file.lease.id, name = file.name, "extracting");
+        tracing::debug!(file = %file.lease.id, name = file.name, "extracting");
         // The type was detected from the bytes at upload; it need not be detected again.
         let kind = FileKind::from_extension(&file.kind).unwrap_or(FileKind::Other);
-        let outcome = match self.blobs.get(&file.lease.id).await {
+        let outcome = match self.blobs.get(&file.lease.id.to_string()).await {
             Ok(bytes) => {
                 let extracted = tokio::task::spawn_blocking(move || extract::extract(kind, &bytes))
                     .await
@@ -110,37 +110,33 @@ impl Files {
                 error: format!("the file's bytes cannot be read: {}", Chain(&e)),
             },
         };
-        self.record(&file.lease, outcome.storable()).await;
-        self.track(&file.lease, false);
+        self.record(file.lease, outcome.storable()).await;
+        self.track(file.lease, false);
         self.processed.notify_waiters();
     }
 
     /// Records a result, retrying while the store is unavailable; a result the database
     /// refuses fails the file, saying why.
-    async fn record(&self, lease: &FileLease, mut outcome: FileProcessed) {
+    async fn record(&self, lease: FileLease, mut outcome: FileProcessed) {
         let mut wait = Duration::from_millis(100);
         loop {
-            match self
-                .store
-                .file_processed(lease.clone(), outcome.clone())
-                .await
-            {
+            match self.store.file_processed(lease, outcome.clone()).await {
                 Ok(_) => return,
                 Err(StoreError::Unavailable(e)) => {
-                    tracing::warn!(file = lease.id, error = %Chain(&e), "cannot record an extraction yet");
+                    tracing::warn!(file = %lease.id, error = %Chain(&e), "cannot record an extraction yet");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
                 Err(StoreError::Database(e))
                     if !matches!(outcome, FileProcessed::Failed { .. }) =>
                 {
-                    tracing::warn!(file = lease.id, error = %Chain(&e), "an extracted text could not be stored");
+                    tracing::warn!(file = %lease.id, error = %Chain(&e), "an extracted text could not be stored");
                     outcome = FileProcessed::Failed {
                         error: format!("the file's text could not be stored: {}", Chain(&e)),
                     };
                 }
                 Err(e) => {
-                    tracing::error!(file = lease.id, error = %Chain(&e), "cannot record an extraction");
+                    tracing::error!(file = %lease.id, error = %Chain(&e), "cannot record an extraction");
                     return;
                 }
             }
@@ -162,19 +158,19 @@ impl Files {
         }
     }
 
-    fn track(&self, lease: &FileLease, extracting: bool) {
+    fn track(&self, lease: FileLease, extracting: bool) {
         let mut leases = self.extracting.lock().unwrap_or_else(|e| e.into_inner());
         if extracting {
-            leases.insert(lease.clone());
+            leases.insert(lease);
             self.peak.fetch_max(leases.len(), Ordering::Relaxed);
         } else {
-            leases.remove(lease);
+            leases.remove(&lease);
         }
     }
 
     fn leases(&self) -> Vec<FileLease> {
         let leases = self.extracting.lock().unwrap_or_else(|e| e.into_inner());
-        leases.iter().cloned().collect()
+        leases.iter().copied().collect()
     }
 
     /// Files this node is extracting now, the most it extracted at once, and its limit.

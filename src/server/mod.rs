@@ -232,7 +232,7 @@ async fn create_first_key(store: &dyn Store) -> Result<(), StoreError> {
     if !store.list_keys().await?.is_empty() {
         return Ok(());
     }
-    let (key, _) = create_key(store, DEFAULT_ORG, "first start").await?;
+    let (key, _) = create_key(store, DEFAULT_ORG.into(), "first start").await?;
     println!(
         "No API key existed, so one was created for organisation '{DEFAULT_ORG}'.\n\
          It is shown only this once; only its hash is stored:\n\n    {}\n",

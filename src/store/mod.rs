@@ -3,13 +3,14 @@
 //! The store owns every SQL statement and nothing else: it never calls a model and never
 //! decides policy (the engine decides retry versus fail; the store writes what it is told,
 //! fenced by [`Lease`]). It is the bottom layer: it imports nothing from the modules above
-//! it but the leaf `report`, for the causes its errors keep. The types it shares with them
-//! live here: the retry policy a job carries ([`RetryPolicy`]), the tokens a call used
-//! ([`Usage`]), and in `limits` the provider limits a cluster keeps in its database (the
-//! `SharedLimits` contract and the budget arithmetic each process's gate uses too). Every
-//! time a store writes or compares comes from its [`Clock`]: the system clock in a server, a
-//! manual one in the conformance suite, which moves it to make leases lapse instead of
-//! sleeping. Backends:
+//! it but the leaf `report`, for the causes its errors keep. The types it shares with them live here: the identifiers of jobs, files, applications
+//! and organisations (in `ids`: [`JobId`], [`FileId`], [`ApplicationId`], [`OrgId`], which the
+//! API parses once, where a request names them; each backend stores them in its own `ids`),
+//! the retry policy a job carries ([`RetryPolicy`]), the tokens a call used ([`Usage`]), and
+//! in `limits` the provider limits a cluster keeps in its database (the `SharedLimits`
+//! contract and the budget arithmetic each process's gate uses too). Every time a store writes or compares comes
+//! from its [`Clock`]: the system clock in a server, a manual one in the conformance suite,
+//! which moves it to make leases lapse instead of sleeping. Backends:
 //! - [`sqlite`]: the embedded default. One writer thread owns the only write connection and
 //!   commits whatever requests have queued up in one transaction (group commit), so many
 //!   concurrent submits cost one fsync; reads use a small pool of read connections (WAL).
@@ -17,6 +18,7 @@
 //!   `SKIP LOCKED` claims, batched fenced outcomes, LISTEN/NOTIFY wake-ups across nodes.
 
 mod clock;
+mod ids;
 mod isolate;
 pub(crate) mod limits;
 mod model;
@@ -34,6 +36,7 @@ use tokio::sync::Notify;
 use crate::report::Cause;
 
 pub use clock::Clock;
+pub use ids::{ApplicationId, FileId, JobId, OrgId};
 pub use isolate::UNSTORABLE;
 pub(crate) use isolate::isolating;
 pub use model::*;
@@ -74,11 +77,11 @@ pub trait Store: Send + Sync + 'static {
     /// idempotency key within the organisation answers the existing job instead.
     fn insert_job(&self, job: NewJob) -> StoreFuture<'_, Inserted>;
     /// One job of `org`, or `None` (also for another organisation's job).
-    fn get_job<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, Option<JobRecord>>;
+    fn get_job<'a>(&'a self, org: &'a OrgId, id: JobId) -> StoreFuture<'a, Option<JobRecord>>;
     /// A page of an application's jobs, newest first, with the total that match.
     fn list_jobs(&self, query: JobQuery) -> StoreFuture<'_, JobPage>;
     /// Queues a failed job again with a fresh series of attempts.
-    fn retry_job<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, RetryOutcome>;
+    fn retry_job<'a>(&'a self, org: &'a OrgId, id: JobId) -> StoreFuture<'a, RetryOutcome>;
 
     /// Claims up to `limit` due jobs in one statement: each becomes `running` with its attempt
     /// number raised and a lease that lapses after `lease`.
@@ -100,7 +103,7 @@ pub trait Store: Send + Sync + 'static {
     fn wakeups(&self) -> Arc<Notify>;
 
     /// The organisation of an unrevoked key with this SHA-256 hash.
-    fn authenticate(&self, key_hash: [u8; 32]) -> StoreFuture<'_, Option<String>>;
+    fn authenticate(&self, key_hash: [u8; 32]) -> StoreFuture<'_, Option<OrgId>>;
     /// Stores a new key for `org` (creating the organisation if needed).
     fn create_key(&self, key: KeyInfo, key_hash: [u8; 32]) -> StoreFuture<'_, ()>;
     /// All keys, oldest first.
@@ -109,12 +112,13 @@ pub trait Store: Send + Sync + 'static {
     fn revoke_key<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool>;
 
     /// The graph ids attached to an application for `org`.
-    fn graphs<'a>(&'a self, org: &'a str, app: &'a str) -> StoreFuture<'a, Vec<String>>;
+    fn graphs<'a>(&'a self, org: &'a OrgId, app: &'a ApplicationId)
+    -> StoreFuture<'a, Vec<String>>;
     /// Replaces the graph ids attached to an application for `org`.
     fn set_graphs<'a>(
         &'a self,
-        org: &'a str,
-        app: &'a str,
+        org: &'a OrgId,
+        app: &'a ApplicationId,
         ids: Vec<String>,
     ) -> StoreFuture<'a, ()>;
 
@@ -125,8 +129,8 @@ pub trait Store: Send + Sync + 'static {
     /// `with_text`; ids not found are left out.
     fn get_files<'a>(
         &'a self,
-        org: Option<&'a str>,
-        ids: &'a [String],
+        org: Option<&'a OrgId>,
+        ids: &'a [FileId],
         with_text: bool,
     ) -> StoreFuture<'a, Vec<FileRecord>>;
     /// A cursor page of an organisation's files.
@@ -152,9 +156,9 @@ pub trait Store: Send + Sync + 'static {
     /// Sets these failed files of `org` back to `in_progress`; answers the files it reset.
     fn retry_files<'a>(
         &'a self,
-        org: &'a str,
-        ids: &'a [String],
+        org: &'a OrgId,
+        ids: &'a [FileId],
     ) -> StoreFuture<'a, Vec<FileRecord>>;
     /// Deletes a file of `org`; `false` if there is no such file.
-    fn delete_file<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, bool>;
+    fn delete_file<'a>(&'a self, org: &'a OrgId, id: FileId) -> StoreFuture<'a, bool>;
 }

@@ -280,7 +280,9 @@ impl TestApp {
     /// A new API key for organisation `org`, made as `scriptorium keys create` makes one.
     pub async fn key_for(&self, org: &str) -> String {
         let store = self.storage.as_ref().expect("running").store().await;
-        let (key, _) = create_key(store.as_ref(), org, "test").await.unwrap();
+        let (key, _) = create_key(store.as_ref(), org.into(), "test")
+            .await
+            .unwrap();
         key.expose().to_owned()
     }
 

@@ -195,6 +195,37 @@ async fn an_unknown_job_is_404() {
     assert_error(response, 404, "NotFound").await;
 }
 
+/// A job id is the lowercase hyphenated UUID the server gave; the same UUID in any other
+/// spelling, like any other text, names no job.
+#[tokio::test]
+async fn a_job_id_in_another_spelling_names_no_job() {
+    let app = spawn_app().await;
+    let created = app.create_job("echo", &[("Text", &["x"])]).await;
+    let id = created["id"].as_str().unwrap();
+    app.wait_finished(id).await;
+    let simple = id.replace('-', "");
+    for other in [
+        id.to_uppercase(),
+        simple,
+        format!("{{{id}}}"),
+        "nope".into(),
+    ] {
+        let response = app
+            .get(&format!("/v1/applications/jobs/{other}"))
+            .send()
+            .await
+            .unwrap();
+        let description = assert_error(response, 404, "NotFound").await;
+        assert_eq!(description, format!("no job {other}"));
+        let response = app
+            .post(&format!("/v1/applications/jobs/{other}/retry"))
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, 404, "NotFound").await;
+    }
+}
+
 #[tokio::test]
 async fn a_repeated_idempotency_key_answers_the_same_job() {
     let app = spawn_app().await;

@@ -6,7 +6,7 @@ use scriptorium::apps::Inputs;
 use scriptorium::config::{Database, ServeOptions, Settings};
 use scriptorium::server::{Server, open_store};
 use scriptorium::store::sqlite::Durability;
-use scriptorium::store::{NewJob, RetryPolicy};
+use scriptorium::store::{JobId, NewJob, RetryPolicy};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -112,9 +112,9 @@ impl Workspace {
 
 fn bench_job(inputs: &str) -> NewJob {
     NewJob {
-        id: uuid::Uuid::now_v7().to_string(),
-        org: scriptorium::auth::DEFAULT_ORG.to_owned(),
-        application_id: APP.to_owned(),
+        id: JobId::generate(),
+        org: scriptorium::auth::DEFAULT_ORG.into(),
+        application_id: APP.into(),
         inputs: inputs.to_owned(),
         retry: RetryPolicy::default(),
         idempotency_key: None,

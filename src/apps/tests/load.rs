@@ -86,7 +86,7 @@ fn drafts_are_loaded_but_not_served() {
         registry
             .all()
             .iter()
-            .any(|a| a.id == "wip" && a.status == AppStatus::Draft)
+            .any(|a| a.id.as_str() == "wip" && a.status == AppStatus::Draft)
     );
 }
 

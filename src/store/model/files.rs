@@ -1,14 +1,15 @@
 //! Files' metadata: what is recorded, read, paged, and claimed for text extraction.
 
 use super::{WriterStatus, storable_text};
+use crate::store::{FileId, OrgId};
 
 /// A file to record, whose bytes are already in blob storage.
 #[derive(Clone, Debug)]
 pub struct NewFile {
-    /// The public id (a UUID), also the name of its blob.
-    pub id: String,
+    /// The public id, also the name of its blob.
+    pub id: FileId,
     /// The organisation that owns it.
-    pub org: String,
+    pub org: OrgId,
     /// The name the uploader gave it.
     pub name: String,
     /// Its type, as a canonical extension (`pdf`, `png`, ...).
@@ -23,7 +24,7 @@ impl NewFile {
     /// The file as recorded at `now`: `in_progress`, its text not yet extracted.
     pub(crate) fn recorded(&self, now: i64) -> FileRecord {
         FileRecord {
-            id: self.id.clone(),
+            id: self.id,
             name: self.name.clone(),
             kind: self.kind.clone(),
             size: self.size,
@@ -41,7 +42,7 @@ impl NewFile {
 #[derive(Clone, Debug)]
 pub struct FileRecord {
     /// The public id.
-    pub id: String,
+    pub id: FileId,
     /// The name the uploader gave it.
     pub(crate) name: String,
     /// Its type, as a canonical extension.
@@ -63,14 +64,14 @@ pub struct FileRecord {
 }
 
 /// A cursor page of an organisation's files, newest first unless `ascending`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct FileQuery {
     /// The organisation asking.
-    pub(crate) org: String,
+    pub(crate) org: OrgId,
     /// Only files after this id in list order.
-    pub(crate) after: Option<String>,
+    pub(crate) after: Option<FileId>,
     /// Only files before this id in list order (the API never sets both).
-    pub(crate) before: Option<String>,
+    pub(crate) before: Option<FileId>,
     /// Files to return at most.
     pub(crate) limit: u32,
     /// Oldest first instead of newest first.
@@ -87,12 +88,12 @@ impl FileQuery {
     /// How a backend reads the page: ids compared with the cursor (`(id, "<" or ">")`), in
     /// ascending or descending id order, `limit + 1` rows (the extra one tells whether there is
     /// more); then [`FilePage::from_rows`] trims and orders them.
-    pub(crate) fn walk(&self) -> FileWalk<'_> {
+    pub(crate) fn walk(&self) -> FileWalk {
         // Paging backwards (`before`) walks the list in reverse, then turns the page around.
         let backwards = self.after.is_none() && self.before.is_some();
-        let cursor = match (&self.after, &self.before) {
-            (Some(after), _) => Some((after.as_str(), if self.ascending { ">" } else { "<" })),
-            (None, Some(before)) => Some((before.as_str(), if self.ascending { "<" } else { ">" })),
+        let cursor = match (self.after, self.before) {
+            (Some(after), _) => Some((after, if self.ascending { ">" } else { "<" })),
+            (None, Some(before)) => Some((before, if self.ascending { "<" } else { ">" })),
             (None, None) => None,
         };
         FileWalk {
@@ -106,9 +107,9 @@ impl FileQuery {
 
 /// How to read one page of files (see [`FileQuery::walk`]).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct FileWalk<'a> {
+pub(crate) struct FileWalk {
     /// The cursor id and how ids compare with it.
-    pub(crate) cursor: Option<(&'a str, &'static str)>,
+    pub(crate) cursor: Option<(FileId, &'static str)>,
     /// Whether to read ids in ascending order.
     pub(crate) ascending: bool,
     /// Whether the rows come in reverse list order (paging with `before`).
@@ -117,7 +118,7 @@ pub(crate) struct FileWalk<'a> {
     pub(crate) rows: i64,
 }
 
-impl FileWalk<'_> {
+impl FileWalk {
     /// `ASC` or `DESC`.
     pub(crate) fn direction(&self) -> &'static str {
         if self.ascending { "ASC" } else { "DESC" }
@@ -135,7 +136,7 @@ pub struct FilePage {
 
 impl FilePage {
     /// The page from the rows read as `walk` says, for a page of `limit` files.
-    pub(crate) fn from_rows(mut files: Vec<FileRecord>, walk: FileWalk<'_>, limit: u32) -> Self {
+    pub(crate) fn from_rows(mut files: Vec<FileRecord>, walk: FileWalk, limit: u32) -> Self {
         let has_more = files.len() > limit as usize;
         files.truncate(limit as usize);
         if walk.backwards {
@@ -147,10 +148,10 @@ impl FilePage {
 
 /// The fence on a file a worker is extracting: its id and the attempt it claimed. A result
 /// is recorded only while the file is still `in_progress` at this attempt.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FileLease {
     /// The file's id.
-    pub id: String,
+    pub id: FileId,
     /// The attempt this lease belongs to (1-based).
     pub attempt: u32,
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{WriterStatus, storable_text};
+use crate::store::{ApplicationId, JobId, OrgId};
 
 /// A job's internal state. The Writer routes show only [`JobState::writer_status`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,12 +83,12 @@ impl Default for RetryPolicy {
 /// A job to insert, already validated against its application.
 #[derive(Clone, Debug)]
 pub struct NewJob {
-    /// The public id (a UUID).
-    pub id: String,
+    /// The public id.
+    pub id: JobId,
     /// The organisation that owns it.
-    pub org: String,
+    pub org: OrgId,
     /// The application it runs.
-    pub application_id: String,
+    pub application_id: ApplicationId,
     /// The validated inputs, as JSON.
     pub inputs: String,
     /// Attempts and backoff, copied from the application at submit time.
@@ -100,7 +101,7 @@ pub struct NewJob {
 #[derive(Clone, Debug)]
 pub struct Inserted {
     /// The public id.
-    pub id: String,
+    pub id: JobId,
     /// When it was created.
     pub created_at: i64,
     /// Its state now.
@@ -111,9 +112,9 @@ pub struct Inserted {
 #[derive(Clone, Debug)]
 pub struct JobRecord {
     /// The public id.
-    pub id: String,
+    pub id: JobId,
     /// The application it runs.
-    pub application_id: String,
+    pub application_id: ApplicationId,
     /// Its internal state.
     pub state: JobState,
     /// Attempts started in the current series.
@@ -149,9 +150,9 @@ pub struct Usage {
 #[derive(Clone, Debug)]
 pub struct JobQuery {
     /// The organisation asking.
-    pub org: String,
+    pub org: OrgId,
     /// The application.
-    pub application_id: String,
+    pub application_id: ApplicationId,
     /// Only jobs with this Writer status, if given.
     pub status: Option<WriterStatus>,
     /// Jobs to skip.
@@ -186,9 +187,9 @@ pub struct ClaimedJob {
     /// The lease that fences every later write.
     pub lease: Lease,
     /// The public id.
-    pub id: String,
+    pub id: JobId,
     /// The application to run.
-    pub application_id: String,
+    pub application_id: ApplicationId,
     /// The validated inputs, as JSON.
     pub inputs: String,
     /// Attempts and backoff for this job.

@@ -6,6 +6,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::OrgId;
+
 mod files;
 mod jobs;
 
@@ -79,7 +81,7 @@ pub struct KeyInfo {
     /// The key's id: its first characters, safe to show.
     pub id: String,
     /// The organisation it belongs to.
-    pub org: String,
+    pub org: OrgId,
     /// A label chosen at creation.
     pub name: String,
     /// When it was created.

@@ -8,8 +8,8 @@ use tokio_postgres::types::ToSql;
 use super::connection;
 use super::errors::map_err;
 use crate::store::{
-    ClaimedFile, FileInserted, FileLease, FilePage, FileProcessed, FileQuery, FileRecord, NewFile,
-    StoreError, WriterStatus, extraction_gave_up,
+    ClaimedFile, FileId, FileInserted, FileLease, FilePage, FileProcessed, FileQuery, FileRecord,
+    NewFile, OrgId, StoreError, WriterStatus, extraction_gave_up,
 };
 
 const COLUMNS: &str = "id, name, kind, size, status, error, word_count, graph_ids, created_at";
@@ -65,8 +65,8 @@ pub(super) async fn insert(
 
 pub(super) async fn get(
     pool: &Pool,
-    org: Option<&str>,
-    ids: &[String],
+    org: Option<&OrgId>,
+    ids: &[FileId],
     with_text: bool,
 ) -> Result<Vec<FileRecord>, StoreError> {
     let text = if with_text { "text" } else { "NULL::text" };
@@ -79,7 +79,7 @@ pub(super) async fn get(
         .await
         .map_err(map_err)?;
     let rows = client.query(&stmt, &[&ids, &org]).await.map_err(map_err)?;
-    Ok(rows.iter().map(record).collect())
+    rows.iter().map(record).collect()
 }
 
 pub(super) async fn list(pool: &Pool, q: &FileQuery) -> Result<FilePage, StoreError> {
@@ -112,7 +112,7 @@ pub(super) async fn list(pool: &Pool, q: &FileQuery) -> Result<FilePage, StoreEr
     let client = connection(pool).await?;
     let stmt = client.prepare_cached(&sql).await.map_err(map_err)?;
     let rows = client.query(&stmt, &args).await.map_err(map_err)?;
-    let files = rows.iter().map(record).collect();
+    let files = rows.iter().map(record).collect::<Result<_, _>>()?;
     Ok(FilePage::from_rows(files, walk, q.limit))
 }
 
@@ -150,28 +150,26 @@ pub(super) async fn claim(
         .await
         .map_err(map_err)?;
     tx.commit().await.map_err(map_err)?;
-    Ok(rows
-        .iter()
-        .map(|r| ClaimedFile {
-            lease: FileLease {
-                id: r.get(0),
-                attempt: r.get::<_, i32>(1) as u32,
-            },
-            name: r.get(2),
-            kind: r.get(3),
+    rows.iter()
+        .map(|r| {
+            Ok(ClaimedFile {
+                lease: FileLease {
+                    id: r.try_get(0).map_err(map_err)?,
+                    attempt: r.get::<_, i32>(1) as u32,
+                },
+                name: r.get(2),
+                kind: r.get(3),
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// The leases as `unnest`ed `u(id, attempt)`, fenced against the file row `f`.
 const FENCED: &str = "FROM unnest($1::text[], $2::int[]) AS u(id, attempt) \
      WHERE f.id = u.id AND f.attempt = u.attempt AND f.status = 'in_progress'";
 
-fn lease_columns(leases: &[FileLease]) -> (Vec<&str>, Vec<i32>) {
-    leases
-        .iter()
-        .map(|l| (l.id.as_str(), l.attempt as i32))
-        .unzip()
+fn lease_columns(leases: &[FileLease]) -> (Vec<FileId>, Vec<i32>) {
+    leases.iter().map(|l| (l.id, l.attempt as i32)).unzip()
 }
 
 pub(super) async fn renew(
@@ -237,8 +235,8 @@ pub(super) async fn processed(
 
 pub(super) async fn retry(
     pool: &Pool,
-    org: &str,
-    ids: &[String],
+    org: &OrgId,
+    ids: &[FileId],
     now: i64,
 ) -> Result<Vec<FileRecord>, StoreError> {
     let client = connection(pool).await?;
@@ -253,10 +251,10 @@ pub(super) async fn retry(
         .query(&stmt, &[&org, &ids, &now])
         .await
         .map_err(map_err)?;
-    Ok(rows.iter().map(record).collect())
+    rows.iter().map(record).collect()
 }
 
-pub(super) async fn delete(pool: &Pool, org: &str, id: &str) -> Result<bool, StoreError> {
+pub(super) async fn delete(pool: &Pool, org: &OrgId, id: FileId) -> Result<bool, StoreError> {
     let mut client = connection(pool).await?;
     let tx = client.transaction().await.map_err(map_err)?;
     let deleted = tx
@@ -280,10 +278,10 @@ pub(super) async fn delete(pool: &Pool, org: &str, id: &str) -> Result<bool, Sto
     Ok(true)
 }
 
-fn record(row: &Row) -> FileRecord {
+fn record(row: &Row) -> Result<FileRecord, StoreError> {
     let status: &str = row.get(4);
-    FileRecord {
-        id: row.get(0),
+    Ok(FileRecord {
+        id: row.try_get(0).map_err(map_err)?,
         name: row.get(1),
         kind: row.get(2),
         size: row.get(3),
@@ -293,5 +291,5 @@ fn record(row: &Row) -> FileRecord {
         graph_ids: row.get(7),
         created_at: row.get(8),
         text: row.get(9),
-    }
+    })
 }

@@ -24,7 +24,7 @@ use super::errors::map_err;
 use super::jobs::parse_state;
 use super::{connection, notify};
 use crate::report::{Cause, Chain};
-use crate::store::{Clock, Inserted, JobState, NewJob, StoreError};
+use crate::store::{Clock, Inserted, JobId, JobState, NewJob, OrgId, StoreError};
 
 /// Jobs written by one statement at most.
 const MAX_GROUP: usize = 4096;
@@ -133,9 +133,10 @@ async fn write(pool: &Pool, jobs: &[&NewJob], now: i64) -> Result<(Answers, bool
     let mut client = connection(pool).await?;
     let tx = client.transaction().await.map_err(map_err)?;
     let stmt = tx.prepare_cached(INSERT).await.map_err(map_err)?;
+    let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
     let column = |f: fn(&NewJob) -> &str| jobs.iter().map(|j| f(j)).collect::<Vec<&str>>();
-    let (ids, orgs) = (column(|j| &j.id), column(|j| &j.org));
-    let (apps, inputs) = (column(|j| &j.application_id), column(|j| &j.inputs));
+    let orgs = column(|j| j.org.as_str());
+    let (apps, inputs) = (column(|j| j.application_id.as_str()), column(|j| &j.inputs));
     let max_attempts: Vec<i32> = jobs.iter().map(|j| j.retry.max_attempts as i32).collect();
     let initial: Vec<i64> = jobs
         .iter()
@@ -155,7 +156,11 @@ async fn write(pool: &Pool, jobs: &[&NewJob], now: i64) -> Result<(Answers, bool
         &now,
     ];
     let rows = tx.query(&stmt, &params).await.map_err(map_err)?;
-    let new: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+    let new = rows
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<HashSet<JobId>, _>>()
+        .map_err(map_err)?;
 
     let repeated: Vec<(&str, &str)> = jobs
         .iter()
@@ -167,9 +172,9 @@ async fn write(pool: &Pool, jobs: &[&NewJob], now: i64) -> Result<(Answers, bool
         let (orgs, keys): (Vec<&str>, Vec<&str>) = repeated.into_iter().unzip();
         let stmt = tx.prepare_cached(EXISTING).await.map_err(map_err)?;
         for row in tx.query(&stmt, &[&orgs, &keys]).await.map_err(map_err)? {
-            let key: (String, String) = (row.get(0), row.get(1));
+            let key: (OrgId, String) = (row.get(0), row.get(1));
             let job = Inserted {
-                id: row.get(2),
+                id: row.try_get(2).map_err(map_err)?,
                 created_at: row.get(3),
                 state: parse_state(row.get(4))?,
             };
@@ -190,13 +195,13 @@ async fn write(pool: &Pool, jobs: &[&NewJob], now: i64) -> Result<(Answers, bool
 
 fn answer(
     job: &NewJob,
-    new: &HashSet<String>,
-    existing: &HashMap<(String, String), Inserted>,
+    new: &HashSet<JobId>,
+    existing: &HashMap<(OrgId, String), Inserted>,
     now: i64,
 ) -> Result<Inserted, StoreError> {
     if new.contains(&job.id) {
         return Ok(Inserted {
-            id: job.id.clone(),
+            id: job.id,
             created_at: now,
             state: JobState::Queued,
         });

@@ -13,8 +13,8 @@ use super::errors::map_err;
 use super::{connection, notify};
 use crate::report::Cause;
 use crate::store::{
-    ClaimedJob, Inserted, JobPage, JobQuery, JobRecord, JobState, Lease, RetryOutcome, RetryPolicy,
-    StoreError, Usage,
+    ClaimedJob, Inserted, JobId, JobPage, JobQuery, JobRecord, JobState, Lease, OrgId,
+    RetryOutcome, RetryPolicy, StoreError, Usage,
 };
 
 const RECORD_COLUMNS: &str = "id, application_id, state, attempt, created_at, updated_at, \
@@ -65,7 +65,11 @@ pub(super) async fn query_then_notify(
 }
 
 /// One job of `org`.
-pub(super) async fn get(pool: &Pool, org: &str, id: &str) -> Result<Option<JobRecord>, StoreError> {
+pub(super) async fn get(
+    pool: &Pool,
+    org: &OrgId,
+    id: JobId,
+) -> Result<Option<JobRecord>, StoreError> {
     let sql = format!("SELECT {RECORD_COLUMNS} FROM job_records WHERE id = $1 AND org = $2");
     let rows = query(pool, &sql, &[&id, &org]).await?;
     rows.first().map(record).transpose()
@@ -116,8 +120,8 @@ pub(super) async fn list(pool: &Pool, q: &JobQuery) -> Result<JobPage, StoreErro
 /// Queues a failed job again with attempt 0; otherwise says why not.
 pub(super) async fn retry(
     pool: &Pool,
-    org: &str,
-    id: &str,
+    org: &OrgId,
+    id: JobId,
     now: i64,
 ) -> Result<RetryOutcome, StoreError> {
     // A failed job has no queue row; it gets one back, fresh, as on insert.
@@ -131,7 +135,7 @@ pub(super) async fn retry(
     let rows = query_then_notify(pool, requeue, &[&id, &org, &now], |r| !r.is_empty()).await?;
     if let Some(row) = rows.first() {
         return Ok(RetryOutcome::Requeued(Inserted {
-            id: id.to_owned(),
+            id,
             created_at: row.get(0),
             state: JobState::Queued,
         }));
@@ -162,23 +166,24 @@ pub(super) async fn claim(
            j.backoff_initial_ms, j.backoff_max_ms FROM q JOIN jobs j ON j.seq = q.seq";
     let limit = limit.min(i64::MAX as usize) as i64;
     let rows = query(pool, sql, &[&(now + lease), &now, &limit]).await?;
-    Ok(rows
-        .iter()
-        .map(|r| ClaimedJob {
-            lease: Lease {
-                seq: r.get(0),
-                attempt: r.get::<_, i32>(1) as u32,
-            },
-            id: r.get(2),
-            application_id: r.get(3),
-            inputs: r.get(4),
-            retry: RetryPolicy {
-                max_attempts: r.get::<_, i32>(5) as u32,
-                backoff_initial_ms: r.get::<_, i64>(6) as u64,
-                backoff_max_ms: r.get::<_, i64>(7) as u64,
-            },
+    rows.iter()
+        .map(|r| {
+            Ok(ClaimedJob {
+                lease: Lease {
+                    seq: r.get(0),
+                    attempt: r.get::<_, i32>(1) as u32,
+                },
+                id: r.try_get(2).map_err(map_err)?,
+                application_id: r.get(3),
+                inputs: r.get(4),
+                retry: RetryPolicy {
+                    max_attempts: r.get::<_, i32>(5) as u32,
+                    backoff_initial_ms: r.get::<_, i64>(6) as u64,
+                    backoff_max_ms: r.get::<_, i64>(7) as u64,
+                },
+            })
         })
-        .collect())
+        .collect()
 }
 
 fn record(r: &Row) -> Result<JobRecord, StoreError> {
@@ -187,7 +192,7 @@ fn record(r: &Row) -> Result<JobRecord, StoreError> {
             .map(|n| n.clamp(0, i64::from(u32::MAX)) as u32)
     };
     Ok(JobRecord {
-        id: r.get(0),
+        id: r.try_get(0).map_err(map_err)?,
         application_id: r.get(1),
         state: parse_state(r.get(2))?,
         attempt: r.get::<_, i32>(3).max(0) as u32,

@@ -42,6 +42,7 @@
 
 mod errors;
 mod files;
+mod ids;
 mod inserter;
 mod jobs;
 mod leases;
@@ -59,9 +60,9 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Config, NoTls};
 
 use super::{
-    ClaimedFile, ClaimedJob, Clock, FileInserted, FileLease, FilePage, FileProcessed, FileQuery,
-    FileRecord, Inserted, JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewFile, NewJob, Outcome,
-    RetryOutcome, Store, StoreError, StoreFuture, after,
+    ApplicationId, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted, FileLease, FilePage,
+    FileProcessed, FileQuery, FileRecord, Inserted, JobId, JobPage, JobQuery, JobRecord, KeyInfo,
+    Lease, NewFile, NewJob, OrgId, Outcome, RetryOutcome, Store, StoreError, StoreFuture, after,
 };
 use errors::{map_err, pool_err};
 
@@ -167,7 +168,7 @@ impl Store for PostgresStore {
         Box::pin(inserter::insert(&self.inserts, job))
     }
 
-    fn get_job<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, Option<JobRecord>> {
+    fn get_job<'a>(&'a self, org: &'a OrgId, id: JobId) -> StoreFuture<'a, Option<JobRecord>> {
         Box::pin(jobs::get(&self.pool, org, id))
     }
 
@@ -175,7 +176,7 @@ impl Store for PostgresStore {
         Box::pin(async move { jobs::list(&self.pool, &query).await })
     }
 
-    fn retry_job<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, RetryOutcome> {
+    fn retry_job<'a>(&'a self, org: &'a OrgId, id: JobId) -> StoreFuture<'a, RetryOutcome> {
         let now = self.clock.now();
         Box::pin(async move {
             let outcome = jobs::retry(&self.pool, org, id, now).await?;
@@ -235,7 +236,7 @@ impl Store for PostgresStore {
         self.wakeups.clone()
     }
 
-    fn authenticate(&self, key_hash: [u8; 32]) -> StoreFuture<'_, Option<String>> {
+    fn authenticate(&self, key_hash: [u8; 32]) -> StoreFuture<'_, Option<OrgId>> {
         Box::pin(async move { orgs::authenticate(&self.pool, &key_hash).await })
     }
 
@@ -252,14 +253,18 @@ impl Store for PostgresStore {
         Box::pin(orgs::revoke(&self.pool, id, now))
     }
 
-    fn graphs<'a>(&'a self, org: &'a str, app: &'a str) -> StoreFuture<'a, Vec<String>> {
+    fn graphs<'a>(
+        &'a self,
+        org: &'a OrgId,
+        app: &'a ApplicationId,
+    ) -> StoreFuture<'a, Vec<String>> {
         Box::pin(orgs::graphs(&self.pool, org, app))
     }
 
     fn set_graphs<'a>(
         &'a self,
-        org: &'a str,
-        app: &'a str,
+        org: &'a OrgId,
+        app: &'a ApplicationId,
         ids: Vec<String>,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move { orgs::set_graphs(&self.pool, org, app, &ids).await })
@@ -272,8 +277,8 @@ impl Store for PostgresStore {
 
     fn get_files<'a>(
         &'a self,
-        org: Option<&'a str>,
-        ids: &'a [String],
+        org: Option<&'a OrgId>,
+        ids: &'a [FileId],
         with_text: bool,
     ) -> StoreFuture<'a, Vec<FileRecord>> {
         Box::pin(files::get(&self.pool, org, ids, with_text))
@@ -311,14 +316,14 @@ impl Store for PostgresStore {
 
     fn retry_files<'a>(
         &'a self,
-        org: &'a str,
-        ids: &'a [String],
+        org: &'a OrgId,
+        ids: &'a [FileId],
     ) -> StoreFuture<'a, Vec<FileRecord>> {
         let now = self.clock.now();
         Box::pin(files::retry(&self.pool, org, ids, now))
     }
 
-    fn delete_file<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, bool> {
+    fn delete_file<'a>(&'a self, org: &'a OrgId, id: FileId) -> StoreFuture<'a, bool> {
         Box::pin(files::delete(&self.pool, org, id))
     }
 }

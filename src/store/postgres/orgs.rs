@@ -5,12 +5,12 @@ use deadpool_postgres::Pool;
 
 use super::connection;
 use super::errors::map_err;
-use crate::store::{KeyInfo, StoreError};
+use crate::store::{ApplicationId, KeyInfo, OrgId, StoreError};
 
 pub(super) async fn authenticate(
     pool: &Pool,
     hash: &[u8; 32],
-) -> Result<Option<String>, StoreError> {
+) -> Result<Option<OrgId>, StoreError> {
     let client = connection(pool).await?;
     let stmt = client
         .prepare_cached("SELECT org FROM api_keys WHERE hash = $1 AND revoked_at IS NULL")
@@ -83,7 +83,11 @@ pub(super) async fn revoke(pool: &Pool, id: &str, now: i64) -> Result<bool, Stor
     Ok(n == 1)
 }
 
-pub(super) async fn graphs(pool: &Pool, org: &str, app: &str) -> Result<Vec<String>, StoreError> {
+pub(super) async fn graphs(
+    pool: &Pool,
+    org: &OrgId,
+    app: &ApplicationId,
+) -> Result<Vec<String>, StoreError> {
     let client = connection(pool).await?;
     let stmt = client
         .prepare_cached("SELECT graph_ids FROM graphs WHERE org = $1 AND application_id = $2")
@@ -102,8 +106,8 @@ pub(super) async fn graphs(pool: &Pool, org: &str, app: &str) -> Result<Vec<Stri
 
 pub(super) async fn set_graphs(
     pool: &Pool,
-    org: &str,
-    app: &str,
+    org: &OrgId,
+    app: &ApplicationId,
     ids: &[String],
 ) -> Result<(), StoreError> {
     let json = serde_json::to_string(ids)

@@ -5,8 +5,8 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::store::{
-    ClaimedFile, FileInserted, FileLease, FilePage, FileProcessed, FileQuery, FileRecord, NewFile,
-    WriterStatus, extraction_gave_up,
+    ClaimedFile, FileId, FileInserted, FileLease, FilePage, FileProcessed, FileQuery, FileRecord,
+    NewFile, OrgId, WriterStatus, extraction_gave_up,
 };
 
 const COLUMNS: &str = "id, name, kind, size, status, error, word_count, graph_ids, created_at";
@@ -43,8 +43,8 @@ pub(super) fn insert(
 
 pub(super) fn get(
     conn: &Connection,
-    org: Option<&str>,
-    ids: &[String],
+    org: Option<&OrgId>,
+    ids: &[FileId],
     with_text: bool,
 ) -> rusqlite::Result<Vec<FileRecord>> {
     let text = if with_text { "text" } else { "NULL" };
@@ -59,10 +59,10 @@ pub(super) fn get(
 pub(super) fn list(conn: &Connection, q: &FileQuery) -> rusqlite::Result<FilePage> {
     let walk = q.walk();
     let mut sql = format!("SELECT {COLUMNS}, NULL FROM files WHERE org = ?");
-    let mut args: Vec<Value> = vec![Value::Text(q.org.clone())];
+    let mut args: Vec<Value> = vec![Value::Text(q.org.as_str().to_owned())];
     if let Some((cursor, op)) = walk.cursor {
         sql.push_str(&format!(" AND id {op} ?"));
-        args.push(Value::Text(cursor.to_owned()));
+        args.push(Value::Text(cursor.to_string()));
     }
     if let Some(status) = q.status {
         sql.push_str(" AND status = ?");
@@ -184,8 +184,8 @@ pub(super) fn processed(
 
 pub(super) fn retry(
     conn: &Connection,
-    org: &str,
-    ids: &[String],
+    org: &OrgId,
+    ids: &[FileId],
     now: i64,
 ) -> rusqlite::Result<Vec<FileRecord>> {
     let mut stmt = conn.prepare_cached(&format!(
@@ -197,7 +197,7 @@ pub(super) fn retry(
     stmt.query_map(params![org, ids, now], record)?.collect()
 }
 
-pub(super) fn delete(conn: &Connection, org: &str, id: &str) -> rusqlite::Result<bool> {
+pub(super) fn delete(conn: &Connection, org: &OrgId, id: FileId) -> rusqlite::Result<bool> {
     let size: Option<i64> = conn
         .prepare_cached("DELETE FROM files WHERE org = ?1 AND id = ?2 RETURNING size")?
         .query_row(params![org, id], |r| r.get(0))
@@ -227,6 +227,6 @@ fn record(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
     })
 }
 
-fn to_json(values: &[String]) -> rusqlite::Result<String> {
+fn to_json<T: serde::Serialize>(values: &[T]) -> rusqlite::Result<String> {
     serde_json::to_string(values).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))
 }

@@ -4,8 +4,8 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::store::{
-    ClaimedJob, Inserted, JobPage, JobQuery, JobRecord, JobState, Lease, NewJob, Outcome,
-    OutcomeKind, RetryOutcome, RetryPolicy, Usage, after,
+    ClaimedJob, Inserted, JobId, JobPage, JobQuery, JobRecord, JobState, Lease, NewJob, OrgId,
+    Outcome, OutcomeKind, RetryOutcome, RetryPolicy, Usage, after,
 };
 
 const RECORD_COLUMNS: &str = "id, application_id, state, attempt, created_at, updated_at, \
@@ -35,7 +35,7 @@ pub(super) fn insert(conn: &Connection, job: &NewJob, now: i64) -> rusqlite::Res
         ])?;
     if inserted == 1 {
         return Ok(Inserted {
-            id: job.id.clone(),
+            id: job.id,
             created_at: now,
             state: JobState::Queued,
         });
@@ -53,7 +53,11 @@ pub(super) fn insert(conn: &Connection, job: &NewJob, now: i64) -> rusqlite::Res
     })
 }
 
-pub(super) fn get(conn: &Connection, org: &str, id: &str) -> rusqlite::Result<Option<JobRecord>> {
+pub(super) fn get(
+    conn: &Connection,
+    org: &OrgId,
+    id: JobId,
+) -> rusqlite::Result<Option<JobRecord>> {
     conn.prepare_cached(&format!(
         "SELECT {RECORD_COLUMNS} FROM jobs WHERE id = ?1 AND org = ?2"
     ))?
@@ -101,8 +105,8 @@ pub(super) fn list(conn: &Connection, q: &JobQuery) -> rusqlite::Result<JobPage>
 
 pub(super) fn retry(
     conn: &Connection,
-    org: &str,
-    id: &str,
+    org: &OrgId,
+    id: JobId,
     now: i64,
 ) -> rusqlite::Result<RetryOutcome> {
     let requeued = conn
@@ -115,7 +119,7 @@ pub(super) fn retry(
         .optional()?;
     if let Some(created_at) = requeued {
         return Ok(RetryOutcome::Requeued(Inserted {
-            id: id.to_owned(),
+            id,
             created_at,
             state: JobState::Queued,
         }));

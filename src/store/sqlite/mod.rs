@@ -7,6 +7,7 @@
 //! Command-line tools (`keys`) open the database without that lock, beside a running server.
 
 mod files;
+mod ids;
 mod jobs;
 mod orgs;
 mod writer;
@@ -20,9 +21,9 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Notify;
 
 use super::{
-    ClaimedFile, ClaimedJob, Clock, FileInserted, FileLease, FilePage, FileProcessed, FileQuery,
-    FileRecord, Inserted, JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewFile, NewJob, Outcome,
-    RetryOutcome, Store, StoreError, StoreFuture,
+    ApplicationId, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted, FileLease, FilePage,
+    FileProcessed, FileQuery, FileRecord, Inserted, JobId, JobPage, JobQuery, JobRecord, KeyInfo,
+    Lease, NewFile, NewJob, OrgId, Outcome, RetryOutcome, Store, StoreError, StoreFuture,
 };
 use crate::report::Cause;
 use writer::Writer;
@@ -226,21 +227,21 @@ impl Store for SqliteStore {
         Box::pin(self.writer.write(true, move |c| jobs::insert(c, &job, now)))
     }
 
-    fn get_job<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, Option<JobRecord>> {
-        let (org, id) = (org.to_owned(), id.to_owned());
-        Box::pin(read(&self.readers, move |c| jobs::get(c, &org, &id)))
+    fn get_job<'a>(&'a self, org: &'a OrgId, id: JobId) -> StoreFuture<'a, Option<JobRecord>> {
+        let org = org.clone();
+        Box::pin(read(&self.readers, move |c| jobs::get(c, &org, id)))
     }
 
     fn list_jobs(&self, query: JobQuery) -> StoreFuture<'_, JobPage> {
         Box::pin(read(&self.readers, move |c| jobs::list(c, &query)))
     }
 
-    fn retry_job<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, RetryOutcome> {
+    fn retry_job<'a>(&'a self, org: &'a OrgId, id: JobId) -> StoreFuture<'a, RetryOutcome> {
         let now = self.clock.now();
-        let (org, id) = (org.to_owned(), id.to_owned());
+        let org = org.clone();
         Box::pin(
             self.writer
-                .write(true, move |c| jobs::retry(c, &org, &id, now)),
+                .write(true, move |c| jobs::retry(c, &org, id, now)),
         )
     }
 
@@ -290,7 +291,7 @@ impl Store for SqliteStore {
         self.wakeups.clone()
     }
 
-    fn authenticate(&self, key_hash: [u8; 32]) -> StoreFuture<'_, Option<String>> {
+    fn authenticate(&self, key_hash: [u8; 32]) -> StoreFuture<'_, Option<OrgId>> {
         // A point lookup on a few pages: cheaper inline than a hop to a blocking thread.
         Box::pin(async move {
             let conn = self.auth.lock().unwrap_or_else(|e| e.into_inner());
@@ -315,18 +316,22 @@ impl Store for SqliteStore {
         Box::pin(self.writer.write(false, move |c| orgs::revoke(c, &id, now)))
     }
 
-    fn graphs<'a>(&'a self, org: &'a str, app: &'a str) -> StoreFuture<'a, Vec<String>> {
-        let (org, app) = (org.to_owned(), app.to_owned());
+    fn graphs<'a>(
+        &'a self,
+        org: &'a OrgId,
+        app: &'a ApplicationId,
+    ) -> StoreFuture<'a, Vec<String>> {
+        let (org, app) = (org.clone(), app.clone());
         Box::pin(read(&self.readers, move |c| orgs::graphs(c, &org, &app)))
     }
 
     fn set_graphs<'a>(
         &'a self,
-        org: &'a str,
-        app: &'a str,
+        org: &'a OrgId,
+        app: &'a ApplicationId,
         ids: Vec<String>,
     ) -> StoreFuture<'a, ()> {
-        let (org, app) = (org.to_owned(), app.to_owned());
+        let (org, app) = (org.clone(), app.clone());
         Box::pin(
             self.writer
                 .write(false, move |c| orgs::set_graphs(c, &org, &app, &ids)),
@@ -343,13 +348,13 @@ impl Store for SqliteStore {
 
     fn get_files<'a>(
         &'a self,
-        org: Option<&'a str>,
-        ids: &'a [String],
+        org: Option<&'a OrgId>,
+        ids: &'a [FileId],
         with_text: bool,
     ) -> StoreFuture<'a, Vec<FileRecord>> {
-        let (org, ids) = (org.map(str::to_owned), ids.to_vec());
+        let (org, ids) = (org.cloned(), ids.to_vec());
         Box::pin(read(&self.readers, move |c| {
-            files::get(c, org.as_deref(), &ids, with_text)
+            files::get(c, org.as_ref(), &ids, with_text)
         }))
     }
 
@@ -396,22 +401,22 @@ impl Store for SqliteStore {
 
     fn retry_files<'a>(
         &'a self,
-        org: &'a str,
-        ids: &'a [String],
+        org: &'a OrgId,
+        ids: &'a [FileId],
     ) -> StoreFuture<'a, Vec<FileRecord>> {
         let now = self.clock.now();
-        let (org, ids) = (org.to_owned(), ids.to_vec());
+        let (org, ids) = (org.clone(), ids.to_vec());
         Box::pin(
             self.writer
                 .write(false, move |c| files::retry(c, &org, &ids, now)),
         )
     }
 
-    fn delete_file<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, bool> {
-        let (org, id) = (org.to_owned(), id.to_owned());
+    fn delete_file<'a>(&'a self, org: &'a OrgId, id: FileId) -> StoreFuture<'a, bool> {
+        let org = org.clone();
         Box::pin(
             self.writer
-                .write(false, move |c| files::delete(c, &org, &id)),
+                .write(false, move |c| files::delete(c, &org, id)),
         )
     }
 }

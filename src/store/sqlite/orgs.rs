@@ -2,9 +2,9 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::store::KeyInfo;
+use crate::store::{ApplicationId, KeyInfo, OrgId};
 
-pub(super) fn authenticate(conn: &Connection, hash: &[u8; 32]) -> rusqlite::Result<Option<String>> {
+pub(super) fn authenticate(conn: &Connection, hash: &[u8; 32]) -> rusqlite::Result<Option<OrgId>> {
     conn.prepare_cached("SELECT org FROM api_keys WHERE hash = ?1 AND revoked_at IS NULL")?
         .query_row([&hash[..]], |r| r.get(0))
         .optional()
@@ -51,7 +51,11 @@ pub(super) fn revoke(conn: &Connection, id: &str, now: i64) -> rusqlite::Result<
     Ok(n == 1)
 }
 
-pub(super) fn graphs(conn: &Connection, org: &str, app: &str) -> rusqlite::Result<Vec<String>> {
+pub(super) fn graphs(
+    conn: &Connection,
+    org: &OrgId,
+    app: &ApplicationId,
+) -> rusqlite::Result<Vec<String>> {
     let stored: Option<String> = conn
         .prepare_cached("SELECT graph_ids FROM graphs WHERE org = ?1 AND application_id = ?2")?
         .query_row(params![org, app], |r| r.get(0))
@@ -66,8 +70,8 @@ pub(super) fn graphs(conn: &Connection, org: &str, app: &str) -> rusqlite::Resul
 
 pub(super) fn set_graphs(
     conn: &Connection,
-    org: &str,
-    app: &str,
+    org: &OrgId,
+    app: &ApplicationId,
     ids: &[String],
 ) -> rusqlite::Result<()> {
     let json = serde_json::to_string(ids)

@@ -4,15 +4,18 @@
 
 use std::time::Duration;
 
-use scriptorium::store::{ClaimedFile, FileInserted, FileProcessed, NewFile, Store, WriterStatus};
+use scriptorium::store::{
+    ClaimedFile, FileId, FileInserted, FileProcessed, NewFile, Store, WriterStatus,
+};
 
-use super::Harness;
+use super::{Harness, file_id, org};
 
-fn file(id: &str, org: &str, size: i64) -> NewFile {
+/// File `name` ([`file_id`]) of `org`, of `size` bytes.
+fn file(name: &str, org: &str, size: i64) -> NewFile {
     NewFile {
-        id: id.to_owned(),
-        org: org.to_owned(),
-        name: format!("{id}.txt"),
+        id: file_id(name),
+        org: org.into(),
+        name: format!("{name}.txt"),
         kind: "txt".to_owned(),
         size,
         graph_ids: Vec::new(),
@@ -36,22 +39,23 @@ pub(super) async fn files_belong_to_their_org_and_count_against_its_quota(h: Har
         s.insert_file(file("g1", "b", 90), 100).await.unwrap(),
         FileInserted::Stored(_)
     ));
-    let ids = ["f1".to_owned(), "f2".to_owned(), "g1".to_owned()];
-    let mine: Vec<String> = s
-        .get_files(Some("a"), &ids, false)
+    let (a, b) = (org("a"), org("b"));
+    let ids = [file_id("f1"), file_id("f2"), file_id("g1")];
+    let mine: Vec<FileId> = s
+        .get_files(Some(&a), &ids, false)
         .await
         .unwrap()
         .into_iter()
         .map(|f| f.id)
         .collect();
-    assert_eq!(mine, ["f1"]);
+    assert_eq!(mine, [file_id("f1")]);
     assert_eq!(s.get_files(None, &ids, false).await.unwrap().len(), 2);
     assert!(
-        !s.delete_file("b", "f1").await.unwrap(),
+        !s.delete_file(&b, file_id("f1")).await.unwrap(),
         "another org cannot delete it"
     );
-    assert!(s.delete_file("a", "f1").await.unwrap());
-    assert!(!s.delete_file("a", "f1").await.unwrap());
+    assert!(s.delete_file(&a, file_id("f1")).await.unwrap());
+    assert!(!s.delete_file(&a, file_id("f1")).await.unwrap());
     // Deleting freed the quota.
     assert!(matches!(
         s.insert_file(file("f2", "a", 100), 100).await.unwrap(),
@@ -86,18 +90,21 @@ pub(super) async fn concurrent_uploads_never_exceed_the_quota(h: Harness) {
 
 pub(super) async fn file_processing_is_recorded_once_and_failed_files_can_be_retried(h: Harness) {
     let s = h.store.as_ref();
-    for id in ["ok", "bad"] {
-        s.insert_file(file(id, "a", 1), 100).await.unwrap();
+    for name in ["ok", "bad"] {
+        s.insert_file(file(name, "a", 1), 100).await.unwrap();
     }
     let claimed = claim_files(s, 10).await;
-    assert_eq!(ids_of(&claimed), ["bad", "ok"], "oldest (lowest id) first");
-    let lease = |id: &str| {
+    assert_eq!(
+        ids_of(&claimed),
+        [file_id("bad"), file_id("ok")],
+        "oldest (lowest id) first"
+    );
+    let lease = |name: &str| {
         claimed
             .iter()
-            .find(|c| c.lease.id == id)
+            .find(|c| c.lease.id == file_id(name))
             .unwrap()
             .lease
-            .clone()
     };
     let done = FileProcessed::Completed {
         text: Some("the text".into()),
@@ -112,9 +119,10 @@ pub(super) async fn file_processing_is_recorded_once_and_failed_files_can_be_ret
         error: "unreadable".into(),
     };
     assert!(s.file_processed(lease("bad"), failed).await.unwrap());
-    let ids = ["ok".to_owned(), "bad".to_owned()];
-    let mut files = s.get_files(Some("a"), &ids, true).await.unwrap();
-    files.sort_by(|x, y| x.id.cmp(&y.id));
+    let (a, b) = (org("a"), org("b"));
+    let ids = [file_id("ok"), file_id("bad")];
+    let mut files = s.get_files(Some(&a), &ids, true).await.unwrap();
+    files.sort_by_key(|f| f.id);
     assert_eq!(
         (files[0].status, files[0].error.as_deref()),
         (WriterStatus::Failed, Some("unreadable"))
@@ -123,22 +131,22 @@ pub(super) async fn file_processing_is_recorded_once_and_failed_files_can_be_ret
         (files[1].text.as_deref(), files[1].word_count),
         (Some("the text"), Some(2))
     );
-    let without_text = s.get_files(Some("a"), &ids, false).await.unwrap();
+    let without_text = s.get_files(Some(&a), &ids, false).await.unwrap();
     assert!(without_text.iter().all(|f| f.text.is_none()));
     assert!(
         claim_files(s, 10).await.is_empty(),
         "nothing left to extract"
     );
     // Only the failed one is reset, and only for its own organisation.
-    assert!(s.retry_files("b", &ids).await.unwrap().is_empty());
-    let reset = s.retry_files("a", &ids).await.unwrap();
+    assert!(s.retry_files(&b, &ids).await.unwrap().is_empty());
+    let reset = s.retry_files(&a, &ids).await.unwrap();
     assert_eq!(reset.len(), 1);
     assert_eq!(
-        (reset[0].id.as_str(), reset[0].status),
-        ("bad", WriterStatus::InProgress)
+        (reset[0].id, reset[0].status),
+        (file_id("bad"), WriterStatus::InProgress)
     );
     let again = claim_files(s, 10).await;
-    assert_eq!(ids_of(&again), ["bad"]);
+    assert_eq!(ids_of(&again), [file_id("bad")]);
     assert_eq!(
         again[0].lease.attempt, 1,
         "a retry starts a fresh series of attempts"
@@ -151,8 +159,8 @@ async fn claim_files(s: &dyn Store, limit: usize) -> Vec<ClaimedFile> {
         .unwrap()
 }
 
-fn ids_of(claimed: &[ClaimedFile]) -> Vec<&str> {
-    let mut ids: Vec<&str> = claimed.iter().map(|c| c.lease.id.as_str()).collect();
+fn ids_of(claimed: &[ClaimedFile]) -> Vec<FileId> {
+    let mut ids: Vec<FileId> = claimed.iter().map(|c| c.lease.id).collect();
     ids.sort();
     ids
 }
@@ -164,37 +172,36 @@ fn ids_of(claimed: &[ClaimedFile]) -> Vec<&str> {
 /// `max_attempts` times without finishing is failed.
 pub(super) async fn file_extraction_is_leased_fenced_and_given_up_after_its_attempts(h: Harness) {
     let s = h.store.as_ref();
-    for id in ["f1", "f2", "f3"] {
-        s.insert_file(file(id, "a", 1), 100).await.unwrap();
+    for name in ["f1", "f2", "f3"] {
+        s.insert_file(file(name, "a", 1), 100).await.unwrap();
     }
     let claim = |limit, lease_ms| s.claim_files(limit, Duration::from_millis(lease_ms), 3);
     let held = claim(1, 30_000).await.unwrap();
     assert_eq!(
         (ids_of(&held), held[0].name.as_str()),
-        (vec!["f1"], "f1.txt"),
+        (vec![file_id("f1")], "f1.txt"),
         "oldest first"
     );
     let first = claim(10, 1).await.unwrap();
     assert_eq!(
         ids_of(&first),
-        ["f2", "f3"],
+        [file_id("f2"), file_id("f3")],
         "a held lease keeps f1 from other workers"
     );
     h.clock.advance(Duration::from_millis(5));
     let retaken = claim(10, 30_000).await.unwrap();
     assert_eq!(
         ids_of(&retaken),
-        ["f2", "f3"],
+        [file_id("f2"), file_id("f3")],
         "lapsed leases are claimed again"
     );
     assert!(retaken.iter().all(|c| c.lease.attempt == 2));
-    let lease_of = |claimed: &[ClaimedFile], id: &str| {
+    let lease_of = |claimed: &[ClaimedFile], name: &str| {
         claimed
             .iter()
-            .find(|c| c.lease.id == id)
+            .find(|c| c.lease.id == file_id(name))
             .unwrap()
             .lease
-            .clone()
     };
     let (stale, fresh) = (lease_of(&first, "f2"), lease_of(&retaken, "f2"));
     let done = FileProcessed::Completed {
@@ -202,7 +209,7 @@ pub(super) async fn file_extraction_is_leased_fenced_and_given_up_after_its_atte
         word_count: Some(1),
     };
     assert!(
-        !s.file_processed(stale.clone(), done.clone()).await.unwrap(),
+        !s.file_processed(stale, done.clone()).await.unwrap(),
         "stale attempt"
     );
     assert_eq!(
@@ -212,7 +219,7 @@ pub(super) async fn file_extraction_is_leased_fenced_and_given_up_after_its_atte
         0
     );
     assert_eq!(
-        s.renew_files(vec![fresh.clone()], Duration::from_secs(30))
+        s.renew_files(vec![fresh], Duration::from_secs(30))
             .await
             .unwrap(),
         1
@@ -226,18 +233,24 @@ pub(super) async fn file_extraction_is_leased_fenced_and_given_up_after_its_atte
         1
     );
     let again = claim(10, 1).await.unwrap();
-    assert_eq!((ids_of(&again), again[0].lease.attempt), (vec!["f3"], 2));
+    assert_eq!(
+        (ids_of(&again), again[0].lease.attempt),
+        (vec![file_id("f3")], 2)
+    );
     // Started a third time and lapsed again: the next claim fails it instead.
     h.clock.advance(Duration::from_millis(5));
     let third = claim(10, 1).await.unwrap();
-    assert_eq!((ids_of(&third), third[0].lease.attempt), (vec!["f3"], 3));
+    assert_eq!(
+        (ids_of(&third), third[0].lease.attempt),
+        (vec![file_id("f3")], 3)
+    );
     h.clock.advance(Duration::from_millis(5));
     assert!(
         claim(10, 30_000).await.unwrap().is_empty(),
         "f3 is given up, not claimed"
     );
     let f3 = &s
-        .get_files(Some("a"), &["f3".to_owned()], false)
+        .get_files(Some(&org("a")), &[file_id("f3")], false)
         .await
         .unwrap()[0];
     assert_eq!(f3.status, WriterStatus::Failed);

@@ -2,46 +2,69 @@
 //! newest-first lists with counts, retry of failed jobs, token usage, and a poisonous row
 //! in a group failing alone.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use scriptorium::store::{
-    JobState, NewJob, Outcome, OutcomeKind, RetryOutcome, StoreError, UNSTORABLE, Usage,
+    JobId, JobState, NewJob, Outcome, OutcomeKind, RetryOutcome, StoreError, UNSTORABLE, Usage,
     WriterStatus,
 };
 
-use super::{Harness, claim_one, completed, failed, job, job_for, query};
+use super::{Harness, claim_one, completed, failed, job, job_for, job_id, org, query};
 
 pub(super) async fn an_inserted_job_is_read_back_by_its_org_only(h: Harness) {
     let store = &*h.store;
     let inserted = store.insert_job(job("job-1")).await.unwrap();
     assert_eq!(
-        (inserted.id.as_str(), inserted.state),
-        ("job-1", JobState::Queued)
+        (inserted.id, inserted.state),
+        (job_id("job-1"), JobState::Queued)
     );
-    let got = store.get_job("default", "job-1").await.unwrap().unwrap();
-    assert_eq!(got.application_id, "echo");
+    let got = store
+        .get_job(&org("default"), job_id("job-1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.application_id.as_str(), "echo");
     assert_eq!((got.state, got.attempt), (JobState::Queued, 0));
     assert_eq!(got.created_at, inserted.created_at);
     assert!(got.started_at.is_none() && got.completed_at.is_none() && got.usage.is_none());
-    assert!(store.get_job("other", "job-1").await.unwrap().is_none());
-    assert!(store.get_job("default", "nope").await.unwrap().is_none());
+    assert!(
+        store
+            .get_job(&org("other"), job_id("job-1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get_job(&org("default"), job_id("nope"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 pub(super) async fn a_repeated_idempotency_key_answers_the_existing_job(h: Harness) {
     let store = &*h.store;
-    let keyed = |id: &str, org: &str| NewJob {
+    let keyed = |name: &str, org: &str| NewJob {
         idempotency_key: Some("key-1".into()),
-        ..job_for(id, org, "echo")
+        ..job_for(name, org, "echo")
     };
     let first = store.insert_job(keyed("job-a", "default")).await.unwrap();
     let again = store.insert_job(keyed("job-b", "default")).await.unwrap();
     assert_eq!(
-        (again.id.as_str(), again.created_at),
-        ("job-a", first.created_at)
+        (again.id, again.created_at),
+        (job_id("job-a"), first.created_at)
     );
-    assert!(store.get_job("default", "job-b").await.unwrap().is_none());
+    assert!(
+        store
+            .get_job(&org("default"), job_id("job-b"))
+            .await
+            .unwrap()
+            .is_none()
+    );
     let elsewhere = store.insert_job(keyed("job-c", "other")).await.unwrap();
-    assert_eq!(elsewhere.id, "job-c", "keys are per organisation");
+    assert_eq!(elsewhere.id, job_id("job-c"), "keys are per organisation");
     // Concurrent repeats (one group on PostgreSQL) all answer one job.
     let racing = (0..8).map(|i| {
         store.insert_job(NewJob {
@@ -50,7 +73,7 @@ pub(super) async fn a_repeated_idempotency_key_answers_the_existing_job(h: Harne
         })
     });
     let answers = futures_util::future::join_all(racing).await;
-    let ids: Vec<String> = answers.into_iter().map(|a| a.unwrap().id).collect();
+    let ids: Vec<JobId> = answers.into_iter().map(|a| a.unwrap().id).collect();
     assert!(ids.iter().all(|id| id == &ids[0]), "{ids:?}");
     let page = store
         .list_jobs(query("default", "echo", None, 0, 100))
@@ -61,9 +84,9 @@ pub(super) async fn a_repeated_idempotency_key_answers_the_existing_job(h: Harne
 
 pub(super) async fn lists_are_newest_first_with_paging_and_counts_per_status(h: Harness) {
     let store = &*h.store;
-    let ids: Vec<String> = (0..5).map(|i| format!("job-{i}")).collect();
-    for id in &ids {
-        store.insert_job(job(id)).await.unwrap();
+    let names: Vec<String> = (0..5).map(|i| format!("job-{i}")).collect();
+    for name in &names {
+        store.insert_job(job(name)).await.unwrap();
     }
     store
         .insert_job(job_for("elsewhere-1", "default", "draft"))
@@ -86,14 +109,14 @@ pub(super) async fn lists_are_newest_first_with_paging_and_counts_per_status(h: 
         .list_jobs(query("default", "echo", None, 0, 10))
         .await
         .unwrap();
-    let newest_first: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
-    let listed: Vec<&str> = all.jobs.iter().map(|j| j.id.as_str()).collect();
+    let newest_first: Vec<JobId> = names.iter().rev().map(|name| job_id(name)).collect();
+    let listed: Vec<JobId> = all.jobs.iter().map(|j| j.id).collect();
     assert_eq!((listed, all.total), (newest_first.clone(), 5));
     let page = store
         .list_jobs(query("default", "echo", None, 1, 2))
         .await
         .unwrap();
-    let listed: Vec<&str> = page.jobs.iter().map(|j| j.id.as_str()).collect();
+    let listed: Vec<JobId> = page.jobs.iter().map(|j| j.id).collect();
     assert_eq!((listed, page.total), (newest_first[1..3].to_vec(), 5));
     let beyond = store
         .list_jobs(query("default", "echo", None, 10, 2))
@@ -144,19 +167,29 @@ pub(super) async fn lists_are_newest_first_with_paging_and_counts_per_status(h: 
 pub(super) async fn only_a_failed_job_can_be_retried_and_it_starts_a_fresh_series(h: Harness) {
     let store = &*h.store;
     store.insert_job(job("job-1")).await.unwrap();
-    let not_failed = store.retry_job("default", "job-1").await.unwrap();
+    let not_failed = store
+        .retry_job(&org("default"), job_id("job-1"))
+        .await
+        .unwrap();
     assert!(matches!(
         not_failed,
         RetryOutcome::NotFailed(JobState::Queued)
     ));
     let lease = claim_one(store, Duration::from_secs(30)).await;
-    let running = store.retry_job("default", "job-1").await.unwrap();
+    let running = store
+        .retry_job(&org("default"), job_id("job-1"))
+        .await
+        .unwrap();
     assert!(matches!(
         running,
         RetryOutcome::NotFailed(JobState::Running)
     ));
     store.finish(vec![failed(lease, "boom")]).await.unwrap();
-    let failed_job = store.get_job("default", "job-1").await.unwrap().unwrap();
+    let failed_job = store
+        .get_job(&org("default"), job_id("job-1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (failed_job.state, failed_job.error.as_deref()),
         (JobState::Failed, Some("boom"))
@@ -164,28 +197,44 @@ pub(super) async fn only_a_failed_job_can_be_retried_and_it_starts_a_fresh_serie
     assert!(failed_job.completed_at.is_some());
 
     assert!(matches!(
-        store.retry_job("other", "job-1").await.unwrap(),
+        store
+            .retry_job(&org("other"), job_id("job-1"))
+            .await
+            .unwrap(),
         RetryOutcome::NotFound
     ));
     assert!(matches!(
-        store.retry_job("default", "nope").await.unwrap(),
+        store
+            .retry_job(&org("default"), job_id("nope"))
+            .await
+            .unwrap(),
         RetryOutcome::NotFound
     ));
-    let RetryOutcome::Requeued(requeued) = store.retry_job("default", "job-1").await.unwrap()
+    let RetryOutcome::Requeued(requeued) = store
+        .retry_job(&org("default"), job_id("job-1"))
+        .await
+        .unwrap()
     else {
         panic!("a failed job is queued again");
     };
     assert_eq!(
-        (requeued.id.as_str(), requeued.state),
-        ("job-1", JobState::Queued)
+        (requeued.id, requeued.state),
+        (job_id("job-1"), JobState::Queued)
     );
-    let again = store.get_job("default", "job-1").await.unwrap().unwrap();
+    let again = store
+        .get_job(&org("default"), job_id("job-1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((again.state, again.attempt), (JobState::Queued, 0));
     assert!(again.error.is_none() && again.completed_at.is_none());
     let page = store.list_jobs(query("default", "echo", Some(WriterStatus::Failed), 0, 10));
     assert_eq!(page.await.unwrap().total, 0);
     assert_eq!(claim_one(store, Duration::from_secs(30)).await.attempt, 1);
-    let twice = store.retry_job("default", "job-1").await.unwrap();
+    let twice = store
+        .retry_job(&org("default"), job_id("job-1"))
+        .await
+        .unwrap();
     assert!(matches!(twice, RetryOutcome::NotFailed(JobState::Running)));
 }
 
@@ -209,14 +258,14 @@ pub(super) async fn token_usage_round_trips_through_finish(h: Harness) {
     let outcomes = vec![with_usage, completed(leases[1].lease, "plain")];
     assert_eq!(store.finish(outcomes).await.unwrap(), 2);
     let job = store
-        .get_job("default", &leases[0].id)
+        .get_job(&org("default"), leases[0].id)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(job.usage, Some(usage));
     assert_eq!(job.title.as_deref(), Some("A title"));
     let plain = store
-        .get_job("default", &leases[1].id)
+        .get_job(&org("default"), leases[1].id)
         .await
         .unwrap()
         .unwrap();
@@ -231,10 +280,11 @@ pub(super) async fn a_poisonous_row_in_a_group_fails_alone(h: Harness) {
     let store = &*h.store;
     for size in [9usize, 600] {
         let poison_at = size / 2 + 1;
-        let id = |n: usize| format!("poison-{size}-{n}");
+        let name = |n: usize| format!("poison-{size}-{n}");
+        let org_of = |n: usize| ["org-a", "org-b"][n % 2];
         // Concurrent inserts, grouped by the backend; the poisonous one holds NUL in its inputs.
         let inserts = (0..size).map(|n| {
-            let mut job = job_for(&id(n), ["org-a", "org-b"][n % 2], "echo");
+            let mut job = job_for(&name(n), org_of(n), "echo");
             if n == poison_at {
                 job.inputs = "{\"topic\":[\"a\u{0}b\"]}".into();
             }
@@ -243,14 +293,15 @@ pub(super) async fn a_poisonous_row_in_a_group_fails_alone(h: Harness) {
         let inserted = futures_util::future::join_all(inserts).await;
         for (n, result) in inserted.iter().enumerate() {
             match result {
-                Ok(job) => assert_eq!(job.id, id(n)),
+                Ok(job) => assert_eq!(job.id, job_id(&name(n))),
                 Err(StoreError::Database(_)) if n == poison_at => {}
                 Err(e) => panic!("insert {n} of {size} failed beside the poisonous one: {e}"),
             }
         }
         let mut claimed = store.claim(size, Duration::from_secs(30)).await.unwrap();
-        claimed.sort_by_key(|c| c.id.clone());
-        let poisoned = id(poison_at + 1);
+        claimed.sort_by_key(|c| c.id);
+        let poisoned = job_id(&name(poison_at + 1));
+        let numbers: HashMap<JobId, usize> = (0..size).map(|n| (job_id(&name(n)), n)).collect();
         let outcomes = claimed
             .iter()
             .map(|c| {
@@ -269,9 +320,8 @@ pub(super) async fn a_poisonous_row_in_a_group_fails_alone(h: Harness) {
             "every outcome is applied, as a result or a failure"
         );
         for c in &claimed {
-            let org =
-                ["org-a", "org-b"][c.id.rsplit('-').next().unwrap().parse::<usize>().unwrap() % 2];
-            let job = store.get_job(org, &c.id).await.unwrap().unwrap();
+            let owner = org(org_of(numbers[&c.id]));
+            let job = store.get_job(&owner, c.id).await.unwrap().unwrap();
             if c.id != poisoned {
                 assert_eq!(job.state, JobState::Completed, "{}", c.id);
                 assert_eq!(job.suggestion, Some(format!("for {}", c.id)));

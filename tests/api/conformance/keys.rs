@@ -1,8 +1,8 @@
 //! API keys and the graph ids attached to applications, kept per organisation.
 
-use scriptorium::store::{KeyInfo, StoreError};
+use scriptorium::store::{ApplicationId, KeyInfo, OrgId, StoreError};
 
-use super::Harness;
+use super::{Harness, org};
 
 pub(super) async fn keys_are_created_authenticated_listed_and_revoked(h: Harness) {
     let store = &*h.store;
@@ -22,11 +22,21 @@ pub(super) async fn keys_are_created_authenticated_listed_and_revoked(h: Harness
     let again = store.create_key(key("k1", "default", 3), [3u8; 32]).await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
     assert_eq!(
-        store.authenticate(one).await.unwrap().as_deref(),
+        store
+            .authenticate(one)
+            .await
+            .unwrap()
+            .as_ref()
+            .map(OrgId::as_str),
         Some("default")
     );
     assert_eq!(
-        store.authenticate(two).await.unwrap().as_deref(),
+        store
+            .authenticate(two)
+            .await
+            .unwrap()
+            .as_ref()
+            .map(OrgId::as_str),
         Some("other")
     );
     assert_eq!(store.authenticate([9u8; 32]).await.unwrap(), None);
@@ -46,18 +56,20 @@ pub(super) async fn keys_are_created_authenticated_listed_and_revoked(h: Harness
 
 pub(super) async fn graphs_are_kept_per_org_and_application(h: Harness) {
     let store = &*h.store;
-    assert!(store.graphs("default", "echo").await.unwrap().is_empty());
+    let (default, other) = (org("default"), org("other"));
+    let (echo, draft) = (ApplicationId::from("echo"), ApplicationId::from("draft"));
+    assert!(store.graphs(&default, &echo).await.unwrap().is_empty());
     let ids = vec!["g1".to_owned(), "g2".to_owned()];
     store
-        .set_graphs("default", "echo", ids.clone())
+        .set_graphs(&default, &echo, ids.clone())
         .await
         .unwrap();
-    assert_eq!(store.graphs("default", "echo").await.unwrap(), ids);
-    assert!(store.graphs("other", "echo").await.unwrap().is_empty());
-    assert!(store.graphs("default", "draft").await.unwrap().is_empty());
+    assert_eq!(store.graphs(&default, &echo).await.unwrap(), ids);
+    assert!(store.graphs(&other, &echo).await.unwrap().is_empty());
+    assert!(store.graphs(&default, &draft).await.unwrap().is_empty());
     store
-        .set_graphs("default", "echo", vec!["g3".into()])
+        .set_graphs(&default, &echo, vec!["g3".into()])
         .await
         .unwrap();
-    assert_eq!(store.graphs("default", "echo").await.unwrap(), ["g3"]);
+    assert_eq!(store.graphs(&default, &echo).await.unwrap(), ["g3"]);
 }

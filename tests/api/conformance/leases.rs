@@ -6,7 +6,7 @@ use std::time::Duration;
 use scriptorium::store::JobState;
 use tokio::time::timeout;
 
-use super::{Harness, claim_one, completed, failed, job, retry_after, state_of};
+use super::{Harness, claim_one, completed, failed, job, job_id, org, retry_after, state_of};
 
 pub(super) async fn a_claim_takes_at_most_its_limit_of_due_jobs_and_raises_the_attempt(h: Harness) {
     let store = &*h.store;
@@ -19,12 +19,12 @@ pub(super) async fn a_claim_takes_at_most_its_limit_of_due_jobs_and_raises_the_a
     assert!(
         first
             .iter()
-            .all(|j| j.lease.attempt == 1 && j.application_id == "echo")
+            .all(|j| j.lease.attempt == 1 && j.application_id.as_str() == "echo")
     );
     assert_eq!(first[0].retry.max_attempts, 5);
     assert_eq!(first[0].inputs, r#"{"topic":["x"]}"#);
     let running = store
-        .get_job("default", &first[0].id)
+        .get_job(&org("default"), first[0].id)
         .await
         .unwrap()
         .unwrap();
@@ -45,7 +45,7 @@ pub(super) async fn a_claim_takes_at_most_its_limit_of_due_jobs_and_raises_the_a
             .unwrap(),
         1
     );
-    assert_eq!(state_of(store, &first[0].id).await, JobState::Retrying);
+    assert_eq!(state_of(store, first[0].id).await, JobState::Retrying);
     assert!(
         store.claim(10, lease).await.unwrap().is_empty(),
         "not due yet"
@@ -53,10 +53,7 @@ pub(super) async fn a_claim_takes_at_most_its_limit_of_due_jobs_and_raises_the_a
     h.clock.advance(Duration::from_millis(500));
     let again = store.claim(10, lease).await.unwrap();
     assert_eq!(again.len(), 1);
-    assert_eq!(
-        (again[0].id.as_str(), again[0].lease.attempt),
-        (first[0].id.as_str(), 2)
-    );
+    assert_eq!((again[0].id, again[0].lease.attempt), (first[0].id, 2));
 }
 
 pub(super) async fn a_stale_lease_can_neither_finish_renew_nor_release(h: Harness) {
@@ -93,7 +90,11 @@ pub(super) async fn a_stale_lease_can_neither_finish_renew_nor_release(h: Harnes
         store.finish(vec![completed(fresh, "fresh")]).await.unwrap(),
         1
     );
-    let job = store.get_job("default", "job-1").await.unwrap().unwrap();
+    let job = store
+        .get_job(&org("default"), job_id("job-1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(job.suggestion.as_deref(), Some("fresh"));
 }
 
@@ -111,7 +112,11 @@ pub(super) async fn a_batch_with_a_stale_and_a_fresh_outcome_applies_only_the_fr
             .map(|lease| completed(*lease, if *lease == fresh { "fresh" } else { "stale" }))
             .collect();
         let applied = store.finish(outcomes).await.unwrap();
-        let job = store.get_job("default", "job-1").await.unwrap().unwrap();
+        let job = store
+            .get_job(&org("default"), job_id("job-1"))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(job.suggestion.as_deref(), Some("fresh"), "{order:?}");
         assert_eq!(job.attempt, fresh.attempt);
         if order[0] == stale {
@@ -152,7 +157,11 @@ pub(super) async fn a_finished_job_cannot_be_overwritten(h: Harness) {
         0,
         "a finished job is never reaped"
     );
-    let job = store.get_job("default", "job-1").await.unwrap().unwrap();
+    let job = store
+        .get_job(&org("default"), job_id("job-1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (job.state, job.suggestion.as_deref()),
         (JobState::Completed, Some("first"))
@@ -169,12 +178,16 @@ pub(super) async fn a_lease_lapsing_on_the_last_attempt_fails_the_job(h: Harness
     store.claim(2, Duration::from_millis(1)).await.unwrap();
     h.clock.advance(Duration::from_millis(5));
     assert_eq!(store.reap().await.unwrap(), 2);
-    let lost = store.get_job("default", "job-1").await.unwrap().unwrap();
+    let lost = store
+        .get_job(&org("default"), job_id("job-1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(lost.state, JobState::Failed);
     assert!(lost.error.unwrap().contains("lease expired"));
     assert!(lost.completed_at.is_some());
     assert_eq!(
-        state_of(store, "job-2").await,
+        state_of(store, job_id("job-2")).await,
         JobState::Queued,
         "attempts remain"
     );
@@ -185,7 +198,7 @@ pub(super) async fn a_released_job_keeps_its_attempt_count(h: Harness) {
     store.insert_job(job("job-1")).await.unwrap();
     let lease = claim_one(store, Duration::from_secs(30)).await;
     assert_eq!(store.release(vec![lease]).await.unwrap(), 1);
-    assert_eq!(state_of(store, "job-1").await, JobState::Queued);
+    assert_eq!(state_of(store, job_id("job-1")).await, JobState::Queued);
     let again = claim_one(store, Duration::from_secs(30)).await;
     assert_eq!(again.attempt, lease.attempt);
 }
@@ -203,7 +216,7 @@ pub(super) async fn a_renewed_lease_is_not_reaped(h: Harness) {
     );
     h.clock.advance(Duration::from_millis(5));
     assert_eq!(store.reap().await.unwrap(), 0);
-    assert_eq!(state_of(store, "job-1").await, JobState::Running);
+    assert_eq!(state_of(store, job_id("job-1")).await, JobState::Running);
     assert_eq!(store.finish(vec![completed(lease, "ok")]).await.unwrap(), 1);
 }
 

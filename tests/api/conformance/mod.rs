@@ -25,10 +25,11 @@ use std::time::Duration;
 use scriptorium::store::postgres::PostgresStore;
 use scriptorium::store::sqlite::{Durability, SqliteStore};
 use scriptorium::store::{
-    Clock, JobQuery, JobState, Lease, NewJob, Outcome, OutcomeKind, RetryPolicy, Store,
-    WriterStatus,
+    Clock, FileId, JobId, JobQuery, JobState, Lease, NewJob, OrgId, Outcome, OutcomeKind,
+    RetryPolicy, Store, WriterStatus,
 };
 use tempfile::TempDir;
+use uuid::Uuid;
 
 use crate::pg::Schema;
 
@@ -119,13 +120,42 @@ conformance!(
     jobs::a_poisonous_row_in_a_group_fails_alone,
 );
 
-fn job(id: &str) -> NewJob {
-    job_for(id, "default", "echo")
+/// The id of job `name` ([`named`]).
+fn job_id(name: &str) -> JobId {
+    named(name).into()
 }
 
-fn job_for(id: &str, org: &str, app: &str) -> NewJob {
+/// The id of file `name` ([`named`]).
+fn file_id(name: &str) -> FileId {
+    named(name).into()
+}
+
+/// An id made from a short name, the same every time: the name's bytes, padded with zeros.
+/// Ids so made sort as their names do (as ids made later sort after earlier ones).
+fn named(name: &str) -> Uuid {
+    let mut bytes = [0; 16];
+    assert!(
+        name.len() <= bytes.len(),
+        "'{name}' is too long to make an id of"
+    );
+    bytes[..name.len()].copy_from_slice(name.as_bytes());
+    Uuid::from_bytes(bytes)
+}
+
+/// The organisation named `name`.
+fn org(name: &str) -> OrgId {
+    name.into()
+}
+
+/// Job `name` of the `echo` application of the default organisation.
+fn job(name: &str) -> NewJob {
+    job_for(name, "default", "echo")
+}
+
+/// Job `name` of `app` of `org`.
+fn job_for(name: &str, org: &str, app: &str) -> NewJob {
     NewJob {
-        id: id.into(),
+        id: job_id(name),
         org: org.into(),
         application_id: app.into(),
         inputs: r#"{"topic":["x"]}"#.into(),
@@ -171,8 +201,9 @@ async fn claim_one(store: &dyn Store, lease: Duration) -> Lease {
     claimed[0].lease
 }
 
-async fn state_of(store: &dyn Store, id: &str) -> JobState {
-    store.get_job("default", id).await.unwrap().unwrap().state
+async fn state_of(store: &dyn Store, id: JobId) -> JobState {
+    let job = store.get_job(&org("default"), id).await.unwrap();
+    job.unwrap().state
 }
 
 fn query(org: &str, app: &str, status: Option<WriterStatus>, offset: u64, limit: u64) -> JobQuery {

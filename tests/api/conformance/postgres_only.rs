@@ -9,7 +9,7 @@ use scriptorium::store::postgres::PostgresStore;
 use scriptorium::store::{Store, StoreError};
 use tokio::time::{sleep, timeout};
 
-use super::{job, query};
+use super::{job, job_id, org, query};
 use crate::pg::{Schema, bootstrap, kill_connections};
 
 /// PostgreSQL only: killing every connection of a store (as a restart does) costs at most
@@ -24,7 +24,8 @@ async fn postgres_store_recovers_when_its_connections_are_killed() {
     let admin = bootstrap(&schema.base).await;
     store.insert_job(job("job-1")).await.unwrap();
     // Several pooled connections, so the pool has more than one corpse to clear.
-    let reads = (0..6).map(|_| store.get_job("default", "job-1"));
+    let default = org("default");
+    let reads = (0..6).map(|_| store.get_job(&default, job_id("job-1")));
     futures_util::future::join_all(reads).await;
 
     let killed = kill_connections(&admin, &schema.app("t")).await;
@@ -33,7 +34,7 @@ async fn postgres_store_recovers_when_its_connections_are_killed() {
         "the pool's and the listener's connections ({killed})"
     );
     let right_after = [
-        store.get_job("default", "job-1").await.map(drop),
+        store.get_job(&default, job_id("job-1")).await.map(drop),
         store
             .list_jobs(query("default", "echo", None, 0, 10))
             .await
@@ -47,7 +48,7 @@ async fn postgres_store_recovers_when_its_connections_are_killed() {
         );
     }
     let recovered = eventually(Duration::from_secs(5), || async {
-        matches!(store.get_job("default", "job-1").await, Ok(Some(_)))
+        matches!(store.get_job(&default, job_id("job-1")).await, Ok(Some(_)))
     });
     assert!(recovered.await, "calls succeed again within seconds");
     store.insert_job(job("job-3")).await.unwrap();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use scriptorium::config::ServeOptions;
 use scriptorium::files::blobs::{BlobConfig, Blobs};
-use scriptorium::store::{FileInserted, FileLease, FileProcessed, NewFile, Store};
+use scriptorium::store::{FileId, FileInserted, FileLease, FileProcessed, NewFile, Store};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, assert_error, spawn_app, spawn_in, spawn_with};
@@ -108,12 +108,15 @@ async fn an_unsupported_file_fails_with_a_reason_and_jobs_naming_it_are_refused(
 
 /// Records a file as `in_progress` with its bytes in the data directory, as an upload does,
 /// but with nothing processing it (as after a crash, or while another node extracts it).
-async fn unprocessed_file(app_dir: &Path, store: &dyn Store, name: &str, bytes: &[u8]) -> String {
-    let id = uuid::Uuid::now_v7().to_string();
+async fn unprocessed_file(app_dir: &Path, store: &dyn Store, name: &str, bytes: &[u8]) -> FileId {
+    let id = FileId::generate();
     let blobs = Blobs::open(&BlobConfig::Local, app_dir).unwrap();
-    blobs.put(&id, bytes.to_vec().into()).await.unwrap();
+    blobs
+        .put(&id.to_string(), bytes.to_vec().into())
+        .await
+        .unwrap();
     let file = NewFile {
-        id: id.clone(),
+        id,
         org: "default".into(),
         name: name.into(),
         kind: "txt".into(),
@@ -135,7 +138,7 @@ async fn spawn_without_extraction() -> TestApp {
 }
 
 /// Claims the file `id` for extraction, as another node's worker would, for `lease`.
-async fn claim(store: &dyn Store, id: &str, lease: Duration) -> FileLease {
+async fn claim(store: &dyn Store, id: FileId, lease: Duration) -> FileLease {
     let claimed = store.claim_files(100, lease, 3).await.unwrap();
     claimed
         .into_iter()
@@ -149,9 +152,11 @@ async fn a_job_whose_file_is_still_in_progress_waits_for_it() {
     let app = spawn_without_extraction().await;
     let store = app.store().await;
     let id = unprocessed_file(app.data_dir(), store.as_ref(), "slow.txt", b"slow words").await;
-    let lease = claim(store.as_ref(), &id, Duration::from_secs(60)).await;
+    let lease = claim(store.as_ref(), id, Duration::from_secs(60)).await;
     // Accepted: a file in progress is waited for, not refused.
-    let job = app.create_job("uploads", &[("Contract", &[&id])]).await;
+    let job = app
+        .create_job("uploads", &[("Contract", &[&id.to_string()])])
+        .await;
     let job_id = job["id"].as_str().unwrap();
     let running = |job: &Value| job["state"] == "running" || job["status"] != "in_progress";
     let waiting = app
@@ -176,8 +181,10 @@ async fn a_job_whose_file_is_still_in_progress_waits_for_it() {
 
     // The word limit is checked again once the text is known.
     let id = unprocessed_file(app.data_dir(), store.as_ref(), "wordy.txt", b"x").await;
-    let lease = claim(store.as_ref(), &id, Duration::from_secs(60)).await;
-    let job = app.create_job("uploads", &[("Contract", &[&id])]).await;
+    let lease = claim(store.as_ref(), id, Duration::from_secs(60)).await;
+    let job = app
+        .create_job("uploads", &[("Contract", &[&id.to_string()])])
+        .await;
     let processed = FileProcessed::Completed {
         text: Some("many ".repeat(60)),
         word_count: Some(60),
@@ -202,13 +209,15 @@ async fn files_left_in_progress_by_a_dead_process_are_processed_after_all() {
         b"processed after all",
     )
     .await;
-    claim(store.as_ref(), &id, Duration::from_secs(1)).await;
+    claim(store.as_ref(), id, Duration::from_secs(1)).await;
     drop(store);
     let storage = app.stop().await;
     let app = spawn_in(storage, ServeOptions::default()).await;
-    let done = app.wait_processed(&id).await;
+    let done = app.wait_processed(&id.to_string()).await;
     assert_eq!(done["status"], "completed", "{done}");
-    let job = app.create_job("uploads", &[("Contract", &[&id])]).await;
+    let job = app
+        .create_job("uploads", &[("Contract", &[&id.to_string()])])
+        .await;
     let done = app.wait_finished(job["id"].as_str().unwrap()).await;
     assert!(
         done["data"]["suggestion"]

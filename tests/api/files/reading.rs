@@ -167,6 +167,69 @@ async fn download_gives_the_bytes_back_and_delete_makes_the_file_404() {
     assert_error(response, 404, "NotFound").await;
 }
 
+/// A file id is the lowercase hyphenated UUID the server gave; the same UUID in any other
+/// spelling names no file: 404 on its routes, not retried, refused as an input. A list's
+/// cursor takes any spelling of a UUID, and refuses anything else.
+#[tokio::test]
+async fn a_file_id_in_another_spelling_names_no_file() {
+    let app = spawn_app().await;
+    let id = app.upload_fixture("notes.txt").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let upper = id.to_uppercase();
+    for path in [
+        format!("/v1/files/{upper}"),
+        format!("/v1/files/{upper}/download"),
+    ] {
+        let response = app.get(&path).send().await.unwrap();
+        let description = assert_error(response, 404, "NotFound").await;
+        assert_eq!(description, format!("no file '{upper}'"));
+    }
+    let response = app
+        .delete(&format!("/v1/files/{upper}"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 404, "NotFound").await;
+    let response = app
+        .post("/v1/files/retry")
+        .json(&json!({"file_ids": [upper, "not-an-id"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let response = app
+        .post("/v1/applications/uploads/jobs")
+        .json(&inputs_body(&[("Contract", &[&upper])]))
+        .send()
+        .await
+        .unwrap();
+    let description = assert_error(response, 400, "BadRequest").await;
+    assert!(
+        description.contains(&format!("file '{upper}' not found")),
+        "{description}"
+    );
+    let response = app
+        .get(&format!("/v1/files?after={upper}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let response = app.get("/v1/files?after=nope").send().await.unwrap();
+    assert_error(response, 400, "BadRequest").await;
+    // The file itself is untouched.
+    let file: Value = app
+        .get(&format!("/v1/files/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(file["id"], id.as_str());
+}
+
 #[tokio::test]
 async fn another_organisation_cannot_see_or_use_a_file() {
     let app = spawn_app().await;
