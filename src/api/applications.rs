@@ -19,9 +19,9 @@ use super::{ApiError, AppState, ErrorCode};
 use crate::apps::{Application, Inputs};
 use crate::engine::{PrepareError, prepare};
 use crate::files::rules::Refusal;
-use crate::providers::ProviderError;
+use crate::providers::{Caller, ProviderError};
 use crate::report::Chain;
-use crate::store::OrgId;
+use crate::store::{OrgId, Priority};
 
 /// The body of a generate request, sync or async: `{inputs: [{id, value}], stream?}`.
 #[derive(Deserialize)]
@@ -151,8 +151,13 @@ pub(crate) async fn generate(
 ) -> Result<Response, ApiError> {
     let app = served_app(&state, &id)?;
     let inputs = checked_inputs(&state, &principal.org, app, body.inputs.as_ref()).await?;
-    let key = uuid::Uuid::now_v7().to_string();
-    let prepared = prepare(app, &inputs, &state.files, &state.providers, key)
+    // A person waits for this answer: it goes before queued jobs at the provider's gate.
+    let caller = Caller {
+        key: uuid::Uuid::now_v7().to_string(),
+        org: principal.org.clone(),
+        priority: Priority::High,
+    };
+    let prepared = prepare(app, &inputs, &state.files, &state.providers, caller)
         .await
         .map_err(prepare_error)?;
     let (provider, request, title) = (prepared.provider, prepared.request, prepared.title);

@@ -84,6 +84,8 @@ error_codes! {
     InvalidFileTypes = (BAD_REQUEST, "request.invalid_file_types"),
     /// An `Idempotency-Key` that is empty, too long or not visible ASCII.
     IdempotencyKey = (BAD_REQUEST, "request.idempotency_key"),
+    /// A `Scriptorium-Priority` that is not `high`, `normal` or `low`.
+    InvalidPriority = (BAD_REQUEST, "request.invalid_priority"),
     /// `stream` asked of an async job.
     StreamUnsupported = (BAD_REQUEST, "request.stream_unsupported"),
     /// No route has this path.

@@ -10,7 +10,7 @@ use super::extract::{Principal, WJson, WPath, WQuery};
 use super::paging;
 use super::views::{JobAcceptedView, JobListView, JobView, PaginationView};
 use super::{ApiError, AppState, ErrorCode};
-use crate::store::{JobId, JobQuery, NewJob, RetryOutcome, WriterStatus};
+use crate::store::{JobId, JobQuery, NewJob, Priority, RetryOutcome, WriterStatus};
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
@@ -38,10 +38,25 @@ pub(crate) async fn create(
         application_id: app.id.clone(),
         inputs,
         retry: app.retry,
+        priority: priority(&headers)?.unwrap_or(app.priority),
         idempotency_key: idempotency_key(&headers)?,
     };
     let inserted = state.store.insert_job(job).await?;
     Ok((StatusCode::ACCEPTED, Json(inserted.into())))
+}
+
+/// `Scriptorium-Priority: high|normal|low`, if sent.
+fn priority(headers: &HeaderMap) -> Result<Option<Priority>, ApiError> {
+    let Some(value) = headers.get("scriptorium-priority") else {
+        return Ok(None);
+    };
+    match value.to_str().ok().and_then(|v| Priority::parse(v.trim())) {
+        Some(priority) => Ok(Some(priority)),
+        None => Err(ApiError::new(
+            ErrorCode::InvalidPriority,
+            "Scriptorium-Priority must be high, normal or low",
+        )),
+    }
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {

@@ -12,7 +12,7 @@ use super::fields::{check_id, line_of, millis, parse_created_at, template_first_
 use super::render::{Field, Problem, Source, Templates};
 use super::spec::{InputSpec, InputType, parse_options};
 use super::{AppStatus, Application};
-use crate::store::RetryPolicy;
+use crate::store::{Priority, RetryPolicy};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +27,8 @@ struct RawApp {
     max_attempts: Option<Spanned<u32>>,
     backoff_initial: Option<Spanned<String>>,
     backoff_max: Option<Spanned<String>>,
+    max_wait: Option<Spanned<String>>,
+    priority: Option<Spanned<String>>,
     created_at: Option<Spanned<toml::Value>>,
     system: Option<Spanned<String>>,
     prompt: Spanned<String>,
@@ -72,6 +74,13 @@ pub(crate) fn parse(text: &str, mtime: SystemTime) -> Result<Loaded, Vec<Problem
         list: Vec::new(),
     };
     let (retry, created_at) = check_settings(&raw, mtime, &mut problems);
+    let priority = match &raw.priority {
+        None => Priority::Normal,
+        Some(value) => Priority::parse(value.get_ref().trim()).unwrap_or_else(|| {
+            problems.at(value, "priority must be \"high\", \"normal\" or \"low\"");
+            Priority::Normal
+        }),
+    };
     let before_inputs = problems.list.len();
     let inputs = input_specs(&raw.inputs, &mut problems);
     let inputs_ok = problems.list.len() == before_inputs;
@@ -123,6 +132,7 @@ pub(crate) fn parse(text: &str, mtime: SystemTime) -> Result<Loaded, Vec<Problem
         temperature: raw.temperature.map(Spanned::into_inner),
         max_tokens: raw.max_tokens.map(Spanned::into_inner),
         retry,
+        priority,
         templates,
     };
     Ok(Loaded {
@@ -190,6 +200,7 @@ fn check_settings(
     };
     let backoff_initial = duration("backoff_initial", &raw.backoff_initial, 1);
     let backoff_max = duration("backoff_max", &raw.backoff_max, 60);
+    let max_wait = duration("max_wait", &raw.max_wait, 24 * 3600);
     if backoff_max < backoff_initial
         && let Some(value) = raw.backoff_max.as_ref().or(raw.backoff_initial.as_ref())
     {
@@ -209,6 +220,7 @@ fn check_settings(
         max_attempts: raw.max_attempts.as_ref().map_or(3, |n| *n.get_ref()),
         backoff_initial_ms: millis(backoff_initial),
         backoff_max_ms: millis(backoff_max),
+        max_wait_ms: millis(max_wait),
     };
     (retry, created_at)
 }

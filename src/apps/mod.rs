@@ -22,7 +22,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{ApplicationId, RetryPolicy};
+use crate::store::{ApplicationId, Priority, RetryPolicy};
 
 pub(crate) use inputs::InputError;
 pub use inputs::Inputs;
@@ -63,8 +63,10 @@ pub(crate) struct Application {
     pub(crate) temperature: Option<f32>,
     /// Output token limit (> 0), if set.
     pub(crate) max_tokens: Option<u32>,
-    /// How failed generations are retried.
+    /// How failed generations are retried, and how long backpressure may hold a job.
     pub(crate) retry: RetryPolicy,
+    /// The priority of its jobs when a request does not say.
+    pub(crate) priority: Priority,
     templates: render::Templates,
 }
 

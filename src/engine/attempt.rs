@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::failpoint::{self, FailurePoint};
 use crate::apps::{Application, Inputs, Prompt, Registry, RenderError};
 use crate::files::{AttachError, Attachments, Files};
-use crate::providers::{Backend, ChatRequest, ErrorClass, ProviderError, Providers};
+use crate::providers::{Backend, Caller, ChatRequest, ErrorClass, ProviderError, Providers};
 use crate::report::Chain;
 use crate::store::{ClaimedJob, OutcomeKind, RetryPolicy};
 
@@ -41,13 +41,13 @@ pub enum PrepareError {
 }
 
 /// Gathers the files `inputs` name, renders `app`'s prompts and builds the request for its
-/// provider; `key` identifies the unit of work (a job id) to the provider.
+/// provider; `caller` says whose call it is.
 pub async fn prepare(
     app: &Application,
     inputs: &Inputs,
     files: &Files,
     providers: &Providers,
-    key: String,
+    caller: Caller,
 ) -> Result<Prepared, PrepareError> {
     let attachments = files.attachments(app, inputs).await.map_err(|e| match e {
         AttachError::Unusable(message) => PrepareError::Unusable(message),
@@ -63,7 +63,7 @@ pub async fn prepare(
         .ok_or_else(|| PrepareError::NoProvider(app.provider.clone()))?
         .clone();
     let title = prompt.title.clone();
-    let request = chat_request(app, prompt, attachments, key);
+    let request = chat_request(app, prompt, attachments, caller);
     Ok(Prepared {
         provider,
         request,
@@ -71,7 +71,8 @@ pub async fn prepare(
     })
 }
 
-/// Runs one attempt and classifies its end: success, retry later, or final failure.
+/// Runs one attempt and classifies its end: success, wait for the provider, retry later, or
+/// final failure.
 pub(super) async fn run(
     apps: &Registry,
     providers: &Providers,
@@ -88,7 +89,12 @@ pub(super) async fn run(
         Ok(inputs) => inputs,
         Err(e) => return failed(format!("stored inputs are unreadable: {}", Chain(&e))),
     };
-    let prepared = match prepare(app, &inputs, files, providers, job.id.to_string()).await {
+    let caller = Caller {
+        key: job.id.to_string(),
+        org: job.org.clone(),
+        priority: job.priority,
+    };
+    let prepared = match prepare(app, &inputs, files, providers, caller).await {
         Ok(prepared) => prepared,
         Err(e @ PrepareError::NotYet(_)) => {
             return retry_later(job, Chain(&e).to_string(), None);
@@ -106,23 +112,24 @@ pub(super) async fn run(
         },
         Ok(_) => retry_or_fail(
             job,
+            &app.provider,
             &ProviderError::Retryable {
                 class: ErrorClass::Malformed,
                 message: "the model returned no text".into(),
                 retry_after: None,
             },
         ),
-        Err(e) => retry_or_fail(job, &e),
+        Err(e) => retry_or_fail(job, &app.provider, &e),
     }
 }
 
 /// The chat request for a rendered prompt of `app` with the images of its `attachments`;
-/// `key` identifies the unit of work.
+/// `caller` says whose call it is.
 fn chat_request(
     app: &Application,
     prompt: Prompt,
     attachments: Attachments,
-    key: String,
+    caller: Caller,
 ) -> ChatRequest {
     ChatRequest {
         model: app.model.clone(),
@@ -131,16 +138,49 @@ fn chat_request(
         images: attachments.images,
         temperature: app.temperature,
         max_tokens: app.max_tokens,
-        key,
+        caller,
     }
 }
 
-fn retry_or_fail(job: &ClaimedJob, e: &ProviderError) -> OutcomeKind {
+/// What a provider's error means for the job: backpressure waits for `provider` without
+/// spending an attempt (until the job's `max_wait` is used up), other retryable errors spend
+/// one, fatal ones end it.
+fn retry_or_fail(job: &ClaimedJob, provider: &str, e: &ProviderError) -> OutcomeKind {
     match e {
+        ProviderError::Retryable {
+            class, retry_after, ..
+        } if class.is_backpressure() => wait_for_provider(job, provider, e, *retry_after),
         ProviderError::Retryable { retry_after, .. } => {
             retry_later(job, e.to_string(), *retry_after)
         }
         ProviderError::Fatal { .. } => failed(e.to_string()),
+    }
+}
+
+/// The provider said "not now": try again after what it asked (else about a second), or fail
+/// once backpressure has held the job for its `max_wait`.
+fn wait_for_provider(
+    job: &ClaimedJob,
+    provider: &str,
+    e: &ProviderError,
+    retry_after: Option<Duration>,
+) -> OutcomeKind {
+    let since = job.waiting_since.unwrap_or(job.claimed_at);
+    let waited = Duration::from_micros(job.claimed_at.saturating_sub(since).max(0) as u64);
+    let max_wait = Duration::from_millis(job.retry.max_wait_ms);
+    if waited >= max_wait {
+        return failed(format!(
+            "provider '{provider}' was unavailable for {} (the application's max_wait): {e}",
+            humantime::format_duration(Duration::from_secs(waited.as_secs().max(1)))
+        ));
+    }
+    // Jitter spreads the jobs a pause sent back, so they do not return as one burst.
+    let delay = retry_after
+        .unwrap_or(Duration::from_secs(1))
+        .mul_f64(1.0 + fastrand::f64() / 4.0);
+    OutcomeKind::Wait {
+        delay,
+        error: e.to_string(),
     }
 }
 
@@ -182,6 +222,7 @@ mod tests {
             max_attempts: 10,
             backoff_initial_ms: 1000,
             backoff_max_ms: 5000,
+            max_wait_ms: 0,
         };
         for _ in 0..100 {
             let first = backoff(&policy, 1).as_millis();

@@ -15,7 +15,7 @@ use crate::files::blobs::Blobs;
 use crate::files::{Extraction, Files};
 use crate::providers::Providers;
 use crate::store::sqlite::{Durability, SqliteStore};
-use crate::store::{Clock, JobId, JobRecord, JobState, NewJob, RetryPolicy, Store};
+use crate::store::{Clock, JobId, JobRecord, JobState, NewJob, Priority, RetryPolicy, Store};
 
 /// An engine over a fresh SQLite store whose clock moves only when the test says.
 struct Bench {
@@ -59,8 +59,8 @@ impl Bench {
         }
     }
 
-    /// Stores a job of the `echo` application (3 attempts, backoff 20 ms to 50 ms); answers
-    /// its id.
+    /// Stores a job of the `echo` application (3 attempts, backoff 20 ms to 50 ms, 10 s of
+    /// backpressure at most); answers its id.
     async fn submit(&self, text: &str) -> JobId {
         let job = NewJob {
             id: JobId::generate(),
@@ -71,7 +71,9 @@ impl Bench {
                 max_attempts: 3,
                 backoff_initial_ms: 20,
                 backoff_max_ms: 50,
+                max_wait_ms: 10_000,
             },
+            priority: Priority::Normal,
             idempotency_key: None,
         };
         self.store.insert_job(job).await.unwrap().id
@@ -119,6 +121,49 @@ async fn a_retry_waits_for_its_backoff_and_then_runs() {
     assert_eq!((job.state, job.attempt), (JobState::Completed, 3));
     assert!(job.suggestion.unwrap().contains("hello"));
     assert!(job.error.is_none());
+}
+
+#[tokio::test]
+async fn backpressure_waits_without_spending_attempts() {
+    let bench = Bench::new();
+    // Five "overloaded" answers, more than the three attempts the job has.
+    let id = bench.submit("busy [[mock:busy-first=5]]").await;
+    for call in 1..=5 {
+        assert_eq!(bench.run().await, 1, "call {call}");
+        let job = bench.job(id).await;
+        assert_eq!((job.state, job.attempt), (JobState::WaitingForProvider, 0));
+        assert!(job.error.unwrap().contains("overloaded"));
+        assert_eq!(
+            bench.run().await,
+            0,
+            "it waits for the provider's Retry-After"
+        );
+        bench.clock.advance(Duration::from_millis(1_300));
+    }
+    assert_eq!(bench.run().await, 1);
+    let job = bench.job(id).await;
+    assert_eq!((job.state, job.attempt), (JobState::Completed, 1));
+    assert!(job.error.is_none());
+}
+
+#[tokio::test]
+async fn backpressure_fails_a_job_once_it_has_waited_max_wait() {
+    let bench = Bench::new();
+    let id = bench.submit("[[mock:busy-first=100]]").await;
+    // 10 s of max_wait, counted from the first "not now"; each wait is 1 to 1.25 s.
+    let mut calls = 0;
+    while bench.run().await == 1 {
+        calls += 1;
+        bench.clock.advance(Duration::from_millis(1_300));
+    }
+    assert!((8..=12).contains(&calls), "{calls} calls");
+    let job = bench.job(id).await;
+    assert_eq!(job.state, JobState::Failed);
+    let error = job.error.unwrap();
+    assert!(
+        error.starts_with("provider 'default' was unavailable for 1") && error.contains("max_wait"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

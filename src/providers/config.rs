@@ -33,9 +33,16 @@ pub struct ProviderConfig {
     pub api_key_env: Option<String>,
     /// The model used when an application names none.
     pub model: Option<String>,
-    /// Requests in flight to this provider at most, across all applications.
-    #[serde(default = "default_concurrency")]
-    pub max_concurrency: usize,
+    /// Requests in flight to this provider at most, across all applications: a number, or
+    /// `"auto"` to let the engine find the server's knee between `auto_min` and `auto_max`.
+    #[serde(default, deserialize_with = "concurrency")]
+    pub max_concurrency: Concurrency,
+    /// The lowest limit `"auto"` may choose.
+    #[serde(default = "default_auto_min")]
+    pub auto_min: usize,
+    /// The highest limit `"auto"` may choose.
+    #[serde(default = "default_auto_max")]
+    pub auto_max: usize,
     /// Requests per minute at most (0: unlimited).
     #[serde(default)]
     pub requests_per_minute: u32,
@@ -68,6 +75,40 @@ pub struct ProviderConfig {
     pub api_key: Option<Secret>,
 }
 
+/// How many requests a provider may have in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Concurrency {
+    /// At most this many.
+    Fixed(usize),
+    /// As many as the server takes before its latency grows without more throughput, found
+    /// while running (see `providers::gate::limiter`).
+    Auto,
+}
+
+impl Default for Concurrency {
+    /// 64.
+    fn default() -> Self {
+        Self::Fixed(64)
+    }
+}
+
+/// `max_concurrency`: a number or `"auto"`.
+fn concurrency<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Concurrency, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(usize),
+        Word(String),
+    }
+    match Raw::deserialize(d) {
+        Ok(Raw::Number(n)) => Ok(Concurrency::Fixed(n)),
+        Ok(Raw::Word(word)) if word == "auto" => Ok(Concurrency::Auto),
+        _ => Err(serde::de::Error::custom(
+            "max_concurrency must be a whole number or \"auto\"",
+        )),
+    }
+}
+
 /// A secret string (a provider's API key). `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -90,8 +131,12 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-fn default_concurrency() -> usize {
-    64
+fn default_auto_min() -> usize {
+    1
+}
+
+fn default_auto_max() -> usize {
+    512
 }
 
 fn default_timeout() -> Duration {
@@ -114,7 +159,9 @@ impl ProviderConfig {
             base_url: None,
             api_key_env: None,
             model: None,
-            max_concurrency: default_concurrency(),
+            max_concurrency: Concurrency::default(),
+            auto_min: default_auto_min(),
+            auto_max: default_auto_max(),
             requests_per_minute: 0,
             tokens_per_minute: 0,
             timeout: default_timeout(),

@@ -12,6 +12,7 @@
 //! | `[[mock:error]]` | every call fails retryably |
 //! | `[[mock:fail-first=N]]` | the first N calls for this job fail retryably, later ones succeed |
 //! | `[[mock:fatal-first=N]]` | the first N calls for this job fail fatally, later ones succeed |
+//! | `[[mock:busy-first=N]]` | the first N calls for this job answer "overloaded" (a 503, Retry-After 1 s) |
 //! | `[[mock:sleep=MS]]` | this call takes MS milliseconds instead of the configured latency |
 //! | `[[mock:break]]` | a stream sends half the text, then fails retryably |
 
@@ -45,6 +46,7 @@ struct Directives {
     error: bool,
     fail_first: Option<u32>,
     fatal_first: Option<u32>,
+    busy_first: Option<u32>,
     sleep: Option<Duration>,
     break_stream: bool,
 }
@@ -110,12 +112,12 @@ impl MockProvider {
         if d.error {
             return Err(retryable("mock: retryable error on purpose"));
         }
-        if d.fail_first.is_none() && d.fatal_first.is_none() {
+        if d.fail_first.is_none() && d.fatal_first.is_none() && d.busy_first.is_none() {
             return Ok(());
         }
         let call = {
             let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
-            let n = calls.entry(request.key.clone()).or_insert(0);
+            let n = calls.entry(request.caller.key.clone()).or_insert(0);
             *n += 1;
             *n
         };
@@ -123,6 +125,13 @@ impl MockProvider {
             return Err(fatal(&format!(
                 "mock: call {call} failed fatally on purpose"
             )));
+        }
+        if d.busy_first.is_some_and(|n| call <= n) {
+            return Err(ProviderError::Retryable {
+                class: ErrorClass::Overloaded,
+                message: format!("mock: call {call} found the server overloaded on purpose"),
+                retry_after: Some(Duration::from_secs(1)),
+            });
         }
         if d.fail_first.is_some_and(|n| call <= n) {
             return Err(retryable(&format!("mock: call {call} failed on purpose")));
@@ -156,6 +165,7 @@ impl Directives {
             "break" => self.break_stream = true,
             "fail-first" => self.fail_first = number,
             "fatal-first" => self.fatal_first = number,
+            "busy-first" => self.busy_first = number,
             "sleep" => self.sleep = number.map(|ms| Duration::from_millis(ms.into())),
             _ => {}
         }
@@ -215,6 +225,9 @@ fn chunks(text: &str) -> impl Iterator<Item = String> + '_ {
 mod tests {
     use super::*;
 
+    use crate::providers::Caller;
+    use crate::store::{OrgId, Priority};
+
     fn request(user: &str) -> ChatRequest {
         ChatRequest {
             model: Some("m".into()),
@@ -223,7 +236,11 @@ mod tests {
             images: Vec::new(),
             temperature: None,
             max_tokens: None,
-            key: "job-1".into(),
+            caller: Caller {
+                key: "job-1".into(),
+                org: OrgId::from("org"),
+                priority: Priority::Normal,
+            },
         }
     }
 

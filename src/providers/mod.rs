@@ -20,10 +20,10 @@ use std::time::Duration;
 use futures_util::stream::BoxStream;
 use serde::Serialize;
 
-use crate::store::Usage;
 use crate::store::limits::{Limits, SharedLimits};
-use config::{ProviderConfig, ProviderKind};
-use gate::{Gate, GateView};
+use crate::store::{OrgId, Priority, Usage};
+use config::{Concurrency, ProviderConfig, ProviderKind};
+use gate::{AutoLimit, Gate, GateView};
 
 /// How long past its timeout a call's shared slot stays taken if its node dies.
 const SHARED_SLOT_MARGIN: Duration = Duration::from_secs(5);
@@ -46,8 +46,19 @@ pub(crate) struct ChatRequest {
     pub(crate) temperature: Option<f32>,
     /// Output length limit.
     pub(crate) max_tokens: Option<u32>,
+    /// Whose call it is.
+    pub(crate) caller: Caller,
+}
+
+/// Whose call it is: the unit of work, and its place in the gate's turns.
+#[derive(Clone, Debug)]
+pub(crate) struct Caller {
     /// A stable key for this unit of work (the job id), so a provider can tell attempts apart.
     pub(crate) key: String,
+    /// The organisation it is for: the gate serves organisations in turns.
+    pub(crate) org: OrgId,
+    /// How urgent it is.
+    pub(crate) priority: Priority,
 }
 
 impl ChatRequest {
@@ -99,7 +110,9 @@ pub(crate) enum ErrorClass {
     Timeout,
     /// 429: the backend asked us to slow down.
     RateLimited,
-    /// 408 or 5xx: the backend failed.
+    /// 503 or 529: the backend is overloaded.
+    Overloaded,
+    /// 408 or another 5xx: the backend failed.
     Server,
     /// An answer we could not read.
     Malformed,
@@ -108,12 +121,19 @@ pub(crate) enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Whether the backend said "not now" (429, 503, 529): the call should wait for it,
+    /// not count as a failed attempt.
+    pub(crate) fn is_backpressure(self) -> bool {
+        matches!(self, Self::RateLimited | Self::Overloaded)
+    }
+
     /// The counter name.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Connect => "connect",
             Self::Timeout => "timeout",
             Self::RateLimited => "rate_limited",
+            Self::Overloaded => "overloaded",
             Self::Server => "server",
             Self::Malformed => "malformed",
             Self::Rejected => "rejected",
@@ -203,7 +223,15 @@ impl Backend {
     /// Generates the whole text, waiting at the gate first.
     pub(crate) async fn complete(&self, request: ChatRequest) -> Result<Completion, ProviderError> {
         let request = self.with_model(request);
-        let admission = self.gate.admit(request.estimated_tokens()).await;
+        let caller = &request.caller;
+        let admission = self
+            .gate
+            .admit(
+                request.estimated_tokens(),
+                caller.org.as_str(),
+                caller.priority,
+            )
+            .await;
         let result = match &self.provider {
             Provider::Mock(mock) => mock.complete(&request).await,
             Provider::OpenAi(client) => client.complete(&request).await,
@@ -220,7 +248,15 @@ impl Backend {
         request: ChatRequest,
     ) -> BoxStream<'static, Result<String, ProviderError>> {
         let request = self.with_model(request);
-        let admission = self.gate.admit(request.estimated_tokens()).await;
+        let caller = &request.caller;
+        let admission = self
+            .gate
+            .admit(
+                request.estimated_tokens(),
+                caller.org.as_str(),
+                caller.priority,
+            )
+            .await;
         let pieces = match &self.provider {
             Provider::Mock(mock) => mock.stream(request),
             Provider::OpenAi(client) => client.stream(request),
@@ -291,9 +327,22 @@ impl Providers {
                 name: name.clone(),
                 message,
             };
-            if config.max_concurrency == 0 {
-                return Err(error("max_concurrency must be at least 1".into()));
-            }
+            let (max_concurrency, auto) = match config.max_concurrency {
+                Concurrency::Fixed(0) => {
+                    return Err(error("max_concurrency must be at least 1".into()));
+                }
+                Concurrency::Fixed(n) => (n, None),
+                Concurrency::Auto if config.auto_min == 0 || config.auto_min > config.auto_max => {
+                    return Err(error(format!(
+                        "auto_min ({}) must be at least 1 and at most auto_max ({})",
+                        config.auto_min, config.auto_max
+                    )));
+                }
+                Concurrency::Auto => (
+                    config.auto_max,
+                    Some(AutoLimit::new(config.auto_min, config.auto_max)),
+                ),
+            };
             let provider = match config.kind {
                 ProviderKind::Mock => Provider::Mock(mock::MockProvider::new(mock::MockSettings {
                     latency: config.latency,
@@ -312,10 +361,11 @@ impl Providers {
             let gate = Gate::new(
                 name.clone(),
                 Limits {
-                    max_concurrency: config.max_concurrency,
+                    max_concurrency,
                     requests_per_minute: config.requests_per_minute,
                     tokens_per_minute: config.tokens_per_minute,
                 },
+                auto,
                 shared,
             );
             let backend = Backend {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use mock_llm::{MockLlm, MockLlmArgs, Stats};
 use scriptorium::config::ServeOptions;
-use scriptorium::providers::config::{ProviderConfig, ProviderKind};
+use scriptorium::providers::config::{Concurrency, ProviderConfig, ProviderKind};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
@@ -48,7 +48,7 @@ fn provider(kind: ProviderKind, base_url: String, max_concurrency: usize) -> Pro
     ProviderConfig {
         base_url: Some(base_url),
         model: Some("test-model".into()),
-        max_concurrency,
+        max_concurrency: Concurrency::Fixed(max_concurrency),
         timeout: Duration::from_millis(500),
         ..ProviderConfig::new(kind)
     }

@@ -6,7 +6,7 @@ use scriptorium::apps::Inputs;
 use scriptorium::config::{Database, ServeOptions, Settings};
 use scriptorium::server::{Server, open_store};
 use scriptorium::store::sqlite::Durability;
-use scriptorium::store::{JobId, NewJob, RetryPolicy};
+use scriptorium::store::{JobId, NewJob, Priority, RetryPolicy};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -117,6 +117,7 @@ fn bench_job(inputs: &str) -> NewJob {
         application_id: APP.into(),
         inputs: inputs.to_owned(),
         retry: RetryPolicy::default(),
+        priority: Priority::Normal,
         idempotency_key: None,
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use mock_llm::{MockLlm, MockLlmArgs};
-use scriptorium::providers::config::{ProviderConfig, ProviderKind};
+use scriptorium::providers::config::{Concurrency, ProviderConfig, ProviderKind};
 use tokio::net::TcpListener;
 
 use super::harness::{Workspace, count, jobs_page, start};
@@ -33,7 +33,7 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let provider = ProviderConfig {
         base_url: Some(llm_url),
         model: Some("bench".into()),
-        max_concurrency: capacity,
+        max_concurrency: Concurrency::Fixed(capacity),
         ..ProviderConfig::new(ProviderKind::Openai)
     };
     let mut serve = workspace.options(capacity, args.sqlite_sync);

@@ -144,6 +144,7 @@ fn settings_are_read_from_the_file() {
         max_attempts: 5,
         backoff_initial_ms: 250,
         backoff_max_ms: 2000,
+        max_wait_ms: 24 * 3_600_000,
     };
     assert_eq!(app.retry, retry);
 }

@@ -1,24 +1,31 @@
 //! The gate in front of one provider: what keeps a model server busy without overloading it.
 //!
 //! Before a call, [`Gate::admit`] waits until all of these allow it: a concurrency slot
-//! (`max_concurrency`, counted across every application), the circuit (closed, or half-open
-//! with no probe out), the pause a 429 imposed on the whole provider, and the request and
-//! token budgets per minute. After the call, [`Admission::settle`] records what happened:
-//! a 429 pauses everyone until its Retry-After; repeated failures open the circuit, so
-//! waiting jobs stop burning attempts on a dead server, and after a cooldown one probe
-//! decides whether it closes again; real token usage corrects the estimate.
+//! ([`slots`]: `max_concurrency`, counted across every application, handed out by priority and
+//! in turns across organisations), the circuit (closed, or half-open with no probe out), the
+//! pause a 429 or 503 imposed on the whole provider, and the request and token budgets per
+//! minute. After the call, [`Admission::settle`] records what happened: backpressure (429,
+//! 503, 529) pauses everyone until its Retry-After; repeated failures open the circuit, so
+//! waiting jobs stop burning attempts on a dead server, and after a cooldown one probe decides
+//! whether it closes again; real token usage corrects the estimate; with
+//! `max_concurrency = "auto"`, the call's latency moves the limit ([`limiter`]).
+
+mod limiter;
+mod slots;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{ErrorClass, ProviderError};
 use crate::report::Chain;
 use crate::store::limits::{Acquired, Budget, Limits, SharedLimits};
-use crate::store::{Usage, now_micros};
+use crate::store::{Priority, Usage, now_micros};
+pub(crate) use limiter::AutoLimit;
+use limiter::{Change, Sample};
+use slots::{Slot, Slots};
 
 /// Consecutive failures that open the circuit.
 const OPEN_AFTER: u32 = 5;
@@ -26,15 +33,18 @@ const OPEN_AFTER: u32 = 5;
 const FIRST_COOLDOWN: Duration = Duration::from_secs(2);
 /// The longest cooldown.
 const MAX_COOLDOWN: Duration = Duration::from_secs(60);
-/// A 429 without Retry-After pauses the provider this long.
+/// A 429 or 503 without Retry-After pauses the provider this long.
 const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
 
 /// The gate of one provider.
 #[derive(Debug)]
 pub(crate) struct Gate {
     name: String,
+    /// The budgets, and the concurrency when it is fixed.
     limits: Limits,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
+    /// The limit that moves, for `max_concurrency = "auto"`.
+    auto: Option<Mutex<AutoLimit>>,
     state: Mutex<State>,
     shared: Option<Shared>,
 }
@@ -79,7 +89,8 @@ pub(crate) struct Admission {
     gate: Arc<Gate>,
     estimated_tokens: f64,
     shared_slot: Option<i64>,
-    _slot: OwnedSemaphorePermit,
+    sent: Instant,
+    _slot: Slot,
 }
 
 /// What operators see of a gate.
@@ -87,13 +98,17 @@ pub(crate) struct Admission {
 pub(crate) struct GateView {
     /// Requests in flight now.
     pub(crate) in_flight: usize,
-    /// The concurrency limit.
+    /// Calls waiting for a slot on this node.
+    pub(crate) waiting: usize,
+    /// The concurrency limit now.
     pub(crate) max_concurrency: usize,
+    /// With `max_concurrency = "auto"`: its bounds and its recent changes.
+    pub(crate) auto: Option<AutoView>,
     /// Requests per minute allowed (0: unlimited).
     pub(crate) requests_per_minute: u32,
     /// Tokens per minute allowed (0: unlimited).
     pub(crate) tokens_per_minute: u32,
-    /// Milliseconds until a 429's pause ends, if one is in force.
+    /// Milliseconds until a 429 or 503 pause ends, if one is in force.
     pub(crate) paused_for_ms: Option<u64>,
     /// `closed`, `open` or `half_open`.
     pub(crate) circuit: &'static str,
@@ -107,18 +122,33 @@ pub(crate) struct GateView {
     pub(crate) completion_tokens: u64,
 }
 
+/// What operators see of an "auto" limit.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct AutoView {
+    /// The lowest limit it may choose.
+    pub(crate) min: usize,
+    /// The highest.
+    pub(crate) max: usize,
+    /// Its latest changes, oldest first.
+    pub(crate) history: Vec<Change>,
+}
+
 impl Gate {
     /// A gate enforcing `limits` for the provider `name` in this process, and, when `shared`
-    /// is given, across the cluster too (slots held at most `hold`).
+    /// is given, across the cluster too (slots held at most `hold`). With `auto`, the
+    /// concurrency limit is that limiter's, not `limits.max_concurrency`.
     pub(crate) fn new(
         name: String,
         limits: Limits,
+        auto: Option<AutoLimit>,
         shared: Option<(Arc<dyn SharedLimits>, Duration)>,
     ) -> Arc<Self> {
+        let limit = auto.as_ref().map_or(limits.max_concurrency, AutoLimit::get);
         Arc::new(Self {
             name,
             shared: shared.map(|(limits, hold)| Shared { limits, hold }),
-            slots: Arc::new(Semaphore::new(limits.max_concurrency.max(1))),
+            slots: Slots::new(limit),
+            auto: auto.map(Mutex::new),
             state: Mutex::new(State {
                 circuit: Circuit::Closed { failures: 0 },
                 paused_until: None,
@@ -134,14 +164,15 @@ impl Gate {
         })
     }
 
-    /// Waits until a call estimated at `estimated_tokens` may be sent.
-    pub(crate) async fn admit(self: &Arc<Self>, estimated_tokens: u32) -> Admission {
-        let slot = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .unwrap_or_else(|_| unreachable!("a gate's semaphore is never closed"));
+    /// Waits until a call estimated at `estimated_tokens`, for the organisation `lane` at
+    /// `priority`, may be sent.
+    pub(crate) async fn admit(
+        self: &Arc<Self>,
+        estimated_tokens: u32,
+        lane: &str,
+        priority: Priority,
+    ) -> Admission {
+        let slot = self.slots.acquire(lane, priority).await;
         let tokens = estimated_tokens;
         let estimated_tokens = f64::from(estimated_tokens);
         loop {
@@ -167,7 +198,40 @@ impl Gate {
             gate: self.clone(),
             estimated_tokens,
             shared_slot,
+            sent: Instant::now(),
             _slot: slot,
+        }
+    }
+
+    /// The concurrency limit now.
+    fn limit(&self) -> usize {
+        match &self.auto {
+            Some(auto) => lock(auto).get(),
+            None => self.limits.max_concurrency,
+        }
+    }
+
+    /// Teaches the "auto" limit what a call's end says about the server's load.
+    fn learn(&self, sent: Instant, result: Result<Option<Usage>, &ProviderError>) {
+        let Some(auto) = &self.auto else { return };
+        let (tokens, dropped) = match result {
+            Ok(usage) => (usage.map(|u| u.completion_tokens), false),
+            Err(e) if e.class().is_backpressure() || e.class() == ErrorClass::Timeout => {
+                (None, true)
+            }
+            // Other failures say nothing of load, and a fast error would look like a fast call.
+            Err(_) => return,
+        };
+        let sample = Sample {
+            started: sent,
+            finished: Instant::now(),
+            tokens,
+            in_flight: self.slots.held(),
+            queued: self.slots.waiting() > 0,
+            dropped,
+        };
+        if let Some(limit) = lock(auto).sample(&self.name, sample) {
+            self.slots.set_limit(limit);
         }
     }
 
@@ -175,9 +239,13 @@ impl Gate {
     /// is sent: a limit that cannot be checked is not assumed to hold.
     async fn admit_shared(&self, shared: &Shared, tokens: u32) -> i64 {
         loop {
+            let limits = Limits {
+                max_concurrency: self.limit(),
+                ..self.limits
+            };
             let wait = match shared
                 .limits
-                .acquire(&self.name, self.limits, tokens, shared.hold)
+                .acquire(&self.name, limits, tokens, shared.hold)
                 .await
             {
                 Ok(Acquired::Slot(slot)) => return slot,
@@ -197,9 +265,19 @@ impl Gate {
     pub(crate) fn view(&self) -> GateView {
         let now = Instant::now();
         let state = self.state();
+        let auto = self.auto.as_ref().map(|auto| {
+            let auto = lock(auto);
+            AutoView {
+                min: auto.min(),
+                max: auto.max(),
+                history: auto.history(),
+            }
+        });
         GateView {
-            in_flight: self.limits.max_concurrency.max(1) - self.slots.available_permits(),
-            max_concurrency: self.limits.max_concurrency,
+            in_flight: self.slots.held(),
+            waiting: self.slots.waiting(),
+            max_concurrency: self.limit(),
+            auto,
             requests_per_minute: self.limits.requests_per_minute,
             tokens_per_minute: self.limits.tokens_per_minute,
             paused_for_ms: state
@@ -219,12 +297,16 @@ impl Gate {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl State {
-    /// How long the pause a 429 imposed still runs.
+    /// How long the pause a 429 or 503 imposed still runs.
     fn pause_left(&self, now: Instant) -> Duration {
         self.paused_until
             .map_or(Duration::ZERO, |until| until.saturating_duration_since(now))
@@ -291,12 +373,13 @@ impl State {
             }
             Err(e) => {
                 *self.errors.entry(e.class().as_str()).or_default() += 1;
-                if e.class() == ErrorClass::RateLimited {
+                if e.class().is_backpressure() {
                     let pause = e.retry_after().unwrap_or(DEFAULT_PAUSE);
                     tracing::warn!(
                         provider,
+                        class = e.class().as_str(),
                         pause_ms = pause.as_millis() as u64,
-                        "provider answered 429: pausing every call to it"
+                        "provider asked us to wait: pausing every call to it"
                     );
                     let until = now + pause;
                     self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
@@ -341,23 +424,21 @@ impl State {
 impl Admission {
     /// Records the call's result and frees the slot.
     ///
-    /// In a cluster, a 429's pause is written to the shared database before this returns
+    /// In a cluster, a 429 or 503 pause is written to the shared database before this returns
     /// (the sooner the other nodes see it, the fewer calls they send into it), and the
     /// shared slot is given back.
     pub(crate) async fn settle(mut self, result: Result<Option<Usage>, &ProviderError>) {
         let gate = self.gate.clone();
         gate.state()
             .record(&gate.name, result, self.estimated_tokens, Instant::now());
+        gate.learn(self.sent, result);
         let Some(shared) = &gate.shared else {
             return;
         };
-        if let Some(e) = result
-            .err()
-            .filter(|e| e.class() == ErrorClass::RateLimited)
-        {
+        if let Some(e) = result.err().filter(|e| e.class().is_backpressure()) {
             let until = now_micros() + e.retry_after().unwrap_or(DEFAULT_PAUSE).as_micros() as i64;
             if let Err(e) = shared.limits.pause(&gate.name, until).await {
-                tracing::warn!(provider = %gate.name, error = %Chain(&e), "cannot share a 429 pause");
+                tracing::warn!(provider = %gate.name, error = %Chain(&e), "cannot share a pause");
             }
         }
         if let Some(slot) = self.shared_slot.take()
@@ -372,7 +453,7 @@ impl Admission {
 impl Drop for Admission {
     fn drop(&mut self) {
         // An admission dropped unsettled (a cancelled call) must not leave a probe hanging.
-        let mut state = self.gate.state();
+        let mut state = lock(&self.gate.state);
         if let Circuit::HalfOpen {
             cooldown,
             probing: true,

@@ -20,7 +20,7 @@ fn unavailable() -> ProviderError {
 
 #[test]
 fn five_failures_open_the_circuit_and_a_probe_closes_it() {
-    let gate = Gate::new("test".into(), limits(), None);
+    let gate = Gate::new("test".into(), limits(), None, None);
     let now = Instant::now();
     let mut state = gate.state();
     for _ in 0..OPEN_AFTER {
@@ -40,7 +40,7 @@ fn five_failures_open_the_circuit_and_a_probe_closes_it() {
 
 #[test]
 fn a_429_pauses_every_call_until_its_retry_after() {
-    let gate = Gate::new("test".into(), limits(), None);
+    let gate = Gate::new("test".into(), limits(), None, None);
     let now = Instant::now();
     let mut state = gate.state();
     let limited = ProviderError::Retryable {
@@ -61,6 +61,7 @@ fn the_request_budget_spaces_calls_out() {
             requests_per_minute: 60,
             ..limits()
         },
+        None,
         None,
     );
     let now = Instant::now();

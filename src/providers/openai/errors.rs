@@ -52,8 +52,9 @@ pub(super) fn malformed(message: &str) -> ProviderError {
     }
 }
 
-/// Sorts an error status: 408, 429 and 5xx are retryable (429 with the wait it asked for);
-/// other statuses are fatal and carry the backend's own message.
+/// Sorts an error status: 408, 429 and 5xx are retryable, with the wait the server asked
+/// for; 429 says we send too much, 503 and 529 that the server is overloaded (both are
+/// backpressure, not failure); other statuses are fatal and carry the backend's own message.
 pub(super) async fn status_error(response: Response) -> ProviderError {
     let status = response.status();
     let retry_after = retry_after(response.headers());
@@ -66,6 +67,16 @@ pub(super) async fn status_error(response: Response) -> ProviderError {
     match status {
         StatusCode::TOO_MANY_REQUESTS => ProviderError::Retryable {
             class: ErrorClass::RateLimited,
+            message,
+            retry_after,
+        },
+        StatusCode::SERVICE_UNAVAILABLE => ProviderError::Retryable {
+            class: ErrorClass::Overloaded,
+            message,
+            retry_after,
+        },
+        s if s.as_u16() == 529 => ProviderError::Retryable {
+            class: ErrorClass::Overloaded,
             message,
             retry_after,
         },

@@ -18,7 +18,7 @@ use futures_util::stream::BoxStream;
 use reqwest::Response;
 use serde_json::{Value, json};
 
-use super::config::{ProviderConfig, ProviderKind, Secret};
+use super::config::{Concurrency, ProviderConfig, ProviderKind, Secret};
 use super::{ChatRequest, Completion, ErrorClass, ProviderError};
 use crate::store::Usage;
 use errors::{malformed, status_error, transport};
@@ -50,7 +50,10 @@ impl OpenAiClient {
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
-            .pool_max_idle_per_host(config.max_concurrency)
+            .pool_max_idle_per_host(match config.max_concurrency {
+                Concurrency::Fixed(n) => n,
+                Concurrency::Auto => config.auto_max,
+            })
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
         Ok(Self {

@@ -16,6 +16,9 @@ pub enum JobState {
     Running,
     /// Failed retryably; runs again at its `run_at`.
     Retrying,
+    /// Its provider said "not now" (429, 503, 529): runs again at its `run_at` without
+    /// having spent an attempt.
+    WaitingForProvider,
     /// Finished with a result.
     Completed,
     /// Finished with an error: fatal, or attempts exhausted.
@@ -29,6 +32,7 @@ impl JobState {
             Self::Queued => "queued",
             Self::Running => "running",
             Self::Retrying => "retrying",
+            Self::WaitingForProvider => "waiting_for_provider",
             Self::Completed => "completed",
             Self::Failed => "failed",
         }
@@ -40,6 +44,7 @@ impl JobState {
             "queued" => Self::Queued,
             "running" => Self::Running,
             "retrying" => Self::Retrying,
+            "waiting_for_provider" => Self::WaitingForProvider,
             "completed" => Self::Completed,
             "failed" => Self::Failed,
             _ => return None,
@@ -49,15 +54,73 @@ impl JobState {
     /// One of Writer's three statuses: `in_progress`, `completed`, `failed`.
     pub fn writer_status(self) -> WriterStatus {
         match self {
-            Self::Queued | Self::Running | Self::Retrying => WriterStatus::InProgress,
+            Self::Queued | Self::Running | Self::Retrying | Self::WaitingForProvider => {
+                WriterStatus::InProgress
+            }
             Self::Completed => WriterStatus::Completed,
             Self::Failed => WriterStatus::Failed,
         }
     }
 }
 
+/// How urgent a job is. Claims and each provider's gate serve `high` before `normal` before
+/// `low` in proportion to their [`Priority::weight`], so no class is starved completely.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Urgent work.
+    High,
+    /// The default.
+    #[default]
+    Normal,
+    /// Bulk work that may wait.
+    Low,
+}
+
+impl Priority {
+    /// Every priority, most urgent first.
+    pub const ALL: [Self; 3] = [Self::High, Self::Normal, Self::Low];
+
+    /// The name on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::High => "high",
+            Self::Normal => "normal",
+            Self::Low => "low",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// Its position in [`Priority::ALL`], which is also its code in the database.
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The priority stored as `code`; an unknown code reads as normal.
+    pub(crate) fn from_code(code: i64) -> Self {
+        usize::try_from(code)
+            .ok()
+            .and_then(|i| Self::ALL.get(i).copied())
+            .unwrap_or_default()
+    }
+
+    /// Its share when every class waits: 16 : 4 : 1.
+    pub(crate) fn weight(self) -> u32 {
+        match self {
+            Self::High => 16,
+            Self::Normal => 4,
+            Self::Low => 1,
+        }
+    }
+}
+
 /// How a failed generation is retried: up to `max_attempts` attempts in all, waiting
-/// `backoff_initial_ms` after the first failure, doubling each time, capped at `backoff_max_ms`.
+/// `backoff_initial_ms` after the first failure, doubling each time, capped at `backoff_max_ms`;
+/// and how long a provider's backpressure may hold a job (`max_wait_ms`) before it fails.
 /// Each application sets one; each job carries a copy, taken at submit time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryPolicy {
@@ -67,15 +130,19 @@ pub struct RetryPolicy {
     pub backoff_initial_ms: u64,
     /// Longest wait between attempts, in milliseconds (>= `backoff_initial_ms`).
     pub backoff_max_ms: u64,
+    /// How long backpressure (429, 503, 529) may hold a job, in milliseconds, counted from
+    /// the first "not now" of a series of them.
+    pub max_wait_ms: u64,
 }
 
 impl Default for RetryPolicy {
-    /// 3 attempts, 1 s initial backoff, 60 s cap.
+    /// 3 attempts, 1 s initial backoff, 60 s cap, 24 h of backpressure at most.
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 3,
             backoff_initial_ms: 1_000,
             backoff_max_ms: 60_000,
+            max_wait_ms: 24 * 3_600_000,
         }
     }
 }
@@ -93,6 +160,8 @@ pub struct NewJob {
     pub inputs: String,
     /// Attempts and backoff, copied from the application at submit time.
     pub retry: RetryPolicy,
+    /// How urgent it is.
+    pub priority: Priority,
     /// The client's `Idempotency-Key`, if it sent one.
     pub idempotency_key: Option<String>,
 }
@@ -190,10 +259,18 @@ pub struct ClaimedJob {
     pub id: JobId,
     /// The application to run.
     pub application_id: ApplicationId,
+    /// The organisation that owns it.
+    pub org: OrgId,
+    /// How urgent it is.
+    pub priority: Priority,
     /// The validated inputs, as JSON.
     pub inputs: String,
     /// Attempts and backoff for this job.
     pub retry: RetryPolicy,
+    /// Since when (microseconds since the epoch) backpressure has held it, if it has.
+    pub waiting_since: Option<i64>,
+    /// When it was claimed, on the store's clock.
+    pub claimed_at: i64,
 }
 
 /// The fence on a running job: its row and the attempt number a worker claimed.
@@ -236,6 +313,14 @@ pub enum OutcomeKind {
         /// Why this attempt failed.
         error: String,
     },
+    /// The provider said "not now": run again once `delay` has passed, without spending an
+    /// attempt.
+    Wait {
+        /// How long to wait.
+        delay: Duration,
+        /// What the provider said.
+        error: String,
+    },
     /// A final failure.
     Failed {
         /// Why, for the user.
@@ -257,6 +342,10 @@ impl OutcomeKind {
                 usage,
             },
             Self::Retry { delay, error } => Self::Retry {
+                delay,
+                error: storable_text(error),
+            },
+            Self::Wait { delay, error } => Self::Wait {
                 delay,
                 error: storable_text(error),
             },

@@ -35,13 +35,15 @@ const QUEUE: usize = 16 * 1024;
 
 /// The `jobs_enqueue` trigger gives each inserted job its `job_queue` row.
 const INSERT: &str = "INSERT INTO jobs (id, org, application_id, state, inputs, max_attempts, \
-       backoff_initial_ms, backoff_max_ms, run_at, idempotency_key, created_at, updated_at) \
+       backoff_initial_ms, backoff_max_ms, run_at, idempotency_key, created_at, updated_at, \
+       max_wait_ms, priority) \
      SELECT u.id, u.org, u.application_id, 'queued', u.inputs, u.max_attempts, \
-       u.backoff_initial_ms, u.backoff_max_ms, $9, u.idempotency_key, $9, $9 \
+       u.backoff_initial_ms, u.backoff_max_ms, $9, u.idempotency_key, $9, $9, \
+       u.max_wait_ms, u.priority \
      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], \
-                 $7::bigint[], $8::text[]) \
+                 $7::bigint[], $8::text[], $10::bigint[], $11::smallint[]) \
        AS u(id, org, application_id, inputs, max_attempts, backoff_initial_ms, \
-            backoff_max_ms, idempotency_key) \
+            backoff_max_ms, idempotency_key, max_wait_ms, priority) \
      ON CONFLICT DO NOTHING RETURNING id";
 
 const EXISTING: &str = "SELECT j.org, j.idempotency_key, j.id, j.created_at, \
@@ -144,7 +146,9 @@ async fn write(pool: &Pool, jobs: &[&NewJob], now: i64) -> Result<(Answers, bool
         .collect();
     let max: Vec<i64> = jobs.iter().map(|j| j.retry.backoff_max_ms as i64).collect();
     let keys: Vec<Option<&str>> = jobs.iter().map(|j| j.idempotency_key.as_deref()).collect();
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
+    let max_wait: Vec<i64> = jobs.iter().map(|j| j.retry.max_wait_ms as i64).collect();
+    let priority: Vec<i16> = jobs.iter().map(|j| j.priority.index() as i16).collect();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
         &ids,
         &orgs,
         &apps,
@@ -154,6 +158,8 @@ async fn write(pool: &Pool, jobs: &[&NewJob], now: i64) -> Result<(Answers, bool
         &max,
         &keys,
         &now,
+        &max_wait,
+        &priority,
     ];
     let rows = tx.query(&stmt, &params).await.map_err(map_err)?;
     let new = rows

@@ -5,6 +5,8 @@
 //! retry notifies listeners inside its transaction. Reads go through the `job_records` view,
 //! which shows the queue's state while a job is queued or running.
 
+use std::sync::Mutex;
+
 use deadpool_postgres::Pool;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -13,7 +15,7 @@ use super::errors::map_err;
 use super::{connection, notify};
 use crate::report::Cause;
 use crate::store::{
-    ClaimedJob, Inserted, JobId, JobPage, JobQuery, JobRecord, JobState, Lease, OrgId,
+    ClaimedJob, Inserted, JobId, JobPage, JobQuery, JobRecord, JobState, Lease, OrgId, Priority,
     RetryOutcome, RetryPolicy, StoreError, Usage,
 };
 
@@ -128,9 +130,11 @@ pub(super) async fn retry(
     let requeue = "WITH r AS (UPDATE jobs SET state = 'queued', attempt = 0, run_at = $3, \
            error = NULL, title = NULL, suggestion = NULL, \
            completed_at = NULL, updated_at = $3 \
-         WHERE id = $1 AND org = $2 AND state = 'failed' RETURNING seq, started_at, created_at), \
-         q AS (INSERT INTO job_queue (seq, state, attempt, run_at, started_at, updated_at) \
-           SELECT seq, 'queued', 0, $3, started_at, $3 FROM r) \
+         WHERE id = $1 AND org = $2 AND state = 'failed' \
+           RETURNING seq, started_at, created_at, priority), \
+         q AS (INSERT INTO job_queue (seq, state, attempt, run_at, started_at, updated_at, \
+             org, priority) \
+           SELECT seq, 'queued', 0, $3, started_at, $3, $2, priority FROM r) \
          SELECT created_at FROM r";
     let rows = query_then_notify(pool, requeue, &[&id, &org, &now], |r| !r.is_empty()).await?;
     if let Some(row) = rows.first() {
@@ -147,43 +151,96 @@ pub(super) async fn retry(
     }
 }
 
-/// Claims up to `limit` due jobs, oldest due first, with a lease until `now + lease`.
+/// The order of an organisation's waiting jobs: the due time, a day earlier for high
+/// priority and an hour later for low. The same text as the `job_queue_due` index's
+/// expression (0006_scheduler.sql), or the planner cannot use it.
+const RANK: &str =
+    "(run_at + CASE priority WHEN 0 THEN -86400000000 WHEN 2 THEN 3600000000 ELSE 0 END)";
+
+/// Claims up to `limit` due jobs with a lease until `now + lease`, taking turns across
+/// organisations (starting after `turn`, the organisation served last, which it then
+/// updates), each organisation's in rank order.
 pub(super) async fn claim(
     pool: &Pool,
     limit: usize,
     lease: i64,
     now: i64,
+    turn: &Mutex<Option<OrgId>>,
 ) -> Result<Vec<ClaimedJob>, StoreError> {
-    // Only the narrow `job_queue` rows are written; the wide `jobs` rows are only read, for
-    // the inputs. `= ANY(ARRAY(…))` makes each claimed row a primary-key probe; as a join, the
-    // planner may hash the whole table for a batch of a few hundred rows.
-    let sql = "WITH c AS (SELECT seq FROM job_queue WHERE state <> 'running' AND run_at <= $2 \
-                 ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED), \
+    // `lanes` walks the organisations with waiting jobs, one index seek each; `d` takes each
+    // one's first due jobs (locked, skipping those other nodes are claiming); `pick` deals
+    // them out one per organisation per round. Only the narrow `job_queue` rows are written;
+    // the wide `jobs` rows are only read, for the inputs. `= ANY(ARRAY(…))` makes each claimed
+    // row a primary-key probe; as a join, the planner may hash the whole table.
+    let sql = format!(
+        "WITH RECURSIVE lanes(org) AS ( \
+           (SELECT org FROM job_queue WHERE state <> 'running' ORDER BY org LIMIT 1) \
+           UNION ALL \
+           SELECT (SELECT q.org FROM job_queue q WHERE q.state <> 'running' AND q.org > l.org \
+                   ORDER BY q.org LIMIT 1) \
+           FROM lanes l WHERE l.org IS NOT NULL), \
+         d AS (SELECT d.seq, l.org, row_number() OVER (PARTITION BY l.org ORDER BY d.rank) AS round \
+           FROM lanes l CROSS JOIN LATERAL ( \
+             SELECT seq, {RANK} AS rank FROM job_queue \
+             WHERE org = l.org AND state <> 'running' AND run_at <= $2 \
+             ORDER BY {RANK} LIMIT $3 FOR UPDATE SKIP LOCKED) d \
+           WHERE l.org IS NOT NULL), \
+         pick AS (SELECT seq, org, round FROM d ORDER BY round, (org > $4) DESC, org LIMIT $3), \
          q AS (UPDATE job_queue q SET state = 'running', attempt = q.attempt + 1, \
              lease_until = $1, started_at = $2, updated_at = $2 \
-           WHERE q.seq = ANY(ARRAY(SELECT seq FROM c)) RETURNING q.seq, q.attempt) \
+           WHERE q.seq = ANY(ARRAY(SELECT seq FROM pick)) \
+           RETURNING q.seq, q.attempt, q.org, q.priority, q.waiting_since) \
          SELECT q.seq, q.attempt, j.id, j.application_id, j.inputs, j.max_attempts, \
-           j.backoff_initial_ms, j.backoff_max_ms FROM q JOIN jobs j ON j.seq = q.seq";
+           j.backoff_initial_ms, j.backoff_max_ms, j.max_wait_ms, q.org, q.priority, \
+           q.waiting_since, p.round \
+         FROM q JOIN jobs j ON j.seq = q.seq JOIN pick p ON p.seq = q.seq"
+    );
     let limit = limit.min(i64::MAX as usize) as i64;
-    let rows = query(pool, sql, &[&(now + lease), &now, &limit]).await?;
-    rows.iter()
-        .map(|r| {
-            Ok(ClaimedJob {
-                lease: Lease {
-                    seq: r.get(0),
-                    attempt: r.get::<_, i32>(1) as u32,
-                },
-                id: r.try_get(2).map_err(map_err)?,
-                application_id: r.get(3),
-                inputs: r.get(4),
-                retry: RetryPolicy {
-                    max_attempts: r.get::<_, i32>(5) as u32,
-                    backoff_initial_ms: r.get::<_, i64>(6) as u64,
-                    backoff_max_ms: r.get::<_, i64>(7) as u64,
-                },
-            })
-        })
-        .collect()
+    let after = lock(turn)
+        .as_ref()
+        .map_or(String::new(), |org| org.as_str().to_owned());
+    let rows = query(pool, &sql, &[&(now + lease), &now, &limit, &after]).await?;
+    let mut last: Option<(i64, bool, OrgId)> = None;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let org: OrgId = r.try_get(9).map_err(map_err)?;
+        // The order `pick` dealt in; the last dealt is the next claim's turn.
+        let place = (
+            r.get::<_, i64>(12),
+            org.as_str() <= after.as_str(),
+            org.clone(),
+        );
+        if last.as_ref().is_none_or(|l| *l < place) {
+            last = Some(place);
+        }
+        claimed.push(ClaimedJob {
+            lease: Lease {
+                seq: r.get(0),
+                attempt: r.get::<_, i32>(1) as u32,
+            },
+            id: r.try_get(2).map_err(map_err)?,
+            application_id: r.try_get(3).map_err(map_err)?,
+            inputs: r.get(4),
+            retry: RetryPolicy {
+                max_attempts: r.get::<_, i32>(5) as u32,
+                backoff_initial_ms: r.get::<_, i64>(6) as u64,
+                backoff_max_ms: r.get::<_, i64>(7) as u64,
+                max_wait_ms: r.get::<_, i64>(8) as u64,
+            },
+            org,
+            priority: Priority::from_code(r.get::<_, i16>(10).into()),
+            waiting_since: r.get(11),
+            claimed_at: now,
+        });
+    }
+    if let Some((_, _, org)) = last {
+        *lock(turn) = Some(org);
+    }
+    Ok(claimed)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn record(r: &Row) -> Result<JobRecord, StoreError> {

@@ -99,10 +99,14 @@ async fn finish_chunk(
          done AS (DELETE FROM job_queue q USING u \
            WHERE q.seq = ANY(ARRAY(SELECT unnest($11::bigint[]))) AND {FENCE} \
            RETURNING q.seq, q.attempt, q.started_at), \
-         again AS (UPDATE job_queue q SET state = 'retrying', run_at = u.run_at, \
-             lease_until = NULL, updated_at = $1 \
+         again AS (UPDATE job_queue q SET state = u.state, run_at = u.run_at, \
+             lease_until = NULL, updated_at = $1, \
+             attempt = CASE WHEN u.state = 'waiting_for_provider' THEN q.attempt - 1 \
+               ELSE q.attempt END, \
+             waiting_since = CASE WHEN u.state = 'waiting_for_provider' \
+               THEN coalesce(q.waiting_since, $1) END \
            FROM u WHERE q.seq = ANY(ARRAY(SELECT unnest($12::bigint[]))) AND {FENCE} \
-           RETURNING q.seq, q.attempt, q.started_at), \
+           RETURNING q.seq, u.attempt, q.started_at), \
          m AS (SELECT * FROM done UNION ALL SELECT * FROM again), \
          f AS (UPDATE jobs j SET state = u.state, attempt = m.attempt, \
              started_at = m.started_at, \
@@ -113,11 +117,13 @@ async fn finish_chunk(
              completion_tokens = \
                CASE WHEN u.state = 'completed' THEN u.completion ELSE j.completion_tokens END, \
              error = u.error, run_at = coalesce(u.run_at, j.run_at), \
-             completed_at = CASE WHEN u.state = 'retrying' THEN j.completed_at ELSE $1 END, \
+             completed_at = CASE WHEN u.state IN ('retrying', 'waiting_for_provider') \
+               THEN j.completed_at ELSE $1 END, \
              updated_at = $1 \
            FROM m JOIN u ON u.seq = m.seq AND u.attempt = m.attempt \
            WHERE j.seq = ANY(ARRAY(SELECT seq FROM m)) AND j.seq = m.seq RETURNING j.state) \
-         SELECT count(*), count(*) FILTER (WHERE state = 'retrying') FROM f"
+         SELECT count(*), \
+           count(*) FILTER (WHERE state IN ('retrying', 'waiting_for_provider')) FROM f"
     );
     let c = &columns;
     let params: [&(dyn ToSql + Sync); 12] = [
@@ -189,13 +195,17 @@ impl<'a> OutcomeColumns<'a> {
                     (run_at, error) = (Some(after(now, *delay)), Some(e.as_str()));
                     JobState::Retrying
                 }
+                OutcomeKind::Wait { delay, error: e } => {
+                    (run_at, error) = (Some(after(now, *delay)), Some(e.as_str()));
+                    JobState::WaitingForProvider
+                }
                 OutcomeKind::Failed { error: e } => {
                     error = Some(e.as_str());
                     JobState::Failed
                 }
             };
             match state {
-                JobState::Retrying => c.retried.push(lease.seq),
+                JobState::Retrying | JobState::WaitingForProvider => c.retried.push(lease.seq),
                 _ => c.terminal.push(lease.seq),
             }
             c.state.push(state.as_str());

@@ -84,6 +84,8 @@ pub struct PostgresStore {
     wakeups: Arc<Notify>,
     listener: JoinHandle<()>,
     clock: Clock,
+    /// The organisation this node's last claim served last: the next claim starts after it.
+    turn: std::sync::Mutex<Option<OrgId>>,
 }
 
 impl PostgresStore {
@@ -123,6 +125,7 @@ impl PostgresStore {
             wakeups,
             listener,
             clock,
+            turn: std::sync::Mutex::default(),
         })
     }
 }
@@ -190,7 +193,7 @@ impl Store for PostgresStore {
     fn claim(&self, limit: usize, lease: Duration) -> StoreFuture<'_, Vec<ClaimedJob>> {
         let now = self.clock.now();
         let lease = lease.as_micros() as i64;
-        Box::pin(async move { jobs::claim(&self.pool, limit, lease, now).await })
+        Box::pin(async move { jobs::claim(&self.pool, limit, lease, now, &self.turn).await })
     }
 
     fn finish(&self, outcomes: Vec<Outcome>) -> StoreFuture<'_, usize> {

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::store::{
     ClaimedJob, Inserted, JobId, JobPage, JobQuery, JobRecord, JobState, Lease, NewJob, OrgId,
-    Outcome, OutcomeKind, RetryOutcome, RetryPolicy, Usage, after,
+    Outcome, OutcomeKind, Priority, RetryOutcome, RetryPolicy, Usage, after,
 };
 
 const RECORD_COLUMNS: &str = "id, application_id, state, attempt, created_at, updated_at, \
@@ -19,8 +19,10 @@ pub(super) fn insert(conn: &Connection, job: &NewJob, now: i64) -> rusqlite::Res
     let inserted = conn
         .prepare_cached(
             "INSERT INTO jobs (id, org, application_id, state, inputs, max_attempts, \
-             backoff_initial_ms, backoff_max_ms, run_at, idempotency_key, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?8, ?8) ON CONFLICT DO NOTHING",
+             backoff_initial_ms, backoff_max_ms, run_at, idempotency_key, created_at, updated_at, \
+             max_wait_ms, priority) \
+             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?8, ?8, ?10, ?11) \
+             ON CONFLICT DO NOTHING",
         )?
         .execute(params![
             job.id,
@@ -32,6 +34,8 @@ pub(super) fn insert(conn: &Connection, job: &NewJob, now: i64) -> rusqlite::Res
             job.retry.backoff_max_ms as i64,
             now,
             job.idempotency_key,
+            job.retry.max_wait_ms as i64,
+            job.priority.index() as i64,
         ])?;
     if inserted == 1 {
         return Ok(Inserted {
@@ -131,21 +135,57 @@ pub(super) fn retry(
     Ok(current.map_or(RetryOutcome::NotFound, RetryOutcome::NotFailed))
 }
 
+/// Claims up to `limit` due jobs, taking turns across organisations (starting after `turn`,
+/// the organisation served last, which it then updates), each organisation's in rank order.
 pub(super) fn claim(
     conn: &Connection,
     limit: usize,
     lease: i64,
     now: i64,
+    turn: &mut Option<OrgId>,
 ) -> rusqlite::Result<Vec<ClaimedJob>> {
+    // The organisations with waiting jobs, each found by one seek in `jobs_due` past the last.
+    let lanes = conn
+        .prepare_cached(
+            "WITH RECURSIVE lanes(org) AS ( \
+               SELECT (SELECT min(org) FROM jobs \
+                       WHERE state IN ('queued', 'retrying', 'waiting_for_provider')) \
+               UNION ALL \
+               SELECT (SELECT min(org) FROM jobs \
+                       WHERE state IN ('queued', 'retrying', 'waiting_for_provider') \
+                       AND org > lanes.org) \
+               FROM lanes WHERE lanes.org IS NOT NULL) \
+             SELECT org FROM lanes WHERE org IS NOT NULL",
+        )?
+        .query_map([], |r| r.get::<_, OrgId>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut due = conn.prepare_cached(
+        "SELECT seq FROM jobs WHERE org = ?1 \
+         AND state IN ('queued', 'retrying', 'waiting_for_provider') AND run_at <= ?2 \
+         ORDER BY rank LIMIT ?3",
+    )?;
+    let mut queues = Vec::with_capacity(lanes.len());
+    for org in lanes {
+        let seqs = due
+            .query_map(params![org, now, limit as i64], |r| r.get::<_, i64>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        if !seqs.is_empty() {
+            queues.push((org, seqs));
+        }
+    }
+    let seqs = take_turns(queues, limit, turn);
+    if seqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let seqs = serde_json::to_string(&seqs).unwrap_or_default();
     conn.prepare_cached(
         "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_until = ?1, \
          started_at = ?2, updated_at = ?2 \
-         WHERE seq IN (SELECT seq FROM jobs WHERE state IN ('queued', 'retrying') \
-                       AND run_at <= ?2 ORDER BY run_at LIMIT ?3) \
+         WHERE seq IN (SELECT value FROM json_each(?3)) \
          RETURNING seq, attempt, id, application_id, inputs, max_attempts, \
-                   backoff_initial_ms, backoff_max_ms",
+                   backoff_initial_ms, backoff_max_ms, max_wait_ms, org, priority, waiting_since",
     )?
-    .query_map(params![now + lease, now, limit as i64], |r| {
+    .query_map(params![now + lease, now, seqs], |r| {
         Ok(ClaimedJob {
             lease: Lease {
                 seq: r.get(0)?,
@@ -158,7 +198,12 @@ pub(super) fn claim(
                 max_attempts: r.get(5)?,
                 backoff_initial_ms: r.get::<_, i64>(6)? as u64,
                 backoff_max_ms: r.get::<_, i64>(7)? as u64,
+                max_wait_ms: r.get::<_, i64>(8)? as u64,
             },
+            org: r.get(9)?,
+            priority: Priority::from_code(r.get(10)?),
+            waiting_since: r.get(11)?,
+            claimed_at: now,
         })
     })?
     .collect()
@@ -168,16 +213,22 @@ pub(super) fn finish(conn: &Connection, outcomes: &[Outcome], now: i64) -> rusql
     let fence = "WHERE seq = ?1 AND attempt = ?2 AND state = 'running'";
     let mut complete = conn.prepare_cached(&format!(
         "UPDATE jobs SET state = 'completed', title = ?3, suggestion = ?4, error = NULL, \
-         prompt_tokens = ?6, completion_tokens = ?7, \
+         prompt_tokens = ?6, completion_tokens = ?7, waiting_since = NULL, \
          lease_until = NULL, updated_at = ?5, completed_at = ?5 {fence}"
     ))?;
     let mut retry = conn.prepare_cached(&format!(
         "UPDATE jobs SET state = 'retrying', run_at = ?3, error = ?4, lease_until = NULL, \
+         waiting_since = NULL, updated_at = ?5 {fence}"
+    ))?;
+    // Waiting gives the attempt back: the next claim takes the same number again.
+    let mut wait = conn.prepare_cached(&format!(
+        "UPDATE jobs SET state = 'waiting_for_provider', attempt = attempt - 1, run_at = ?3, \
+         error = ?4, lease_until = NULL, waiting_since = coalesce(waiting_since, ?5), \
          updated_at = ?5 {fence}"
     ))?;
     let mut fail = conn.prepare_cached(&format!(
         "UPDATE jobs SET state = 'failed', error = ?3, lease_until = NULL, updated_at = ?4, \
-         completed_at = ?4 {fence}"
+         waiting_since = NULL, completed_at = ?4 {fence}"
     ))?;
     let mut applied = 0;
     for Outcome { lease, kind } in outcomes {
@@ -197,6 +248,10 @@ pub(super) fn finish(conn: &Connection, outcomes: &[Outcome], now: i64) -> rusql
             OutcomeKind::Retry { delay, error } => {
                 let run_at = after(now, *delay);
                 retry.execute(params![seq, attempt, run_at, error, now])?
+            }
+            OutcomeKind::Wait { delay, error } => {
+                let run_at = after(now, *delay);
+                wait.execute(params![seq, attempt, run_at, error, now])?
             }
             OutcomeKind::Failed { error } => fail.execute(params![seq, attempt, error, now])?,
         };
@@ -234,6 +289,37 @@ pub(super) fn reap(conn: &Connection, before: i64, now: i64) -> rusqlite::Result
          WHERE state = 'running' AND lease_until < ?1",
     )?
     .execute(params![before, now, LOST_ON_LAST_ATTEMPT])
+}
+
+/// Up to `limit` rows, one from each queue in turn (each queue is an organisation's due jobs
+/// in order), starting with the first organisation after `turn`; `turn` becomes the last
+/// organisation taken from.
+fn take_turns(queues: Vec<(OrgId, Vec<i64>)>, limit: usize, turn: &mut Option<OrgId>) -> Vec<i64> {
+    let start = turn.as_ref().map_or(0, |last| {
+        queues.iter().position(|(org, _)| org > last).unwrap_or(0)
+    });
+    let mut lanes: Vec<_> = queues
+        .into_iter()
+        .map(|(org, seqs)| (org, seqs.into_iter()))
+        .collect();
+    lanes.rotate_left(start);
+    let mut taken = Vec::with_capacity(limit);
+    while taken.len() < limit {
+        let before = taken.len();
+        for (org, seqs) in &mut lanes {
+            if taken.len() == limit {
+                break;
+            }
+            if let Some(seq) = seqs.next() {
+                taken.push(seq);
+                *turn = Some(org.clone());
+            }
+        }
+        if taken.len() == before {
+            break;
+        }
+    }
+    taken
 }
 
 fn record(r: &Row<'_>) -> rusqlite::Result<JobRecord> {

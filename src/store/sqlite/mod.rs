@@ -32,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0001_init.sql"),
     include_str!("0002_files.sql"),
     include_str!("0003_file_leases.sql"),
+    include_str!("0004_scheduler.sql"),
 ];
 /// Page cache of the key-lookup connection.
 const AUTH_CACHE_KIB: u32 = 256;
@@ -56,6 +57,8 @@ pub struct SqliteStore {
     auth: Mutex<Connection>,
     wakeups: Arc<Notify>,
     clock: Clock,
+    /// The organisation the last claim served last: the next claim starts after it.
+    turn: Arc<std::sync::Mutex<Option<OrgId>>>,
     _lock: Option<File>,
 }
 
@@ -127,6 +130,7 @@ impl SqliteStore {
             auth: Mutex::new(auth),
             wakeups,
             clock,
+            turn: Arc::default(),
             _lock: None,
         })
     }
@@ -248,10 +252,11 @@ impl Store for SqliteStore {
     fn claim(&self, limit: usize, lease: Duration) -> StoreFuture<'_, Vec<ClaimedJob>> {
         let now = self.clock.now();
         let lease = lease.as_micros() as i64;
-        Box::pin(
-            self.writer
-                .write(false, move |c| jobs::claim(c, limit, lease, now)),
-        )
+        let turn = self.turn.clone();
+        Box::pin(self.writer.write(false, move |c| {
+            let mut turn = turn.lock().unwrap_or_else(|e| e.into_inner());
+            jobs::claim(c, limit, lease, now, &mut turn)
+        }))
     }
 
     fn finish(&self, outcomes: Vec<Outcome>) -> StoreFuture<'_, usize> {

@@ -92,10 +92,6 @@ pub(super) async fn lists_are_newest_first_with_paging_and_counts_per_status(h: 
         .insert_job(job_for("elsewhere-1", "default", "draft"))
         .await
         .unwrap();
-    store
-        .insert_job(job_for("elsewhere-2", "other", "echo"))
-        .await
-        .unwrap();
     let claimed = store.claim(3, Duration::from_secs(30)).await.unwrap();
     let (done, lost) = (&claimed[..2], &claimed[2]);
     let outcomes = vec![
@@ -104,6 +100,11 @@ pub(super) async fn lists_are_newest_first_with_paging_and_counts_per_status(h: 
         failed(lost.lease, "bad"),
     ];
     assert_eq!(store.finish(outcomes).await.unwrap(), 3);
+    // Inserted after the claim, which would have given another organisation its turn.
+    store
+        .insert_job(job_for("elsewhere-2", "other", "echo"))
+        .await
+        .unwrap();
 
     let all = store
         .list_jobs(query("default", "echo", None, 0, 10))

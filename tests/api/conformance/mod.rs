@@ -17,6 +17,7 @@ mod jobs;
 mod keys;
 mod leases;
 mod postgres_only;
+mod scheduling;
 mod throughput;
 
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use std::time::Duration;
 use scriptorium::store::postgres::PostgresStore;
 use scriptorium::store::sqlite::{Durability, SqliteStore};
 use scriptorium::store::{
-    Clock, FileId, JobId, JobQuery, JobState, Lease, NewJob, OrgId, Outcome, OutcomeKind,
+    Clock, FileId, JobId, JobQuery, JobState, Lease, NewJob, OrgId, Outcome, OutcomeKind, Priority,
     RetryPolicy, Store, WriterStatus,
 };
 use tempfile::TempDir;
@@ -118,6 +119,9 @@ conformance!(
     files::file_processing_is_recorded_once_and_failed_files_can_be_retried,
     files::file_extraction_is_leased_fenced_and_given_up_after_its_attempts,
     jobs::a_poisonous_row_in_a_group_fails_alone,
+    scheduling::claims_take_turns_across_organisations,
+    scheduling::priority_orders_an_organisations_work,
+    scheduling::waiting_for_a_provider_gives_the_attempt_back,
 );
 
 /// The id of job `name` ([`named`]).
@@ -163,7 +167,9 @@ fn job_for(name: &str, org: &str, app: &str) -> NewJob {
             max_attempts: 5,
             backoff_initial_ms: 10,
             backoff_max_ms: 10,
+            max_wait_ms: 60_000,
         },
+        priority: Priority::Normal,
         idempotency_key: None,
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use scriptorium::config::ServeOptions;
-use scriptorium::providers::config::{ProviderConfig, ProviderKind};
+use scriptorium::providers::config::{Concurrency, ProviderConfig, ProviderKind};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -206,7 +206,7 @@ async fn serve_on_model_server(kind: ProviderKind, base: &str) -> TestApp {
     let provider = ProviderConfig {
         base_url: Some(base_url),
         model: Some("test-model".into()),
-        max_concurrency: 4,
+        max_concurrency: Concurrency::Fixed(4),
         ..ProviderConfig::new(kind)
     };
     spawn_with(ServeOptions {
