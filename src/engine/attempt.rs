@@ -157,7 +157,7 @@ fn retry_or_fail(job: &ClaimedJob, provider: &str, e: &ProviderError) -> Outcome
     }
 }
 
-/// The provider said "not now": try again after what it asked (else about a second), or fail
+/// The provider said "not now": try again after what it asked (else a second), or fail
 /// once backpressure has held the job for its `max_wait`.
 fn wait_for_provider(
     job: &ClaimedJob,
@@ -174,9 +174,11 @@ fn wait_for_provider(
             humantime::format_duration(Duration::from_secs(waited.as_secs().max(1)))
         ));
     }
-    // Jitter spreads the jobs a pause sent back, so they do not return as one burst.
+    // At least a tenth of a second, so a "Retry-After: 0" does not spin; jitter spreads the
+    // jobs a pause sent back, so they do not return as one burst.
     let delay = retry_after
         .unwrap_or(Duration::from_secs(1))
+        .max(Duration::from_millis(100))
         .mul_f64(1.0 + fastrand::f64() / 4.0);
     OutcomeKind::Wait {
         delay,

@@ -7,7 +7,9 @@
 //! (`concurrency - in flight`) in one statement, and spawns one task per job. A task renders
 //! the prompt, calls the provider, decides retry versus fail, and hands its [`Outcome`] to the
 //! completer, which writes outcomes in batches. Beside them:
-//! - the heartbeat renews every in-flight lease each `lease / 3`, in one call;
+//! - the heartbeat renews every in-flight lease each `lease / 3`, in one call; a lease that
+//!   no longer holds (its node stalled and another took the job over) stops its attempt,
+//!   aborting the model call, so the server's slot is freed and no outcome is written;
 //! - the reaper returns jobs whose lease lapsed (a dead worker) to the queue.
 //!
 //! # Who may write what
@@ -30,11 +32,11 @@ mod failpoint;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
 pub(crate) use attempt::{PrepareError, prepare};
@@ -72,7 +74,8 @@ pub(crate) struct Engine {
     providers: Arc<Providers>,
     files: Files,
     settings: EngineSettings,
-    in_flight: Mutex<HashSet<Lease>>,
+    /// The leases of the attempts under way, each with what stops it.
+    in_flight: Mutex<HashMap<Lease, Arc<Notify>>>,
 }
 
 impl Engine {
@@ -90,7 +93,7 @@ impl Engine {
             providers,
             files,
             settings,
-            in_flight: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new(HashMap::new()),
         })
     }
 
@@ -162,10 +165,15 @@ impl Engine {
             claimed
         };
         let start = |job: ClaimedJob| {
-            self.track(job.lease);
+            let stop = self.track(job.lease);
             let (engine, done) = (self.clone(), done.clone());
             async move {
-                let _ = done.send(engine.work(job).await).await;
+                tokio::select! {
+                    outcome = engine.work(job) => {
+                        let _ = done.send(outcome).await;
+                    }
+                    () = stop.notified() => {}
+                }
             }
         };
         claims::run(pace, tasks, shutdown, claim, start).await;
@@ -211,8 +219,9 @@ impl Engine {
             if leases.is_empty() {
                 continue;
             }
-            if let Err(e) = self.store.renew(leases, self.settings.lease).await {
-                tracing::warn!(error = %Chain(&e), "lease renewal failed");
+            match self.store.renew(leases, self.settings.lease).await {
+                Ok(lost) => self.stop(&lost),
+                Err(e) => tracing::warn!(error = %Chain(&e), "lease renewal failed"),
             }
         }
     }
@@ -229,16 +238,38 @@ impl Engine {
         }
     }
 
-    fn track(&self, lease: Lease) {
+    /// Counts an attempt in; answers what stops it.
+    fn track(&self, lease: Lease) -> Arc<Notify> {
+        let stop = Arc::new(Notify::new());
         self.in_flight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(lease);
+            .insert(lease, stop.clone());
+        stop
     }
 
     fn leases(&self) -> Vec<Lease> {
         let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        in_flight.iter().copied().collect()
+        in_flight.keys().copied().collect()
+    }
+
+    /// Stops the attempts whose leases were lost: their model calls are dropped (the
+    /// connection closes), and they write nothing.
+    fn stop(&self, lost: &[Lease]) {
+        if lost.is_empty() {
+            return;
+        }
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        for lease in lost {
+            if let Some(stop) = in_flight.remove(lease) {
+                // A permit is kept if the attempt is not waiting yet: it stops when it does.
+                stop.notify_one();
+            }
+        }
+        tracing::warn!(
+            jobs = lost.len(),
+            "leases lost (another worker took the jobs over): their calls are stopped"
+        );
     }
 
     /// Runs one attempt of a claimed job, to the outcome its lease will write; what a model

@@ -91,8 +91,9 @@ pub trait Store: Send + Sync + 'static {
     /// cannot hold) fails only its own job, with an error starting [`UNSTORABLE`]; the
     /// others are written.
     fn finish(&self, outcomes: Vec<Outcome>) -> StoreFuture<'_, usize>;
-    /// Extends the leases of jobs still running, as a heartbeat. Answers how many held.
-    fn renew(&self, leases: Vec<Lease>, lease: Duration) -> StoreFuture<'_, usize>;
+    /// Extends the leases of jobs still running, as a heartbeat. Answers the leases that no
+    /// longer hold (the job was reaped, claimed again or finished): their calls should stop.
+    fn renew(&self, leases: Vec<Lease>, lease: Duration) -> StoreFuture<'_, Vec<Lease>>;
     /// Gives back jobs this node claimed but will not finish (shutdown); they are queued
     /// again without using up an attempt.
     fn release(&self, leases: Vec<Lease>) -> StoreFuture<'_, usize>;

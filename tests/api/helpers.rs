@@ -8,8 +8,9 @@ use reqwest::{Client, RequestBuilder, Response};
 use scriptorium::auth::create_key;
 use scriptorium::config::{Database, ServeOptions, Settings};
 use scriptorium::server::{Server, open_store};
-use scriptorium::store::Store;
-use scriptorium::store::sqlite::Durability;
+use scriptorium::store::postgres::PostgresStore;
+use scriptorium::store::sqlite::{Durability, SqliteStore};
+use scriptorium::store::{Clock, Store};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -41,6 +42,22 @@ impl Storage {
             None => Database::Sqlite(self.dir.path().join("scriptorium.db")),
         };
         open_store(&database, Durability::Normal).await.unwrap()
+    }
+
+    /// The database opened beside the server on its own `clock`, so a test can make the
+    /// server's leases look lapsed to it.
+    pub async fn store_on(&self, clock: Clock) -> Arc<dyn Store> {
+        match &self.schema {
+            Some(schema) => Arc::new(
+                PostgresStore::open_with_clock(&schema.url("api"), clock)
+                    .await
+                    .unwrap(),
+            ),
+            None => {
+                let path = self.dir.path().join("scriptorium.db");
+                Arc::new(SqliteStore::open_with_clock(&path, Durability::Normal, clock).unwrap())
+            }
+        }
     }
 
     async fn new() -> Self {
@@ -284,6 +301,15 @@ impl TestApp {
             .await
             .unwrap();
         key.expose().to_owned()
+    }
+
+    /// The server's database, opened beside it on its own `clock` ([`Storage::store_on`]).
+    pub async fn store_on(&self, clock: Clock) -> Arc<dyn Store> {
+        self.storage
+            .as_ref()
+            .expect("running")
+            .store_on(clock)
+            .await
     }
 
     /// The server's database, opened beside it as the command-line tools open it.

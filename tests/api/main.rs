@@ -18,5 +18,6 @@ mod mockllm;
 mod pg;
 mod process;
 mod providers;
+mod scheduler;
 mod sdk;
 mod validation;

@@ -44,7 +44,7 @@ pub async fn start_llm(flags: &[&str], port: u16) -> Llm {
     }
 }
 
-fn provider(kind: ProviderKind, base_url: String, max_concurrency: usize) -> ProviderConfig {
+pub fn provider(kind: ProviderKind, base_url: String, max_concurrency: usize) -> ProviderConfig {
     ProviderConfig {
         base_url: Some(base_url),
         model: Some("test-model".into()),
@@ -55,7 +55,7 @@ fn provider(kind: ProviderKind, base_url: String, max_concurrency: usize) -> Pro
 }
 
 /// A scriptorium whose default provider is `config`, serving the provider test apps.
-async fn serve_with(config: ProviderConfig, concurrency: usize) -> TestApp {
+pub async fn serve_with(config: ProviderConfig, concurrency: usize) -> TestApp {
     let apps =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/provider-apps");
     spawn_with(ServeOptions {
@@ -135,6 +135,8 @@ async fn streamed_generation_relays_the_backend_chunks_as_writer_deltas() {
 /// what happened.
 #[tokio::test]
 async fn every_fault_kind_is_classified_and_reported() {
+    // Backpressure (429, 503) spends no attempt: the job fails once `fragile`'s max_wait of
+    // one second is over, after as many calls as fit in it.
     let cases = [
         ("--fail-500", "answered 500"),
         ("--fail-503", "answered 503"),
@@ -143,6 +145,7 @@ async fn every_fault_kind_is_classified_and_reported() {
         ("--fail-drop", "connection failed"),
         ("--fail-hang", "timed out"),
     ];
+    let waits = |flag: &str| flag == "--fail-503" || flag == "--fail-429";
     for (kind, (flag, expected)) in [ProviderKind::Openai, ProviderKind::Writer]
         .into_iter()
         .flat_map(|kind| cases.iter().map(move |case| (kind, *case)))
@@ -168,7 +171,13 @@ async fn every_fault_kind_is_classified_and_reported() {
             .json()
             .await
             .unwrap();
-        assert_eq!(providers["providers"][0]["calls"], 1, "{flag}: {providers}");
+        let calls = providers["providers"][0]["calls"].as_u64().unwrap();
+        if waits(flag) {
+            assert!(error.contains("max_wait"), "{flag}: {error}");
+            assert!(calls > 1, "{flag}: {providers}");
+        } else {
+            assert_eq!(calls, 1, "{flag}: {providers}");
+        }
     }
 }
 
@@ -312,7 +321,7 @@ async fn a_stream_that_goes_silent_past_the_idle_timeout_ends_with_an_error_even
 
 #[tokio::test]
 async fn the_providers_route_shows_limits_load_and_errors() {
-    let llm = start_llm(&["--fail-503", "1"], 0).await;
+    let llm = start_llm(&["--fail-500", "1"], 0).await;
     let app = serve_with(
         provider(ProviderKind::Openai, format!("{}/v1", llm.base), 3),
         3,
@@ -334,6 +343,54 @@ async fn the_providers_route_shows_limits_load_and_errors() {
     assert_eq!(default["in_flight"], 0);
     assert_eq!(default["circuit"], "closed");
     assert_eq!(default["errors"]["server"], 1);
+    assert_eq!(default["auto"], Value::Null, "a fixed limit");
+}
+
+/// `max_concurrency = "auto"` starts at `auto_min`, grows while the server keeps up, and
+/// shows its bounds and its changes.
+#[tokio::test]
+async fn an_auto_limit_grows_on_a_server_that_keeps_up_and_shows_its_history() {
+    let llm = start_llm(&["--ttft", "20ms"], 0).await;
+    let mut config = provider(ProviderKind::Openai, format!("{}/v1", llm.base), 1);
+    config.max_concurrency = Concurrency::Auto;
+    config.auto_max = 64;
+    let app = serve_with(config, 64).await;
+    let mut ids = Vec::new();
+    for i in 0..300 {
+        let created = app
+            .create_job("sturdy", &[("Text", &[&format!("job-{i}")])])
+            .await;
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        assert_eq!(app.wait_finished(id).await["status"], "completed");
+    }
+    let view: Value = app
+        .get("/v1/scriptorium/providers")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let auto = &view["providers"][0]["auto"];
+    assert_eq!(
+        (&auto["min"], &auto["max"]),
+        (&1.into(), &64.into()),
+        "{view}"
+    );
+    let history = auto["history"].as_array().unwrap();
+    let highest = history
+        .iter()
+        .map(|c| c["limit"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert!(highest > 4, "the limit grew on a server with room: {view}");
+    assert!(
+        llm.mock.stats().peak_in_flight > 4,
+        "{:?}",
+        llm.mock.stats().peak_in_flight
+    );
 }
 
 /// A request budget holds end to end: with 60 requests a minute (a full minute's burst, then

@@ -231,26 +231,36 @@ fn lease_columns(leases: Vec<Lease>) -> (Vec<i64>, Vec<i32>) {
         .unzip()
 }
 
-/// Extends the leases that still hold until `until`.
+/// Extends the leases that still hold until `until`; answers those that do not. (A row
+/// another transaction holds is skipped and so answered too: only the reaper, for a lease
+/// that lapsed, and this lease's own outcome lock a running row.)
 pub(super) async fn renew(
     pool: &Pool,
     leases: Vec<Lease>,
     until: i64,
-) -> Result<usize, StoreError> {
+) -> Result<Vec<Lease>, StoreError> {
     if leases.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let (seq, attempt) = lease_columns(leases);
     let sql = format!(
         "WITH r AS (UPDATE job_queue q SET lease_until = $1 WHERE q.seq = ANY(ARRAY( \
            SELECT q.seq FROM job_queue q JOIN unnest($2::bigint[], $3::int[]) AS u(seq, attempt) \
              ON {FENCE} WHERE q.seq = ANY(ARRAY(SELECT unnest($2::bigint[]))) FOR UPDATE OF q SKIP LOCKED)) \
-           RETURNING 1) \
-         SELECT count(*) FROM r"
+           RETURNING q.seq) \
+         SELECT seq FROM r"
     );
-    let renewed = |rows: &[Row]| rows.first().map_or(0, |r| r.get::<_, i64>(0));
     let rows = query_then_notify(pool, &sql, &[&until, &seq, &attempt], |_| false).await?;
-    Ok(renewed(&rows) as usize)
+    let renewed: HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+    Ok(seq
+        .into_iter()
+        .zip(attempt)
+        .filter(|(seq, _)| !renewed.contains(seq))
+        .map(|(seq, attempt)| Lease {
+            seq,
+            attempt: attempt as u32,
+        })
+        .collect())
 }
 
 /// Queues jobs again without using up an attempt.

@@ -207,7 +207,7 @@ impl Store for PostgresStore {
         })
     }
 
-    fn renew(&self, leases: Vec<Lease>, lease: Duration) -> StoreFuture<'_, usize> {
+    fn renew(&self, leases: Vec<Lease>, lease: Duration) -> StoreFuture<'_, Vec<Lease>> {
         let now = self.clock.now();
         let until = after(now, lease);
         Box::pin(async move { leases::renew(&self.pool, leases, until).await })

@@ -259,13 +259,22 @@ pub(super) fn finish(conn: &Connection, outcomes: &[Outcome], now: i64) -> rusql
     Ok(applied)
 }
 
-pub(super) fn renew(conn: &Connection, leases: &[Lease], until: i64) -> rusqlite::Result<usize> {
+/// Extends the leases that still hold; answers those that do not.
+pub(super) fn renew(
+    conn: &Connection,
+    leases: &[Lease],
+    until: i64,
+) -> rusqlite::Result<Vec<Lease>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE jobs SET lease_until = ?3 WHERE seq = ?1 AND attempt = ?2 AND state = 'running'",
     )?;
-    leases.iter().try_fold(0, |n, l| {
-        Ok(n + stmt.execute(params![l.seq, l.attempt, until])?)
-    })
+    let mut lost = Vec::new();
+    for lease in leases {
+        if stmt.execute(params![lease.seq, lease.attempt, until])? == 0 {
+            lost.push(*lease);
+        }
+    }
+    Ok(lost)
 }
 
 pub(super) fn release(conn: &Connection, leases: &[Lease], now: i64) -> rusqlite::Result<usize> {

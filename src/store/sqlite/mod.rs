@@ -270,7 +270,7 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn renew(&self, leases: Vec<Lease>, lease: Duration) -> StoreFuture<'_, usize> {
+    fn renew(&self, leases: Vec<Lease>, lease: Duration) -> StoreFuture<'_, Vec<Lease>> {
         let now = self.clock.now();
         let lease = lease.as_micros() as i64;
         Box::pin(

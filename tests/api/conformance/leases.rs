@@ -82,7 +82,8 @@ pub(super) async fn a_stale_lease_can_neither_finish_renew_nor_release(h: Harnes
             .renew(vec![stale], Duration::from_secs(30))
             .await
             .unwrap(),
-        0
+        vec![stale],
+        "a stale lease is answered as lost"
     );
     assert_eq!(store.release(vec![stale]).await.unwrap(), 0);
 
@@ -148,7 +149,7 @@ pub(super) async fn a_finished_job_cannot_be_overwritten(h: Harness) {
             .renew(vec![lease], Duration::from_secs(30))
             .await
             .unwrap(),
-        0
+        vec![lease]
     );
     assert_eq!(store.release(vec![lease]).await.unwrap(), 0);
     h.clock.advance(Duration::from_secs(3600));
@@ -212,7 +213,8 @@ pub(super) async fn a_renewed_lease_is_not_reaped(h: Harness) {
             .renew(vec![lease], Duration::from_secs(30))
             .await
             .unwrap(),
-        1
+        Vec::new(),
+        "the lease holds"
     );
     h.clock.advance(Duration::from_millis(5));
     assert_eq!(store.reap().await.unwrap(), 0);
