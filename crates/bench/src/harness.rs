@@ -104,6 +104,13 @@ impl Workspace {
         Ok(())
     }
 
+    /// A new API key of organisation `org`, straight through the store.
+    pub async fn key_for(&self, org: &str) -> anyhow::Result<String> {
+        let store = open_store(&self.database, Durability::Normal).await?;
+        let (key, _) = scriptorium::auth::create_key(store.as_ref(), org.into(), "bench").await?;
+        Ok(key.expose().to_owned())
+    }
+
     /// The directory.
     pub fn path(&self) -> &std::path::Path {
         self.dir.path()

@@ -16,11 +16,15 @@
 //! - `uploads`: a burst of 1,000 uploads: how fast they are taken and extracted, the most
 //!   extractions at once against the limit, and job-create latency during the burst beside
 //!   the latency before it.
+//! - `knee`: `max_concurrency = "auto"` against fixed 256 on a server that queues past its
+//!   capacity: throughput, calls open at the server, convergence (see `scheduler`).
+//! - `fairness`: another organisation's 20 jobs behind a 5,000-job backlog, against idle.
 
 mod harness;
 mod intake;
 mod model;
 mod reads;
+mod scheduler;
 mod uploads;
 mod work;
 
@@ -32,8 +36,8 @@ use scriptorium::store::sqlite::Durability;
 /// What to measure.
 #[derive(Clone, Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Scenarios to run: intake, burndown, wakeup, model, reads, uploads (comma-separated) or
-    /// all.
+    /// Scenarios to run: intake, burndown, wakeup, model, reads, uploads, knee, fairness
+    /// (comma-separated) or all.
     #[arg(long, default_value = "all", value_delimiter = ',')]
     pub scenarios: Vec<String>,
     /// Jobs for the burn-down.
@@ -106,6 +110,12 @@ pub async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     if wants("uploads") {
         uploads::run(&args).await?;
+    }
+    if wants("knee") {
+        scheduler::knee(&args).await?;
+    }
+    if wants("fairness") {
+        scheduler::fairness(&args).await?;
     }
     Ok(())
 }
