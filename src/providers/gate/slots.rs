@@ -200,11 +200,14 @@ impl State {
 
 impl Class {
     fn push(&mut self, lane: &str, id: u64, notify: Arc<Notify>) {
-        let waiters = self.lanes.entry(lane.to_owned()).or_default();
-        waiters.push_back((id, notify));
-        if waiters.len() == 1 {
-            self.turns.push_back(lane.to_owned());
+        // The lane's name is copied only when it starts waiting, not for every waiter.
+        if let Some(waiters) = self.lanes.get_mut(lane) {
+            waiters.push_back((id, notify));
+            return;
         }
+        self.lanes
+            .insert(lane.to_owned(), VecDeque::from([(id, notify)]));
+        self.turns.push_back(lane.to_owned());
     }
 
     /// The next waiter: the first of the lane whose turn it is. The class must have one.

@@ -148,65 +148,75 @@ pub(super) fn claim(
     let lanes = conn
         .prepare_cached(
             "WITH RECURSIVE lanes(org) AS ( \
-               SELECT (SELECT min(org) FROM jobs \
-                       WHERE state IN ('queued', 'retrying', 'waiting_for_provider')) \
-               UNION ALL \
-               SELECT (SELECT min(org) FROM jobs \
+               SELECT (SELECT org FROM jobs \
                        WHERE state IN ('queued', 'retrying', 'waiting_for_provider') \
-                       AND org > lanes.org) \
+                       ORDER BY org LIMIT 1) \
+               UNION ALL \
+               SELECT (SELECT org FROM jobs \
+                       WHERE state IN ('queued', 'retrying', 'waiting_for_provider') \
+                       AND org > lanes.org ORDER BY org LIMIT 1) \
                FROM lanes WHERE lanes.org IS NOT NULL) \
              SELECT org FROM lanes WHERE org IS NOT NULL",
         )?
         .query_map([], |r| r.get::<_, OrgId>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut due = conn.prepare_cached(
-        "SELECT seq FROM jobs WHERE org = ?1 \
-         AND state IN ('queued', 'retrying', 'waiting_for_provider') AND run_at <= ?2 \
-         ORDER BY rank LIMIT ?3",
-    )?;
-    let mut queues = Vec::with_capacity(lanes.len());
-    for org in lanes {
-        let seqs = due
-            .query_map(params![org, now, limit as i64], |r| r.get::<_, i64>(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        if !seqs.is_empty() {
-            queues.push((org, seqs));
+    // How many each organisation gets: alone, all it has; else dealt one per round.
+    let shares = if lanes.len() == 1 {
+        *turn = lanes.first().cloned();
+        lanes.into_iter().map(|org| (org, limit)).collect()
+    } else {
+        let mut due = conn.prepare_cached(
+            "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE org = ?1 \
+             AND state IN ('queued', 'retrying', 'waiting_for_provider') AND run_at <= ?2 \
+             LIMIT ?3)",
+        )?;
+        let mut counts = Vec::with_capacity(lanes.len());
+        for org in lanes {
+            let n: i64 = due.query_row(params![org, now, limit as i64], |r| r.get(0))?;
+            counts.push((org, n as usize));
         }
-    }
-    let seqs = take_turns(queues, limit, turn);
-    if seqs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let seqs = serde_json::to_string(&seqs).unwrap_or_default();
-    conn.prepare_cached(
+        take_turns(counts, limit, turn)
+    };
+    let mut take = conn.prepare_cached(
         "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_until = ?1, \
          started_at = ?2, updated_at = ?2 \
-         WHERE seq IN (SELECT value FROM json_each(?3)) \
+         WHERE seq IN (SELECT seq FROM jobs WHERE org = ?4 \
+                       AND state IN ('queued', 'retrying', 'waiting_for_provider') \
+                       AND run_at <= ?2 ORDER BY rank LIMIT ?3) \
          RETURNING seq, attempt, id, application_id, inputs, max_attempts, \
                    backoff_initial_ms, backoff_max_ms, max_wait_ms, org, priority, waiting_since",
-    )?
-    .query_map(params![now + lease, now, seqs], |r| {
-        Ok(ClaimedJob {
-            lease: Lease {
-                seq: r.get(0)?,
-                attempt: r.get(1)?,
-            },
-            id: r.get(2)?,
-            application_id: r.get(3)?,
-            inputs: r.get(4)?,
-            retry: RetryPolicy {
-                max_attempts: r.get(5)?,
-                backoff_initial_ms: r.get::<_, i64>(6)? as u64,
-                backoff_max_ms: r.get::<_, i64>(7)? as u64,
-                max_wait_ms: r.get::<_, i64>(8)? as u64,
-            },
-            org: r.get(9)?,
-            priority: Priority::from_code(r.get(10)?),
-            waiting_since: r.get(11)?,
-            claimed_at: now,
-        })
-    })?
-    .collect()
+    )?;
+    let mut claimed = Vec::new();
+    for (org, share) in shares {
+        if share == 0 {
+            continue;
+        }
+        let rows = take.query_map(params![now + lease, now, share as i64, org], |r| {
+            Ok(ClaimedJob {
+                lease: Lease {
+                    seq: r.get(0)?,
+                    attempt: r.get(1)?,
+                },
+                id: r.get(2)?,
+                application_id: r.get(3)?,
+                inputs: r.get(4)?,
+                retry: RetryPolicy {
+                    max_attempts: r.get(5)?,
+                    backoff_initial_ms: r.get::<_, i64>(6)? as u64,
+                    backoff_max_ms: r.get::<_, i64>(7)? as u64,
+                    max_wait_ms: r.get::<_, i64>(8)? as u64,
+                },
+                org: r.get(9)?,
+                priority: Priority::from_code(r.get(10)?),
+                waiting_since: r.get(11)?,
+                claimed_at: now,
+            })
+        })?;
+        for job in rows {
+            claimed.push(job?);
+        }
+    }
+    Ok(claimed)
 }
 
 pub(super) fn finish(conn: &Connection, outcomes: &[Outcome], now: i64) -> rusqlite::Result<usize> {
@@ -300,35 +310,44 @@ pub(super) fn reap(conn: &Connection, before: i64, now: i64) -> rusqlite::Result
     .execute(params![before, now, LOST_ON_LAST_ATTEMPT])
 }
 
-/// Up to `limit` rows, one from each queue in turn (each queue is an organisation's due jobs
-/// in order), starting with the first organisation after `turn`; `turn` becomes the last
-/// organisation taken from.
-fn take_turns(queues: Vec<(OrgId, Vec<i64>)>, limit: usize, turn: &mut Option<OrgId>) -> Vec<i64> {
+/// How many of `limit` jobs each organisation gets, given how many it has due (`counts`, in
+/// organisation order): one per organisation per round, starting with the first after
+/// `turn`; `turn` becomes the last organisation dealt to.
+fn take_turns(
+    counts: Vec<(OrgId, usize)>,
+    limit: usize,
+    turn: &mut Option<OrgId>,
+) -> Vec<(OrgId, usize)> {
     let start = turn.as_ref().map_or(0, |last| {
-        queues.iter().position(|(org, _)| org > last).unwrap_or(0)
+        counts.iter().position(|(org, _)| org > last).unwrap_or(0)
     });
-    let mut lanes: Vec<_> = queues
-        .into_iter()
-        .map(|(org, seqs)| (org, seqs.into_iter()))
-        .collect();
-    lanes.rotate_left(start);
-    let mut taken = Vec::with_capacity(limit);
-    while taken.len() < limit {
-        let before = taken.len();
-        for (org, seqs) in &mut lanes {
-            if taken.len() == limit {
+    let mut shares: Vec<(OrgId, usize, usize)> =
+        counts.into_iter().map(|(org, due)| (org, due, 0)).collect();
+    shares.rotate_left(start);
+    let (mut dealt, mut last) = (0, None);
+    while dealt < limit {
+        let before = dealt;
+        for (i, (_, due, share)) in shares.iter_mut().enumerate() {
+            if dealt == limit {
                 break;
             }
-            if let Some(seq) = seqs.next() {
-                taken.push(seq);
-                *turn = Some(org.clone());
+            if *share < *due {
+                *share += 1;
+                dealt += 1;
+                last = Some(i);
             }
         }
-        if taken.len() == before {
+        if dealt == before {
             break;
         }
     }
-    taken
+    if let Some(i) = last {
+        *turn = Some(shares[i].0.clone());
+    }
+    shares
+        .into_iter()
+        .map(|(org, _, share)| (org, share))
+        .collect()
 }
 
 fn record(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
