@@ -2,8 +2,8 @@
 //! - `knee`: a model server that serves `capacity` calls at once in 100 ms each and queues the
 //!   rest (as vLLM and llama.cpp do), worked through with `max_concurrency = "auto"` and with
 //!   a fixed 256: throughput, the median of the calls open at the server (served and queued,
-//!   sampled every 50 ms), and when "auto" converged (from when on the calls open at the
-//!   server stayed at most twice the capacity). Capacities 16 and 64, and a server of
+//!   sampled every 50 ms until nine tenths of the jobs are done), and when "auto" converged
+//!   (from when on the calls open at the server stayed at most twice the capacity). Capacities 16 and 64, and a server of
 //!   capacity 16 that answers 503 once 8 calls wait (as Ollama does).
 //! - `fairness`: one organisation's backlog of 5,000 jobs at 200 ms a call, 8 at once; the
 //!   time another organisation's 20 jobs take to finish behind it, beside the time they take
@@ -110,11 +110,15 @@ async fn knee_run(
     let client = reqwest::Client::new();
     let started = Instant::now();
     let server = serve(&workspace, args, url, limit, 512).await?;
+    // Samples while at least a tenth of the jobs is left, so the drain at the end (when the
+    // server runs out of work, not of room) does not count.
     let mut samples = Vec::new();
     let mut last_check = Instant::now();
     loop {
         let stats = llm.stats();
-        samples.push((started.elapsed(), stats.in_flight + stats.queued));
+        if stats.completed < jobs as u64 * 9 / 10 {
+            samples.push((started.elapsed(), stats.in_flight + stats.queued));
+        }
         if last_check.elapsed() >= Duration::from_millis(500) {
             last_check = Instant::now();
             if count(&client, &server.base, "completed").await? >= jobs as u64 {

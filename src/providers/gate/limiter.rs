@@ -7,15 +7,17 @@
 //! `limit × (1 − rtt_noload / rtt)` calls are queued at the server. While that queue is short
 //! (at most `log10(limit)`), the limit grows fast (by `6·log10(limit)`); under `3·log10(limit)`
 //! slowly (by `log10(limit)`); over `6·log10(limit)` it shrinks (by `log10(limit)`). A call
-//! that the server refused for load (429, 503, 529) or that timed out cuts it by a tenth. A
+//! that the server refused for load (429, 503, 529) or that timed out cuts it by a tenth, once
+//! per round trip (refusals of calls sent before the last cut do not cut again). A
 //! limit nobody fills (fewer than half its slots used and nobody waiting) learns nothing and
 //! stays.
 //!
 //! Latency is taken per generated token when the server reports usage, so long and short
 //! answers compare. The baseline is measured again every `~30 × limit` calls, the way BBR
-//! probes its round-trip time: the limit is halved until a few calls started after the cut
-//! have finished, their fastest is the new baseline, and the limit comes back. (Taking the
-//! baseline from calls that queued would raise it with the queue, and the limit with it.)
+//! probes its round-trip time: the limit is cut to a quarter until a few calls started after
+//! the cut have finished, their fastest is the new baseline (rising by a quarter at most, in
+//! case the quarter still queued), and the limit comes back. (Taking the baseline from calls
+//! that queued would raise it with the queue, and the limit with it.)
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -37,6 +39,9 @@ pub(crate) struct AutoLimit {
     probe_in: u64,
     /// A baseline measurement under way.
     probe: Option<Probe>,
+    /// When the limit was last cut for a refusal: refusals of calls sent earlier were
+    /// answered to the load before it, and do not cut again.
+    cut_at: Option<Instant>,
     history: VecDeque<Change>,
     /// The limit last logged, to log only changes by much.
     logged: usize,
@@ -88,6 +93,7 @@ impl AutoLimit {
             rtt_noload: None,
             probe_in: 0,
             probe: None,
+            cut_at: None,
             history: VecDeque::with_capacity(HISTORY),
             logged: min,
         };
@@ -96,11 +102,11 @@ impl AutoLimit {
         limit
     }
 
-    /// The limit now (halved while the baseline is measured).
+    /// The limit now (a quarter of it while the baseline is measured).
     pub(crate) fn get(&self) -> usize {
         let limit = self.limit as usize;
         match self.probe {
-            Some(_) => (limit / 2).max(self.min),
+            Some(_) => (limit / 4).max(self.min),
             None => limit,
         }
     }
@@ -149,7 +155,10 @@ impl AutoLimit {
             .unwrap_or_default()
             .max(Duration::from_nanos(1));
         if sample.dropped {
-            self.set(self.limit * 0.9);
+            if self.cut_at.is_none_or(|cut| sample.started >= cut) {
+                self.set(self.limit * 0.9);
+                self.cut_at = Some(sample.finished);
+            }
             return;
         }
         if let Some(probe) = &mut self.probe {
@@ -157,7 +166,10 @@ impl AutoLimit {
                 probe.fastest = Some(probe.fastest.map_or(rtt, |f| f.min(rtt)));
                 probe.left -= 1;
                 if probe.left == 0 {
-                    self.rtt_noload = probe.fastest;
+                    self.rtt_noload = match (self.rtt_noload, probe.fastest) {
+                        (Some(before), Some(now)) => Some(now.min(before.mul_f64(1.25))),
+                        (before, now) => now.or(before),
+                    };
                     self.probe = None;
                     self.schedule_probe();
                 }
@@ -169,7 +181,7 @@ impl AutoLimit {
             self.probe = Some(Probe {
                 since: sample.finished,
                 fastest: None,
-                left: (self.get() / 4).max(4),
+                left: (self.get() / 8).max(4),
             });
             return;
         }
@@ -279,7 +291,15 @@ mod tests {
         };
         limit.sample("test", dropped);
         assert_eq!(limit.get(), 36);
-        for _ in 0..100 {
+        limit.sample("test", dropped);
+        assert_eq!(limit.get(), 36, "a call sent before the cut does not cut again");
+        for round in 1..=100 {
+            let later = now + Duration::from_millis(200 * round);
+            let dropped = Sample {
+                started: later - Duration::from_millis(100),
+                finished: later,
+                ..dropped
+            };
             limit.sample("test", dropped);
         }
         assert_eq!(limit.get(), 4);

@@ -33,8 +33,11 @@ const OPEN_AFTER: u32 = 5;
 const FIRST_COOLDOWN: Duration = Duration::from_secs(2);
 /// The longest cooldown.
 const MAX_COOLDOWN: Duration = Duration::from_secs(60);
-/// A 429 or 503 without Retry-After pauses the provider this long.
+/// A 429 without Retry-After pauses the provider this long.
 const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
+/// A 503 or 529 without Retry-After (a server whose queue is full) pauses it this long: long
+/// enough for its queue to drain a little, short enough not to idle it.
+const OVERLOADED_PAUSE: Duration = Duration::from_millis(250);
 
 /// The gate of one provider.
 #[derive(Debug)]
@@ -301,6 +304,14 @@ impl Gate {
     }
 }
 
+/// How long backpressure pauses the provider: what it asked, else by its kind.
+fn pause_for(e: &ProviderError) -> Duration {
+    e.retry_after().unwrap_or(match e.class() {
+        ErrorClass::Overloaded => OVERLOADED_PAUSE,
+        _ => DEFAULT_PAUSE,
+    })
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -374,7 +385,7 @@ impl State {
             Err(e) => {
                 *self.errors.entry(e.class().as_str()).or_default() += 1;
                 if e.class().is_backpressure() {
-                    let pause = e.retry_after().unwrap_or(DEFAULT_PAUSE);
+                    let pause = pause_for(e);
                     tracing::warn!(
                         provider,
                         class = e.class().as_str(),
@@ -436,7 +447,7 @@ impl Admission {
             return;
         };
         if let Some(e) = result.err().filter(|e| e.class().is_backpressure()) {
-            let until = now_micros() + e.retry_after().unwrap_or(DEFAULT_PAUSE).as_micros() as i64;
+            let until = now_micros() + pause_for(e).as_micros() as i64;
             if let Err(e) = shared.limits.pause(&gate.name, until).await {
                 tracing::warn!(provider = %gate.name, error = %Chain(&e), "cannot share a pause");
             }
