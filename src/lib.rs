@@ -14,20 +14,26 @@
 //! - [`apps`]: application definitions loaded from TOML files: validation at load and at
 //!   submit, prompt rendering. Pure: no I/O after loading.
 //! - [`auth`]: API keys, shown once and stored as hashes; organisations as tenants.
-//! - [`engine`]: the job state machine: batched claims, leases and heartbeats, retries with
-//!   backoff, the reaper, graceful shutdown, named failure points. The only caller of
+//! - [`engine`]: the job state machine: batched claims, leases and heartbeats (a lost lease
+//!   stops its attempt), retries with backoff, waits for a busy provider that spend no
+//!   attempt, the reaper, graceful shutdown, named failure points. The only caller of
 //!   providers for jobs; its `prepare` (application and inputs to a provider request) is
-//!   also what synchronous generation uses.
+//!   also what synchronous generation uses. `Engine::run_until_idle` drives it by hand in
+//!   its unit tests.
 //! - [`files`]: uploads (bytes in a directory or an S3-compatible bucket, metadata in the
 //!   store; uploads stream to disk), text extraction as leased, fenced work (like jobs), and
 //!   the files and images jobs give models.
 //! - [`providers`]: the model backends, a closed enum (OpenAI-compatible servers, Writer's chat
 //!   API, the deterministic mock), each behind a gate that enforces its limits (across a
-//!   cluster through the store's shared limits).
+//!   cluster through the store's shared limits), hands out its slots by priority and in
+//!   turns across organisations, and, with `max_concurrency = "auto"`, moves its limit to the
+//!   server's knee.
 //! - [`store`]: the bottom layer: every SQL statement, behind the [`store::Store`] trait
 //!   (SQLite or PostgreSQL), and the types it shares with the layers above (the ids of
 //!   jobs, files, applications and organisations, which [`api`] parses once where a request
-//!   names them; the retry policy, token usage, the provider limits a cluster shares).
+//!   names them; the retry policy, priority, token usage, the provider limits a cluster
+//!   shares). Its claims take turns across organisations and order each one's work by
+//!   priority.
 //!   Imports none of them (only the leaf [`report`]).
 //! - [`claims`]: the claim loop both leased workers run (the engine's, the files').
 //! - [`report`]: the cause an error keeps (its source, with context) and the one-line text of

@@ -10,7 +10,9 @@
 //! that the server refused for load (429, 503, 529) or that timed out cuts it by a tenth, once
 //! per round trip (refusals of calls sent before the last cut do not cut again). A
 //! limit nobody fills (fewer than half its slots used and nobody waiting) learns nothing and
-//! stays.
+//! stays. The limit moves at most once per round trip: calls sent before its last change
+//! answer for the limit before it, so they are not counted again (without this, the many
+//! answers of one round trip would all push it the same way, and it would overshoot).
 //!
 //! Latency is taken per generated token when the server reports usage, so long and short
 //! answers compare. The baseline is measured again every `~30 × limit` calls, the way BBR
@@ -42,6 +44,8 @@ pub(crate) struct AutoLimit {
     /// When the limit was last cut for a refusal: refusals of calls sent earlier were
     /// answered to the load before it, and do not cut again.
     cut_at: Option<Instant>,
+    /// When the limit last moved: calls sent before are not counted again.
+    moved_at: Option<Instant>,
     history: VecDeque<Change>,
     /// The limit last logged, to log only changes by much.
     logged: usize,
@@ -94,6 +98,7 @@ impl AutoLimit {
             probe_in: 0,
             probe: None,
             cut_at: None,
+            moved_at: None,
             history: VecDeque::with_capacity(HISTORY),
             logged: min,
         };
@@ -193,9 +198,10 @@ impl AutoLimit {
             }
         };
         let used = sample.in_flight * 2 >= self.get() || sample.queued;
-        if !used {
+        if !used || self.moved_at.is_some_and(|moved| sample.started < moved) {
             return;
         }
+        let before = self.limit;
         let limit = self.limit;
         let queue = (limit * (1.0 - noload.as_secs_f64() / rtt.as_secs_f64())).ceil();
         let log = limit.log10().max(1.0);
@@ -206,6 +212,9 @@ impl AutoLimit {
             self.set(limit + log);
         } else if queue > beta {
             self.set(limit - log);
+        }
+        if self.limit != before {
+            self.moved_at = Some(sample.finished);
         }
     }
 
@@ -292,7 +301,11 @@ mod tests {
         limit.sample("test", dropped);
         assert_eq!(limit.get(), 36);
         limit.sample("test", dropped);
-        assert_eq!(limit.get(), 36, "a call sent before the cut does not cut again");
+        assert_eq!(
+            limit.get(),
+            36,
+            "a call sent before the cut does not cut again"
+        );
         for round in 1..=100 {
             let later = now + Duration::from_millis(200 * round);
             let dropped = Sample {

@@ -169,7 +169,7 @@ pub(super) async fn claim(
 ) -> Result<Vec<ClaimedJob>, StoreError> {
     // `lanes` walks the organisations with waiting jobs, one index seek each; `d` takes each
     // one's first due jobs (locked, skipping those other nodes are claiming); `pick` deals
-    // them out one per organisation per round. Only the narrow `job_queue` rows are written;
+    // them out one per organisation per round (`last_dealt` then finds whose turn was last). Only the narrow `job_queue` rows are written;
     // the wide `jobs` rows are only read, for the inputs. `= ANY(ARRAY(…))` makes each claimed
     // row a primary-key probe; as a join, the planner may hash the whole table.
     let sql = format!(
@@ -185,34 +185,24 @@ pub(super) async fn claim(
              WHERE org = l.org AND state <> 'running' AND run_at <= $2 \
              ORDER BY {RANK} LIMIT $3 FOR UPDATE SKIP LOCKED) d \
            WHERE l.org IS NOT NULL), \
-         pick AS (SELECT seq, org, round FROM d ORDER BY round, (org > $4) DESC, org LIMIT $3), \
+         pick AS (SELECT seq FROM d ORDER BY round, (org > $4) DESC, org LIMIT $3), \
          q AS (UPDATE job_queue q SET state = 'running', attempt = q.attempt + 1, \
              lease_until = $1, started_at = $2, updated_at = $2 \
            WHERE q.seq = ANY(ARRAY(SELECT seq FROM pick)) \
            RETURNING q.seq, q.attempt, q.org, q.priority, q.waiting_since) \
          SELECT q.seq, q.attempt, j.id, j.application_id, j.inputs, j.max_attempts, \
            j.backoff_initial_ms, j.backoff_max_ms, j.max_wait_ms, q.org, q.priority, \
-           q.waiting_since, p.round \
-         FROM q JOIN jobs j ON j.seq = q.seq JOIN pick p ON p.seq = q.seq"
+           q.waiting_since \
+         FROM q JOIN jobs j ON j.seq = q.seq"
     );
     let limit = limit.min(i64::MAX as usize) as i64;
     let after = lock(turn)
         .as_ref()
         .map_or(String::new(), |org| org.as_str().to_owned());
     let rows = query(pool, &sql, &[&(now + lease), &now, &limit, &after]).await?;
-    let mut last: Option<(i64, bool, OrgId)> = None;
     let mut claimed = Vec::with_capacity(rows.len());
     for r in &rows {
         let org: OrgId = r.try_get(9).map_err(map_err)?;
-        // The order `pick` dealt in; the last dealt is the next claim's turn.
-        let place = (
-            r.get::<_, i64>(12),
-            org.as_str() <= after.as_str(),
-            org.clone(),
-        );
-        if last.as_ref().is_none_or(|l| *l < place) {
-            last = Some(place);
-        }
         claimed.push(ClaimedJob {
             lease: Lease {
                 seq: r.get(0),
@@ -233,10 +223,24 @@ pub(super) async fn claim(
             claimed_at: now,
         });
     }
-    if let Some((_, _, org)) = last {
+    if let Some(org) = last_dealt(&claimed, &after) {
         *lock(turn) = Some(org);
     }
     Ok(claimed)
+}
+
+/// The organisation `pick` dealt to last: each organisation got one job per round it took
+/// part in, so the last round is the largest count, and its last organisation the last of
+/// those in the order of the rounds (after `after` first, then the rest).
+fn last_dealt(claimed: &[ClaimedJob], after: &str) -> Option<OrgId> {
+    let mut rounds: std::collections::HashMap<&OrgId, usize> = std::collections::HashMap::new();
+    for job in claimed {
+        *rounds.entry(&job.org).or_default() += 1;
+    }
+    rounds
+        .into_iter()
+        .max_by_key(|(org, n)| (*n, org.as_str() <= after, org.as_str()))
+        .map(|(org, _)| org.clone())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
