@@ -223,15 +223,7 @@ impl Backend {
     /// Generates the whole text, waiting at the gate first.
     pub(crate) async fn complete(&self, request: ChatRequest) -> Result<Completion, ProviderError> {
         let request = self.with_model(request);
-        let caller = &request.caller;
-        let admission = self
-            .gate
-            .admit(
-                request.estimated_tokens(),
-                caller.org.as_str(),
-                caller.priority,
-            )
-            .await;
+        let admission = self.admit(&request).await;
         let result = match &self.provider {
             Provider::Mock(mock) => mock.complete(&request).await,
             Provider::OpenAi(client) => client.complete(&request).await,
@@ -248,15 +240,7 @@ impl Backend {
         request: ChatRequest,
     ) -> BoxStream<'static, Result<String, ProviderError>> {
         let request = self.with_model(request);
-        let caller = &request.caller;
-        let admission = self
-            .gate
-            .admit(
-                request.estimated_tokens(),
-                caller.org.as_str(),
-                caller.priority,
-            )
-            .await;
+        let admission = self.admit(&request).await;
         let pieces = match &self.provider {
             Provider::Mock(mock) => mock.stream(request),
             Provider::OpenAi(client) => client.stream(request),
@@ -289,6 +273,15 @@ impl Backend {
             Provider::Mock(mock) => mock.describe(),
             Provider::OpenAi(client) => client.describe(),
         }
+    }
+
+    /// Waits at the gate for `request`'s turn.
+    async fn admit(&self, request: &ChatRequest) -> gate::Admission {
+        let caller = &request.caller;
+        let tokens = request.estimated_tokens();
+        self.gate
+            .admit(tokens, caller.org.as_str(), caller.priority)
+            .await
     }
 
     fn with_model(&self, mut request: ChatRequest) -> ChatRequest {

@@ -148,6 +148,12 @@ impl TestApp {
             .bearer_auth(KEY)
     }
 
+    /// `GET path` with the test key, answered as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.get(path).send().await.unwrap();
+        response.json().await.unwrap()
+    }
+
     /// A POST with the test key.
     pub fn post(&self, path: &str) -> RequestBuilder {
         self.client

@@ -163,14 +163,7 @@ async fn every_fault_kind_is_classified_and_reported() {
             error.contains(expected),
             "{flag}: {error:?} should contain {expected:?}"
         );
-        let providers: Value = app
-            .get("/v1/scriptorium/providers")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let providers = app.get_json("/v1/scriptorium/providers").await;
         let calls = providers["providers"][0]["calls"].as_u64().unwrap();
         if waits(flag) {
             assert!(error.contains("max_wait"), "{flag}: {error}");
@@ -328,14 +321,7 @@ async fn the_providers_route_shows_limits_load_and_errors() {
     )
     .await;
     run_one(&app, "fragile", "x").await;
-    let view: Value = app
-        .get("/v1/scriptorium/providers")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view = app.get_json("/v1/scriptorium/providers").await;
     let default = &view["providers"][0];
     assert_eq!(default["name"], "default");
     assert_eq!(default["kind"], "openai");
@@ -365,14 +351,7 @@ async fn an_auto_limit_grows_on_a_server_that_keeps_up_and_shows_its_history() {
     for id in &ids {
         assert_eq!(app.wait_finished(id).await["status"], "completed");
     }
-    let view: Value = app
-        .get("/v1/scriptorium/providers")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view = app.get_json("/v1/scriptorium/providers").await;
     let auto = &view["providers"][0]["auto"];
     assert_eq!(
         (&auto["min"], &auto["max"]),

@@ -161,14 +161,9 @@ async fn an_organisations_few_jobs_do_not_wait_behind_anothers_backlog() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    let backlog: Value = app
-        .get("/v1/applications/sturdy/jobs?status=in_progress&limit=1")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let backlog = app
+        .get_json("/v1/applications/sturdy/jobs?status=in_progress&limit=1")
+        .await;
     let waiting = backlog["totalCount"].as_u64().unwrap();
     assert!(
         waiting > 200,

@@ -1,6 +1,9 @@
 //! Starting a measured server and filling its database.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use mock_llm::{MockLlm, MockLlmArgs};
 
 use scriptorium::apps::Inputs;
 use scriptorium::config::{Database, ServeOptions, Settings};
@@ -177,6 +180,33 @@ async fn admin(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     Ok(client)
+}
+
+/// A `mock-llm` served in this process on port 0; stopped when dropped.
+pub struct Llm {
+    /// The mock, to read its stats.
+    pub mock: Arc<MockLlm>,
+    /// Its OpenAI base URL (`http://…/v1`).
+    pub url: String,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Llm {
+    /// Serves a mock with `args`.
+    pub async fn serve(args: MockLlmArgs) -> anyhow::Result<Self> {
+        let mock = MockLlm::new(args);
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/v1", listener.local_addr()?);
+        let router = mock.router();
+        let task = tokio::spawn(async move { axum::serve(listener, router).await });
+        Ok(Self { mock, url, task })
+    }
+}
+
+impl Drop for Llm {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// A server running in this process.

@@ -7,31 +7,27 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use mock_llm::{MockLlm, MockLlmArgs};
+use mock_llm::MockLlmArgs;
 use scriptorium::providers::config::{Concurrency, ProviderConfig, ProviderKind};
-use tokio::net::TcpListener;
 
-use super::harness::{Workspace, count, jobs_page, start};
+use super::harness::{Llm, Workspace, count, jobs_page, start};
 use super::{BenchArgs, percentiles};
 
 pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let latency = args.llm_latency;
     let capacity = args.llm_capacity;
-    let llm = MockLlm::new(MockLlmArgs {
+    let llm = Llm::serve(MockLlmArgs {
         ttft: latency,
         capacity,
         output_tokens: 8,
         ..MockLlmArgs::default()
-    });
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let llm_url = format!("http://{}/v1", listener.local_addr()?);
-    let router = llm.router();
-    let llm_server = tokio::spawn(async move { axum::serve(listener, router).await });
+    })
+    .await?;
 
     let workspace = Workspace::new(args).await?;
     workspace.seed(args.model_jobs).await?;
     let provider = ProviderConfig {
-        base_url: Some(llm_url),
+        base_url: Some(llm.url.clone()),
         model: Some("bench".into()),
         max_concurrency: Concurrency::Fixed(capacity),
         ..ProviderConfig::new(ProviderKind::Openai)
@@ -54,7 +50,7 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         took.as_secs_f64(),
         ideal,
         took.as_secs_f64() / ideal,
-        llm.stats().peak_in_flight
+        llm.mock.stats().peak_in_flight
     );
     let mut overhead = overheads(&client, &server.base, latency).await?;
     let (p50, p99) = percentiles(&mut overhead);
@@ -63,7 +59,6 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         latency
     );
     server.stop().await?;
-    llm_server.abort();
     Ok(())
 }
 

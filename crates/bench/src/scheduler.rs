@@ -10,26 +10,14 @@
 //!   on an idle server.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mock_llm::{MockLlm, MockLlmArgs};
+use mock_llm::MockLlmArgs;
 use scriptorium::providers::config::{Concurrency, ProviderConfig, ProviderKind};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
 use super::BenchArgs;
-use super::harness::{APP, Running, Workspace, count, start};
-
-/// A mock-llm served on port 0; its base URL.
-async fn serve_llm(args: MockLlmArgs) -> anyhow::Result<(Arc<MockLlm>, String)> {
-    let llm = MockLlm::new(args);
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/v1", listener.local_addr()?);
-    let router = llm.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    Ok((llm, url))
-}
+use super::harness::{APP, Llm, Running, Workspace, count, start};
 
 /// A server in `workspace` working with `concurrency` jobs at once on a provider at `url`.
 async fn serve(
@@ -95,7 +83,7 @@ async fn knee_run(
     limit: Concurrency,
 ) -> anyhow::Result<KneeRun> {
     let latency = Duration::from_millis(100);
-    let (llm, url) = serve_llm(MockLlmArgs {
+    let llm = Llm::serve(MockLlmArgs {
         ttft: latency,
         capacity,
         queue_limit,
@@ -109,13 +97,13 @@ async fn knee_run(
     workspace.seed(jobs).await?;
     let client = reqwest::Client::new();
     let started = Instant::now();
-    let server = serve(&workspace, args, url, limit, 512).await?;
+    let server = serve(&workspace, args, llm.url.clone(), limit, 512).await?;
     // Samples while at least a tenth of the jobs is left, so the drain at the end (when the
     // server runs out of work, not of room) does not count.
     let mut samples = Vec::new();
     let mut last_check = Instant::now();
     loop {
-        let stats = llm.stats();
+        let stats = llm.mock.stats();
         if stats.completed < jobs as u64 * 9 / 10 {
             samples.push((started.elapsed(), stats.in_flight + stats.queued));
         }
@@ -129,7 +117,13 @@ async fn knee_run(
     }
     let took = started.elapsed();
     server.stop().await?;
-    let refused = llm.stats().faults.get("queue_full").copied().unwrap_or(0);
+    let refused = llm
+        .mock
+        .stats()
+        .faults
+        .get("queue_full")
+        .copied()
+        .unwrap_or(0);
     let bound = 2 * capacity as u64;
     let converged = match samples.iter().rposition(|(_, open)| *open > bound) {
         None => Some(Duration::ZERO),
@@ -162,7 +156,7 @@ pub(super) async fn fairness(args: &BenchArgs) -> anyhow::Result<()> {
 
 /// How long 20 jobs of another organisation take with `backlog` jobs queued before them.
 async fn fairness_run(args: &BenchArgs, backlog: usize) -> anyhow::Result<Duration> {
-    let (_llm, url) = serve_llm(MockLlmArgs {
+    let llm = Llm::serve(MockLlmArgs {
         ttft: Duration::from_millis(200),
         output_tokens: 8,
         ..MockLlmArgs::default()
@@ -171,7 +165,7 @@ async fn fairness_run(args: &BenchArgs, backlog: usize) -> anyhow::Result<Durati
     let workspace = Workspace::new(args).await?;
     workspace.seed(backlog).await?;
     let key = workspace.key_for("second").await?;
-    let server = serve(&workspace, args, url, Concurrency::Fixed(8), 8).await?;
+    let server = serve(&workspace, args, llm.url.clone(), Concurrency::Fixed(8), 8).await?;
     let client = reqwest::Client::new();
     if backlog > 0 {
         // The backlog is being worked when the other organisation arrives.

@@ -7,11 +7,12 @@
 //! minute. After the call, [`Admission::settle`] records what happened: backpressure (429,
 //! 503, 529) pauses everyone until its Retry-After; repeated failures open the circuit, so
 //! waiting jobs stop burning attempts on a dead server, and after a cooldown one probe decides
-//! whether it closes again; real token usage corrects the estimate; with
-//! `max_concurrency = "auto"`, the call's latency moves the limit ([`limiter`]).
+//! whether it closes again ([`state`] keeps all of that); real token usage corrects the
+//! estimate; with `max_concurrency = "auto"`, the call's latency moves the limit ([`limiter`]).
 
 mod limiter;
 mod slots;
+mod state;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -21,23 +22,12 @@ use serde::Serialize;
 
 use super::{ErrorClass, ProviderError};
 use crate::report::Chain;
-use crate::store::limits::{Acquired, Budget, Limits, SharedLimits};
+use crate::store::limits::{Acquired, Limits, SharedLimits};
 use crate::store::{Priority, Usage, now_micros};
 pub(crate) use limiter::AutoLimit;
 use limiter::{Change, Sample};
 use slots::{Slot, Slots};
-
-/// Consecutive failures that open the circuit.
-const OPEN_AFTER: u32 = 5;
-/// The first cooldown of an open circuit; it doubles on each failed probe.
-const FIRST_COOLDOWN: Duration = Duration::from_secs(2);
-/// The longest cooldown.
-const MAX_COOLDOWN: Duration = Duration::from_secs(60);
-/// A 429 without Retry-After pauses the provider this long.
-const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
-/// A 503 or 529 without Retry-After (a server whose queue is full) pauses it this long: long
-/// enough for its queue to drain a little, short enough not to idle it.
-const OVERLOADED_PAUSE: Duration = Duration::from_millis(250);
+use state::{State, pause_for};
 
 /// The gate of one provider.
 #[derive(Debug)]
@@ -63,27 +53,6 @@ impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Shared {{ hold: {:?} }}", self.hold)
     }
-}
-
-#[derive(Debug)]
-struct State {
-    circuit: Circuit,
-    paused_until: Option<Instant>,
-    requests: Budget,
-    tokens: Budget,
-    /// When both budgets were last refilled.
-    refilled: Instant,
-    errors: BTreeMap<&'static str, u64>,
-    calls: u64,
-    prompt_tokens: u64,
-    completion_tokens: u64,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Circuit {
-    Closed { failures: u32 },
-    Open { until: Instant, cooldown: Duration },
-    HalfOpen { probing: bool, cooldown: Duration },
 }
 
 /// A call allowed through the gate; holds its concurrency slot until settled or dropped.
@@ -152,17 +121,7 @@ impl Gate {
             shared: shared.map(|(limits, hold)| Shared { limits, hold }),
             slots: Slots::new(limit),
             auto: auto.map(Mutex::new),
-            state: Mutex::new(State {
-                circuit: Circuit::Closed { failures: 0 },
-                paused_until: None,
-                requests: Budget::full(limits.requests_per_minute),
-                tokens: Budget::full(limits.tokens_per_minute),
-                refilled: Instant::now(),
-                errors: BTreeMap::new(),
-                calls: 0,
-                prompt_tokens: 0,
-                completion_tokens: 0,
-            }),
+            state: Mutex::new(State::new(limits)),
             limits,
         })
     }
@@ -283,15 +242,10 @@ impl Gate {
             auto,
             requests_per_minute: self.limits.requests_per_minute,
             tokens_per_minute: self.limits.tokens_per_minute,
-            paused_for_ms: state
-                .paused_until
-                .filter(|until| *until > now)
-                .map(|until| until.duration_since(now).as_millis() as u64),
-            circuit: match state.circuit {
-                Circuit::Closed { .. } => "closed",
-                Circuit::Open { .. } => "open",
-                Circuit::HalfOpen { .. } => "half_open",
-            },
+            paused_for_ms: Some(state.pause_left(now))
+                .filter(|left| !left.is_zero())
+                .map(|left| left.as_millis() as u64),
+            circuit: state.circuit_name(),
             calls: state.calls,
             errors: state.errors.clone(),
             prompt_tokens: state.prompt_tokens,
@@ -304,132 +258,8 @@ impl Gate {
     }
 }
 
-/// How long backpressure pauses the provider: what it asked, else by its kind.
-fn pause_for(e: &ProviderError) -> Duration {
-    e.retry_after().unwrap_or(match e.class() {
-        ErrorClass::Overloaded => OVERLOADED_PAUSE,
-        _ => DEFAULT_PAUSE,
-    })
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl State {
-    /// How long the pause a 429 or 503 imposed still runs.
-    fn pause_left(&self, now: Instant) -> Duration {
-        self.paused_until
-            .map_or(Duration::ZERO, |until| until.saturating_duration_since(now))
-    }
-
-    /// Zero if the call may go now (and takes its budgets), else how long to wait.
-    fn try_admit(&mut self, tokens: f64, now: Instant) -> Duration {
-        if let Some(until) = self.paused_until.filter(|until| *until > now) {
-            return until - now;
-        }
-        match self.circuit {
-            Circuit::Open { until, .. } if until > now => return until - now,
-            Circuit::Open { cooldown, .. } => {
-                self.circuit = Circuit::HalfOpen {
-                    probing: false,
-                    cooldown,
-                };
-            }
-            Circuit::HalfOpen { probing: true, .. } => return Duration::from_millis(50),
-            _ => {}
-        }
-        let minutes = now.saturating_duration_since(self.refilled).as_secs_f64() / 60.0;
-        self.requests = self.requests.refilled(minutes);
-        self.tokens = self.tokens.refilled(minutes);
-        self.refilled = now;
-        let wait = self
-            .requests
-            .wait_for(1.0)
-            .max(self.tokens.wait_for(tokens));
-        if !wait.is_zero() {
-            return wait;
-        }
-        self.requests.spend(1.0);
-        self.tokens.spend(tokens);
-        if let Circuit::HalfOpen { cooldown, .. } = self.circuit {
-            self.circuit = Circuit::HalfOpen {
-                probing: true,
-                cooldown,
-            };
-        }
-        Duration::ZERO
-    }
-
-    fn record(
-        &mut self,
-        provider: &str,
-        result: Result<Option<Usage>, &ProviderError>,
-        estimate: f64,
-        now: Instant,
-    ) {
-        self.calls += 1;
-        match result {
-            Ok(usage) => {
-                if let Some(usage) = usage {
-                    let actual = f64::from(usage.prompt_tokens + usage.completion_tokens);
-                    self.tokens.spend(actual - estimate);
-                    self.prompt_tokens += u64::from(usage.prompt_tokens);
-                    self.completion_tokens += u64::from(usage.completion_tokens);
-                }
-                if let Circuit::HalfOpen { .. } = self.circuit {
-                    tracing::info!(provider, "provider answered the probe: circuit closed");
-                }
-                self.circuit = Circuit::Closed { failures: 0 };
-            }
-            Err(e) => {
-                *self.errors.entry(e.class().as_str()).or_default() += 1;
-                if e.class().is_backpressure() {
-                    let pause = pause_for(e);
-                    tracing::warn!(
-                        provider,
-                        class = e.class().as_str(),
-                        pause_ms = pause.as_millis() as u64,
-                        "provider asked us to wait: pausing every call to it"
-                    );
-                    let until = now + pause;
-                    self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
-                } else if e.is_retryable() {
-                    self.fail(provider, now);
-                } else if let Circuit::HalfOpen { .. } = self.circuit {
-                    // A fatal answer is still an answer: the server is up.
-                    self.circuit = Circuit::Closed { failures: 0 };
-                }
-            }
-        }
-    }
-
-    fn fail(&mut self, provider: &str, now: Instant) {
-        self.circuit = match self.circuit {
-            Circuit::Closed { failures } if failures + 1 < OPEN_AFTER => Circuit::Closed {
-                failures: failures + 1,
-            },
-            Circuit::Closed { .. } => Circuit::Open {
-                until: now + FIRST_COOLDOWN,
-                cooldown: FIRST_COOLDOWN,
-            },
-            Circuit::HalfOpen { cooldown, .. } => {
-                let cooldown = (cooldown * 2).min(MAX_COOLDOWN);
-                Circuit::Open {
-                    until: now + cooldown,
-                    cooldown,
-                }
-            }
-            open @ Circuit::Open { .. } => open,
-        };
-        if let Circuit::Open { cooldown, .. } = self.circuit {
-            tracing::warn!(
-                provider,
-                cooldown_ms = cooldown.as_millis() as u64,
-                "provider keeps failing: circuit open, calls wait"
-            );
-        }
-    }
 }
 
 impl Admission {
@@ -464,18 +294,7 @@ impl Admission {
 impl Drop for Admission {
     fn drop(&mut self) {
         // An admission dropped unsettled (a cancelled call) must not leave a probe hanging.
-        let mut state = lock(&self.gate.state);
-        if let Circuit::HalfOpen {
-            cooldown,
-            probing: true,
-        } = state.circuit
-        {
-            state.circuit = Circuit::HalfOpen {
-                probing: false,
-                cooldown,
-            };
-        }
-        drop(state);
+        lock(&self.gate.state).forget_probe();
         // Settled admissions gave their slot back already; this one was cancelled.
         if let (Some(slot), Some(shared)) = (self.shared_slot.take(), &self.gate.shared) {
             let (limits, name) = (shared.limits.clone(), self.gate.name.clone());

@@ -1,5 +1,6 @@
 //! The gate's state machine, driven with explicit times.
 
+use super::state::{FIRST_COOLDOWN, OPEN_AFTER};
 use super::*;
 
 fn limits() -> Limits {

@@ -9,6 +9,7 @@ use reqwest::{Response, StatusCode};
 use serde_json::Value;
 
 use crate::providers::{ErrorClass, ProviderError};
+use crate::report::Chain;
 
 /// Characters of an error body kept in a job's error.
 const MAX_ERROR_CHARS: usize = 500;
@@ -27,20 +28,9 @@ pub(super) fn transport(e: reqwest::Error) -> ProviderError {
     };
     ProviderError::Retryable {
         class,
-        message: format!("model server {what}: {}", error_chain(&e)),
+        message: format!("model server {what}: {}", Chain(&e)),
         retry_after: None,
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// An answer (or a piece of a stream) that cannot be read: worth another attempt.

@@ -11,6 +11,9 @@ use crate::store::{
 const RECORD_COLUMNS: &str = "id, application_id, state, attempt, created_at, updated_at, \
      started_at, completed_at, title, suggestion, error, prompt_tokens, completion_tokens";
 
+/// The jobs waiting to be claimed (each is in the partial index `jobs_due`).
+const WAITING: &str = "state IN ('queued', 'retrying', 'waiting_for_provider')";
+
 /// The error a job keeps when its worker vanished during its last attempt.
 const LOST_ON_LAST_ATTEMPT: &str =
     "the worker running this job stopped during its last attempt (its lease expired)";
@@ -146,18 +149,18 @@ pub(super) fn claim(
 ) -> rusqlite::Result<Vec<ClaimedJob>> {
     // The organisations with waiting jobs, each found by one seek in `jobs_due` past the last.
     let lanes = conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "WITH RECURSIVE lanes(org) AS ( \
                SELECT (SELECT org FROM jobs \
-                       WHERE state IN ('queued', 'retrying', 'waiting_for_provider') \
+                       WHERE {WAITING} \
                        ORDER BY org LIMIT 1) \
                UNION ALL \
                SELECT (SELECT org FROM jobs \
-                       WHERE state IN ('queued', 'retrying', 'waiting_for_provider') \
+                       WHERE {WAITING} \
                        AND org > lanes.org ORDER BY org LIMIT 1) \
                FROM lanes WHERE lanes.org IS NOT NULL) \
-             SELECT org FROM lanes WHERE org IS NOT NULL",
-        )?
+             SELECT org FROM lanes WHERE org IS NOT NULL"
+        ))?
         .query_map([], |r| r.get::<_, OrgId>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     // How many each organisation gets: alone, all it has; else dealt one per round.
@@ -165,11 +168,11 @@ pub(super) fn claim(
         *turn = lanes.first().cloned();
         lanes.into_iter().map(|org| (org, limit)).collect()
     } else {
-        let mut due = conn.prepare_cached(
+        let mut due = conn.prepare_cached(&format!(
             "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE org = ?1 \
-             AND state IN ('queued', 'retrying', 'waiting_for_provider') AND run_at <= ?2 \
-             LIMIT ?3)",
-        )?;
+             AND {WAITING} AND run_at <= ?2 \
+             LIMIT ?3)"
+        ))?;
         let mut counts = Vec::with_capacity(lanes.len());
         for org in lanes {
             let n: i64 = due.query_row(params![org, now, limit as i64], |r| r.get(0))?;
@@ -177,15 +180,15 @@ pub(super) fn claim(
         }
         take_turns(counts, limit, turn)
     };
-    let mut take = conn.prepare_cached(
+    let mut take = conn.prepare_cached(&format!(
         "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_until = ?1, \
          started_at = ?2, updated_at = ?2 \
          WHERE seq IN (SELECT seq FROM jobs WHERE org = ?4 \
-                       AND state IN ('queued', 'retrying', 'waiting_for_provider') \
+                       AND {WAITING} \
                        AND run_at <= ?2 ORDER BY rank LIMIT ?3) \
          RETURNING seq, attempt, id, application_id, inputs, max_attempts, \
-                   backoff_initial_ms, backoff_max_ms, max_wait_ms, org, priority, waiting_since",
-    )?;
+                   backoff_initial_ms, backoff_max_ms, max_wait_ms, org, priority, waiting_since"
+    ))?;
     let mut claimed = Vec::new();
     for (org, share) in shares {
         if share == 0 {
