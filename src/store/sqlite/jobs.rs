@@ -11,8 +11,10 @@ use crate::store::{
 const RECORD_COLUMNS: &str = "id, application_id, state, attempt, created_at, updated_at, \
      started_at, completed_at, title, suggestion, error, prompt_tokens, completion_tokens";
 
-/// The jobs waiting to be claimed (each is in the partial index `jobs_due`).
-const WAITING: &str = "state IN ('queued', 'retrying', 'waiting_for_provider')";
+/// The jobs waiting to be claimed: the condition of the partial index `jobs_due`, in the same
+/// form (SQLite uses a partial index only for a query that says its condition as it is written;
+/// OR rather than IN: see 0005_due_index_without_in.sql).
+const WAITING: &str = "(state = 'queued' OR state = 'retrying' OR state = 'waiting_for_provider')";
 
 /// The error a job keeps when its worker vanished during its last attempt.
 const LOST_ON_LAST_ATTEMPT: &str =
@@ -147,20 +149,8 @@ pub(super) fn claim(
     now: i64,
     turn: &mut Option<OrgId>,
 ) -> rusqlite::Result<Vec<ClaimedJob>> {
-    // The organisations with waiting jobs, each found by one seek in `jobs_due` past the last.
     let lanes = conn
-        .prepare_cached(&format!(
-            "WITH RECURSIVE lanes(org) AS ( \
-               SELECT (SELECT org FROM jobs \
-                       WHERE {WAITING} \
-                       ORDER BY org LIMIT 1) \
-               UNION ALL \
-               SELECT (SELECT org FROM jobs \
-                       WHERE {WAITING} \
-                       AND org > lanes.org ORDER BY org LIMIT 1) \
-               FROM lanes WHERE lanes.org IS NOT NULL) \
-             SELECT org FROM lanes WHERE org IS NOT NULL"
-        ))?
+        .prepare_cached(&lanes_query())?
         .query_map([], |r| r.get::<_, OrgId>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     // How many each organisation gets: alone, all it has; else dealt one per round.
@@ -168,11 +158,7 @@ pub(super) fn claim(
         *turn = lanes.first().cloned();
         lanes.into_iter().map(|org| (org, limit)).collect()
     } else {
-        let mut due = conn.prepare_cached(&format!(
-            "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE org = ?1 \
-             AND {WAITING} AND run_at <= ?2 \
-             LIMIT ?3)"
-        ))?;
+        let mut due = conn.prepare_cached(&due_query())?;
         let mut counts = Vec::with_capacity(lanes.len());
         for org in lanes {
             let n: i64 = due.query_row(params![org, now, limit as i64], |r| r.get(0))?;
@@ -180,15 +166,7 @@ pub(super) fn claim(
         }
         take_turns(counts, limit, turn)
     };
-    let mut take = conn.prepare_cached(&format!(
-        "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_until = ?1, \
-         started_at = ?2, updated_at = ?2 \
-         WHERE seq IN (SELECT seq FROM jobs WHERE org = ?4 \
-                       AND {WAITING} \
-                       AND run_at <= ?2 ORDER BY rank LIMIT ?3) \
-         RETURNING seq, attempt, id, application_id, inputs, max_attempts, \
-                   backoff_initial_ms, backoff_max_ms, max_wait_ms, org, priority, waiting_since"
-    ))?;
+    let mut take = conn.prepare_cached(&take_query())?;
     let mut claimed = Vec::new();
     for (org, share) in shares {
         if share == 0 {
@@ -220,6 +198,44 @@ pub(super) fn claim(
         }
     }
     Ok(claimed)
+}
+
+/// The organisations with waiting jobs, each found by one seek in `jobs_due` past the last.
+fn lanes_query() -> String {
+    format!(
+        "WITH RECURSIVE lanes(org) AS ( \
+           SELECT (SELECT org FROM jobs \
+                   WHERE {WAITING} \
+                   ORDER BY org LIMIT 1) \
+           UNION ALL \
+           SELECT (SELECT org FROM jobs \
+                   WHERE {WAITING} \
+                   AND org > lanes.org ORDER BY org LIMIT 1) \
+           FROM lanes WHERE lanes.org IS NOT NULL) \
+         SELECT org FROM lanes WHERE org IS NOT NULL"
+    )
+}
+
+/// How many jobs organisation ?1 has due at ?2, counting at most ?3.
+fn due_query() -> String {
+    format!(
+        "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE org = ?1 \
+         AND {WAITING} AND run_at <= ?2 \
+         LIMIT ?3)"
+    )
+}
+
+/// Claims the first ?3 due jobs of organisation ?4 in rank order, leased until ?1, at ?2.
+fn take_query() -> String {
+    format!(
+        "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_until = ?1, \
+         started_at = ?2, updated_at = ?2 \
+         WHERE seq IN (SELECT seq FROM jobs WHERE org = ?4 \
+                       AND {WAITING} \
+                       AND run_at <= ?2 ORDER BY rank LIMIT ?3) \
+         RETURNING seq, attempt, id, application_id, inputs, max_attempts, \
+                   backoff_initial_ms, backoff_max_ms, max_wait_ms, org, priority, waiting_since"
+    )
 }
 
 pub(super) fn finish(conn: &Connection, outcomes: &[Outcome], now: i64) -> rusqlite::Result<usize> {
@@ -385,4 +401,37 @@ fn state(r: &Row<'_>, i: usize) -> rusqlite::Result<JobState> {
             format!("unknown job state {s:?}").into(),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each claim query finds its jobs through `jobs_due`, never by reading the table: a
+    /// query that says the waiting states otherwise than the index does would scan it.
+    #[test]
+    fn claims_search_the_due_index() {
+        let conn = Connection::open_in_memory().unwrap();
+        super::super::migrate(&conn).unwrap();
+        for (query, parameters) in [(lanes_query(), 0), (due_query(), 3), (take_query(), 4)] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {query}"))
+                .unwrap()
+                .query_map(
+                    rusqlite::params_from_iter(std::iter::repeat_n(0, parameters)),
+                    |r| r.get(3),
+                )
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            let jobs: Vec<&String> = plan.iter().filter(|step| step.contains(" jobs ")).collect();
+            assert!(!jobs.is_empty(), "{query}: {plan:?}");
+            for step in jobs {
+                assert!(
+                    step.contains("INDEX jobs_due") || step.contains("INTEGER PRIMARY KEY"),
+                    "{query} reads jobs without jobs_due: {plan:?}"
+                );
+            }
+        }
+    }
 }
