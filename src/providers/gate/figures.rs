@@ -35,7 +35,7 @@ pub(super) struct Call {
 }
 
 /// A call in the ring: times in microseconds (a `u32` holds 71 minutes).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 struct Sample {
     ended: Instant,
     queue_wait_us: u32,
@@ -52,11 +52,17 @@ impl Sample {
 }
 
 /// The latest calls, oldest overwritten first.
-#[derive(Debug)]
 pub(super) struct Recent {
     samples: Vec<Sample>,
     /// Where the next sample goes once the ring is full.
     next: usize,
+}
+
+impl std::fmt::Debug for Recent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A gate's debug line would otherwise carry a thousand samples.
+        write!(f, "Recent {{ calls: {} }}", self.samples.len())
+    }
 }
 
 /// The recent window as operators see it.
