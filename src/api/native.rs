@@ -15,7 +15,7 @@ pub(crate) struct ProvidersView {
 }
 
 /// `GET /v1/scriptorium/providers`: each provider's limits, load, 429 pause, circuit state,
-/// errors by class and tokens used.
+/// errors by class, tokens used, backpressure, and its recent calls' latencies and throughputs.
 pub(crate) async fn providers(State(state): State<AppState>, _: Principal) -> Json<ProvidersView> {
     Json(ProvidersView {
         providers: state.providers.views(),

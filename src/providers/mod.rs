@@ -214,7 +214,7 @@ pub(crate) struct BackendView {
     pub(crate) kind: &'static str,
     /// Its default model.
     pub(crate) model: Option<String>,
-    /// Limits, load, pause, circuit, errors and tokens.
+    /// Limits, load, pause, circuit, errors, tokens and figures.
     #[serde(flatten)]
     pub(crate) gate: GateView,
 }

@@ -8,8 +8,10 @@
 //! 503, 529) pauses everyone until its Retry-After; repeated failures open the circuit, so
 //! waiting jobs stop burning attempts on a dead server, and after a cooldown one probe decides
 //! whether it closes again ([`state`] keeps all of that); real token usage corrects the
-//! estimate; with `max_concurrency = "auto"`, the call's latency moves the limit ([`limiter`]).
+//! estimate; with `max_concurrency = "auto"`, the call's latency moves the limit ([`limiter`]);
+//! its wait at the gate, time to first token and latency join the recent window ([`figures`]).
 
+mod figures;
 mod limiter;
 mod slots;
 mod state;
@@ -24,6 +26,7 @@ use super::{ErrorClass, ProviderError};
 use crate::report::Chain;
 use crate::store::limits::{Acquired, Limits, SharedLimits};
 use crate::store::{Priority, Usage, now_micros};
+use figures::{Call, RecentView};
 pub(crate) use limiter::AutoLimit;
 use limiter::{Change, Sample};
 use slots::{Slot, Slots};
@@ -61,7 +64,12 @@ pub(crate) struct Admission {
     gate: Arc<Gate>,
     estimated_tokens: f64,
     shared_slot: Option<i64>,
+    /// When the call asked the gate.
+    asked: Instant,
+    /// When the gate let it through.
     sent: Instant,
+    /// When a stream's first piece arrived.
+    first_piece: Option<Instant>,
     _slot: Slot,
 }
 
@@ -92,6 +100,19 @@ pub(crate) struct GateView {
     pub(crate) prompt_tokens: u64,
     /// Completion tokens reported by the backend.
     pub(crate) completion_tokens: u64,
+    /// 429, 503 and 529 answers, and the pauses they imposed.
+    pub(crate) backpressure: BackpressureView,
+    /// Latencies and throughputs over the latest calls.
+    pub(crate) recent: RecentView,
+}
+
+/// What operators see of the backpressure a provider applied, since the process started.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct BackpressureView {
+    /// 429, 503 and 529 answers.
+    pub(crate) events: u64,
+    /// Milliseconds they paused the provider, in all (a pause in force counts whole).
+    pub(crate) paused_ms: u64,
 }
 
 /// What operators see of an "auto" limit.
@@ -134,6 +155,7 @@ impl Gate {
         lane: &str,
         priority: Priority,
     ) -> Admission {
+        let asked = Instant::now();
         let slot = self.slots.acquire(lane, priority).await;
         let tokens = estimated_tokens;
         let estimated_tokens = f64::from(estimated_tokens);
@@ -160,7 +182,9 @@ impl Gate {
             gate: self.clone(),
             estimated_tokens,
             shared_slot,
+            asked,
             sent: Instant::now(),
+            first_piece: None,
             _slot: slot,
         }
     }
@@ -250,6 +274,11 @@ impl Gate {
             errors: state.errors.clone(),
             prompt_tokens: state.prompt_tokens,
             completion_tokens: state.completion_tokens,
+            backpressure: BackpressureView {
+                events: state.backpressure_events,
+                paused_ms: state.paused.as_millis() as u64,
+            },
+            recent: state.recent.view(now),
         }
     }
 
@@ -263,6 +292,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Admission {
+    /// Notes that a stream's first piece arrived now: the call's time to first token.
+    pub(crate) fn first_piece(&mut self) {
+        if self.first_piece.is_none() {
+            self.first_piece = Some(Instant::now());
+        }
+    }
+
     /// Records the call's result and frees the slot.
     ///
     /// In a cluster, a 429 or 503 pause is written to the shared database before this returns
@@ -270,8 +306,19 @@ impl Admission {
     /// shared slot is given back.
     pub(crate) async fn settle(mut self, result: Result<Option<Usage>, &ProviderError>) {
         let gate = self.gate.clone();
-        gate.state()
-            .record(&gate.name, result, self.estimated_tokens, Instant::now());
+        let ended = Instant::now();
+        {
+            let mut state = gate.state();
+            state.record(&gate.name, result, self.estimated_tokens, ended);
+            state.recent.record(Call {
+                asked: self.asked,
+                sent: self.sent,
+                first_piece: self.first_piece,
+                ended,
+                ok: result.is_ok(),
+                usage: result.ok().flatten(),
+            });
+        }
         gate.learn(self.sent, result);
         let Some(shared) = &gate.shared else {
             return;

@@ -1,10 +1,11 @@
 //! What a gate knows of its provider's health and budgets: the circuit breaker, the pause
-//! backpressure imposed, the per-minute budgets of requests and tokens, and the counters
-//! operators read. Pure state, driven with explicit times (the gate's tests do so).
+//! backpressure imposed, the per-minute budgets of requests and tokens, and the counters and
+//! recent calls operators read. Pure state, driven with explicit times (the gate's tests do so).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use super::figures::Recent;
 use crate::providers::{ErrorClass, ProviderError};
 use crate::store::Usage;
 use crate::store::limits::{Budget, Limits};
@@ -37,6 +38,12 @@ pub(super) struct State {
     pub(super) prompt_tokens: u64,
     /// Completion tokens the backend reported.
     pub(super) completion_tokens: u64,
+    /// 429, 503 and 529 answers.
+    pub(super) backpressure_events: u64,
+    /// How long those answers paused the provider, in all (a pause in force counts whole).
+    pub(super) paused: Duration,
+    /// The latest calls, for the figures.
+    pub(super) recent: Recent,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -67,6 +74,9 @@ impl State {
             calls: 0,
             prompt_tokens: 0,
             completion_tokens: 0,
+            backpressure_events: 0,
+            paused: Duration::ZERO,
+            recent: Recent::new(),
         }
     }
 
@@ -137,6 +147,7 @@ impl State {
         Duration::ZERO
     }
 
+    /// Counts a call's result; backpressure pauses the provider, failures move the circuit.
     pub(super) fn record(
         &mut self,
         provider: &str,
@@ -169,6 +180,10 @@ impl State {
                         "provider asked us to wait: pausing every call to it"
                     );
                     let until = now + pause;
+                    // A pause in force is only lengthened.
+                    let from = self.paused_until.filter(|p| *p > now).unwrap_or(now);
+                    self.backpressure_events += 1;
+                    self.paused += until.saturating_duration_since(from);
                     self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
                 } else if e.is_retryable() {
                     self.fail(provider, now);

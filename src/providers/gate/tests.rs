@@ -55,6 +55,32 @@ fn a_429_pauses_every_call_until_its_retry_after() {
 }
 
 #[test]
+fn backpressure_counts_each_answer_and_the_time_paused_once() {
+    let gate = Gate::new("test".into(), limits(), None, None);
+    let now = Instant::now();
+    let mut state = gate.state();
+    let busy = |secs| ProviderError::Retryable {
+        class: ErrorClass::Overloaded,
+        message: "503".into(),
+        retry_after: Some(Duration::from_secs(secs)),
+    };
+    state.record("test", Err(&busy(3)), 1.0, now);
+    // Inside the first pause: only what lies beyond it counts.
+    state.record("test", Err(&busy(3)), 1.0, now + Duration::from_secs(1));
+    state.record("test", Err(&busy(1)), 1.0, now + Duration::from_secs(2));
+    // After it: a new pause counts whole.
+    state.record("test", Err(&busy(2)), 1.0, now + Duration::from_secs(10));
+    state.record(
+        "test",
+        Err(&unavailable()),
+        1.0,
+        now + Duration::from_secs(20),
+    );
+    assert_eq!(state.backpressure_events, 4, "a 500 is not backpressure");
+    assert_eq!(state.paused, Duration::from_secs(6));
+}
+
+#[test]
 fn the_request_budget_spaces_calls_out() {
     let gate = Gate::new(
         "test".into(),
