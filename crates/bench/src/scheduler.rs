@@ -3,7 +3,8 @@
 //!   rest (as vLLM and llama.cpp do), worked through with `max_concurrency = "auto"` and with
 //!   a fixed 256: throughput, the median of the calls open at the server (served and queued,
 //!   sampled every 50 ms until nine tenths of the jobs are done), and when "auto" converged
-//!   (from when on the calls open at the server stayed at most twice the capacity). Capacities 16 and 64, and a server of
+//!   (the second from which each second's median of them stayed between the capacity and
+//!   twice it); for "auto", its latest changes. Capacities 16 and 64, and a server of
 //!   capacity 16 that answers 503 once 8 calls wait (as Ollama does).
 //! - `fairness`: one organisation's backlog of 5,000 jobs at 200 ms a call, 8 at once; the
 //!   time another organisation's 20 jobs take to finish behind it, beside the time they take
@@ -55,11 +56,23 @@ pub(super) async fn knee(args: &BenchArgs) -> anyhow::Result<()> {
         for (label, run) in [("auto", auto), ("fixed 256", fixed)] {
             let converged = run
                 .converged
-                .map_or("never".to_owned(), |t| format!("{:.1}s", t.as_secs_f64()));
+                .map_or("never".to_owned(), |t| format!("{t}s"));
             println!(
-                "knee ({name}): {label}: {:.1} jobs/s, median open at the server {}, 503s {}, within 2x capacity from {converged}",
+                "knee ({name}): {label}: {:.1} jobs/s, median open at the server {}, 503s {}, open calls within capacity..2x capacity from {converged} on",
                 run.throughput, run.median_open, run.refused
             );
+            println!(
+                "  open at the server, median of each second: {:?}",
+                run.per_second
+            );
+            if !run.history.is_empty() {
+                let changes: Vec<String> = run
+                    .history
+                    .iter()
+                    .map(|(t, l)| format!("{t:.1}s:{l}"))
+                    .collect();
+                println!("  auto limit, latest changes: {}", changes.join(" "));
+            }
         }
         println!(
             "knee ({name}): auto's throughput is {:.0}% of fixed 256's",
@@ -72,8 +85,43 @@ pub(super) async fn knee(args: &BenchArgs) -> anyhow::Result<()> {
 struct KneeRun {
     throughput: f64,
     median_open: u64,
-    converged: Option<Duration>,
+    /// Seconds into the run from which the calls open at the server stayed near the knee.
+    converged: Option<u64>,
     refused: u64,
+    /// The median of the calls open at the server in each second of the run.
+    per_second: Vec<u64>,
+    /// The "auto" limit's latest changes: seconds into the run, and the new limit.
+    history: Vec<(f64, u64)>,
+}
+
+fn median(mut values: Vec<u64>) -> u64 {
+    values.sort_unstable();
+    values.get(values.len() / 2).copied().unwrap_or(0)
+}
+
+/// The default provider's "auto" history from the providers route, in seconds since `started`.
+fn limit_history(providers: &Value, started: Instant) -> Vec<(f64, u64)> {
+    let started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_sub(started.elapsed())
+        .as_millis() as f64;
+    let Some(changes) = providers["providers"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["name"] == "default"))
+        .and_then(|p| p["auto"]["history"].as_array())
+    else {
+        return Vec::new();
+    };
+    changes
+        .iter()
+        .filter_map(|c| {
+            Some((
+                (c["at_ms"].as_f64()? - started_ms) / 1000.0,
+                c["limit"].as_u64()?,
+            ))
+        })
+        .collect()
 }
 
 async fn knee_run(
@@ -116,7 +164,15 @@ async fn knee_run(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let took = started.elapsed();
+    let providers: Value = client
+        .get(format!("{}/v1/scriptorium/providers", server.base))
+        .bearer_auth(super::harness::KEY)
+        .send()
+        .await?
+        .json()
+        .await?;
     server.stop().await?;
+    let history = limit_history(&providers, started);
     let refused = llm
         .mock
         .stats()
@@ -124,19 +180,25 @@ async fn knee_run(
         .get("queue_full")
         .copied()
         .unwrap_or(0);
-    let bound = 2 * capacity as u64;
-    let converged = match samples.iter().rposition(|(_, open)| *open > bound) {
-        None => Some(Duration::ZERO),
-        Some(last) if last + 1 < samples.len() => Some(samples[last + 1].0),
+    let per_second = samples
+        .chunk_by(|a, b| a.0.as_secs() == b.0.as_secs())
+        .map(|second| median(second.iter().map(|(_, open)| *open).collect()))
+        .collect::<Vec<u64>>();
+    // Converged: from the first second after which every second's median stays within the
+    // capacity and twice it.
+    let band = capacity as u64..=2 * capacity as u64;
+    let converged = match per_second.iter().rposition(|open| !band.contains(open)) {
+        None => Some(0),
+        Some(last) if last + 1 < per_second.len() => Some(last as u64 + 1),
         Some(_) => None,
     };
-    let mut open: Vec<u64> = samples.iter().map(|(_, open)| *open).collect();
-    open.sort_unstable();
     Ok(KneeRun {
         throughput: jobs as f64 / took.as_secs_f64(),
-        median_open: open[open.len() / 2],
+        median_open: median(samples.iter().map(|(_, open)| *open).collect()),
         converged,
         refused,
+        per_second,
+        history,
     })
 }
 

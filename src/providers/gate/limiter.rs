@@ -3,16 +3,18 @@
 //! A TCP Vegas estimator, as Netflix's concurrency-limits library applies it to services. Past
 //! its knee a server (vLLM beyond its batch, llama.cpp beyond its slots) queues requests
 //! inside itself: throughput stays flat and latency grows. Vegas reads that queue from the
-//! latency alone: with `rtt_noload` the fastest call seen and `rtt` the one just finished,
+//! latency alone: with `rtt_noload` the fastest call seen and `rtt` the latest round trip's,
 //! `limit × (1 − rtt_noload / rtt)` calls are queued at the server. While that queue is short
 //! (at most `log10(limit)`), the limit grows fast (by `6·log10(limit)`); under `3·log10(limit)`
 //! slowly (by `log10(limit)`); over `6·log10(limit)` it shrinks (by `log10(limit)`). A call
 //! that the server refused for load (429, 503, 529) or that timed out cuts it by a tenth, once
 //! per round trip (refusals of calls sent before the last cut do not cut again). A
 //! limit nobody fills (fewer than half its slots used and nobody waiting) learns nothing and
-//! stays. The limit moves at most once per round trip: calls sent before its last change
-//! answer for the limit before it, so they are not counted again (without this, the many
-//! answers of one round trip would all push it the same way, and it would overshoot).
+//! stays. The limit decides once per round trip, on the average latency of as many answers as
+//! the limit, all of calls sent since the last decision (as Netflix's `WindowedLimit` feeds
+//! its limits): calls sent before answer for the limit before it, and a single answer says
+//! little (the first calls sent into an empty server queue are fast whatever the limit, so
+//! deciding on each one overshoots).
 //!
 //! Latency is taken per generated token when the server reports usage, so long and short
 //! answers compare. The baseline is measured again every `~30 × limit` calls, the way BBR
@@ -44,8 +46,8 @@ pub(crate) struct AutoLimit {
     /// When the limit was last cut for a refusal: refusals of calls sent earlier were
     /// answered to the load before it, and do not cut again.
     cut_at: Option<Instant>,
-    /// When the limit last moved: calls sent before are not counted again.
-    moved_at: Option<Instant>,
+    /// The answers of the round trip under way.
+    round: Round,
     history: VecDeque<Change>,
     /// The limit last logged, to log only changes by much.
     logged: usize,
@@ -58,6 +60,25 @@ struct Probe {
     fastest: Option<Duration>,
     /// Calls started after `since` still to hear from.
     left: usize,
+}
+
+/// The answers gathered for one decision: as many as the limit, from calls sent since the
+/// last decision (earlier ones answer for the limit before it), averaged.
+#[derive(Clone, Copy, Debug)]
+struct Round {
+    since: Instant,
+    calls: u32,
+    rtt: Duration,
+}
+
+impl Round {
+    fn since(since: Instant) -> Self {
+        Self {
+            since,
+            calls: 0,
+            rtt: Duration::ZERO,
+        }
+    }
 }
 
 /// One change of the limit, for operators.
@@ -98,7 +119,7 @@ impl AutoLimit {
             probe_in: 0,
             probe: None,
             cut_at: None,
-            moved_at: None,
+            round: Round::since(Instant::now()),
             history: VecDeque::with_capacity(HISTORY),
             logged: min,
         };
@@ -163,6 +184,7 @@ impl AutoLimit {
             if self.cut_at.is_none_or(|cut| sample.started >= cut) {
                 self.set(self.limit * 0.9);
                 self.cut_at = Some(sample.finished);
+                self.round = Round::since(sample.finished);
             }
             return;
         }
@@ -176,6 +198,7 @@ impl AutoLimit {
                         (before, now) => now.or(before),
                     };
                     self.probe = None;
+                    self.round = Round::since(sample.finished);
                     self.schedule_probe();
                 }
             }
@@ -190,18 +213,22 @@ impl AutoLimit {
             });
             return;
         }
-        let noload = match self.rtt_noload {
-            Some(noload) if noload <= rtt => noload,
-            _ => {
-                self.rtt_noload = Some(rtt);
-                return;
-            }
-        };
+        if self.rtt_noload.is_none_or(|noload| rtt < noload) {
+            self.rtt_noload = Some(rtt);
+        }
         let used = sample.in_flight * 2 >= self.get() || sample.queued;
-        if !used || self.moved_at.is_some_and(|moved| sample.started < moved) {
+        if !used || sample.started < self.round.since {
             return;
         }
-        let before = self.limit;
+        self.round.calls += 1;
+        self.round.rtt += rtt;
+        if (self.round.calls as f64) < self.limit {
+            return;
+        }
+        // A round trip's worth of answers, all sent under the limit as it is now.
+        let rtt = self.round.rtt / self.round.calls;
+        self.round = Round::since(sample.finished);
+        let noload = self.rtt_noload.unwrap_or(rtt);
         let limit = self.limit;
         let queue = (limit * (1.0 - noload.as_secs_f64() / rtt.as_secs_f64())).ceil();
         let log = limit.log10().max(1.0);
@@ -212,9 +239,6 @@ impl AutoLimit {
             self.set(limit + log);
         } else if queue > beta {
             self.set(limit - log);
-        }
-        if self.limit != before {
-            self.moved_at = Some(sample.finished);
         }
     }
 
