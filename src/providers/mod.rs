@@ -11,6 +11,7 @@ pub mod config;
 pub(crate) mod gate;
 pub(crate) mod mock;
 mod openai;
+mod route;
 mod stream;
 
 use std::collections::BTreeMap;
@@ -99,6 +100,8 @@ pub(crate) struct Completion {
     pub(crate) text: String,
     /// Tokens used, when the backend said.
     pub(crate) usage: Option<Usage>,
+    /// The model that answered: as the backend named it, else the one it was asked for.
+    pub(crate) model: Option<String>,
 }
 
 /// What kind of failure a call met, for counters and for the gate.
@@ -231,7 +234,10 @@ impl Backend {
         admission
             .settle(result.as_ref().map(|done| done.usage))
             .await;
-        result
+        result.map(|done| Completion {
+            model: done.model.or(request.model),
+            ..done
+        })
     }
 
     /// Generates the text as a stream of pieces; the gate's slot is held until it ends.
@@ -246,6 +252,11 @@ impl Backend {
             Provider::OpenAi(client) => client.stream(request),
         };
         stream::settled(pieces, admission)
+    }
+
+    /// Its name in the configuration.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
     }
 
     /// The backend as operators see it.

@@ -13,6 +13,7 @@
 
 mod figures;
 mod limiter;
+mod room;
 mod slots;
 mod state;
 
@@ -28,6 +29,7 @@ use crate::store::limits::{Acquired, Limits, SharedLimits};
 use crate::store::{Priority, Usage, now_micros};
 use figures::{Call, RecentView};
 pub(crate) use limiter::AutoLimit;
+pub(crate) use room::Room;
 use limiter::{Change, Sample};
 use slots::{Slot, Slots};
 use state::{State, pause_for};
