@@ -164,10 +164,7 @@ fn check_settings(
     if let Err(reason) = check_id(raw.id.get_ref()) {
         problems.at(&raw.id, reason);
     }
-    for (field, value) in [
-        ("name", Some(&raw.name)),
-        ("model", raw.model.as_ref()),
-    ] {
+    for (field, value) in [("name", Some(&raw.name)), ("model", raw.model.as_ref())] {
         if let Some(value) = value.filter(|v| v.get_ref().trim().is_empty()) {
             problems.at(value, format!("{field} must not be blank"));
         }

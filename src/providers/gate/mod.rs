@@ -29,8 +29,8 @@ use crate::store::limits::{Acquired, Limits, SharedLimits};
 use crate::store::{Priority, Usage, now_micros};
 use figures::{Call, RecentView};
 pub(crate) use limiter::AutoLimit;
-pub(crate) use room::Room;
 use limiter::{Change, Sample};
+pub(crate) use room::Room;
 use slots::{Slot, Slots};
 use state::{State, pause_for};
 

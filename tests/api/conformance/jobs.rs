@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use scriptorium::store::{
-    JobId, JobState, NewJob, Outcome, OutcomeKind, Priority, RetryOutcome, StoreError,
-    UNSTORABLE, Usage, WriterStatus,
+    JobId, JobState, NewJob, Outcome, OutcomeKind, Priority, RetryOutcome, StoreError, UNSTORABLE,
+    Usage, WriterStatus,
 };
 
 use super::{Harness, claim_one, completed, failed, job, job_for, job_id, org, query};
@@ -247,13 +247,8 @@ pub(super) async fn usage_provider_and_model_round_trip_through_finish(h: Harnes
     urgent.priority = Priority::High;
     store.insert_job(urgent).await.unwrap();
     store.insert_job(job("job-2")).await.unwrap();
-    let read = |id: JobId| async move {
-        store
-            .get_job(&org("default"), id)
-            .await
-            .unwrap()
-            .unwrap()
-    };
+    let read =
+        |id: JobId| async move { store.get_job(&org("default"), id).await.unwrap().unwrap() };
     let queued = read(job_id("job-1")).await;
     assert_eq!(queued.priority, Priority::High);
     assert_eq!((queued.provider, queued.model), (None, None));
