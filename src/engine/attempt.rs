@@ -106,6 +106,8 @@ pub(super) async fn run(
     let provider = prepared.provider;
     let answer = provider.complete(prepared.request).await;
     failpoint::reached(FailurePoint::AfterModelCall);
+    // Whether a job this provider failed may go to another of the application's at once.
+    let elsewhere = || providers.other_has_room(&app.providers, provider.name());
     match answer {
         Ok(done) if !done.text.trim().is_empty() => OutcomeKind::Completed {
             title: prepared.title,
@@ -122,8 +124,9 @@ pub(super) async fn run(
                 message: "the model returned no text".into(),
                 retry_after: None,
             },
+            elsewhere(),
         ),
-        Err(e) => retry_or_fail(job, provider.name(), &e),
+        Err(e) => retry_or_fail(job, provider.name(), &e, elsewhere()),
     }
 }
 
@@ -147,13 +150,27 @@ fn chat_request(
 }
 
 /// What a provider's error means for the job: backpressure waits for `provider` without
-/// spending an attempt (until the job's `max_wait` is used up), other retryable errors spend
-/// one, fatal ones end it.
-fn retry_or_fail(job: &ClaimedJob, provider: &str, e: &ProviderError) -> OutcomeKind {
+/// spending an attempt (until the job's `max_wait` is used up), only briefly when another of
+/// the application's providers has room `elsewhere`; other retryable errors spend an attempt,
+/// fatal ones end the job.
+fn retry_or_fail(
+    job: &ClaimedJob,
+    provider: &str,
+    e: &ProviderError,
+    elsewhere: bool,
+) -> OutcomeKind {
     match e {
         ProviderError::Retryable {
             class, retry_after, ..
-        } if class.is_backpressure() => wait_for_provider(job, provider, e, *retry_after),
+        } if class.is_backpressure() => {
+            // This provider is paused now: the next attempt goes to the other one.
+            let retry_after = if elsewhere {
+                Some(Duration::ZERO)
+            } else {
+                *retry_after
+            };
+            wait_for_provider(job, provider, e, retry_after)
+        }
         ProviderError::Retryable { retry_after, .. } => {
             retry_later(job, e.to_string(), *retry_after)
         }

@@ -10,6 +10,10 @@
 //! waits at the first. (Waiting at every gate at once and keeping whichever admits first
 //! would be exact, but an admission takes budget and shared slots on its way and cannot be
 //! withdrawn cleanly.) One provider is today's path: no gate is asked.
+//!
+//! A provider that answers "not now" (429, 503, 529) is paused: a job it sent back returns at
+//! once, instead of after the pause, when another provider is neither paused nor failing
+//! ([`Providers::other_has_room`]), and goes there.
 
 use std::sync::Arc;
 
@@ -35,6 +39,17 @@ impl Providers {
         let chosen = choose(backends.iter().map(|backend| backend.gate.room(tokens)));
         // Only an empty list (which no application has) has no backend at any position.
         backends.get(chosen).copied().ok_or("")
+    }
+
+    /// Whether one of `names` other than `busy` could take a call without waiting for a
+    /// pause, an open circuit or a budget: then a job `busy` told "not now" need not wait
+    /// for it. One provider: no gate is asked.
+    pub(crate) fn other_has_room(&self, names: &[String], busy: &str) -> bool {
+        names
+            .iter()
+            .filter(|name| *name != busy)
+            .filter_map(|name| self.get(name))
+            .any(|backend| backend.gate.room(0) != Room::Later)
     }
 }
 

@@ -60,8 +60,8 @@ async fn run_one(app: &TestApp, text: &str) -> Value {
 /// The provider called `name` as `GET /v1/scriptorium/providers` shows it.
 async fn provider_view(app: &TestApp, name: &str) -> Value {
     let all = app.get_json("/v1/scriptorium/providers").await;
-    let found = all["providers"].as_array().unwrap().iter();
-    found.clone().find(|p| p["name"] == name).unwrap().clone()
+    let mut providers = all["providers"].as_array().unwrap().iter();
+    providers.find(|p| p["name"] == name).unwrap().clone()
 }
 
 /// Waits until `first` can take a call at once (no pause, circuit closed), so that a job
@@ -137,6 +137,43 @@ async fn a_saturated_first_provider_spills_to_the_second_and_work_returns_to_it(
             "{job}"
         );
     }
+}
+
+/// `first` answers 429 with a Retry-After of ten minutes: it is paused that long, and the
+/// job it sent back does not wait for it but completes on `second` (well within the pause),
+/// as every later job does, without a call to `first`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_told_not_now_goes_to_the_next_provider_without_waiting_out_the_pause() {
+    let first_llm = start_llm(&["--fail-429", "1", "--retry-after", "600s"], 0).await;
+    let second_llm = start_llm(&[], 0).await;
+    let app = serve_two(
+        named_provider(&first_llm.base, "first-model", 4),
+        named_provider(&second_llm.base, "second-model", 4),
+        4,
+    )
+    .await;
+    let job = run_one(&app, "rate limited").await;
+    assert_eq!(
+        (&job["status"], &job["provider"], &job["attempts"]),
+        (&"completed".into(), &"second".into(), &1.into()),
+        "{job}"
+    );
+    let first = provider_view(&app, "first").await;
+    assert!(first["paused_for_ms"].as_u64().unwrap() > 60_000, "{first}");
+    let ids = create_spills(&app, 8).await;
+    let mut jobs = Vec::new();
+    for id in &ids {
+        jobs.push(app.wait_finished_within(id, Duration::from_secs(60)).await);
+    }
+    assert_eq!(
+        answered_by(&jobs),
+        BTreeMap::from([("second".to_owned(), 8)])
+    );
+    assert_eq!(
+        first_llm.mock.stats().requests,
+        1,
+        "a paused provider got calls"
+    );
 }
 
 /// `first` answers every call 500: after five failures its circuit opens and jobs complete
