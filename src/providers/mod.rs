@@ -4,8 +4,10 @@
 //! the OpenAI chat-completions protocol, in two dialects (OpenAI-compatible servers and
 //! Writer's own chat API). Each configured provider is a [`Backend`]: the provider behind a
 //! [`gate::Gate`] that enforces its concurrency, rate limits, 429 pauses and circuit breaker
-//! for every caller in the process. Providers never touch the store: the engine calls them
-//! between a claim and a completion and sorts their errors with [`ProviderError::is_retryable`].
+//! for every caller in the process. An application may name several providers in order of
+//! preference; `route.rs` sends each call to the first whose gate has room. Providers never
+//! touch the store: the engine calls them between a claim and a completion and sorts their
+//! errors with [`ProviderError::is_retryable`].
 
 pub mod config;
 pub(crate) mod gate;

@@ -22,8 +22,8 @@ pub(crate) enum Room {
 
 impl Gate {
     /// How soon a call estimated at `estimated_tokens` would get through, as this node sees
-    /// it (in a cluster, a slot may still be waited for at the shared limits). Takes two
-    /// short locks; changes nothing.
+    /// it (in a cluster, a shared slot may still be waited for, and another node's pause is
+    /// not known here). Takes two short locks; changes nothing.
     pub(crate) fn room(&self, estimated_tokens: u32) -> Room {
         if !self
             .state()
