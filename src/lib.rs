@@ -27,7 +27,7 @@
 //!   API, the deterministic mock), each behind a gate that enforces its limits (across a
 //!   cluster through the store's shared limits), hands out its slots by priority and in
 //!   turns across organisations, and, with `max_concurrency = "auto"`, moves its limit to the
-//!   server's knee.
+//!   server's knee. An application's fallback providers are routed to the first with room.
 //! - [`store`]: the bottom layer: every SQL statement, behind the [`store::Store`] trait
 //!   (SQLite or PostgreSQL), and the types it shares with the layers above (the ids of
 //!   jobs, files, applications and organisations, which [`api`] parses once where a request

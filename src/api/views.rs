@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::apps::{AppStatus, Application, InputSpec};
 use crate::store::{
-    ApplicationId, FileId, FileRecord, Inserted, JobId, JobRecord, JobState, rfc3339,
+    ApplicationId, FileId, FileRecord, Inserted, JobId, JobRecord, JobState, Priority, rfc3339,
 };
 
 /// A job, as `GET /v1/applications/jobs/{id}` and the list show it.
@@ -35,6 +35,12 @@ pub(crate) struct JobView {
     /// Ours: why the last attempt failed, while the job waits to retry.
     #[serde(skip_serializing_if = "Option::is_none")]
     last_error: Option<String>,
+    /// Ours: `high`, `normal` or `low`.
+    priority: Priority,
+    /// Ours: the provider that produced the result; null until completed.
+    provider: Option<String>,
+    /// Ours: the model that produced the result; null until completed (or when unknown).
+    model: Option<String>,
 }
 
 impl From<JobRecord> for JobView {
@@ -71,6 +77,9 @@ impl From<JobRecord> for JobView {
             state: job.state.as_str(),
             attempts: job.attempt,
             last_error,
+            priority: job.priority,
+            provider: job.provider,
+            model: job.model,
         }
     }
 }

@@ -12,6 +12,7 @@ use super::fields::{check_id, line_of, millis, parse_created_at, template_first_
 use super::render::{Field, Problem, Source, Templates};
 use super::spec::{InputSpec, InputType, parse_options};
 use super::{AppStatus, Application};
+use crate::providers::DEFAULT_PROVIDER;
 use crate::store::{Priority, RetryPolicy};
 
 #[derive(Deserialize)]
@@ -21,6 +22,7 @@ struct RawApp {
     name: Spanned<String>,
     status: AppStatus,
     provider: Option<Spanned<String>>,
+    providers: Option<Spanned<Vec<Spanned<String>>>>,
     model: Option<Spanned<String>>,
     temperature: Option<Spanned<f32>>,
     max_tokens: Option<Spanned<u32>>,
@@ -74,6 +76,7 @@ pub(crate) fn parse(text: &str, mtime: SystemTime) -> Result<Loaded, Vec<Problem
         list: Vec::new(),
     };
     let (retry, created_at) = check_settings(&raw, mtime, &mut problems);
+    let providers = provider_names(&raw, &mut problems);
     let priority = match &raw.priority {
         None => Priority::Normal,
         Some(value) => Priority::parse(value.get_ref().trim()).unwrap_or_else(|| {
@@ -125,9 +128,7 @@ pub(crate) fn parse(text: &str, mtime: SystemTime) -> Result<Loaded, Vec<Problem
         inputs,
         created_at,
         updated_at: mtime.max(created_at),
-        provider: raw
-            .provider
-            .map_or_else(|| "default".to_owned(), Spanned::into_inner),
+        providers,
         model: raw.model.map(Spanned::into_inner),
         temperature: raw.temperature.map(Spanned::into_inner),
         max_tokens: raw.max_tokens.map(Spanned::into_inner),
@@ -163,11 +164,7 @@ fn check_settings(
     if let Err(reason) = check_id(raw.id.get_ref()) {
         problems.at(&raw.id, reason);
     }
-    for (field, value) in [
-        ("name", Some(&raw.name)),
-        ("provider", raw.provider.as_ref()),
-        ("model", raw.model.as_ref()),
-    ] {
+    for (field, value) in [("name", Some(&raw.name)), ("model", raw.model.as_ref())] {
         if let Some(value) = value.filter(|v| v.get_ref().trim().is_empty()) {
             problems.at(value, format!("{field} must not be blank"));
         }
@@ -223,6 +220,42 @@ fn check_settings(
         max_wait_ms: millis(max_wait),
     };
     (retry, created_at)
+}
+
+/// The providers the application runs on, in order of preference: `providers`, else
+/// `provider`, else [`DEFAULT_PROVIDER`]. Both at once, an empty list, and a blank or repeated
+/// name are problems (whether each is configured, the server checks when it starts).
+fn provider_names(raw: &RawApp, problems: &mut Problems) -> Vec<String> {
+    let names: Vec<&Spanned<String>> = match (&raw.provider, &raw.providers) {
+        (Some(_), Some(list)) => {
+            problems.at(list, "give either provider or providers, not both");
+            return Vec::new();
+        }
+        (None, Some(list)) if list.get_ref().is_empty() => {
+            problems.at(list, "providers must name at least one provider");
+            return Vec::new();
+        }
+        (None, Some(list)) => list.get_ref().iter().collect(),
+        (Some(one), None) => vec![one],
+        (None, None) => return vec![DEFAULT_PROVIDER.to_owned()],
+    };
+    let blank = if raw.providers.is_some() {
+        "providers must not contain a blank name"
+    } else {
+        "provider must not be blank"
+    };
+    let mut seen: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        let text = name.get_ref().trim();
+        if text.is_empty() {
+            problems.at(name, blank);
+        } else if seen.iter().any(|s| s == text) {
+            problems.at(name, format!("providers names '{text}' twice"));
+        } else {
+            seen.push(text.to_owned());
+        }
+    }
+    seen
 }
 
 /// Converts the declared inputs, checking names and options. An input whose options are

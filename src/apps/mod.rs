@@ -55,8 +55,10 @@ pub(crate) struct Application {
     pub(crate) created_at: SystemTime,
     /// The file's modification time (never earlier than `created_at`).
     pub(crate) updated_at: SystemTime,
-    /// Name of the model provider to use (checked by the server); `"default"` unless set.
-    pub(crate) provider: String,
+    /// The model providers to run on, in order of preference (at least one; each checked by
+    /// the server): `providers`, else `provider`, else `["default"]`. A call goes to the first
+    /// with room, and spills to the next while it is busy, paused or failing.
+    pub(crate) providers: Vec<String>,
     /// Model to ask the provider for, if the application sets one.
     pub(crate) model: Option<String>,
     /// Sampling temperature (0..=2), if set.

@@ -15,7 +15,7 @@ use crate::store::{ClaimedJob, OutcomeKind, RetryPolicy};
 /// A provider request made from an application and its inputs, ready to send.
 #[derive(Debug)]
 pub struct Prepared {
-    /// The backend to send it to.
+    /// The backend to send it to, chosen among the application's providers.
     pub provider: Arc<Backend>,
     /// The chat request.
     pub request: ChatRequest,
@@ -40,8 +40,9 @@ pub enum PrepareError {
     NoProvider(String),
 }
 
-/// Gathers the files `inputs` name, renders `app`'s prompts and builds the request for its
-/// provider; `caller` says whose call it is.
+/// Gathers the files `inputs` name, renders `app`'s prompts and builds the request for the
+/// provider it should go to now (the first of the application's providers with room, see
+/// [`Providers::route`]); `caller` says whose call it is.
 pub async fn prepare(
     app: &Application,
     inputs: &Inputs,
@@ -58,12 +59,12 @@ pub async fn prepare(
     let prompt = app
         .render(inputs, &attachments.files)
         .map_err(PrepareError::Template)?;
-    let provider = providers
-        .get(&app.provider)
-        .ok_or_else(|| PrepareError::NoProvider(app.provider.clone()))?
-        .clone();
     let title = prompt.title.clone();
     let request = chat_request(app, prompt, attachments, caller);
+    let provider = providers
+        .route(&app.providers, &request)
+        .map_err(|name| PrepareError::NoProvider(name.to_owned()))?
+        .clone();
     Ok(Prepared {
         provider,
         request,
@@ -102,24 +103,30 @@ pub(super) async fn run(
         Err(e) => return failed(Chain(&e).to_string()),
     };
     failpoint::reached(FailurePoint::BeforeModelCall);
-    let answer = prepared.provider.complete(prepared.request).await;
+    let provider = prepared.provider;
+    let answer = provider.complete(prepared.request).await;
     failpoint::reached(FailurePoint::AfterModelCall);
+    // Whether a job this provider failed may go to another of the application's at once.
+    let elsewhere = || providers.other_has_room(&app.providers, provider.name());
     match answer {
         Ok(done) if !done.text.trim().is_empty() => OutcomeKind::Completed {
             title: prepared.title,
             suggestion: done.text,
             usage: done.usage,
+            provider: provider.name().to_owned(),
+            model: done.model,
         },
         Ok(_) => retry_or_fail(
             job,
-            &app.provider,
+            provider.name(),
             &ProviderError::Retryable {
                 class: ErrorClass::Malformed,
                 message: "the model returned no text".into(),
                 retry_after: None,
             },
+            elsewhere(),
         ),
-        Err(e) => retry_or_fail(job, &app.provider, &e),
+        Err(e) => retry_or_fail(job, provider.name(), &e, elsewhere()),
     }
 }
 
@@ -143,13 +150,27 @@ fn chat_request(
 }
 
 /// What a provider's error means for the job: backpressure waits for `provider` without
-/// spending an attempt (until the job's `max_wait` is used up), other retryable errors spend
-/// one, fatal ones end it.
-fn retry_or_fail(job: &ClaimedJob, provider: &str, e: &ProviderError) -> OutcomeKind {
+/// spending an attempt (until the job's `max_wait` is used up), only briefly when another of
+/// the application's providers has room `elsewhere`; other retryable errors spend an attempt,
+/// fatal ones end the job.
+fn retry_or_fail(
+    job: &ClaimedJob,
+    provider: &str,
+    e: &ProviderError,
+    elsewhere: bool,
+) -> OutcomeKind {
     match e {
         ProviderError::Retryable {
             class, retry_after, ..
-        } if class.is_backpressure() => wait_for_provider(job, provider, e, *retry_after),
+        } if class.is_backpressure() => {
+            // This provider is paused now: the next attempt goes to the other one.
+            let retry_after = if elsewhere {
+                Some(Duration::ZERO)
+            } else {
+                *retry_after
+            };
+            wait_for_provider(job, provider, e, retry_after)
+        }
         ProviderError::Retryable { retry_after, .. } => {
             retry_later(job, e.to_string(), *retry_after)
         }

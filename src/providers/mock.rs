@@ -74,6 +74,7 @@ impl MockProvider {
         Ok(Completion {
             text: text_for(request),
             usage: None,
+            model: None,
         })
     }
 

@@ -4,13 +4,16 @@
 //! the OpenAI chat-completions protocol, in two dialects (OpenAI-compatible servers and
 //! Writer's own chat API). Each configured provider is a [`Backend`]: the provider behind a
 //! [`gate::Gate`] that enforces its concurrency, rate limits, 429 pauses and circuit breaker
-//! for every caller in the process. Providers never touch the store: the engine calls them
-//! between a claim and a completion and sorts their errors with [`ProviderError::is_retryable`].
+//! for every caller in the process. An application may name several providers in order of
+//! preference; `route.rs` sends each call to the first whose gate has room. Providers never
+//! touch the store: the engine calls them between a claim and a completion and sorts their
+//! errors with [`ProviderError::is_retryable`].
 
 pub mod config;
 pub(crate) mod gate;
 pub(crate) mod mock;
 mod openai;
+mod route;
 mod stream;
 
 use std::collections::BTreeMap;
@@ -99,6 +102,8 @@ pub(crate) struct Completion {
     pub(crate) text: String,
     /// Tokens used, when the backend said.
     pub(crate) usage: Option<Usage>,
+    /// The model that answered: as the backend named it, else the one it was asked for.
+    pub(crate) model: Option<String>,
 }
 
 /// What kind of failure a call met, for counters and for the gate.
@@ -231,7 +236,10 @@ impl Backend {
         admission
             .settle(result.as_ref().map(|done| done.usage))
             .await;
-        result
+        result.map(|done| Completion {
+            model: done.model.or(request.model),
+            ..done
+        })
     }
 
     /// Generates the text as a stream of pieces; the gate's slot is held until it ends.
@@ -246,6 +254,11 @@ impl Backend {
             Provider::OpenAi(client) => client.stream(request),
         };
         stream::settled(pieces, admission)
+    }
+
+    /// Its name in the configuration.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
     }
 
     /// The backend as operators see it.

@@ -185,22 +185,25 @@ async fn open_files(settings: &Settings, store: Arc<dyn Store>) -> Result<Files,
     Ok(Files::new(store, blobs, settings.file_limits, extraction))
 }
 
-/// Every application's provider exists, and can name a model when the application does not.
+/// Every provider an application names exists, and can name a model when the application
+/// does not.
 fn check_providers(apps: &Registry, providers: &Providers) -> Result<(), StartError> {
     for app in apps.all() {
-        let Some(backend) = providers.get(&app.provider) else {
-            return Err(StartError::Provider(format!(
-                "application '{}' names provider '{}', which is not configured (configured: {})",
-                app.id,
-                app.provider,
-                providers.names().join(", ")
-            )));
-        };
-        if app.model.is_none() && !backend.has_default_model() {
-            return Err(StartError::Provider(format!(
-                "application '{}' names no model and provider '{}' has no default `model`",
-                app.id, app.provider
-            )));
+        for name in &app.providers {
+            let Some(backend) = providers.get(name) else {
+                return Err(StartError::Provider(format!(
+                    "application '{}' names provider '{name}', which is not configured \
+                     (configured: {})",
+                    app.id,
+                    providers.names().join(", ")
+                )));
+            };
+            if app.model.is_none() && !backend.has_default_model() {
+                return Err(StartError::Provider(format!(
+                    "application '{}' names no model and provider '{name}' has no default `model`",
+                    app.id
+                )));
+            }
         }
     }
     Ok(())

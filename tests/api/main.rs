@@ -12,6 +12,7 @@ mod cluster;
 mod conformance;
 mod crash;
 mod errors;
+mod fallback;
 mod figures;
 mod files;
 mod jobs;

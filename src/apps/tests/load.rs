@@ -109,7 +109,7 @@ fn apps_are_sorted_by_creation_time_then_id() {
 fn defaults_apply_when_optional_fields_are_absent() {
     let before = SystemTime::now() - Duration::from_secs(5);
     let app = super::app(MINIMAL);
-    assert_eq!(app.provider, "default");
+    assert_eq!(app.providers, ["default"]);
     assert_eq!(app.retry, RetryPolicy::default());
     assert_eq!(app.model, None);
     assert!(
@@ -136,8 +136,8 @@ fn settings_are_read_from_the_file() {
     );
     let app = super::app(&text);
     assert_eq!(
-        (app.provider.as_str(), app.model.as_deref()),
-        ("writer", Some("palmyra-x5"))
+        (&app.providers[..], app.model.as_deref()),
+        (&["writer".to_owned()][..], Some("palmyra-x5"))
     );
     assert_eq!((app.temperature, app.max_tokens), (Some(1.0), Some(64)));
     let retry = RetryPolicy {
@@ -147,6 +147,37 @@ fn settings_are_read_from_the_file() {
         max_wait_ms: 24 * 3_600_000,
     };
     assert_eq!(app.retry, retry);
+}
+
+#[test]
+fn providers_are_read_in_order_of_preference() {
+    let app = super::app(&with("providers = [\"gpu\", \"openai\"]"));
+    assert_eq!(app.providers, ["gpu", "openai"]);
+}
+
+#[test]
+fn provider_and_providers_together_or_an_empty_or_repeating_list_are_rejected() {
+    let both = with("provider = \"gpu\"\nproviders = [\"gpu\", \"openai\"]");
+    assert_problem(
+        &problems_of(&both),
+        &["app.toml:5:", "either provider or providers, not both"],
+    );
+    assert_problem(
+        &problems_of(&with("providers = []")),
+        &["app.toml:4:", "providers must name at least one provider"],
+    );
+    assert_problem(
+        &problems_of(&with("providers = [\"gpu\", \" \"]")),
+        &["app.toml:4:", "providers must not contain a blank name"],
+    );
+    assert_problem(
+        &problems_of(&with("providers = [\"gpu\", \"gpu\"]")),
+        &["app.toml:4:", "names 'gpu' twice"],
+    );
+    assert_problem(
+        &problems_of(&with("provider = \"\"")),
+        &["app.toml:4:", "provider must not be blank"],
+    );
 }
 
 #[test]

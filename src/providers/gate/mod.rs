@@ -13,6 +13,7 @@
 
 mod figures;
 mod limiter;
+mod room;
 mod slots;
 mod state;
 
@@ -29,6 +30,7 @@ use crate::store::{Priority, Usage, now_micros};
 use figures::{Call, RecentView};
 pub(crate) use limiter::AutoLimit;
 use limiter::{Change, Sample};
+pub(crate) use room::Room;
 use slots::{Slot, Slots};
 use state::{State, pause_for};
 

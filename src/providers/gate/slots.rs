@@ -146,6 +146,12 @@ impl Slots {
         state.grant();
     }
 
+    /// Whether a caller would get a slot at once: one is free and nobody waits for it.
+    pub(crate) fn is_free(&self) -> bool {
+        let state = self.state();
+        state.held < state.limit && state.classes.iter().all(|c| c.turns.is_empty())
+    }
+
     /// Slots held now.
     pub(crate) fn held(&self) -> usize {
         self.state().held

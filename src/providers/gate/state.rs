@@ -109,6 +109,21 @@ impl State {
             .map_or(Duration::ZERO, |until| until.saturating_duration_since(now))
     }
 
+    /// Whether [`Self::try_admit`] would let a call of `tokens` go now, changing nothing: no
+    /// pause in force, the circuit closed or ready for a probe, and both budgets enough.
+    pub(super) fn would_admit(&self, tokens: f64, now: Instant) -> bool {
+        let circuit = match self.circuit {
+            Circuit::Closed { .. } => true,
+            Circuit::Open { until, .. } => until <= now,
+            Circuit::HalfOpen { probing, .. } => !probing,
+        };
+        let minutes = now.saturating_duration_since(self.refilled).as_secs_f64() / 60.0;
+        circuit
+            && self.pause_left(now).is_zero()
+            && self.requests.refilled(minutes).wait_for(1.0).is_zero()
+            && self.tokens.refilled(minutes).wait_for(tokens).is_zero()
+    }
+
     /// Zero if the call may go now (and takes its budgets), else how long to wait.
     pub(super) fn try_admit(&mut self, tokens: f64, now: Instant) -> Duration {
         if let Some(until) = self.paused_until.filter(|until| *until > now) {

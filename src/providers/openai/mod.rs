@@ -96,6 +96,7 @@ impl OpenAiClient {
         Ok(Completion {
             text: text.to_owned(),
             usage: usage(&answer["usage"]),
+            model: answer["model"].as_str().map(str::to_owned),
         })
     }
 

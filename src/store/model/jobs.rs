@@ -204,6 +204,12 @@ pub struct JobRecord {
     pub error: Option<String>,
     /// Tokens the completing attempt used, when the backend said.
     pub usage: Option<Usage>,
+    /// How urgent it is.
+    pub priority: Priority,
+    /// The provider that produced the result, once completed.
+    pub provider: Option<String>,
+    /// The model that produced the result, once completed (when known).
+    pub model: Option<String>,
 }
 
 /// Tokens a call used, as the backend reported them.
@@ -305,6 +311,10 @@ pub enum OutcomeKind {
         suggestion: String,
         /// Tokens used, when the backend said.
         usage: Option<Usage>,
+        /// The provider that answered (its name in the configuration).
+        provider: String,
+        /// The model that answered, when known.
+        model: Option<String>,
     },
     /// A retryable failure: run again once `delay` has passed (from when the store writes it).
     Retry {
@@ -336,10 +346,14 @@ impl OutcomeKind {
                 title,
                 suggestion,
                 usage,
+                provider,
+                model,
             } => Self::Completed {
                 title: title.map(storable_text),
                 suggestion: storable_text(suggestion),
                 usage,
+                provider: storable_text(provider),
+                model: model.map(storable_text),
             },
             Self::Retry { delay, error } => Self::Retry {
                 delay,

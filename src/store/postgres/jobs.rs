@@ -20,7 +20,8 @@ use crate::store::{
 };
 
 const RECORD_COLUMNS: &str = "id, application_id, state, attempt, created_at, updated_at, \
-     started_at, completed_at, title, suggestion, error, prompt_tokens, completion_tokens";
+     started_at, completed_at, title, suggestion, error, prompt_tokens, completion_tokens, \
+     priority, provider, model";
 
 /// Statement parameters.
 pub(super) type Params<'a> = [&'a (dyn ToSql + Sync)];
@@ -268,6 +269,9 @@ fn record(r: &Row) -> Result<JobRecord, StoreError> {
             prompt_tokens,
             completion_tokens: tokens(12).unwrap_or(0),
         }),
+        priority: Priority::from_code(r.get::<_, i16>(13).into()),
+        provider: r.get(14),
+        model: r.get(15),
     })
 }
 

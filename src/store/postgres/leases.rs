@@ -94,8 +94,10 @@ async fn finish_chunk(
     // one key-ordered upsert per statement (see the module docs of `super`).
     let sql = format!(
         "WITH u AS (SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], \
-             $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[]) \
-           AS u(seq, attempt, state, title, suggestion, error, prompt, completion, run_at)), \
+             $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $13::text[], \
+             $14::text[]) \
+           AS u(seq, attempt, state, title, suggestion, error, prompt, completion, run_at, \
+             provider, model)), \
          done AS (DELETE FROM job_queue q USING u \
            WHERE q.seq = ANY(ARRAY(SELECT unnest($11::bigint[]))) AND {FENCE} \
            RETURNING q.seq, q.attempt, q.started_at), \
@@ -116,6 +118,8 @@ async fn finish_chunk(
                CASE WHEN u.state = 'completed' THEN u.prompt ELSE j.prompt_tokens END, \
              completion_tokens = \
                CASE WHEN u.state = 'completed' THEN u.completion ELSE j.completion_tokens END, \
+             provider = CASE WHEN u.state = 'completed' THEN u.provider ELSE j.provider END, \
+             model = CASE WHEN u.state = 'completed' THEN u.model ELSE j.model END, \
              error = u.error, run_at = coalesce(u.run_at, j.run_at), \
              completed_at = CASE WHEN u.state IN ('retrying', 'waiting_for_provider') \
                THEN j.completed_at ELSE $1 END, \
@@ -126,7 +130,7 @@ async fn finish_chunk(
            count(*) FILTER (WHERE state IN ('retrying', 'waiting_for_provider')) FROM f"
     );
     let c = &columns;
-    let params: [&(dyn ToSql + Sync); 12] = [
+    let params: [&(dyn ToSql + Sync); 14] = [
         &now,
         &c.seq,
         &c.attempt,
@@ -139,6 +143,8 @@ async fn finish_chunk(
         &c.run_at,
         &c.terminal,
         &c.retried,
+        &c.provider,
+        &c.model,
     ];
     let counts = |rows: &[Row]| rows.first().map_or((0, 0), |r| (r.get(0), r.get(1)));
     let rows = query_then_notify(pool, &sql, &params, |r| counts(r).1 > 0).await?;
@@ -157,6 +163,8 @@ struct OutcomeColumns<'a> {
     prompt: Vec<Option<i64>>,
     completion: Vec<Option<i64>>,
     run_at: Vec<Option<i64>>,
+    provider: Vec<Option<&'a str>>,
+    model: Vec<Option<&'a str>>,
     /// The seqs of completed and failed outcomes, and of retries.
     terminal: Vec<i64>,
     retried: Vec<i64>,
@@ -174,6 +182,8 @@ impl<'a> OutcomeColumns<'a> {
             prompt: Vec::new(),
             completion: Vec::new(),
             run_at: Vec::new(),
+            provider: Vec::new(),
+            model: Vec::new(),
             terminal: Vec::new(),
             retried: Vec::new(),
         };
@@ -182,13 +192,17 @@ impl<'a> OutcomeColumns<'a> {
             c.attempt.push(lease.attempt as i32);
             let (mut title, mut suggestion, mut error, mut usage, mut run_at) =
                 (None, None, None, None, None);
+            let (mut provider, mut model) = (None, None);
             let state = match kind {
                 OutcomeKind::Completed {
                     title: t,
                     suggestion: s,
                     usage: u,
+                    provider: p,
+                    model: m,
                 } => {
                     (title, suggestion, usage) = (t.as_deref(), Some(s.as_str()), *u);
+                    (provider, model) = (Some(p.as_str()), m.as_deref());
                     JobState::Completed
                 }
                 OutcomeKind::Retry { delay, error: e } => {
@@ -216,6 +230,8 @@ impl<'a> OutcomeColumns<'a> {
             c.completion
                 .push(usage.map(|u| i64::from(u.completion_tokens)));
             c.run_at.push(run_at);
+            c.provider.push(provider);
+            c.model.push(model);
         }
         c
     }

@@ -9,7 +9,8 @@ use crate::store::{
 };
 
 const RECORD_COLUMNS: &str = "id, application_id, state, attempt, created_at, updated_at, \
-     started_at, completed_at, title, suggestion, error, prompt_tokens, completion_tokens";
+     started_at, completed_at, title, suggestion, error, prompt_tokens, completion_tokens, \
+     priority, provider, model";
 
 /// The jobs waiting to be claimed: the condition of the partial index `jobs_due`, in the same
 /// form (SQLite uses a partial index only for a query that says its condition as it is written;
@@ -242,8 +243,8 @@ pub(super) fn finish(conn: &Connection, outcomes: &[Outcome], now: i64) -> rusql
     let fence = "WHERE seq = ?1 AND attempt = ?2 AND state = 'running'";
     let mut complete = conn.prepare_cached(&format!(
         "UPDATE jobs SET state = 'completed', title = ?3, suggestion = ?4, error = NULL, \
-         prompt_tokens = ?6, completion_tokens = ?7, waiting_since = NULL, \
-         lease_until = NULL, updated_at = ?5, completed_at = ?5 {fence}"
+         prompt_tokens = ?6, completion_tokens = ?7, provider = ?8, model = ?9, \
+         waiting_since = NULL, lease_until = NULL, updated_at = ?5, completed_at = ?5 {fence}"
     ))?;
     let mut retry = conn.prepare_cached(&format!(
         "UPDATE jobs SET state = 'retrying', run_at = ?3, error = ?4, lease_until = NULL, \
@@ -267,11 +268,13 @@ pub(super) fn finish(conn: &Connection, outcomes: &[Outcome], now: i64) -> rusql
                 title,
                 suggestion,
                 usage,
+                provider,
+                model,
             } => {
                 let prompt = usage.map(|u| u.prompt_tokens);
                 let completion = usage.map(|u| u.completion_tokens);
                 complete.execute(params![
-                    seq, attempt, title, suggestion, now, prompt, completion
+                    seq, attempt, title, suggestion, now, prompt, completion, provider, model
                 ])?
             }
             OutcomeKind::Retry { delay, error } => {
@@ -389,6 +392,9 @@ fn record(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
             }),
             _ => None,
         },
+        priority: Priority::from_code(r.get(13)?),
+        provider: r.get(14)?,
+        model: r.get(15)?,
     })
 }
 

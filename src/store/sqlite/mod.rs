@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0003_file_leases.sql"),
     include_str!("0004_scheduler.sql"),
     include_str!("0005_due_index_without_in.sql"),
+    include_str!("0006_job_provider.sql"),
 ];
 /// Page cache of the key-lookup connection.
 const AUTH_CACHE_KIB: u32 = 256;

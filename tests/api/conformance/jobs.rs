@@ -1,13 +1,13 @@
 //! Jobs as the API sees them: insert and read back per organisation, idempotency keys,
-//! newest-first lists with counts, retry of failed jobs, token usage, and a poisonous row
-//! in a group failing alone.
+//! newest-first lists with counts, retry of failed jobs, what a completion records (tokens,
+//! provider, model), and a poisonous row in a group failing alone.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use scriptorium::store::{
-    JobId, JobState, NewJob, Outcome, OutcomeKind, RetryOutcome, StoreError, UNSTORABLE, Usage,
-    WriterStatus,
+    JobId, JobState, NewJob, Outcome, OutcomeKind, Priority, RetryOutcome, StoreError, UNSTORABLE,
+    Usage, WriterStatus,
 };
 
 use super::{Harness, claim_one, completed, failed, job, job_for, job_id, org, query};
@@ -239,11 +239,22 @@ pub(super) async fn only_a_failed_job_can_be_retried_and_it_starts_a_fresh_serie
     assert!(matches!(twice, RetryOutcome::NotFailed(JobState::Running)));
 }
 
-pub(super) async fn token_usage_round_trips_through_finish(h: Harness) {
+/// What a completion records beside its text: the tokens, the provider and the model; a job
+/// is shown with its priority from the start and with no provider until it completes.
+pub(super) async fn usage_provider_and_model_round_trip_through_finish(h: Harness) {
     let store = &*h.store;
-    store.insert_job(job("job-1")).await.unwrap();
+    let mut urgent = job("job-1");
+    urgent.priority = Priority::High;
+    store.insert_job(urgent).await.unwrap();
     store.insert_job(job("job-2")).await.unwrap();
+    let read =
+        |id: JobId| async move { store.get_job(&org("default"), id).await.unwrap().unwrap() };
+    let queued = read(job_id("job-1")).await;
+    assert_eq!(queued.priority, Priority::High);
+    assert_eq!((queued.provider, queued.model), (None, None));
     let leases = store.claim(2, Duration::from_secs(30)).await.unwrap();
+    let running = read(leases[0].id).await;
+    assert_eq!((running.provider, running.model), (None, None));
     let usage = Usage {
         prompt_tokens: 12,
         completion_tokens: 345,
@@ -254,23 +265,27 @@ pub(super) async fn token_usage_round_trips_through_finish(h: Harness) {
             title: Some("A title".into()),
             suggestion: "text".into(),
             usage: Some(usage),
+            provider: "gpu".into(),
+            model: Some("llama-3.1-8b".into()),
         },
     };
     let outcomes = vec![with_usage, completed(leases[1].lease, "plain")];
     assert_eq!(store.finish(outcomes).await.unwrap(), 2);
-    let job = store
-        .get_job(&org("default"), leases[0].id)
-        .await
-        .unwrap()
-        .unwrap();
+    let job = read(leases[0].id).await;
     assert_eq!(job.usage, Some(usage));
     assert_eq!(job.title.as_deref(), Some("A title"));
-    let plain = store
-        .get_job(&org("default"), leases[1].id)
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(
+        (job.provider.as_deref(), job.model.as_deref()),
+        (Some("gpu"), Some("llama-3.1-8b"))
+    );
+    let plain = read(leases[1].id).await;
     assert_eq!(plain.usage, None);
+    assert_eq!(
+        (plain.provider.as_deref(), plain.model.as_deref()),
+        (Some("default"), None)
+    );
+    let priorities = [job.priority, plain.priority];
+    assert!(priorities.contains(&Priority::High) && priorities.contains(&Priority::Normal));
 }
 
 /// A value the database cannot hold (NUL: PostgreSQL's text refuses it, SQLite keeps it) in

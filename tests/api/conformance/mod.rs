@@ -113,7 +113,7 @@ conformance!(
     keys::keys_are_created_authenticated_listed_and_revoked,
     keys::graphs_are_kept_per_org_and_application,
     leases::an_insert_wakes_the_engine,
-    jobs::token_usage_round_trips_through_finish,
+    jobs::usage_provider_and_model_round_trip_through_finish,
     files::files_belong_to_their_org_and_count_against_its_quota,
     files::concurrent_uploads_never_exceed_the_quota,
     files::file_processing_is_recorded_once_and_failed_files_can_be_retried,
@@ -181,6 +181,8 @@ fn completed(lease: Lease, text: &str) -> Outcome {
             title: None,
             suggestion: text.into(),
             usage: None,
+            provider: "default".into(),
+            model: None,
         },
     }
 }
