@@ -10,11 +10,15 @@
 //!
 //! A caller that stops waiting (its job was cancelled, its task aborted) leaves the queue;
 //! one that was granted a slot it never saw gives it back to the next.
+//!
+//! A waiter is granted its slot through its own one-shot channel: the releasing caller
+//! counts the slot as held and sends, so the waiter wakes holding it without taking the
+//! lock again.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::Notify;
+use tokio::sync::oneshot;
 
 use crate::store::Priority;
 
@@ -31,8 +35,6 @@ struct State {
     next_id: u64,
     /// One queue per priority, indexed by [`Priority::index`].
     classes: [Class; Priority::ALL.len()],
-    /// Waiters granted a slot that have not yet picked it up.
-    granted: HashSet<u64>,
     /// The pass of the class that got the last slot: a class that starts waiting again
     /// starts from here, so an idle spell earns it no burst.
     pass: f64,
@@ -45,8 +47,8 @@ struct Class {
     pass: f64,
     /// Lanes with waiters, in round-robin order.
     turns: VecDeque<String>,
-    /// Each lane's waiters, in arrival order: their ids and wake-ups.
-    lanes: HashMap<String, VecDeque<(u64, Arc<Notify>)>>,
+    /// Each lane's waiters, in arrival order: their ids and where their slot is sent.
+    lanes: HashMap<String, VecDeque<(u64, oneshot::Sender<()>)>>,
 }
 
 /// A held slot; dropping it gives the slot back.
@@ -69,6 +71,7 @@ struct Waiting<'a> {
     id: u64,
     priority: Priority,
     lane: &'a str,
+    granted: oneshot::Receiver<()>,
     done: bool,
 }
 
@@ -78,7 +81,7 @@ impl Drop for Waiting<'_> {
             return;
         }
         let mut state = self.slots.state();
-        if state.granted.remove(&self.id) {
+        if self.granted.try_recv().is_ok() {
             // Granted while we were leaving: pass the slot on.
             state.held -= 1;
             state.grant();
@@ -97,7 +100,6 @@ impl Slots {
                 held: 0,
                 next_id: 0,
                 classes: Default::default(),
-                granted: HashSet::new(),
                 pass: 0.0,
             }),
         })
@@ -105,7 +107,7 @@ impl Slots {
 
     /// Waits for a slot for a call of `lane` at `priority`.
     pub(crate) async fn acquire(self: &Arc<Self>, lane: &str, priority: Priority) -> Slot {
-        let notify = Arc::new(Notify::new());
+        let (grant, granted) = oneshot::channel();
         let id = {
             let mut state = self.state();
             let nobody_waits = state.classes.iter().all(|c| c.turns.is_empty());
@@ -117,7 +119,7 @@ impl Slots {
             }
             let id = state.next_id;
             state.next_id += 1;
-            state.enqueue(priority, lane, id, notify.clone());
+            state.enqueue(priority, lane, id, grant);
             id
         };
         let mut waiting = Waiting {
@@ -125,16 +127,15 @@ impl Slots {
             id,
             priority,
             lane,
+            granted,
             done: false,
         };
-        loop {
-            notify.notified().await;
-            if self.state().granted.remove(&id) {
-                waiting.done = true;
-                return Slot {
-                    slots: self.clone(),
-                };
-            }
+        // The sender is only dropped by sending: a waiter leaves the queue only by
+        // dropping this future, which removes it first.
+        let _ = (&mut waiting.granted).await;
+        waiting.done = true;
+        Slot {
+            slots: self.clone(),
         }
     }
 
@@ -174,13 +175,13 @@ impl Slots {
 }
 
 impl State {
-    fn enqueue(&mut self, priority: Priority, lane: &str, id: u64, notify: Arc<Notify>) {
+    fn enqueue(&mut self, priority: Priority, lane: &str, id: u64, grant: oneshot::Sender<()>) {
         let pass = self.pass;
         let class = &mut self.classes[priority.index()];
         if class.turns.is_empty() {
             class.pass = class.pass.max(pass);
         }
-        class.push(lane, id, notify);
+        class.push(lane, id, grant);
     }
 
     /// Hands free slots to waiters, fairly, while there are both.
@@ -196,28 +197,28 @@ impl State {
             let Some(priority) = next else { return };
             let class = &mut self.classes[priority.index()];
             self.pass = class.pass;
-            let (id, notify) = class.pop(priority);
+            let grant = class.pop(priority);
+            // A waiter that left cannot be in the queue, so the send reaches it.
             self.held += 1;
-            self.granted.insert(id);
-            notify.notify_one();
+            let _ = grant.send(());
         }
     }
 }
 
 impl Class {
-    fn push(&mut self, lane: &str, id: u64, notify: Arc<Notify>) {
+    fn push(&mut self, lane: &str, id: u64, grant: oneshot::Sender<()>) {
         // The lane's name is copied only when it starts waiting, not for every waiter.
         if let Some(waiters) = self.lanes.get_mut(lane) {
-            waiters.push_back((id, notify));
+            waiters.push_back((id, grant));
             return;
         }
         self.lanes
-            .insert(lane.to_owned(), VecDeque::from([(id, notify)]));
+            .insert(lane.to_owned(), VecDeque::from([(id, grant)]));
         self.turns.push_back(lane.to_owned());
     }
 
     /// The next waiter: the first of the lane whose turn it is. The class must have one.
-    fn pop(&mut self, priority: Priority) -> (u64, Arc<Notify>) {
+    fn pop(&mut self, priority: Priority) -> oneshot::Sender<()> {
         let lane = self
             .turns
             .pop_front()
@@ -226,7 +227,7 @@ impl Class {
             .lanes
             .get_mut(&lane)
             .expect("a lane in turn has waiters");
-        let next = waiters.pop_front().expect("a lane in turn has waiters");
+        let (_, next) = waiters.pop_front().expect("a lane in turn has waiters");
         if waiters.is_empty() {
             self.lanes.remove(&lane);
         } else {
@@ -326,6 +327,32 @@ mod tests {
             again.await.is_ok(),
             "the slot was lost to the caller that left"
         );
+    }
+
+    #[tokio::test]
+    async fn a_slot_granted_to_a_caller_that_left_goes_to_the_next() {
+        let slots = Slots::new(1);
+        let held = slots.acquire("a", Priority::Normal).await;
+        let spawn_waiter = |lane: &'static str| {
+            let slots = slots.clone();
+            tokio::spawn(async move { slots.acquire(lane, Priority::Normal).await })
+        };
+        let leaving = spawn_waiter("b");
+        while slots.waiting() < 1 {
+            tokio::task::yield_now().await;
+        }
+        let next = spawn_waiter("c");
+        while slots.waiting() < 2 {
+            tokio::task::yield_now().await;
+        }
+        // The slot is granted to "b", which leaves before it runs again (this test's
+        // runtime runs one task at a time, and this one does not yield in between).
+        drop(held);
+        leaving.abort();
+        assert!(leaving.await.unwrap_err().is_cancelled());
+        let next = tokio::time::timeout(Duration::from_secs(5), next).await;
+        assert!(next.is_ok(), "the slot was lost with the caller that left");
+        assert_eq!(slots.held(), 1);
     }
 
     #[tokio::test]
