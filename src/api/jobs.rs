@@ -36,6 +36,7 @@ pub(crate) async fn create(
         id: JobId::generate(),
         org: principal.org,
         application_id: app.id.clone(),
+        application_version: None,
         inputs,
         retry: app.retry,
         priority: priority(&headers)?.unwrap_or(app.priority),

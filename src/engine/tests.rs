@@ -66,6 +66,7 @@ impl Bench {
             id: JobId::generate(),
             org: "default".into(),
             application_id: "echo".into(),
+            application_version: None,
             inputs: serde_json::json!({ "Text": [text] }).to_string(),
             retry: RetryPolicy {
                 max_attempts: 3,
