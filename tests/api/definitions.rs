@@ -1,8 +1,11 @@
 //! Applications as data (`/v1/scriptorium/applications`): created, changed, deployed,
 //! versioned and deleted over HTTP, per organisation, beside the provisioned ones.
 
+use std::time::Duration;
+
 use reqwest::{RequestBuilder, Response};
 use scriptorium::config::ServeOptions;
+use scriptorium::store::{Lease, Outcome, OutcomeKind};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, assert_error, inputs_body, spawn_app, spawn_in, spawn_with};
@@ -268,6 +271,29 @@ async fn a_job_runs_with_the_version_it_was_created_with() {
     )
     .await;
     let before = app.create_job("greeter", &[("Who", &["Ada"])]).await;
+    // A job of the old version fails (claimed and failed through the store, as a worker
+    // would), to be retried once the application has changed.
+    let retried = app.create_job("greeter", &[("Who", &["Cy"])]).await;
+    let store = app.store().await;
+    let claimed = store.claim(10, Duration::from_secs(30)).await.unwrap();
+    let failing = claimed
+        .iter()
+        .find(|j| j.id.to_string() == retried["id"])
+        .expect("claimed");
+    assert_eq!(failing.application_version, Some(1));
+    let others: Vec<Lease> = claimed
+        .iter()
+        .filter(|j| j.id != failing.id)
+        .map(|j| j.lease)
+        .collect();
+    store.release(others).await.unwrap();
+    let outcome = Outcome {
+        lease: failing.lease,
+        kind: OutcomeKind::Failed {
+            error: "boom".into(),
+        },
+    };
+    assert_eq!(store.finish(vec![outcome]).await.unwrap(), 1);
     replaced(
         &app,
         "greeter",
@@ -275,6 +301,15 @@ async fn a_job_runs_with_the_version_it_was_created_with() {
     )
     .await;
     let after = app.create_job("greeter", &[("Who", &["Bo"])]).await;
+    let response = app
+        .post(&format!(
+            "/v1/applications/jobs/{}/retry",
+            retried["id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
     replaced(&app, "greeter", &greeter("x", "draft")).await;
 
     // A new process, whose workers run the jobs: each with its own version.
@@ -288,6 +323,11 @@ async fn a_job_runs_with_the_version_it_was_created_with() {
     assert_eq!(
         new["data"]["suggestion"], "[mock] New greeting for Bo",
         "{new}"
+    );
+    let again = app.wait_finished(retried["id"].as_str().unwrap()).await;
+    assert_eq!(
+        again["data"]["suggestion"], "[mock] Old greeting for Cy",
+        "{again}"
     );
 }
 
