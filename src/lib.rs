@@ -11,8 +11,10 @@
 //! - [`api`]: the axum routers; the one table of error codes every answer goes through, in
 //!   Writer's shape; request ids; the refusal of text no field accepts. Never calls a
 //!   provider for an async job; never holds a transaction.
-//! - [`apps`]: application definitions loaded from TOML files: validation at load and at
-//!   submit, prompt rendering. Pure: no I/O after loading.
+//! - [`apps`]: application definitions: provisioned from TOML files, or each organisation's
+//!   own, kept in the store as versions (the catalog, which holds the current versions in
+//!   memory); validation at load, at change and at submit; prompt rendering. Talks to the
+//!   store only through the catalog.
 //! - [`auth`]: API keys, shown once and stored as hashes; organisations as tenants.
 //! - [`engine`]: the job state machine: batched claims, leases and heartbeats (a lost lease
 //!   stops its attempt), retries with backoff, waits for a busy provider that spend no

@@ -32,12 +32,15 @@ pub(crate) struct GenerateBody {
     pub(crate) stream: Option<bool>,
 }
 
-/// The deployed application `id`, or a 404.
-pub(crate) fn served_app<'a>(
-    state: &'a AppState,
+/// The deployed application `id` as `org` sees it (its own, else a provisioned one), or a
+/// 404 (also for a draft and for another organisation's application). Held in memory: no
+/// database read once the organisation's applications are loaded.
+pub(crate) async fn served_app(
+    state: &AppState,
+    org: &OrgId,
     id: &str,
-) -> Result<&'a Arc<Application>, ApiError> {
-    state.apps.get(id).ok_or_else(|| {
+) -> Result<Arc<Application>, ApiError> {
+    state.apps.served(org, id).await?.ok_or_else(|| {
         ApiError::new(
             ErrorCode::ApplicationNotFound,
             format!("no application '{id}'"),
@@ -74,17 +77,18 @@ pub(crate) struct ListQuery {
     kind: Option<String>,
 }
 
-/// `GET /v1/applications`: deployed applications by creation time, newest first unless
-/// `order=asc`, paged with `after`/`before` cursors (application ids).
+/// `GET /v1/applications`: the deployed applications the caller's organisation sees (its
+/// own and the provisioned ones) by creation time, newest first unless `order=asc`, paged
+/// with `after`/`before` cursors (application ids).
 pub(crate) async fn list(
     State(state): State<AppState>,
-    _: Principal,
+    principal: Principal,
     WQuery(q): WQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
     let limit = paging::limit(q.limit, paging::MAX_CURSOR_PAGE) as usize;
     let ascending = paging::ascending(q.order.as_deref())?;
     let mut apps: Vec<Arc<Application>> = match q.kind.as_deref() {
-        None | Some("generation") => state.apps.deployed().to_vec(),
+        None | Some("generation") => state.apps.listed(&principal.org).await?,
         Some(other) => {
             return Err(ApiError::new(
                 ErrorCode::InvalidType,
@@ -135,10 +139,10 @@ pub(crate) async fn list(
 /// `GET /v1/applications/{application_id}`.
 pub(crate) async fn retrieve(
     State(state): State<AppState>,
-    _: Principal,
+    principal: Principal,
     WPath(id): WPath<String>,
 ) -> Result<Response, ApiError> {
-    let app = served_app(&state, &id)?;
+    let app = served_app(&state, &principal.org, &id).await?;
     Ok(Json(ApplicationView::from(app.as_ref())).into_response())
 }
 
@@ -149,15 +153,15 @@ pub(crate) async fn generate(
     WPath(id): WPath<String>,
     WJson(body): WJson<GenerateBody>,
 ) -> Result<Response, ApiError> {
-    let app = served_app(&state, &id)?;
-    let inputs = checked_inputs(&state, &principal.org, app, body.inputs.as_ref()).await?;
+    let app = served_app(&state, &principal.org, &id).await?;
+    let inputs = checked_inputs(&state, &principal.org, &app, body.inputs.as_ref()).await?;
     // A person waits for this answer: it goes before queued jobs at the provider's gate.
     let caller = Caller {
         key: uuid::Uuid::now_v7().to_string(),
         org: principal.org.clone(),
         priority: Priority::High,
     };
-    let prepared = prepare(app, &inputs, &state.files, &state.providers, caller)
+    let prepared = prepare(&app, &inputs, &state.files, &state.providers, caller)
         .await
         .map_err(prepare_error)?;
     let (provider, request, title) = (prepared.provider, prepared.request, prepared.title);
@@ -231,7 +235,7 @@ pub(crate) async fn graphs(
     principal: Principal,
     WPath(id): WPath<String>,
 ) -> Result<Json<GraphsView>, ApiError> {
-    let app = served_app(&state, &id)?;
+    let app = served_app(&state, &principal.org, &id).await?;
     let graph_ids = state.store.graphs(&principal.org, &app.id).await?;
     Ok(Json(GraphsView { graph_ids }))
 }
@@ -260,7 +264,7 @@ pub(crate) async fn set_graphs(
     WPath(id): WPath<String>,
     WJson(body): WJson<GraphsBody>,
 ) -> Result<Json<GraphsView>, ApiError> {
-    let app = served_app(&state, &id)?;
+    let app = served_app(&state, &principal.org, &id).await?;
     let mut graph_ids = Vec::with_capacity(body.graph_ids.len());
     for raw in body.graph_ids {
         let id = graph_id(&raw)?;

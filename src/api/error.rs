@@ -96,6 +96,15 @@ error_codes! {
     Unauthorized = (UNAUTHORIZED, "auth.invalid_key"),
     /// No application with this id is served.
     ApplicationNotFound = (NOT_FOUND, "application.not_found"),
+    /// An application definition breaks the rules (each error names the field, and the
+    /// template line).
+    InvalidApplication = (BAD_REQUEST, "application.invalid"),
+    /// A provisioned application (from the apps folder) cannot be changed over the API.
+    ApplicationReadOnly = (BAD_REQUEST, "application.read_only"),
+    /// The organisation already has an application with this id.
+    ApplicationExists = (BAD_REQUEST, "application.exists"),
+    /// The application has no version with this number.
+    VersionNotFound = (NOT_FOUND, "application.version_not_found"),
     /// The application's template failed with these inputs.
     TemplateFailed = (BAD_REQUEST, "application.template"),
     /// The inputs break the application's rules (the description names the input).
@@ -136,30 +145,33 @@ error_codes! {
     Internal = (INTERNAL_SERVER_ERROR, "server.internal"),
 }
 
-/// An error answer: a code from the table and a description for people.
+/// An error answer: a code from the table and a description for people (one per problem).
 #[derive(Debug)]
 pub(crate) struct ApiError {
     code: ErrorCode,
-    description: String,
+    descriptions: Vec<String>,
 }
 
 impl ApiError {
     /// An error of this code with this description.
     pub(crate) fn new(code: ErrorCode, description: impl Into<String>) -> Self {
-        Self {
-            code,
-            description: description.into(),
-        }
+        Self::many(code, vec![description.into()])
+    }
+
+    /// An error of this code with several problems, each an entry of `errors`.
+    pub(crate) fn many(code: ErrorCode, descriptions: Vec<String>) -> Self {
+        Self { code, descriptions }
     }
 
     /// The body Writer's clients read: `{"tpe", "errors": [{"description", "key", "extras"}],
     /// "extras"}`.
     pub(crate) fn body(&self) -> serde_json::Value {
-        json!({
-            "tpe": tpe(self.code.status()),
-            "errors": [{"description": self.description, "key": self.code.key(), "extras": {}}],
-            "extras": {},
-        })
+        let errors: Vec<serde_json::Value> = self
+            .descriptions
+            .iter()
+            .map(|d| json!({"description": d, "key": self.code.key(), "extras": {}}))
+            .collect();
+        json!({"tpe": tpe(self.code.status()), "errors": errors, "extras": {}})
     }
 }
 

@@ -22,20 +22,21 @@ pub(crate) async fn create(
     headers: HeaderMap,
     WJson(body): WJson<GenerateBody>,
 ) -> Result<(StatusCode, Json<JobAcceptedView>), ApiError> {
-    let app = served_app(&state, &application_id)?;
+    let app = served_app(&state, &principal.org, &application_id).await?;
     if body.stream == Some(true) {
         return Err(ApiError::new(
             ErrorCode::StreamUnsupported,
             "async jobs cannot stream; use POST /v1/applications/{application_id} with stream",
         ));
     }
-    let inputs = checked_inputs(&state, &principal.org, app, body.inputs.as_ref()).await?;
+    let inputs = checked_inputs(&state, &principal.org, &app, body.inputs.as_ref()).await?;
     let inputs = serde_json::to_string(&inputs)
         .map_err(|e| ApiError::new(ErrorCode::InvalidInputs, e.to_string()))?;
     let job = NewJob {
         id: JobId::generate(),
         org: principal.org,
         application_id: app.id.clone(),
+        application_version: app.version,
         inputs,
         retry: app.retry,
         priority: priority(&headers)?.unwrap_or(app.priority),
@@ -100,7 +101,7 @@ pub(crate) async fn list(
     WPath(application_id): WPath<String>,
     WQuery(query): WQuery<ListQuery>,
 ) -> Result<Json<JobListView>, ApiError> {
-    let app = served_app(&state, &application_id)?;
+    let app = served_app(&state, &principal.org, &application_id).await?;
     let status = paging::status(query.status.as_deref())?;
     let limit = paging::limit(query.limit, paging::MAX_JOBS_PAGE);
     // An offset beyond what any store can count is past the end.

@@ -1,11 +1,13 @@
 //! The HTTP surface: Writer's applications and files APIs, byte for byte where the SDKs look, plus
-//! scriptorium's own operator routes (`/v1/scriptorium/...`) and a health check.
+//! scriptorium's own routes (`/v1/scriptorium/...`: applications as data, operators' views)
+//! and a health check.
 //!
 //! Handlers parse, authenticate and validate, then talk to the store (async jobs) or, for
 //! synchronous generation only, to a provider. Every error leaves through [`ApiError`] in
 //! Writer's shape, including malformed bodies, unknown paths and wrong methods.
 
 mod applications;
+mod definitions;
 mod error;
 mod extract;
 mod files;
@@ -25,7 +27,7 @@ use axum::routing::{get, post};
 pub(crate) use error::{ApiError, ErrorCode};
 pub(crate) use text::refuse_unstorable;
 
-use crate::apps::Registry;
+use crate::apps::Catalog;
 use crate::auth::Keys;
 use crate::files::Files;
 use crate::providers::Providers;
@@ -55,8 +57,8 @@ impl std::ops::Deref for AppState {
 pub(crate) struct Parts {
     /// Durable state.
     pub(crate) store: Arc<dyn Store>,
-    /// The applications served.
-    pub(crate) apps: Arc<Registry>,
+    /// The applications: provisioned, and each organisation's own.
+    pub(crate) apps: Arc<Catalog>,
     /// The model providers, for synchronous generation.
     pub(crate) providers: Arc<Providers>,
     /// The key checker.
@@ -90,6 +92,21 @@ pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route(
             "/v1/applications/{application_id}/graphs",
             get(applications::graphs).put(applications::set_graphs),
+        )
+        .route("/v1/scriptorium/applications", post(definitions::create))
+        .route(
+            "/v1/scriptorium/applications/{application_id}",
+            get(definitions::retrieve)
+                .put(definitions::replace)
+                .delete(definitions::delete),
+        )
+        .route(
+            "/v1/scriptorium/applications/{application_id}/versions",
+            get(definitions::versions),
+        )
+        .route(
+            "/v1/scriptorium/applications/{application_id}/versions/{version}/restore",
+            post(definitions::restore),
         )
         .route("/v1/scriptorium/providers", get(native::providers))
         .route("/v1/scriptorium/files", get(native::files))

@@ -5,7 +5,8 @@ use serde::Serialize;
 
 use crate::apps::{AppStatus, Application, InputSpec};
 use crate::store::{
-    ApplicationId, FileId, FileRecord, Inserted, JobId, JobRecord, JobState, Priority, rfc3339,
+    ApplicationId, ApplicationVersion, FileId, FileRecord, Inserted, JobId, JobRecord, JobState,
+    Priority, rfc3339,
 };
 
 /// A job, as `GET /v1/applications/jobs/{id}` and the list show it.
@@ -163,10 +164,67 @@ impl<'a> From<&'a Application> for ApplicationView<'a> {
             status: app.status,
             inputs: &app.inputs,
             created_at: rfc3339(micros(app.created_at)),
-            last_deployed_at: (app.status == AppStatus::Deployed).then(|| updated_at.clone()),
+            last_deployed_at: app.last_deployed_at.map(|t| rfc3339(micros(t))),
             updated_at,
         }
     }
+}
+
+/// An application as our own routes show it: Writer's object plus its `version` and JSON
+/// `definition` (both null for a provisioned application, which has neither) and whether it
+/// is `provisioned` (from the apps folder, read-only).
+#[derive(Serialize)]
+pub(crate) struct StoredApplicationView<'a> {
+    #[serde(flatten)]
+    app: ApplicationView<'a>,
+    version: Option<u32>,
+    definition: Option<&'a serde_json::Value>,
+    provisioned: bool,
+}
+
+impl<'a> From<&'a Application> for StoredApplicationView<'a> {
+    fn from(app: &'a Application) -> Self {
+        Self {
+            app: ApplicationView::from(app),
+            version: app.version,
+            definition: app.definition.as_ref(),
+            provisioned: app.version.is_none(),
+        }
+    }
+}
+
+/// One version of an application: `{version, created_at, definition}`.
+#[derive(Serialize)]
+pub(crate) struct VersionView {
+    version: u32,
+    created_at: String,
+    definition: serde_json::Value,
+}
+
+impl From<ApplicationVersion> for VersionView {
+    fn from(v: ApplicationVersion) -> Self {
+        Self {
+            version: v.version,
+            created_at: rfc3339(v.created_at),
+            definition: serde_json::from_str(&v.definition).unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+/// A page of an application's versions, paged like jobs.
+#[derive(Serialize)]
+pub(crate) struct VersionListView {
+    pub(crate) result: Vec<VersionView>,
+    #[serde(rename = "totalCount")]
+    pub(crate) total_count: u64,
+    pub(crate) pagination: PaginationView,
+}
+
+/// The answer to an application's delete.
+#[derive(Serialize)]
+pub(crate) struct ApplicationDeletedView {
+    pub(crate) id: String,
+    pub(crate) deleted: bool,
 }
 
 /// A cursor page of applications: `{data, has_more, first_id?, last_id?}`.

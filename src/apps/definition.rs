@@ -135,6 +135,9 @@ pub(crate) fn parse(text: &str, mtime: SystemTime) -> Result<Loaded, Vec<Problem
         retry,
         priority,
         templates,
+        last_deployed_at: (raw.status == AppStatus::Deployed).then_some(mtime.max(created_at)),
+        version: None,
+        definition: None,
     };
     Ok(Loaded {
         app,

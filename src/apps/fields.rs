@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 /// Ids that would collide with static path segments of the API.
-const RESERVED_IDS: &[&str] = &["jobs"];
+const RESERVED_IDS: &[&str] = &["jobs", "batches"];
 /// Longest accepted application id.
 pub(crate) const MAX_ID_LEN: usize = 128;
 

@@ -1,14 +1,20 @@
-//! No-code applications: loading them from a folder of TOML files, validating the inputs of a
-//! generate request against them, and rendering their prompt templates.
+//! No-code applications: loading them from a folder of TOML files, keeping each
+//! organisation's own in the store as versions, validating the inputs of a generate request
+//! against them, and rendering their prompt templates.
 //!
+//! - [`Catalog`] (in `catalog.rs`) is what the API and the engine ask: the provisioned
+//!   applications and each organisation's own, created, changed and versioned through it;
 //! - [`Registry`] (in `registry.rs`) loads and validates every `*.toml` file of a folder;
+//! - `document.rs` validates a JSON definition by the rules of the file format;
 //! - [`Application`] (here) is one loaded application, with its retry policy and templates;
 //! - `definition.rs` owns the file format, `spec.rs` the declared inputs ([`InputSpec`]),
 //!   `inputs.rs` submit-time validation ([`Inputs`]), `render.rs` the templates ([`Prompt`]),
 //!   and `checks.rs` the load-time checks of templates against inputs.
 
+mod catalog;
 mod checks;
 mod definition;
+mod document;
 mod fields;
 mod inputs;
 mod registry;
@@ -24,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{ApplicationId, Priority, RetryPolicy};
 
+pub(crate) use catalog::{Catalog, CatalogError};
 pub(crate) use inputs::InputError;
 pub use inputs::Inputs;
 pub(crate) use registry::{LoadError, Registry};
@@ -69,6 +76,13 @@ pub(crate) struct Application {
     pub(crate) retry: RetryPolicy,
     /// The priority of its jobs when a request does not say.
     pub(crate) priority: Priority,
+    /// When a deployed version was last made: for a provisioned application, `updated_at`
+    /// when it is deployed.
+    pub(crate) last_deployed_at: Option<SystemTime>,
+    /// The version, for an application stored in the database; `None` for a provisioned one.
+    pub(crate) version: Option<u32>,
+    /// The JSON definition of a stored application (`None` for a provisioned one).
+    pub(crate) definition: Option<serde_json::Value>,
     templates: render::Templates,
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::failpoint::{self, FailurePoint};
-use crate::apps::{Application, Inputs, Prompt, Registry, RenderError};
+use crate::apps::{Application, Catalog, Inputs, Prompt, RenderError};
 use crate::files::{AttachError, Attachments, Files};
 use crate::providers::{Backend, Caller, ChatRequest, ErrorClass, ProviderError, Providers};
 use crate::report::Chain;
@@ -75,17 +75,26 @@ pub async fn prepare(
 /// Runs one attempt and classifies its end: success, wait for the provider, retry later, or
 /// final failure.
 pub(super) async fn run(
-    apps: &Registry,
+    apps: &Catalog,
     providers: &Providers,
     files: &Files,
     job: &ClaimedJob,
 ) -> OutcomeKind {
-    let Some(app) = apps.get(job.application_id.as_str()) else {
-        return failed(format!(
-            "application '{}' is no longer served",
-            job.application_id
-        ));
+    // The version the job was created with, even if the application changed since.
+    let found = apps
+        .pinned(&job.org, &job.application_id, job.application_version)
+        .await;
+    let app = match found {
+        Ok(Some(app)) => app,
+        Ok(None) => {
+            return failed(format!(
+                "application '{}' is no longer served",
+                job.application_id
+            ));
+        }
+        Err(e) => return retry_later(job, Chain(&e).to_string(), None),
     };
+    let app = app.as_ref();
     let inputs = match serde_json::from_str::<Inputs>(&job.inputs) {
         Ok(inputs) => inputs,
         Err(e) => return failed(format!("stored inputs are unreadable: {}", Chain(&e))),

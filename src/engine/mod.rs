@@ -41,7 +41,7 @@ use tokio::task::JoinSet;
 
 pub(crate) use attempt::{PrepareError, prepare};
 
-use crate::apps::Registry;
+use crate::apps::Catalog;
 use crate::claims::{self, Pace};
 use crate::files::Files;
 use crate::providers::Providers;
@@ -70,7 +70,7 @@ pub(crate) struct EngineSettings {
 /// The engine's parts, shared by its tasks.
 pub(crate) struct Engine {
     store: Arc<dyn Store>,
-    apps: Arc<Registry>,
+    apps: Arc<Catalog>,
     providers: Arc<Providers>,
     files: Files,
     settings: EngineSettings,
@@ -82,7 +82,7 @@ impl Engine {
     /// An engine over these parts; nothing runs until [`Engine::run`].
     pub(crate) fn new(
         store: Arc<dyn Store>,
-        apps: Arc<Registry>,
+        apps: Arc<Catalog>,
         providers: Arc<Providers>,
         files: Files,
         settings: EngineSettings,

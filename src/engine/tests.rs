@@ -9,7 +9,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use super::Engine;
-use crate::apps::Registry;
+use crate::apps::{Catalog, Registry};
 use crate::config::{ServeOptions, Settings};
 use crate::files::blobs::Blobs;
 use crate::files::{Extraction, Files};
@@ -40,8 +40,9 @@ impl Bench {
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open_with_clock(&path, Durability::Normal, clock.clone()).unwrap(),
         );
-        let apps = Arc::new(Registry::load_dir(&apps_dir).unwrap());
+        let provisioned = Arc::new(Registry::load_dir(&apps_dir).unwrap());
         let providers = Arc::new(Providers::build(&settings.providers, None).unwrap());
+        let apps = Arc::new(Catalog::new(provisioned, store.clone(), providers.clone()));
         let blobs = Blobs::open(&settings.file_storage, dir.path()).unwrap();
         let extraction = Extraction {
             concurrency: 0,
@@ -66,6 +67,7 @@ impl Bench {
             id: JobId::generate(),
             org: "default".into(),
             application_id: "echo".into(),
+            application_version: None,
             inputs: serde_json::json!({ "Text": [text] }).to_string(),
             retry: RetryPolicy {
                 max_attempts: 3,

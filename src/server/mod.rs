@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::{AppState, Parts, router};
-use crate::apps::{LoadError, Registry};
+use crate::apps::{Catalog, LoadError, Registry};
 use crate::auth::{DEFAULT_ORG, Keys, create_key};
 use crate::config::{Database, Settings};
 use crate::engine::Engine;
@@ -84,6 +84,7 @@ impl Server {
         log_providers(&providers);
         let files = open_files(settings, store.clone()).await?;
         let keys = Arc::new(Keys::new(store.clone(), settings.api_key.as_ref()));
+        let apps = Arc::new(Catalog::new(apps, store.clone(), providers.clone()));
         let engine = Engine::new(
             store.clone(),
             apps.clone(),

@@ -1,4 +1,5 @@
-//! Durable state: jobs, files' metadata, API keys, organisations and graph lists, behind one [`Store`] trait.
+//! Durable state: jobs, files' metadata, applications and their versions, API keys,
+//! organisations and graph lists, behind one [`Store`] trait.
 //!
 //! The store owns every SQL statement and nothing else: it never calls a model and never
 //! decides policy (the engine decides retry versus fail; the store writes what it is told,
@@ -122,6 +123,33 @@ pub trait Store: Send + Sync + 'static {
         app: &'a ApplicationId,
         ids: Vec<String>,
     ) -> StoreFuture<'a, ()>;
+
+    /// Creates an application of `new.org` at version 1; `None` if the organisation already
+    /// has one with this id. An id whose application was deleted is taken again, its version
+    /// numbers continuing after the deleted one's (a job pinned to an old version never meets
+    /// another definition under the same number).
+    fn create_application(&self, new: NewVersion) -> StoreFuture<'_, Option<ApplicationRecord>>;
+    /// Gives an application of `new.org` its next version; `None` if there is no such
+    /// (undeleted) application.
+    fn update_application(&self, new: NewVersion) -> StoreFuture<'_, Option<ApplicationRecord>>;
+    /// Deletes an application of `org` (its versions stay, for the jobs pinned to them);
+    /// `false` if there is no such application.
+    fn delete_application<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: &'a ApplicationId,
+    ) -> StoreFuture<'a, bool>;
+    /// Every (undeleted) application of `org` at its current version, oldest first.
+    fn list_applications<'a>(&'a self, org: &'a OrgId) -> StoreFuture<'a, Vec<ApplicationRecord>>;
+    /// One version of an application of `org` (also of a deleted one), or `None`.
+    fn application_version<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: &'a ApplicationId,
+        version: u32,
+    ) -> StoreFuture<'a, Option<ApplicationVersion>>;
+    /// A page of an application's versions, newest first, with how many it has.
+    fn list_application_versions(&self, query: VersionQuery) -> StoreFuture<'_, VersionPage>;
 
     /// Records an uploaded file as `in_progress`, unless the organisation's files would then
     /// take more than `quota` bytes. Its bytes must already be in blob storage.

@@ -11,6 +11,7 @@ mod cli;
 mod cluster;
 mod conformance;
 mod crash;
+mod definitions;
 mod errors;
 mod fallback;
 mod figures;

@@ -125,6 +125,7 @@ fn bench_job(inputs: &str) -> NewJob {
         id: JobId::generate(),
         org: scriptorium::auth::DEFAULT_ORG.into(),
         application_id: APP.into(),
+        application_version: None,
         inputs: inputs.to_owned(),
         retry: RetryPolicy::default(),
         priority: Priority::Normal,

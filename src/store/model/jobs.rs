@@ -156,6 +156,9 @@ pub struct NewJob {
     pub org: OrgId,
     /// The application it runs.
     pub application_id: ApplicationId,
+    /// The version of the application it runs with; `None` for a provisioned application
+    /// (from the apps folder), which has no versions.
+    pub application_version: Option<u32>,
     /// The validated inputs, as JSON.
     pub inputs: String,
     /// Attempts and backoff, copied from the application at submit time.
@@ -265,6 +268,8 @@ pub struct ClaimedJob {
     pub id: JobId,
     /// The application to run.
     pub application_id: ApplicationId,
+    /// The version to run it with (`None`: a provisioned application).
+    pub application_version: Option<u32>,
     /// The organisation that owns it.
     pub org: OrgId,
     /// How urgent it is.

@@ -36,14 +36,14 @@ const QUEUE: usize = 16 * 1024;
 /// The `jobs_enqueue` trigger gives each inserted job its `job_queue` row.
 const INSERT: &str = "INSERT INTO jobs (id, org, application_id, state, inputs, max_attempts, \
        backoff_initial_ms, backoff_max_ms, run_at, idempotency_key, created_at, updated_at, \
-       max_wait_ms, priority) \
+       max_wait_ms, priority, application_version) \
      SELECT u.id, u.org, u.application_id, 'queued', u.inputs, u.max_attempts, \
        u.backoff_initial_ms, u.backoff_max_ms, $9, u.idempotency_key, $9, $9, \
-       u.max_wait_ms, u.priority \
+       u.max_wait_ms, u.priority, u.application_version \
      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], \
-                 $7::bigint[], $8::text[], $10::bigint[], $11::smallint[]) \
+                 $7::bigint[], $8::text[], $10::bigint[], $11::smallint[], $12::int[]) \
        AS u(id, org, application_id, inputs, max_attempts, backoff_initial_ms, \
-            backoff_max_ms, idempotency_key, max_wait_ms, priority) \
+            backoff_max_ms, idempotency_key, max_wait_ms, priority, application_version) \
      ON CONFLICT DO NOTHING RETURNING id";
 
 const EXISTING: &str = "SELECT j.org, j.idempotency_key, j.id, j.created_at, \
@@ -148,7 +148,11 @@ async fn write(pool: &Pool, jobs: &[&NewJob], now: i64) -> Result<(Answers, bool
     let keys: Vec<Option<&str>> = jobs.iter().map(|j| j.idempotency_key.as_deref()).collect();
     let max_wait: Vec<i64> = jobs.iter().map(|j| j.retry.max_wait_ms as i64).collect();
     let priority: Vec<i16> = jobs.iter().map(|j| j.priority.index() as i16).collect();
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
+    let versions: Vec<Option<i32>> = jobs
+        .iter()
+        .map(|j| j.application_version.map(|v| v as i32))
+        .collect();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
         &ids,
         &orgs,
         &apps,
@@ -160,6 +164,7 @@ async fn write(pool: &Pool, jobs: &[&NewJob], now: i64) -> Result<(Answers, bool
         &now,
         &max_wait,
         &priority,
+        &versions,
     ];
     let rows = tx.query(&stmt, &params).await.map_err(map_err)?;
     let new = rows

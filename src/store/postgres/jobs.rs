@@ -227,7 +227,7 @@ pub(super) async fn claim(
            RETURNING q.seq, q.attempt, q.org, q.priority, q.waiting_since) \
          SELECT q.seq, q.attempt, j.id, j.application_id, j.inputs, j.max_attempts, \
            j.backoff_initial_ms, j.backoff_max_ms, j.max_wait_ms, q.org, q.priority, \
-           q.waiting_since \
+           q.waiting_since, j.application_version \
          FROM q JOIN jobs j ON j.seq = q.seq"
     );
     let limit = limit.min(i64::MAX as usize) as i64;
@@ -245,6 +245,7 @@ pub(super) async fn claim(
             },
             id: r.try_get(2).map_err(map_err)?,
             application_id: r.try_get(3).map_err(map_err)?,
+            application_version: r.get::<_, Option<i32>>(12).map(|v| v as u32),
             inputs: r.get(4),
             retry: RetryPolicy {
                 max_attempts: r.get::<_, i32>(5) as u32,

@@ -40,6 +40,7 @@
 //! The tables live in the first schema of the connection's `search_path`; give each
 //! deployment (or test) its own with `options=-c search_path=NAME` in the URL.
 
+mod applications;
 mod errors;
 mod files;
 mod ids;
@@ -60,9 +61,10 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Config, NoTls};
 
 use super::{
-    ApplicationId, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted, FileLease, FilePage,
-    FileProcessed, FileQuery, FileRecord, Inserted, JobId, JobPage, JobQuery, JobRecord, KeyInfo,
-    Lease, NewFile, NewJob, OrgId, Outcome, RetryOutcome, Store, StoreError, StoreFuture, after,
+    ApplicationId, ApplicationRecord, ApplicationVersion, ClaimedFile, ClaimedJob, Clock, FileId,
+    FileInserted, FileLease, FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobId,
+    JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewFile, NewJob, NewVersion, OrgId, Outcome,
+    RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery, after,
 };
 use errors::{map_err, pool_err};
 
@@ -271,6 +273,42 @@ impl Store for PostgresStore {
         ids: Vec<String>,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move { orgs::set_graphs(&self.pool, org, app, &ids).await })
+    }
+
+    fn create_application(&self, new: NewVersion) -> StoreFuture<'_, Option<ApplicationRecord>> {
+        let now = self.clock.now();
+        Box::pin(async move { applications::write(&self.pool, &new, true, now).await })
+    }
+
+    fn update_application(&self, new: NewVersion) -> StoreFuture<'_, Option<ApplicationRecord>> {
+        let now = self.clock.now();
+        Box::pin(async move { applications::write(&self.pool, &new, false, now).await })
+    }
+
+    fn delete_application<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: &'a ApplicationId,
+    ) -> StoreFuture<'a, bool> {
+        let now = self.clock.now();
+        Box::pin(applications::delete(&self.pool, org, id, now))
+    }
+
+    fn list_applications<'a>(&'a self, org: &'a OrgId) -> StoreFuture<'a, Vec<ApplicationRecord>> {
+        Box::pin(applications::list(&self.pool, org))
+    }
+
+    fn application_version<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: &'a ApplicationId,
+        version: u32,
+    ) -> StoreFuture<'a, Option<ApplicationVersion>> {
+        Box::pin(applications::version(&self.pool, org, id, version))
+    }
+
+    fn list_application_versions(&self, query: VersionQuery) -> StoreFuture<'_, VersionPage> {
+        Box::pin(async move { applications::versions(&self.pool, &query).await })
     }
 
     fn insert_file(&self, file: NewFile, quota: i64) -> StoreFuture<'_, FileInserted> {

@@ -26,8 +26,8 @@ pub(super) fn insert(conn: &Connection, job: &NewJob, now: i64) -> rusqlite::Res
         .prepare_cached(
             "INSERT INTO jobs (id, org, application_id, state, inputs, max_attempts, \
              backoff_initial_ms, backoff_max_ms, run_at, idempotency_key, created_at, updated_at, \
-             max_wait_ms, priority) \
-             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?8, ?8, ?10, ?11) \
+             max_wait_ms, priority, application_version) \
+             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?8, ?8, ?10, ?11, ?12) \
              ON CONFLICT DO NOTHING",
         )?
         .execute(params![
@@ -42,6 +42,7 @@ pub(super) fn insert(conn: &Connection, job: &NewJob, now: i64) -> rusqlite::Res
             job.idempotency_key,
             job.retry.max_wait_ms as i64,
             job.priority.index() as i64,
+            job.application_version,
         ])?;
     if inserted == 1 {
         return Ok(Inserted {
@@ -181,6 +182,7 @@ pub(super) fn claim(
                 },
                 id: r.get(2)?,
                 application_id: r.get(3)?,
+                application_version: r.get(12)?,
                 inputs: r.get(4)?,
                 retry: RetryPolicy {
                     max_attempts: r.get(5)?,
@@ -235,7 +237,8 @@ fn take_query() -> String {
                        AND {WAITING} \
                        AND run_at <= ?2 ORDER BY rank LIMIT ?3) \
          RETURNING seq, attempt, id, application_id, inputs, max_attempts, \
-                   backoff_initial_ms, backoff_max_ms, max_wait_ms, org, priority, waiting_since"
+                   backoff_initial_ms, backoff_max_ms, max_wait_ms, org, priority, waiting_since, \
+                   application_version"
     )
 }
 

@@ -6,6 +6,7 @@
 //! may, at start, return every job the previous process left `running` to the queue at once.
 //! Command-line tools (`keys`) open the database without that lock, beside a running server.
 
+mod applications;
 mod files;
 mod ids;
 mod jobs;
@@ -21,9 +22,10 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Notify;
 
 use super::{
-    ApplicationId, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted, FileLease, FilePage,
-    FileProcessed, FileQuery, FileRecord, Inserted, JobId, JobPage, JobQuery, JobRecord, KeyInfo,
-    Lease, NewFile, NewJob, OrgId, Outcome, RetryOutcome, Store, StoreError, StoreFuture,
+    ApplicationId, ApplicationRecord, ApplicationVersion, ClaimedFile, ClaimedJob, Clock, FileId,
+    FileInserted, FileLease, FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobId,
+    JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewFile, NewJob, NewVersion, OrgId, Outcome,
+    RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery,
 };
 use crate::report::Cause;
 use writer::Writer;
@@ -35,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0004_scheduler.sql"),
     include_str!("0005_due_index_without_in.sql"),
     include_str!("0006_job_provider.sql"),
+    include_str!("0007_applications.sql"),
 ];
 /// Page cache of the key-lookup connection.
 const AUTH_CACHE_KIB: u32 = 256;
@@ -343,6 +346,58 @@ impl Store for SqliteStore {
             self.writer
                 .write(false, move |c| orgs::set_graphs(c, &org, &app, &ids)),
         )
+    }
+
+    fn create_application(&self, new: NewVersion) -> StoreFuture<'_, Option<ApplicationRecord>> {
+        let now = self.clock.now();
+        Box::pin(
+            self.writer
+                .write(false, move |c| applications::create(c, &new, now)),
+        )
+    }
+
+    fn update_application(&self, new: NewVersion) -> StoreFuture<'_, Option<ApplicationRecord>> {
+        let now = self.clock.now();
+        Box::pin(
+            self.writer
+                .write(false, move |c| applications::update(c, &new, now)),
+        )
+    }
+
+    fn delete_application<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: &'a ApplicationId,
+    ) -> StoreFuture<'a, bool> {
+        let now = self.clock.now();
+        let (org, id) = (org.clone(), id.clone());
+        Box::pin(
+            self.writer
+                .write(false, move |c| applications::delete(c, &org, &id, now)),
+        )
+    }
+
+    fn list_applications<'a>(&'a self, org: &'a OrgId) -> StoreFuture<'a, Vec<ApplicationRecord>> {
+        let org = org.clone();
+        Box::pin(read(&self.readers, move |c| applications::list(c, &org)))
+    }
+
+    fn application_version<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: &'a ApplicationId,
+        version: u32,
+    ) -> StoreFuture<'a, Option<ApplicationVersion>> {
+        let (org, id) = (org.clone(), id.clone());
+        Box::pin(read(&self.readers, move |c| {
+            applications::version(c, &org, &id, version)
+        }))
+    }
+
+    fn list_application_versions(&self, query: VersionQuery) -> StoreFuture<'_, VersionPage> {
+        Box::pin(read(&self.readers, move |c| {
+            applications::versions(c, &query)
+        }))
     }
 
     fn insert_file(&self, file: NewFile, quota: i64) -> StoreFuture<'_, FileInserted> {

@@ -1,7 +1,7 @@
 //! The store conformance suite: every case is written once against `dyn Store` and run on
 //! both backends, as `conformance::sqlite::<case>` and `conformance::postgres::<case>`.
 //!
-//! The cases live by topic (`jobs.rs`, `leases.rs`, `keys.rs`, `files.rs`); this file holds
+//! The cases live by topic (`jobs.rs`, `leases.rs`, `keys.rs`, `files.rs`, `applications.rs`); this file holds
 //! the harness, the helpers they share and the list of cases. `postgres_only.rs` holds the
 //! tests of PostgreSQL alone, `throughput.rs` a measurement.
 //!
@@ -12,6 +12,7 @@
 //! `application_name` of its own, so cases run in parallel on one database and the
 //! connection-killing case kills only its own store's connections.
 
+mod applications;
 mod files;
 mod jobs;
 mod keys;
@@ -122,6 +123,9 @@ conformance!(
     scheduling::claims_take_turns_across_organisations,
     scheduling::priority_orders_an_organisations_work,
     scheduling::waiting_for_a_provider_gives_the_attempt_back,
+    applications::applications_are_versioned_per_organisation,
+    applications::a_deleted_application_keeps_its_versions_and_their_numbers,
+    applications::a_claimed_job_carries_the_version_it_was_created_with,
 );
 
 /// The id of job `name` ([`named`]).
@@ -162,6 +166,7 @@ fn job_for(name: &str, org: &str, app: &str) -> NewJob {
         id: job_id(name),
         org: org.into(),
         application_id: app.into(),
+        application_version: None,
         inputs: r#"{"topic":["x"]}"#.into(),
         retry: RetryPolicy {
             max_attempts: 5,

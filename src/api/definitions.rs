@@ -1,0 +1,127 @@
+//! Our application routes (`/v1/scriptorium/applications`): create, read, replace and delete
+//! an organisation's applications, list their versions and restore one. Every change goes
+//! through the [`Catalog`](crate::apps::Catalog), which validates the definition by the rules
+//! of an application file and keeps the versions.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::extract::{Principal, WJson, WPath, WQuery};
+use super::paging;
+use super::views::{
+    ApplicationDeletedView, PaginationView, StoredApplicationView, VersionListView, VersionView,
+};
+use super::{ApiError, AppState, ErrorCode};
+use crate::apps::{Application, CatalogError};
+
+/// `POST /v1/scriptorium/applications`: 201 with the application at version 1.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    WJson(definition): WJson<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let app = state.apps.create(&principal.org, definition).await?;
+    Ok((StatusCode::CREATED, shown(&app)).into_response())
+}
+
+/// `GET /v1/scriptorium/applications/{id}`: the application at its current version (drafts
+/// too; provisioned ones without version or definition).
+pub(crate) async fn retrieve(
+    State(state): State<AppState>,
+    principal: Principal,
+    WPath(id): WPath<String>,
+) -> Result<Response, ApiError> {
+    match state.apps.find(&principal.org, &id).await? {
+        Some(app) => Ok(shown(&app)),
+        None => Err(CatalogError::NotFound(id).into()),
+    }
+}
+
+/// `PUT /v1/scriptorium/applications/{id}`: replaces the definition, as a new version.
+pub(crate) async fn replace(
+    State(state): State<AppState>,
+    principal: Principal,
+    WPath(id): WPath<String>,
+    WJson(definition): WJson<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let app = state.apps.replace(&principal.org, &id, definition).await?;
+    Ok(shown(&app))
+}
+
+/// `DELETE /v1/scriptorium/applications/{id}`: `{id, deleted: true}`; its jobs stay readable.
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    WPath(id): WPath<String>,
+) -> Result<Json<ApplicationDeletedView>, ApiError> {
+    state.apps.delete(&principal.org, &id).await?;
+    Ok(Json(ApplicationDeletedView { id, deleted: true }))
+}
+
+/// The query of the versions list.
+#[derive(Deserialize)]
+pub(crate) struct VersionsQuery {
+    offset: Option<u64>,
+    limit: Option<u64>,
+}
+
+/// `GET /v1/scriptorium/applications/{id}/versions`: newest first, paged like jobs.
+pub(crate) async fn versions(
+    State(state): State<AppState>,
+    principal: Principal,
+    WPath(id): WPath<String>,
+    WQuery(query): WQuery<VersionsQuery>,
+) -> Result<Json<VersionListView>, ApiError> {
+    let limit = paging::limit(query.limit, paging::MAX_JOBS_PAGE);
+    let offset = query.offset.unwrap_or(0).min(i64::MAX as u64);
+    let page = state
+        .apps
+        .versions(&principal.org, &id, offset, limit)
+        .await?;
+    Ok(Json(VersionListView {
+        result: page.versions.into_iter().map(VersionView::from).collect(),
+        total_count: page.total,
+        pagination: PaginationView { offset, limit },
+    }))
+}
+
+/// `POST /v1/scriptorium/applications/{id}/versions/{version}/restore`: the application at a
+/// new version whose definition is that version's.
+pub(crate) async fn restore(
+    State(state): State<AppState>,
+    principal: Principal,
+    WPath((id, version)): WPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    let number = version
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| CatalogError::NoVersion(id.clone(), version))?;
+    let app = state.apps.restore(&principal.org, &id, number).await?;
+    Ok(shown(&app))
+}
+
+fn shown(app: &Application) -> Response {
+    Json(StoredApplicationView::from(app)).into_response()
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        let code = match &e {
+            CatalogError::Invalid(_) => ErrorCode::InvalidApplication,
+            CatalogError::ReadOnly(_) => ErrorCode::ApplicationReadOnly,
+            CatalogError::Taken(_) => ErrorCode::ApplicationExists,
+            CatalogError::NotFound(_) => ErrorCode::ApplicationNotFound,
+            CatalogError::NoVersion(..) => ErrorCode::VersionNotFound,
+            CatalogError::Store(_) => ErrorCode::Internal,
+        };
+        match e {
+            CatalogError::Invalid(problems) => ApiError::many(code, problems),
+            CatalogError::Store(e) => e.into(),
+            other => ApiError::new(code, other.to_string()),
+        }
+    }
+}
