@@ -19,6 +19,7 @@ mod files;
 mod jobs;
 mod mockllm;
 mod pg;
+mod preview;
 mod process;
 mod providers;
 mod scheduler;
