@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::store::{ApplicationId, Priority, RetryPolicy};
 
 pub(crate) use catalog::{Catalog, CatalogError};
+pub(crate) use document::{definition_of, file_text};
 pub(crate) use inputs::InputError;
 pub use inputs::Inputs;
 pub(crate) use registry::{LoadError, Registry};

@@ -22,6 +22,7 @@ mod pg;
 mod preview;
 mod process;
 mod providers;
+mod push_pull;
 mod scheduler;
 mod sdk;
 mod validation;
