@@ -45,7 +45,8 @@
 //! - [`server`]: assembles the parts and runs them until shutdown; its `connections` is the
 //!   HTTP/1 listener, holding each connection to header, body and idle timeouts and the
 //!   server to a connection cap.
-//! - [`cli`]: the subcommands; `main.rs` only dispatches to it.
+//! - [`cli`]: the subcommands; `main.rs` only dispatches to it. `apps push`/`pull` talk to a
+//!   running server over HTTP only, never to its store.
 //!
 //! Beside this crate, in the same workspace, and never depended on by it:
 //! - `crates/mock-llm` (`mock-llm`): an OpenAI-compatible mock model server with seeded

@@ -17,7 +17,7 @@ use super::paging;
 use super::views::{ApplicationListView, ApplicationView, GraphsView, ResultView};
 use super::{ApiError, AppState, ErrorCode};
 use crate::apps::{Application, Inputs};
-use crate::engine::{PrepareError, prepare};
+use crate::engine::{PrepareError, Prepared, prepare};
 use crate::files::rules::Refusal;
 use crate::providers::{Caller, ProviderError};
 use crate::report::Chain;
@@ -155,26 +155,40 @@ pub(crate) async fn generate(
 ) -> Result<Response, ApiError> {
     let app = served_app(&state, &principal.org, &id).await?;
     let inputs = checked_inputs(&state, &principal.org, &app, body.inputs.as_ref()).await?;
-    // A person waits for this answer: it goes before queued jobs at the provider's gate.
+    let prepared = prepare_now(&state, &principal.org, &app, &inputs).await?;
+    if body.stream == Some(true) {
+        let pieces = prepared.provider.stream(prepared.request).await;
+        return Ok(Sse::new(sse_events(prepared.title, pieces)).into_response());
+    }
+    Ok(Json(complete(prepared).await?).into_response())
+}
+
+/// The provider request of a synchronous call of `app` by `org`: a person waits for its
+/// answer, so it goes before queued jobs at the provider's gate.
+pub(crate) async fn prepare_now(
+    state: &AppState,
+    org: &OrgId,
+    app: &Application,
+    inputs: &Inputs,
+) -> Result<Prepared, ApiError> {
     let caller = Caller {
         key: uuid::Uuid::now_v7().to_string(),
-        org: principal.org.clone(),
+        org: org.clone(),
         priority: Priority::High,
     };
-    let prepared = prepare(&app, &inputs, &state.files, &state.providers, caller)
+    prepare(app, inputs, &state.files, &state.providers, caller)
         .await
-        .map_err(prepare_error)?;
-    let (provider, request, title) = (prepared.provider, prepared.request, prepared.title);
-    if body.stream == Some(true) {
-        let pieces = provider.stream(request).await;
-        return Ok(Sse::new(sse_events(title, pieces)).into_response());
-    }
-    match provider.complete(request).await {
-        Ok(done) => Ok(Json(ResultView {
-            title,
+        .map_err(prepare_error)
+}
+
+/// Sends a prepared request once and answers `{title, suggestion}`; a provider's error is
+/// a 4xx/5xx in Writer's shape.
+pub(crate) async fn complete(prepared: Prepared) -> Result<ResultView, ApiError> {
+    match prepared.provider.complete(prepared.request).await {
+        Ok(done) => Ok(ResultView {
+            title: prepared.title,
             suggestion: done.text,
-        })
-        .into_response()),
+        }),
         Err(e) => Err(provider_error(&e)),
     }
 }

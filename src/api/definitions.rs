@@ -1,7 +1,8 @@
 //! Our application routes (`/v1/scriptorium/applications`): create, read, replace and delete
 //! an organisation's applications, list their versions and restore one. Every change goes
 //! through the [`Catalog`](crate::apps::Catalog), which validates the definition by the rules
-//! of an application file and keeps the versions.
+//! of an application file and keeps the versions; and the preview of a definition, saved or
+//! not, rendered (and run once) the way a job would be.
 
 use axum::Json;
 use axum::extract::State;
@@ -9,10 +10,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::applications::{checked_inputs, complete, prepare_now};
 use super::extract::{Principal, WJson, WPath, WQuery};
 use super::paging;
 use super::views::{
-    ApplicationDeletedView, PaginationView, StoredApplicationView, VersionListView, VersionView,
+    ApplicationDeletedView, PaginationView, PreviewView, StoredApplicationView, VersionListView,
+    VersionView,
 };
 use super::{ApiError, AppState, ErrorCode};
 use crate::apps::{Application, CatalogError};
@@ -102,6 +105,40 @@ pub(crate) async fn restore(
         .ok_or_else(|| CatalogError::NoVersion(id.clone(), version))?;
     let app = state.apps.restore(&principal.org, &id, number).await?;
     Ok(shown(&app))
+}
+
+/// The body of a preview: a definition (saved or not), inputs as a job create takes them,
+/// and whether to send the rendered prompt to the provider once.
+#[derive(Deserialize)]
+pub(crate) struct PreviewRequest {
+    definition: serde_json::Value,
+    /// Kept raw so that validation can name the input at fault.
+    inputs: Option<serde_json::Value>,
+    #[serde(default)]
+    run: bool,
+}
+
+/// `POST /v1/scriptorium/applications/preview`: the prompts exactly as the model would get
+/// them (the definition and inputs checked as a create and a job create are), and with
+/// `run` the provider's answer; no job is made.
+pub(crate) async fn preview(
+    State(state): State<AppState>,
+    principal: Principal,
+    WJson(body): WJson<PreviewRequest>,
+) -> Result<Json<PreviewView>, ApiError> {
+    let app = state.apps.unsaved(body.definition)?;
+    let inputs = checked_inputs(&state, &principal.org, &app, body.inputs.as_ref()).await?;
+    let prepared = prepare_now(&state, &principal.org, &app, &inputs).await?;
+    let mut view = PreviewView {
+        system: prepared.request.system.clone(),
+        user: prepared.request.user.clone(),
+        title: prepared.title.clone(),
+        answer: None,
+    };
+    if body.run {
+        view.answer = Some(complete(prepared).await?);
+    }
+    Ok(Json(view))
 }
 
 fn shown(app: &Application) -> Response {

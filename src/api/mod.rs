@@ -95,6 +95,10 @@ pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Router {
         )
         .route("/v1/scriptorium/applications", post(definitions::create))
         .route(
+            "/v1/scriptorium/applications/preview",
+            post(definitions::preview),
+        )
+        .route(
             "/v1/scriptorium/applications/{application_id}",
             get(definitions::retrieve)
                 .put(definitions::replace)

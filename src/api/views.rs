@@ -101,6 +101,17 @@ pub(crate) struct ResultView {
     pub(crate) suggestion: String,
 }
 
+/// A preview: the system and user prompts as the model gets them, the title, and the
+/// model's answer when it was run.
+#[derive(Serialize)]
+pub(crate) struct PreviewView {
+    pub(crate) system: Option<String>,
+    pub(crate) user: String,
+    pub(crate) title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) answer: Option<ResultView>,
+}
+
 /// The answer to a create or a retry: `{id, status, created_at}`.
 #[derive(Serialize)]
 pub(crate) struct JobAcceptedView {

@@ -165,11 +165,7 @@ impl Catalog {
         org: &OrgId,
         mut definition: Value,
     ) -> Result<Arc<Application>, CatalogError> {
-        let id = match definition.get("id") {
-            None | Some(Value::Null) => uuid::Uuid::now_v7().to_string(),
-            Some(Value::String(id)) => id.clone(),
-            Some(_) => return Err(CatalogError::Invalid(vec!["id: must be a string".into()])),
-        };
+        let id = given_or_new_id(&definition)?;
         if self.provisioned_any(&id).is_some() {
             return Err(CatalogError::ReadOnly(id));
         }
@@ -179,6 +175,14 @@ impl Catalog {
         self.invalidate(org);
         let record = record.ok_or(CatalogError::Taken(id))?;
         stamped(definition, &record)
+    }
+
+    /// Validates a definition that is not saved (a preview) by the rules of [`Catalog::create`];
+    /// without an `id` it gets a new UUID.
+    pub(crate) fn unsaved(&self, mut definition: Value) -> Result<Application, CatalogError> {
+        let id = given_or_new_id(&definition)?;
+        set_id(&mut definition, &id)?;
+        self.validated(&definition)
     }
 
     /// Replaces the definition of `org`'s application `id`: its next version.
@@ -276,18 +280,26 @@ impl Catalog {
         id: &str,
         definition: &Value,
     ) -> Result<NewVersion, CatalogError> {
-        let app =
-            document::from_json(definition, SystemTime::now()).map_err(CatalogError::Invalid)?;
-        let problems = self.provider_problems(&app);
-        if !problems.is_empty() {
-            return Err(CatalogError::Invalid(problems));
-        }
+        let app = self.validated(definition)?;
         Ok(NewVersion {
             org: org.clone(),
             id: id.to_owned().into(),
             definition: definition.to_string(),
             deployed: app.is_deployed(),
         })
+    }
+
+    /// The application of `definition` (with its id set), if it keeps every rule and names
+    /// only providers this server has.
+    fn validated(&self, definition: &Value) -> Result<Application, CatalogError> {
+        let app =
+            document::from_json(definition, SystemTime::now()).map_err(CatalogError::Invalid)?;
+        let problems = self.provider_problems(&app);
+        if problems.is_empty() {
+            Ok(app)
+        } else {
+            Err(CatalogError::Invalid(problems))
+        }
     }
 
     /// The providers `app` names that this server does not have (checked at start for the
@@ -348,6 +360,15 @@ impl Catalog {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The definition's `id`, else a new UUID.
+fn given_or_new_id(definition: &Value) -> Result<String, CatalogError> {
+    match definition.get("id") {
+        None | Some(Value::Null) => Ok(uuid::Uuid::now_v7().to_string()),
+        Some(Value::String(id)) => Ok(id.clone()),
+        Some(_) => Err(CatalogError::Invalid(vec!["id: must be a string".into()])),
     }
 }
 

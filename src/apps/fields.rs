@@ -3,8 +3,9 @@
 
 use std::time::{Duration, SystemTime};
 
-/// Ids that would collide with static path segments of the API.
-const RESERVED_IDS: &[&str] = &["jobs", "batches"];
+/// Ids that would collide with static path segments of the API (`preview`: the route
+/// `/v1/scriptorium/applications/preview`).
+const RESERVED_IDS: &[&str] = &["jobs", "batches", "preview"];
 /// Longest accepted application id.
 pub(crate) const MAX_ID_LEN: usize = 128;
 

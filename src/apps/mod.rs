@@ -5,7 +5,8 @@
 //! - [`Catalog`] (in `catalog.rs`) is what the API and the engine ask: the provisioned
 //!   applications and each organisation's own, created, changed and versioned through it;
 //! - [`Registry`] (in `registry.rs`) loads and validates every `*.toml` file of a folder;
-//! - `document.rs` validates a JSON definition by the rules of the file format;
+//! - `document.rs` validates a JSON definition by the rules of the file format, and turns a
+//!   definition into a file's text and back (for `apps pull` and `apps push`);
 //! - [`Application`] (here) is one loaded application, with its retry policy and templates;
 //! - `definition.rs` owns the file format, `spec.rs` the declared inputs ([`InputSpec`]),
 //!   `inputs.rs` submit-time validation ([`Inputs`]), `render.rs` the templates ([`Prompt`]),
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::store::{ApplicationId, Priority, RetryPolicy};
 
 pub(crate) use catalog::{Catalog, CatalogError};
+pub(crate) use document::{definition_of, file_text};
 pub(crate) use inputs::InputError;
 pub use inputs::Inputs;
 pub(crate) use registry::{LoadError, Registry};

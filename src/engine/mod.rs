@@ -39,7 +39,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
-pub(crate) use attempt::{PrepareError, prepare};
+pub(crate) use attempt::{PrepareError, Prepared, prepare};
 
 use crate::apps::Catalog;
 use crate::claims::{self, Pace};

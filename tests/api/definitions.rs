@@ -159,7 +159,7 @@ async fn an_application_without_an_id_gets_a_uuid_and_ids_are_checked() {
     assert_eq!(made["definition"]["id"], id);
     assert_eq!(generated(&app, id, "Bo").await, "[mock] Hi Bo");
 
-    for reserved in ["jobs", "batches"] {
+    for reserved in ["jobs", "batches", "preview"] {
         definition["id"] = json!(reserved);
         let problems = invalid(create(&app, &definition).await).await;
         assert!(problems[0].starts_with("id: "), "{problems:?}");

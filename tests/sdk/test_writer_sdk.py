@@ -3,8 +3,9 @@
 
 A plain script, no pytest: it reads WRITER_BASE_URL and WRITER_API_KEY from the environment,
 drives every application and file route through `writerai.Writer` against the fixture
-applications (tests/fixtures/apps: echo, single-shot, uploads deployed; unfinished a draft)
-and fixture files (tests/fixtures/files), prints one
+applications (tests/fixtures/apps: echo, single-shot, uploads deployed; unfinished a draft),
+applications two organisations create over our own route, and fixture files
+(tests/fixtures/files), prints one
 line per check and ends with `SDK OK`. Any failure raises (exit status non-zero).
 
 Run by tests/api/sdk.rs against a server it starts; by hand (SCRIPTORIUM_OTHER_API_KEY: a key
@@ -409,6 +410,50 @@ assert deleted.id == uploaded["report.pdf"] and deleted.deleted is True, deleted
 raises(writerai.NotFoundError, lambda: client.files.retrieve(uploaded["report.pdf"]), "retrieve after delete")
 raises(writerai.NotFoundError, lambda: other_org.files.retrieve(in_graph.id), "another organisation's file")
 ok("files.delete, then retrieve raises NotFoundError; another organisation gets NotFoundError")
+
+# --- applications as data: each organisation lists its own plus the provisioned ones --------
+
+
+def deploy(sdk: writerai.Writer, app_id: str, status: str = "deployed") -> None:
+    """Creates an application of `sdk`'s organisation over our route, with the SDK's raw post."""
+    made = sdk.post(
+        "/v1/scriptorium/applications",
+        cast_to=object,
+        body={
+            "id": app_id,
+            "name": app_id,
+            "status": status,
+            "prompt": "Hello {{ inputs['Who'][0] }}",
+            "inputs": [{"name": "Who", "input_type": "text", "required": True}],
+        },
+    )
+    assert made["id"] == app_id and made["version"] == 1, made
+
+
+ours = [f"ours-{i}" for i in range(3)]
+theirs = [f"theirs-{i}" for i in range(2)]
+for app_id in ours:
+    deploy(client, app_id)
+deploy(client, "ours-draft", status="draft")
+for app_id in theirs:
+    deploy(other_org, app_id)
+
+for sdk, own in ((client, ours), (other_org, theirs)):
+    listed = [app.id for app in sdk.applications.list(limit=2)]
+    want = own[::-1] + DEPLOYED_ASC[::-1]
+    assert listed == want, f"newest first, own then provisioned, no draft: want {want}, got {listed}"
+    pages = list(sdk.applications.list(limit=2).iter_pages())
+    assert [p.has_more for p in pages] == [True] * (len(pages) - 1) + [False], pages
+    assert len(pages) == (len(want) + 1) // 2, f"{len(want)} apps by 2 took {len(pages)} pages"
+    asc = [app.id for app in sdk.applications.list(limit=2, order="asc")]
+    assert asc == want[::-1], f"order=asc: want {want[::-1]}, got {asc}"
+    assert sdk.applications.retrieve(own[0]).id == own[0]
+ok("applications.list (cursor pages of 2, both orders) shows each organisation its own plus the provisioned ones")
+
+raises(writerai.NotFoundError, lambda: other_org.applications.retrieve(ours[0]), "another org's application")
+raises(writerai.NotFoundError, lambda: client.applications.retrieve(theirs[0]), "another org's application")
+raises(writerai.NotFoundError, lambda: client.applications.retrieve("ours-draft"), "a draft of our own")
+ok("applications.retrieve of another organisation's application, or of a draft, raises NotFoundError")
 
 # --- no call was retried by the SDK ---------------------------------------------------------
 

@@ -1,6 +1,7 @@
 //! Unit tests of the apps module, with shared helpers to load applications from a
 //! temporary folder.
 
+mod files;
 mod load;
 mod load_templates;
 mod render;

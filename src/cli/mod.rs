@@ -1,5 +1,8 @@
-//! The command line: `serve`, `keys`, `apps validate`, `migrate`. Each subcommand parses its
-//! arguments and calls one library function; output meant for scripts goes to stdout.
+//! The command line: `serve`, `keys`, `apps validate`, `apps push`/`pull` (remote.rs),
+//! `migrate`. Each subcommand parses its arguments and calls one library function; output
+//! meant for scripts goes to stdout.
+
+mod remote;
 
 use std::path::PathBuf;
 
@@ -84,6 +87,24 @@ enum AppsCommand {
         #[arg(env = "SCRIPTORIUM_APPS", default_value = "apps")]
         dir: PathBuf,
     },
+    /// Create or update, on a server, the application of each TOML file (one line per file;
+    /// a file whose definition is already current makes no new version).
+    Push {
+        /// A TOML file, or a folder of them.
+        path: PathBuf,
+        #[command(flatten)]
+        server: remote::ServerArgs,
+    },
+    /// Write the current definition of a server's application as a TOML file.
+    Pull {
+        /// The application's id.
+        id: String,
+        /// The file to write (replaced if it exists) [default: stdout].
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        server: remote::ServerArgs,
+    },
 }
 
 /// Which database a tool works on.
@@ -111,9 +132,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, options } => serve(*options, config).await,
         Command::Keys { command } => keys(command).await,
-        Command::Apps {
-            command: AppsCommand::Validate { dir },
-        } => validate_apps(&dir),
+        Command::Apps { command } => apps(command).await,
         Command::Migrate { db } => migrate(&db).await,
     }
 }
@@ -192,6 +211,16 @@ async fn migrate(db: &DbArgs) -> anyhow::Result<()> {
     }
     println!("{database:?}: migrations applied");
     Ok(())
+}
+
+async fn apps(command: AppsCommand) -> anyhow::Result<()> {
+    match command {
+        AppsCommand::Validate { dir } => validate_apps(&dir),
+        AppsCommand::Push { path, server } => remote::push(&path, server).await,
+        AppsCommand::Pull { id, output, server } => {
+            remote::pull(&id, output.as_deref(), server).await
+        }
+    }
 }
 
 fn validate_apps(dir: &std::path::Path) -> anyhow::Result<()> {
