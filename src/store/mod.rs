@@ -32,7 +32,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, broadcast};
 
 use crate::report::Cause;
 
@@ -150,6 +150,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'a, Option<ApplicationVersion>>;
     /// A page of an application's versions, newest first, with how many it has.
     fn list_application_versions(&self, query: VersionQuery) -> StoreFuture<'_, VersionPage>;
+    /// Changes to applications made by any process sharing this store (this one included),
+    /// heard after they commit; `None` when only this process writes them (SQLite).
+    fn application_changes(&self) -> Option<broadcast::Receiver<ApplicationsChanged>>;
+    /// Records what this node serves from its apps folder (replacing its earlier record) and
+    /// answers the record another node wrote last, to compare; `None` when there is none or
+    /// no other node can share the store (SQLite, which records nothing).
+    fn record_node(&self, node: NodeApplications) -> StoreFuture<'_, Option<NodeApplications>>;
 
     /// Records an uploaded file as `in_progress`, unless the organisation's files would then
     /// take more than `quota` bytes. Its bytes must already be in blob storage.

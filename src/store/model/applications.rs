@@ -69,3 +69,31 @@ pub struct VersionPage {
     /// How many versions the application has.
     pub total: u64,
 }
+
+/// Applications changed in the store, as heard by every process that shares it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApplicationsChanged {
+    /// The application `id` of `org` was created, changed or deleted.
+    Changed {
+        /// The organisation that owns the application.
+        org: OrgId,
+        /// The application.
+        id: ApplicationId,
+    },
+    /// Changes may have been missed (the process stopped hearing them for a while): any
+    /// application of any organisation may differ from what was last heard.
+    Missed,
+}
+
+/// What a node serves from its apps folder, recorded in a shared store at its start so that
+/// nodes with different folders can be told apart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeApplications {
+    /// The node, as it names itself (host and listen address).
+    pub node: String,
+    /// Each provisioned application's id and a digest of its definition file, sorted by id.
+    pub applications: std::collections::BTreeMap<String, String>,
+    /// When the node recorded it (at its start), in microseconds since the Unix epoch; set
+    /// by the store.
+    pub recorded_at: i64,
+}

@@ -4,8 +4,8 @@
 use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::Row;
 
-use super::connection;
 use super::errors::map_err;
+use super::{connection, notify_applications};
 use crate::store::{
     ApplicationId, ApplicationRecord, ApplicationVersion, NewVersion, OrgId, StoreError,
     VersionPage, VersionQuery,
@@ -71,6 +71,7 @@ pub(super) async fn write(
     )
     .await
     .map_err(map_err)?;
+    notify_applications(&tx, &new.org, &new.id).await?;
     tx.commit().await.map_err(map_err)?;
     Ok(Some(app))
 }
@@ -81,18 +82,23 @@ pub(super) async fn delete(
     id: &ApplicationId,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let client = connection(pool).await?;
-    let stmt = client
+    let mut client = connection(pool).await?;
+    let tx = client.transaction().await.map_err(map_err)?;
+    let stmt = tx
         .prepare_cached(
             "UPDATE applications SET deleted_at = $3, updated_at = $3 \
              WHERE org = $1 AND id = $2 AND deleted_at IS NULL",
         )
         .await
         .map_err(map_err)?;
-    let n = client
+    let n = tx
         .execute(&stmt, &[&org, &id, &now])
         .await
         .map_err(map_err)?;
+    if n == 1 {
+        notify_applications(&tx, org, id).await?;
+    }
+    tx.commit().await.map_err(map_err)?;
     Ok(n == 1)
 }
 

@@ -1,25 +1,27 @@
-//! Wake-ups across nodes: a dedicated connection LISTENs on [`CHANNEL`] and turns each
-//! notification for this store's schema into [`Notify::notify_one`].
+//! Signals across nodes: a dedicated connection LISTENs on [`CHANNEL`] and turns each
+//! notification for this store's schema into [`Notify::notify_one`] (job wake-ups), and on
+//! [`APPLICATIONS_CHANNEL`] into an [`ApplicationsChanged`] for every subscriber (the caches
+//! of applications).
 //!
-//! Writers send `pg_notify` inside the transactions that make jobs runnable, so PostgreSQL
-//! delivers it only after the commit, to every node, and folds repeats within a transaction.
-//! When the connection drops (a restart, `pg_terminate_backend`, a network fault noticed by
-//! TCP keepalives) the task reconnects with jittered exponential backoff and then signals
-//! once, since notifications sent while it was away are lost. Missing one is never fatal: the
-//! engine polls as a fallback. The connection shows in `pg_stat_activity` under the pool's
-//! application name with `-listen` appended.
+//! Writers send `pg_notify` inside their transactions, so PostgreSQL delivers it only after
+//! the commit, to every node, and folds repeats within a transaction. When the connection
+//! drops (a restart, `pg_terminate_backend`, a network fault noticed by TCP keepalives) the
+//! task reconnects with jittered exponential backoff and then signals once on each, since
+//! notifications sent while it was away are lost: a wake-up, and [`ApplicationsChanged::Missed`].
+//! Missing a wake-up is never fatal: the engine polls as a fallback. The connection shows in
+//! `pg_stat_activity` under the pool's application name with `-listen` appended.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 
-use super::CHANNEL;
 use super::errors::map_err;
+use super::{APPLICATIONS_CHANNEL, CHANNEL};
 use crate::report::Chain;
-use crate::store::StoreError;
+use crate::store::{ApplicationsChanged, StoreError};
 
 /// The first wait before reconnecting; doubled after each failure up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -27,12 +29,26 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 type Messages = mpsc::UnboundedReceiver<Result<AsyncMessage, tokio_postgres::Error>>;
 
+/// Where what is heard goes.
+pub(super) struct Signals {
+    /// Job wake-ups.
+    pub(super) wakeups: Arc<Notify>,
+    /// Changes to applications.
+    pub(super) applications: broadcast::Sender<ApplicationsChanged>,
+}
+
+impl Signals {
+    /// After a reconnection: anything may have happened meanwhile.
+    fn missed(&self) {
+        self.wakeups.notify_one();
+        // No subscriber is no error: nothing is cached.
+        let _ = self.applications.send(ApplicationsChanged::Missed);
+    }
+}
+
 /// Connects and LISTENs once (so a store that opened hears every later commit), then keeps
 /// listening in a task until it is aborted.
-pub(super) async fn start(
-    config: Config,
-    wakeups: Arc<Notify>,
-) -> Result<JoinHandle<()>, StoreError> {
+pub(super) async fn start(config: Config, signals: Signals) -> Result<JoinHandle<()>, StoreError> {
     let mut config = config;
     let name = config
         .get_application_name()
@@ -45,15 +61,15 @@ pub(super) async fn start(
             StoreError::Database(cause) => StoreError::Unavailable(cause),
             other => other,
         })?;
-    Ok(tokio::spawn(run(config, wakeups, listening)))
+    Ok(tokio::spawn(run(config, signals, listening)))
 }
 
-async fn run(config: Config, wakeups: Arc<Notify>, mut listening: Listening) {
+async fn run(config: Config, signals: Signals, mut listening: Listening) {
     loop {
-        listening.relay(&wakeups).await;
+        listening.relay(&signals).await;
         listening = reconnect(&config).await;
-        tracing::info!("listening for job wake-ups again");
-        wakeups.notify_one();
+        tracing::info!("listening for job wake-ups and application changes again");
+        signals.missed();
     }
 }
 
@@ -94,7 +110,9 @@ impl Listening {
                 }
             }
         });
-        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        client
+            .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {APPLICATIONS_CHANNEL}"))
+            .await?;
         let schema = client
             .query_one("SELECT coalesce(current_schema(), '')", &[])
             .await?
@@ -106,13 +124,19 @@ impl Listening {
         })
     }
 
-    /// Signals `wakeups` for each notification addressed to this schema until the
-    /// connection ends.
-    async fn relay(mut self, wakeups: &Notify) {
+    /// Passes on each notification addressed to this schema until the connection ends.
+    async fn relay(mut self, signals: &Signals) {
         while let Some(message) = self.messages.recv().await {
             match message {
-                Ok(AsyncMessage::Notification(n)) if n.payload() == self.schema => {
-                    wakeups.notify_one();
+                Ok(AsyncMessage::Notification(n)) if n.channel() == CHANNEL => {
+                    if n.payload() == self.schema {
+                        signals.wakeups.notify_one();
+                    }
+                }
+                Ok(AsyncMessage::Notification(n)) if n.channel() == APPLICATIONS_CHANNEL => {
+                    if let Some(changed) = self.application(n.payload()) {
+                        let _ = signals.applications.send(changed);
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -122,5 +146,22 @@ impl Listening {
             }
         }
         tracing::warn!("the LISTEN connection closed; reconnecting");
+    }
+
+    /// The change an applications payload (`[schema, org, id]`, see
+    /// [`NOTIFY_APPLICATIONS`](super::NOTIFY_APPLICATIONS)) announces, if it is this schema's.
+    fn application(&self, payload: &str) -> Option<ApplicationsChanged> {
+        match serde_json::from_str::<(String, String, String)>(payload) {
+            Ok((schema, org, id)) => {
+                (schema == self.schema).then(|| ApplicationsChanged::Changed {
+                    org: org.into(),
+                    id: id.into(),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(payload, error = %e, "an applications notification could not be read");
+                None
+            }
+        }
     }
 }

@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0006_scheduler.sql"),
     include_str!("0007_job_provider.sql"),
     include_str!("0008_applications.sql"),
+    include_str!("0009_nodes.sql"),
 ];
 
 /// Taken before anything else, per schema: nodes sharing a schema serialise their

@@ -28,7 +28,11 @@
 //!   a dedicated connection LISTENs, reconnecting with backoff when it drops, and turns
 //!   notifications for its own schema into [`Notify::notify_one`]. So a job accepted by one
 //!   node wakes the engines of all. The engine polls as a fallback (PgBouncer in transaction
-//!   mode, for one, breaks LISTEN).
+//!   mode, for one, breaks LISTEN). Every write of an application likewise runs
+//!   `pg_notify('scriptorium_applications', [schema, org, id])` in its transaction; the same
+//!   connection hears it and passes it on to [`Store::application_changes`]' subscribers.
+//! - **Nodes** ([`nodes`]): each node records at start what its apps folder serves, so that a
+//!   node started with a different folder is told so.
 //! - **Counts** are kept by statement-level triggers with transition tables (one upsert per
 //!   organisation, application and status per statement), so `totalCount` never scans. Since
 //!   migration 0003 each connection upserts the counter rows of its own shard (backend pid
@@ -49,6 +53,7 @@ mod jobs;
 mod leases;
 mod listener;
 mod migrate;
+mod nodes;
 mod orgs;
 mod shared;
 
@@ -56,15 +61,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Config, NoTls};
 
 use super::{
-    ApplicationId, ApplicationRecord, ApplicationVersion, ClaimedFile, ClaimedJob, Clock, FileId,
-    FileInserted, FileLease, FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobId,
-    JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewFile, NewJob, NewVersion, OrgId, Outcome,
-    RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery, after,
+    ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, ClaimedFile,
+    ClaimedJob, Clock, FileId, FileInserted, FileLease, FilePage, FileProcessed, FileQuery,
+    FileRecord, Inserted, JobId, JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewFile, NewJob,
+    NewVersion, NodeApplications, OrgId, Outcome, RetryOutcome, Store, StoreError, StoreFuture,
+    VersionPage, VersionQuery, after,
 };
 use errors::{map_err, pool_err};
 
@@ -77,6 +83,16 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 const CHANNEL: &str = "scriptorium_jobs";
 /// Sent inside every transaction that may make jobs runnable (on [`CHANNEL`]).
 const NOTIFY: &str = "SELECT pg_notify('scriptorium_jobs', coalesce(current_schema(), ''))";
+/// The channel changes to applications are announced on.
+const APPLICATIONS_CHANNEL: &str = "scriptorium_applications";
+/// Sent inside every transaction that writes an application (on [`APPLICATIONS_CHANNEL`]),
+/// with `$1` the organisation and `$2` the application: the payload is the JSON array
+/// `[schema, org, id]`.
+const NOTIFY_APPLICATIONS: &str = "SELECT pg_notify('scriptorium_applications', \
+     json_build_array(coalesce(current_schema(), ''), $1::text, $2::text)::text)";
+/// Changes to applications heard but not yet taken by a slow subscriber, at most; one that
+/// falls further behind is told it missed some.
+const APPLICATION_CHANGES: usize = 1024;
 
 /// The PostgreSQL store. Cheap to share behind an `Arc`; several nodes (or several stores in
 /// one process) may open the same database and schema at once.
@@ -84,6 +100,7 @@ pub struct PostgresStore {
     pool: Pool,
     inserts: mpsc::Sender<inserter::Request>,
     wakeups: Arc<Notify>,
+    applications: broadcast::Sender<ApplicationsChanged>,
     listener: JoinHandle<()>,
     clock: Clock,
     /// The organisation this node's last claim served last: the next claim starts after it.
@@ -119,12 +136,18 @@ impl PostgresStore {
             .build()
             .map_err(|e| StoreError::database("cannot build the pool", e))?;
         let wakeups = Arc::new(Notify::new());
-        let listener = listener::start(config, wakeups.clone()).await?;
+        let (applications, _) = broadcast::channel(APPLICATION_CHANGES);
+        let signals = listener::Signals {
+            wakeups: wakeups.clone(),
+            applications: applications.clone(),
+        };
+        let listener = listener::start(config, signals).await?;
         let inserts = inserter::spawn(pool.clone(), wakeups.clone(), clock.clone());
         Ok(Self {
             pool,
             inserts,
             wakeups,
+            applications,
             listener,
             clock,
             turn: std::sync::Mutex::default(),
@@ -311,6 +334,15 @@ impl Store for PostgresStore {
         Box::pin(async move { applications::versions(&self.pool, &query).await })
     }
 
+    fn application_changes(&self) -> Option<broadcast::Receiver<ApplicationsChanged>> {
+        Some(self.applications.subscribe())
+    }
+
+    fn record_node(&self, node: NodeApplications) -> StoreFuture<'_, Option<NodeApplications>> {
+        let now = self.clock.now();
+        Box::pin(async move { nodes::record(&self.pool, &node, now).await })
+    }
+
     fn insert_file(&self, file: NewFile, quota: i64) -> StoreFuture<'_, FileInserted> {
         let now = self.clock.now();
         Box::pin(async move { files::insert(&self.pool, &file, quota, now).await })
@@ -378,5 +410,19 @@ async fn connection(pool: &Pool) -> Result<deadpool_postgres::Object, StoreError
 async fn notify(tx: &deadpool_postgres::Transaction<'_>) -> Result<(), StoreError> {
     let stmt = tx.prepare_cached(NOTIFY).await.map_err(map_err)?;
     tx.execute(&stmt, &[]).await.map_err(map_err)?;
+    Ok(())
+}
+
+/// Runs [`NOTIFY_APPLICATIONS`] for `org`'s application `id` in the transaction `tx`.
+async fn notify_applications(
+    tx: &deadpool_postgres::Transaction<'_>,
+    org: &OrgId,
+    id: &ApplicationId,
+) -> Result<(), StoreError> {
+    let stmt = tx
+        .prepare_cached(NOTIFY_APPLICATIONS)
+        .await
+        .map_err(map_err)?;
+    tx.execute(&stmt, &[&org, &id]).await.map_err(map_err)?;
     Ok(())
 }

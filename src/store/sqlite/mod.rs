@@ -19,13 +19,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, broadcast};
 
 use super::{
-    ApplicationId, ApplicationRecord, ApplicationVersion, ClaimedFile, ClaimedJob, Clock, FileId,
-    FileInserted, FileLease, FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobId,
-    JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewFile, NewJob, NewVersion, OrgId, Outcome,
-    RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery,
+    ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, ClaimedFile,
+    ClaimedJob, Clock, FileId, FileInserted, FileLease, FilePage, FileProcessed, FileQuery,
+    FileRecord, Inserted, JobId, JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewFile, NewJob,
+    NewVersion, NodeApplications, OrgId, Outcome, RetryOutcome, Store, StoreError, StoreFuture,
+    VersionPage, VersionQuery,
 };
 use crate::report::Cause;
 use writer::Writer;
@@ -398,6 +399,14 @@ impl Store for SqliteStore {
         Box::pin(read(&self.readers, move |c| {
             applications::versions(c, &query)
         }))
+    }
+
+    fn application_changes(&self) -> Option<broadcast::Receiver<ApplicationsChanged>> {
+        None
+    }
+
+    fn record_node(&self, _: NodeApplications) -> StoreFuture<'_, Option<NodeApplications>> {
+        Box::pin(async { Ok(None) })
     }
 
     fn insert_file(&self, file: NewFile, quota: i64) -> StoreFuture<'_, FileInserted> {
