@@ -4,24 +4,26 @@
 //!
 //! Job creates look applications up on every request, so an organisation's own applications
 //! are held in memory at their current versions: loaded from the store at the organisation's
-//! first lookup, and dropped when this process changes one of them (the next lookup loads
-//! them again). A change made by another node is not seen here until then: cross-node
-//! invalidation (PostgreSQL NOTIFY) is still to come. Jobs do not depend on it: a job runs
-//! with the version it was created with ([`Catalog::pinned`]), read from the store when it
-//! is not the one held here.
+//! first lookup, and dropped when one of them changes (the next lookup loads them again):
+//! at once when this process changes it, and when the store announces a change made by any
+//! process sharing it ([`Catalog::follow_changes`]: PostgreSQL's notifications, heard by every
+//! node); all of them when the store may have missed some. Jobs do not depend on it: a job
+//! runs with the version it was created with ([`Catalog::pinned`]), read from the store when
+//! it is not the one held here.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+use tokio::sync::broadcast::error::RecvError;
 
 use super::{Application, Registry, document};
 use crate::providers::Providers;
 use crate::report::Chain;
 use crate::store::{
-    ApplicationId, ApplicationRecord, NewVersion, OrgId, Store, StoreError, VersionPage,
-    VersionQuery,
+    ApplicationId, ApplicationRecord, ApplicationsChanged, NewVersion, OrgId, Store, StoreError,
+    VersionPage, VersionQuery,
 };
 
 /// Every application, provisioned and per organisation.
@@ -37,7 +39,8 @@ type Owned = HashMap<ApplicationId, Arc<Application>>;
 
 #[derive(Default)]
 struct Cache {
-    /// Raised by every change: a load that began before a change does not install its result.
+    /// Raised by every change, made here or heard of: a load that began before a change does
+    /// not install its result (it may have read the store before the change committed).
     epoch: u64,
     orgs: HashMap<OrgId, Arc<Owned>>,
 }
@@ -79,6 +82,36 @@ impl Catalog {
             providers,
             cache: Mutex::default(),
         }
+    }
+
+    /// Follows the changes the store announces, for as long as the catalog and the store
+    /// live: each drops its organisation's applications from memory; a missed one, all.
+    /// Without announcements (SQLite: this process is the only writer) there is nothing to
+    /// follow.
+    pub(crate) fn follow_changes(self: &Arc<Self>) {
+        let Some(mut changes) = self.store.application_changes() else {
+            return;
+        };
+        let catalog: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let change = changes.recv().await;
+                let Some(catalog) = catalog.upgrade() else {
+                    return;
+                };
+                match change {
+                    Ok(ApplicationsChanged::Changed { org, id }) => {
+                        tracing::debug!(%org, application = %id, "an application changed");
+                        catalog.invalidate(&org);
+                    }
+                    Ok(ApplicationsChanged::Missed) | Err(RecvError::Lagged(_)) => {
+                        tracing::info!("application changes may have been missed; forgetting all");
+                        catalog.invalidate_all();
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
     }
 
     /// The deployed application `id` as `org` sees it: its own, else a provisioned one.
@@ -356,6 +389,13 @@ impl Catalog {
         let mut cache = self.lock();
         cache.epoch += 1;
         cache.orgs.remove(org);
+    }
+
+    /// Forgets every organisation's applications.
+    fn invalidate_all(&self) {
+        let mut cache = self.lock();
+        cache.epoch += 1;
+        cache.orgs.clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {

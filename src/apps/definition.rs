@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use super::checks::check_templates;
@@ -49,10 +50,12 @@ struct RawInput {
     options: Option<Spanned<toml::Value>>,
 }
 
-/// A successfully loaded application and the file line of its `id`.
+/// A successfully loaded application, the file line of its `id`, and the SHA-256 of its
+/// file's text in hex (to tell whether two nodes load the same file).
 pub(crate) struct Loaded {
     pub(crate) app: Application,
     pub(crate) id_line: usize,
+    pub(crate) digest: String,
 }
 
 /// Reads and validates one application file.
@@ -142,6 +145,7 @@ pub(crate) fn parse(text: &str, mtime: SystemTime) -> Result<Loaded, Vec<Problem
     Ok(Loaded {
         app,
         id_line: line_of(text, raw.id.span().start),
+        digest: format!("{:x}", Sha256::digest(text)),
     })
 }
 

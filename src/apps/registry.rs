@@ -1,7 +1,7 @@
 //! The [`Registry`] of applications loaded from a folder, and [`LoadError`], the list of every
 //! problem found while loading it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,6 +15,8 @@ pub(crate) struct Registry {
     all: Vec<Arc<Application>>,
     deployed: Vec<Arc<Application>>,
     by_id: HashMap<ApplicationId, Arc<Application>>,
+    /// Each application's id and the digest of its file, drafts included.
+    digests: BTreeMap<String, String>,
 }
 
 /// Everything wrong with an applications folder, one problem per entry, each formatted as
@@ -35,6 +37,7 @@ impl Registry {
         let paths = app_files(dir, &mut problems)?;
         let mut loaded: Vec<Application> = Vec::new();
         let mut seen: HashMap<ApplicationId, (PathBuf, usize)> = HashMap::new();
+        let mut digests = BTreeMap::new();
         for path in paths {
             match load_file(&path) {
                 Ok(file) => {
@@ -47,6 +50,7 @@ impl Registry {
                         ));
                     } else {
                         seen.insert(file.app.id.clone(), (path.clone(), file.id_line));
+                        digests.insert(file.app.id.to_string(), file.digest);
                         loaded.push(file.app);
                     }
                 }
@@ -62,10 +66,10 @@ impl Registry {
         if !problems.is_empty() {
             return Err(LoadError { problems });
         }
-        Ok(Registry::from_apps(loaded))
+        Ok(Registry::from_apps(loaded, digests))
     }
 
-    fn from_apps(mut apps: Vec<Application>) -> Registry {
+    fn from_apps(mut apps: Vec<Application>, digests: BTreeMap<String, String>) -> Registry {
         apps.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         let all: Vec<Arc<Application>> = apps.into_iter().map(Arc::new).collect();
         let deployed: Vec<Arc<Application>> =
@@ -78,6 +82,7 @@ impl Registry {
             all,
             deployed,
             by_id,
+            digests,
         }
     }
 
@@ -89,6 +94,12 @@ impl Registry {
     /// The deployed applications, sorted by `(created_at, id)` ascending.
     pub(crate) fn deployed(&self) -> &[Arc<Application>] {
         &self.deployed
+    }
+
+    /// Each application's id (drafts included) and the SHA-256 of its file's text, sorted by
+    /// id: two folders that serve the same have the same.
+    pub(crate) fn digests(&self) -> &BTreeMap<String, String> {
+        &self.digests
     }
 
     /// Every loaded application, drafts included, sorted by `(created_at, id)` ascending

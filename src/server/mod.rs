@@ -3,8 +3,10 @@
 //! future resolves, and drains the engine.
 //!
 //! - [`connections`]: the HTTP/1 listener and the limits each connection is held to.
+//! - [`peers`]: the check that every node sharing the database serves the same apps folder.
 
 pub(crate) mod connections;
+mod peers;
 
 use std::future::Future;
 use std::io;
@@ -82,9 +84,11 @@ impl Server {
             "applications loaded"
         );
         log_providers(&providers);
+        peers::check_apps_folder(store.as_ref(), &apps, listener.local_addr()?).await;
         let files = open_files(settings, store.clone()).await?;
         let keys = Arc::new(Keys::new(store.clone(), settings.api_key.as_ref()));
         let apps = Arc::new(Catalog::new(apps, store.clone(), providers.clone()));
+        apps.follow_changes();
         let engine = Engine::new(
             store.clone(),
             apps.clone(),
