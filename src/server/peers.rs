@@ -41,12 +41,12 @@ pub(super) async fn check_apps_folder(store: &dyn Store, apps: &Registry, addres
     }
 }
 
-/// This node as others see it: its host name and the address it listens on.
+/// This node as others see it: its host name and the address it listens on, `HOST@IP:PORT`.
 fn node_name(address: SocketAddr) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_owned())
         .unwrap_or_else(|_| "unknown-host".to_owned());
-    format!("{host} {address}")
+    format!("{host}@{address}")
 }
 
 /// Each application that `mine` (this node) and `theirs` (the other node) do not share:

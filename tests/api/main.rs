@@ -9,6 +9,7 @@ mod auth;
 mod blobs;
 mod cli;
 mod cluster;
+mod cluster_apps;
 mod conformance;
 mod crash;
 mod definitions;

@@ -89,7 +89,7 @@ pub enum ApplicationsChanged {
 /// nodes with different folders can be told apart.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeApplications {
-    /// The node, as it names itself (host and listen address).
+    /// The node, as it names itself (its host and listen address).
     pub node: String,
     /// Each provisioned application's id and a digest of its definition file, sorted by id.
     pub applications: std::collections::BTreeMap<String, String>,
