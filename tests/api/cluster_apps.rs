@@ -75,14 +75,14 @@ async fn create_job(node: &ServerProcess) -> StatusCode {
     response.status()
 }
 
-/// Asks `node` until `seen` answers true; answers how long that took from `since`. Fails
-/// after [`CONVERGED`].
-async fn converged(what: &str, since: Instant, mut seen: impl AsyncFnMut() -> bool) -> Duration {
-    loop {
+/// Asks until `seen` answers true, and prints how long that took from `since` and how many
+/// times it asked. Fails after [`CONVERGED`].
+async fn converged(what: &str, since: Instant, mut seen: impl AsyncFnMut() -> bool) {
+    for asked in 1.. {
         if seen().await {
             let delay = since.elapsed();
-            println!("{what}: seen by the other node after {delay:?}");
-            return delay;
+            println!("{what}: seen by the other node after {delay:?} (asked {asked} times)");
+            return;
         }
         assert!(
             since.elapsed() < CONVERGED,
