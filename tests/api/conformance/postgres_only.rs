@@ -1,12 +1,13 @@
-//! PostgreSQL only: a store whose connections are killed recovers by itself, and nodes
-//! starting together migrate a fresh schema once. Skipped (with a notice) without a server,
+//! PostgreSQL only: a store whose connections are killed recovers by itself, nodes starting
+//! together migrate a fresh schema once, application writes are heard by every store, and
+//! each node's record of its apps folder is compared with the last other node's. Skipped (with a notice) without a server,
 //! unless `SCRIPTORIUM_REQUIRE_POSTGRES=1`.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use scriptorium::store::postgres::PostgresStore;
-use scriptorium::store::{Store, StoreError};
+use scriptorium::store::{ApplicationsChanged, NewVersion, NodeApplications, Store, StoreError};
 use tokio::time::{sleep, timeout};
 
 use super::{job, job_id, org, query};
@@ -107,6 +108,76 @@ async fn postgres_nodes_starting_together_migrate_once() {
         "{rows} {distinct} {max}"
     );
     scriptorium::store::postgres::migrate(&url).await.unwrap();
+}
+
+/// PostgreSQL only: every committed write of an application is announced to every store on
+/// the schema, the writer's own included, with its organisation and id; a write that changes
+/// nothing announces nothing.
+#[tokio::test]
+async fn postgres_application_writes_are_heard_by_every_store() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let url = schema.url("apps");
+    let (a, b) = (
+        PostgresStore::open(&url).await.unwrap(),
+        PostgresStore::open(&url).await.unwrap(),
+    );
+    let (mut heard_a, mut heard_b) = (
+        a.application_changes().unwrap(),
+        b.application_changes().unwrap(),
+    );
+    let new = |id: &str| NewVersion {
+        org: org("acme"),
+        id: id.into(),
+        definition: "{}".into(),
+        deployed: true,
+    };
+    assert!(a.update_application(new("nobody")).await.unwrap().is_none());
+    assert!(
+        !a.delete_application(&org("acme"), &"nobody".into())
+            .await
+            .unwrap()
+    );
+    a.create_application(new("greeter")).await.unwrap().unwrap();
+    b.delete_application(&org("acme"), &"greeter".into())
+        .await
+        .unwrap();
+    let changed = ApplicationsChanged::Changed {
+        org: org("acme"),
+        id: "greeter".into(),
+    };
+    for heard in [&mut heard_a, &mut heard_b] {
+        for _ in 0..2 {
+            let next = timeout(Duration::from_secs(10), heard.recv()).await;
+            assert_eq!(next.unwrap().unwrap(), changed);
+        }
+        assert!(heard.try_recv().is_err(), "nothing else was announced");
+    }
+}
+
+/// PostgreSQL only: a node's record of its apps folder answers the one another node wrote
+/// last (not its own earlier one).
+#[tokio::test]
+async fn postgres_nodes_compare_their_apps_folder_with_the_last_other_node() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let store = PostgresStore::open(&schema.url("nodes")).await.unwrap();
+    let node = |name: &str, digest: &str| NodeApplications {
+        node: name.into(),
+        applications: [("echo".to_owned(), digest.to_owned())].into(),
+        recorded_at: 0,
+    };
+    assert_eq!(store.record_node(node("a", "1")).await.unwrap(), None);
+    assert_eq!(store.record_node(node("a", "2")).await.unwrap(), None);
+    let last = store.record_node(node("b", "3")).await.unwrap().unwrap();
+    assert_eq!(
+        (last.node.as_str(), &last.applications),
+        ("a", &node("a", "2").applications)
+    );
+    let last = store.record_node(node("a", "4")).await.unwrap().unwrap();
+    assert_eq!(last.node, "b");
 }
 
 /// Waits until `check` holds, for at most `limit`.
