@@ -44,7 +44,8 @@
 //! - [`config`]: one typed [`config::Settings`] from defaults, file, environment and flags.
 //! - [`server`]: assembles the parts and runs them until shutdown; its `connections` is the
 //!   HTTP/1 listener, holding each connection to header, body and idle timeouts and the
-//!   server to a connection cap.
+//!   server to a connection cap; its `peers` checks at start that the nodes sharing a
+//!   database serve the same apps folder.
 //! - [`cli`]: the subcommands; `main.rs` only dispatches to it. `apps push`/`pull` talk to a
 //!   running server over HTTP only, never to its store.
 //!

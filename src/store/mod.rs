@@ -16,7 +16,8 @@
 //!   commits whatever requests have queued up in one transaction (group commit), so many
 //!   concurrent submits cost one fsync; reads use a small pool of read connections (WAL).
 //! - [`postgres`]: the distributed mode, one database shared by many nodes: grouped inserts,
-//!   `SKIP LOCKED` claims, batched fenced outcomes, LISTEN/NOTIFY wake-ups across nodes.
+//!   `SKIP LOCKED` claims, batched fenced outcomes, LISTEN/NOTIFY wake-ups and application
+//!   changes across nodes.
 
 mod clock;
 mod ids;
