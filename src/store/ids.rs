@@ -1,7 +1,7 @@
 //! The identifiers that travel from the API through the store to the engine, each a type of
 //! its own, so that one can never be passed where another is meant.
 //!
-//! - [`JobId`] and [`FileId`] are UUIDv7s, made by the server. Their one text form, on the
+//! - [`JobId`], [`FileId`] and [`BatchId`] are UUIDv7s, made by the server. Their one text form, on the
 //!   wire and in both databases, is the lowercase hyphenated one; [`JobId::parse`] accepts
 //!   only that, so the same UUID sent in another spelling names nothing, as any unknown id
 //!   does. They are `Copy`, and JSON bodies and PostgreSQL's parameters get their text
@@ -18,7 +18,7 @@ use serde::{Serialize, Serializer};
 use uuid::Uuid;
 use uuid::fmt::Hyphenated;
 
-/// The parts of [`JobId`] and [`FileId`]: the same representation, for different things.
+/// The parts of [`JobId`], [`FileId`] and [`BatchId`]: the same representation, for different things.
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -79,6 +79,11 @@ uuid_id!(
 uuid_id!(
     /// A file's public id, also the name of its blob.
     FileId
+);
+
+uuid_id!(
+    /// A batch's public id.
+    BatchId
 );
 
 /// An application's id, as its definition names it (`[A-Za-z0-9_-]+`).

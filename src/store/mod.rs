@@ -38,7 +38,7 @@ use tokio::sync::{Notify, broadcast};
 use crate::report::Cause;
 
 pub use clock::Clock;
-pub use ids::{ApplicationId, FileId, JobId, OrgId};
+pub use ids::{ApplicationId, BatchId, FileId, JobId, OrgId};
 pub use isolate::UNSTORABLE;
 pub(crate) use isolate::isolating;
 pub use model::*;
@@ -84,6 +84,16 @@ pub trait Store: Send + Sync + 'static {
     fn list_jobs(&self, query: JobQuery) -> StoreFuture<'_, JobPage>;
     /// Queues a failed job again with a fresh series of attempts.
     fn retry_job<'a>(&'a self, org: &'a OrgId, id: JobId) -> StoreFuture<'a, RetryOutcome>;
+
+    /// Stores a batch and all its items in one transaction, a few statements per thousands
+    /// of items: valid items `queued`, refused ones `failed` with their error. Durable when
+    /// the future resolves; answers the batch as stored.
+    fn insert_batch(&self, batch: NewBatch) -> StoreFuture<'_, BatchRecord>;
+    /// One batch of `org` with its counts, or `None` (also for another organisation's).
+    fn get_batch<'a>(&'a self, org: &'a OrgId, id: BatchId)
+    -> StoreFuture<'a, Option<BatchRecord>>;
+    /// A page of an application's batches, newest first, with the total that match.
+    fn list_batches(&self, query: BatchQuery) -> StoreFuture<'_, BatchPage>;
 
     /// Claims up to `limit` due jobs in one statement: each becomes `running` with its attempt
     /// number raised and a lease that lapses after `lease`.

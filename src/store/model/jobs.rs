@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{WriterStatus, storable_text};
-use crate::store::{ApplicationId, JobId, OrgId};
+use crate::store::{ApplicationId, BatchId, JobId, OrgId};
 
 /// A job's internal state. The Writer routes show only [`JobState::writer_status`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,6 +213,10 @@ pub struct JobRecord {
     pub provider: Option<String>,
     /// The model that produced the result, once completed (when known).
     pub model: Option<String>,
+    /// The batch it belongs to, if it was created as a batch's item.
+    pub batch_id: Option<BatchId>,
+    /// Its name within its batch.
+    pub custom_id: Option<String>,
 }
 
 /// Tokens a call used, as the backend reported them.

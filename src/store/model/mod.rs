@@ -1,5 +1,5 @@
 //! The records the store reads and writes, shared by every backend: [`jobs`]',
-//! [`files`]' and [`applications`]', and here what both use (time, text, Writer's statuses) and API keys.
+//! [`batches`]', [`files`]' and [`applications`]', and here what both use (time, text, Writer's statuses) and API keys.
 //!
 //! Times are microseconds since the Unix epoch (`i64`), which both SQLite and PostgreSQL store
 //! natively and which sort and compare without parsing.
@@ -9,10 +9,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::OrgId;
 
 mod applications;
+mod batches;
 mod files;
 mod jobs;
 
 pub use applications::*;
+pub use batches::*;
 pub use files::*;
 pub use jobs::*;
 

@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use uuid::fmt::Hyphenated;
 
-use crate::store::{ApplicationId, FileId, JobId, OrgId};
+use crate::store::{ApplicationId, BatchId, FileId, JobId, OrgId};
 
 /// What a conversion fails with.
 type ConversionError = Box<dyn Error + Sync + Send>;
@@ -43,6 +43,7 @@ macro_rules! uuid_text {
 
 uuid_text!(JobId);
 uuid_text!(FileId);
+uuid_text!(BatchId);
 
 /// `ToSql` and `FromSql` for an id stored as its text.
 macro_rules! text {

@@ -21,7 +21,7 @@ use crate::store::{
 
 const RECORD_COLUMNS: &str = "id, application_id, state, attempt, created_at, updated_at, \
      started_at, completed_at, title, suggestion, error, prompt_tokens, completion_tokens, \
-     priority, provider, model";
+     priority, provider, model, batch_id, custom_id";
 
 /// Statement parameters.
 pub(super) type Params<'a> = [&'a (dyn ToSql + Sync)];
@@ -307,6 +307,8 @@ fn record(r: &Row) -> Result<JobRecord, StoreError> {
         priority: Priority::from_code(r.get::<_, i16>(13).into()),
         provider: r.get(14),
         model: r.get(15),
+        batch_id: r.try_get(16).map_err(map_err)?,
+        custom_id: r.get(17),
     })
 }
 

@@ -45,6 +45,7 @@
 //! deployment (or test) its own with `options=-c search_path=NAME` in the URL.
 
 mod applications;
+mod batches;
 mod errors;
 mod files;
 mod ids;
@@ -66,11 +67,11 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Config, NoTls};
 
 use super::{
-    ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, ClaimedFile,
-    ClaimedJob, Clock, FileId, FileInserted, FileLease, FilePage, FileProcessed, FileQuery,
-    FileRecord, Inserted, JobId, JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewFile, NewJob,
-    NewVersion, NodeApplications, OrgId, Outcome, RetryOutcome, Store, StoreError, StoreFuture,
-    VersionPage, VersionQuery, after,
+    ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
+    BatchQuery, BatchRecord, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted, FileLease,
+    FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobId, JobPage, JobQuery, JobRecord,
+    KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId, Outcome,
+    RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery, after,
 };
 use errors::{map_err, pool_err};
 
@@ -202,6 +203,29 @@ impl Store for PostgresStore {
 
     fn list_jobs(&self, query: JobQuery) -> StoreFuture<'_, JobPage> {
         Box::pin(async move { jobs::list(&self.pool, &query).await })
+    }
+
+    fn insert_batch(&self, batch: NewBatch) -> StoreFuture<'_, BatchRecord> {
+        let now = self.clock.now();
+        Box::pin(async move {
+            let record = batches::insert(&self.pool, &batch, now).await?;
+            if record.in_progress() > 0 {
+                self.wakeups.notify_one();
+            }
+            Ok(record)
+        })
+    }
+
+    fn get_batch<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: BatchId,
+    ) -> StoreFuture<'a, Option<BatchRecord>> {
+        Box::pin(batches::get(&self.pool, org, id))
+    }
+
+    fn list_batches(&self, query: BatchQuery) -> StoreFuture<'_, BatchPage> {
+        Box::pin(async move { batches::list(&self.pool, &query).await })
     }
 
     fn retry_job<'a>(&'a self, org: &'a OrgId, id: JobId) -> StoreFuture<'a, RetryOutcome> {

@@ -3,7 +3,7 @@
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
-use crate::store::{ApplicationId, FileId, JobId, OrgId};
+use crate::store::{ApplicationId, BatchId, FileId, JobId, OrgId};
 
 /// `ToSql` and `FromSql` for an id stored as its UUID text.
 macro_rules! uuid_text {
@@ -27,6 +27,7 @@ macro_rules! uuid_text {
 
 uuid_text!(JobId);
 uuid_text!(FileId);
+uuid_text!(BatchId);
 
 /// `ToSql` and `FromSql` for an id stored as its text.
 macro_rules! text {

@@ -10,7 +10,7 @@ use crate::store::{
 
 const RECORD_COLUMNS: &str = "id, application_id, state, attempt, created_at, updated_at, \
      started_at, completed_at, title, suggestion, error, prompt_tokens, completion_tokens, \
-     priority, provider, model";
+     priority, provider, model, batch_id, custom_id";
 
 /// The jobs waiting to be claimed: the condition of the partial index `jobs_due`, in the same
 /// form (SQLite uses a partial index only for a query that says its condition as it is written;
@@ -398,6 +398,8 @@ fn record(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
         priority: Priority::from_code(r.get(13)?),
         provider: r.get(14)?,
         model: r.get(15)?,
+        batch_id: r.get(16)?,
+        custom_id: r.get(17)?,
     })
 }
 

@@ -7,6 +7,7 @@
 //! Command-line tools (`keys`) open the database without that lock, beside a running server.
 
 mod applications;
+mod batches;
 mod files;
 mod ids;
 mod jobs;
@@ -22,11 +23,11 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Notify, broadcast};
 
 use super::{
-    ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, ClaimedFile,
-    ClaimedJob, Clock, FileId, FileInserted, FileLease, FilePage, FileProcessed, FileQuery,
-    FileRecord, Inserted, JobId, JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewFile, NewJob,
-    NewVersion, NodeApplications, OrgId, Outcome, RetryOutcome, Store, StoreError, StoreFuture,
-    VersionPage, VersionQuery,
+    ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
+    BatchQuery, BatchRecord, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted, FileLease,
+    FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobId, JobPage, JobQuery, JobRecord,
+    KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId, Outcome,
+    RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery,
 };
 use crate::report::Cause;
 use writer::Writer;
@@ -39,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0005_due_index_without_in.sql"),
     include_str!("0006_job_provider.sql"),
     include_str!("0007_applications.sql"),
+    include_str!("0008_batches.sql"),
 ];
 /// Page cache of the key-lookup connection.
 const AUTH_CACHE_KIB: u32 = 256;
@@ -253,6 +255,27 @@ impl Store for SqliteStore {
             self.writer
                 .write(true, move |c| jobs::retry(c, &org, id, now)),
         )
+    }
+
+    fn insert_batch(&self, batch: NewBatch) -> StoreFuture<'_, BatchRecord> {
+        let now = self.clock.now();
+        Box::pin(
+            self.writer
+                .write(true, move |c| batches::insert(c, &batch, now)),
+        )
+    }
+
+    fn get_batch<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: BatchId,
+    ) -> StoreFuture<'a, Option<BatchRecord>> {
+        let org = org.clone();
+        Box::pin(read(&self.readers, move |c| batches::get(c, &org, id)))
+    }
+
+    fn list_batches(&self, query: BatchQuery) -> StoreFuture<'_, BatchPage> {
+        Box::pin(read(&self.readers, move |c| batches::list(c, &query)))
     }
 
     fn claim(&self, limit: usize, lease: Duration) -> StoreFuture<'_, Vec<ClaimedJob>> {
