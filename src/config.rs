@@ -55,6 +55,10 @@ pub struct ServeOptions {
     /// Largest request body in bytes; larger ones answer 413 [default: 1048576].
     #[arg(long, env = "SCRIPTORIUM_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Largest batch create body in MiB (its items inline); larger ones answer 413
+    /// [default: 256].
+    #[arg(long, env = "SCRIPTORIUM_MAX_BATCH_MB")]
+    pub max_batch_mb: Option<usize>,
     /// SQLite commit durability: full (fsync each commit) or normal [default: full].
     #[arg(long, env = "SCRIPTORIUM_SQLITE_SYNC", value_enum)]
     pub sqlite_sync: Option<Durability>,
@@ -195,8 +199,10 @@ pub struct Settings {
     pub(crate) engine: EngineSettings,
     /// The model providers by name, with their API keys read from the environment.
     pub(crate) providers: BTreeMap<String, ProviderConfig>,
-    /// Largest request body (uploads excepted).
+    /// Largest request body (uploads and batch creates excepted).
     pub(crate) max_body_bytes: usize,
+    /// Largest batch create body.
+    pub(crate) max_batch_bytes: usize,
     /// The limits each HTTP connection is held to.
     pub(crate) http: HttpLimits,
     /// Upload size and per-organisation quota.
@@ -250,6 +256,7 @@ impl Settings {
             engine,
             providers: resolve_providers(o.providers, &env, o.mock_latency.unwrap_or_default())?,
             max_body_bytes: o.max_body_bytes.unwrap_or(1 << 20),
+            max_batch_bytes: o.max_batch_mb.unwrap_or(256) << 20,
             http: HttpLimits {
                 header_timeout: o.header_timeout.unwrap_or(http.header_timeout),
                 body_timeout: o.body_timeout.unwrap_or(http.body_timeout),
@@ -284,6 +291,7 @@ impl ServeOptions {
             poll_interval: self.poll_interval.or(other.poll_interval),
             shutdown_grace: self.shutdown_grace.or(other.shutdown_grace),
             max_body_bytes: self.max_body_bytes.or(other.max_body_bytes),
+            max_batch_mb: self.max_batch_mb.or(other.max_batch_mb),
             sqlite_sync: self.sqlite_sync.or(other.sqlite_sync),
             mock_latency: self.mock_latency.or(other.mock_latency),
             max_upload_mb: self.max_upload_mb.or(other.max_upload_mb),

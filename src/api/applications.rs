@@ -56,12 +56,27 @@ pub(crate) async fn checked_inputs(
     app: &Application,
     raw: Option<&serde_json::Value>,
 ) -> Result<Inputs, ApiError> {
-    let inputs = app
-        .validate_inputs(raw)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidInputs, e.message))?;
+    refused_or_checked(state, org, app, raw)
+        .await?
+        .map_err(|message| ApiError::new(ErrorCode::InvalidInputs, message))
+}
+
+/// The same checks as [`checked_inputs`], for a batch's item, which fails alone: the inputs,
+/// or why they are refused (the description naming the input). The outer error is the
+/// server's own (the store), never the item's.
+pub(crate) async fn refused_or_checked(
+    state: &AppState,
+    org: &OrgId,
+    app: &Application,
+    raw: Option<&serde_json::Value>,
+) -> Result<Result<Inputs, String>, ApiError> {
+    let inputs = match app.validate_inputs(raw) {
+        Ok(inputs) => inputs,
+        Err(e) => return Ok(Err(e.message)),
+    };
     match state.files.check_inputs(org, app, &inputs).await {
-        Ok(()) => Ok(inputs),
-        Err(Refusal::Input(e)) => Err(ApiError::new(ErrorCode::InvalidInputs, e.message)),
+        Ok(()) => Ok(Ok(inputs)),
+        Err(Refusal::Input(e)) => Ok(Err(e.message)),
         Err(Refusal::Store(e)) => Err(e.into()),
     }
 }

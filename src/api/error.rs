@@ -84,7 +84,8 @@ error_codes! {
     InvalidFileTypes = (BAD_REQUEST, "request.invalid_file_types"),
     /// An `Idempotency-Key` that is empty, too long or not visible ASCII.
     IdempotencyKey = (BAD_REQUEST, "request.idempotency_key"),
-    /// A `Scriptorium-Priority` that is not `high`, `normal` or `low`.
+    /// A `Scriptorium-Priority` (or a batch's `priority`) that is not `high`, `normal` or
+    /// `low`.
     InvalidPriority = (BAD_REQUEST, "request.invalid_priority"),
     /// `stream` asked of an async job.
     StreamUnsupported = (BAD_REQUEST, "request.stream_unsupported"),
@@ -113,6 +114,13 @@ error_codes! {
     JobNotFound = (NOT_FOUND, "job.not_found"),
     /// Only a failed job can be retried (never a 409, which the SDKs retry).
     JobNotFailed = (BAD_REQUEST, "job.not_failed"),
+    /// No batch with this id in the caller's organisation.
+    BatchNotFound = (NOT_FOUND, "batch.not_found"),
+    /// A batch create that is not of the expected shape (no items, both `items` and
+    /// `file_id`, a part not supported yet).
+    InvalidBatch = (BAD_REQUEST, "batch.invalid"),
+    /// A `custom_id` that is empty, over 255 characters, or repeated within the batch.
+    InvalidCustomId = (BAD_REQUEST, "batch.invalid_custom_id"),
     /// No file with this id in the caller's organisation.
     FileNotFound = (NOT_FOUND, "file.not_found"),
     /// An upload without a file name in `Content-Disposition`.

@@ -47,7 +47,7 @@ pub(crate) async fn create(
 }
 
 /// `Scriptorium-Priority: high|normal|low`, if sent.
-fn priority(headers: &HeaderMap) -> Result<Option<Priority>, ApiError> {
+pub(crate) fn priority(headers: &HeaderMap) -> Result<Option<Priority>, ApiError> {
     let Some(value) = headers.get("scriptorium-priority") else {
         return Ok(None);
     };

@@ -7,6 +7,7 @@
 //! Writer's shape, including malformed bodies, unknown paths and wrong methods.
 
 mod applications;
+mod batches;
 mod definitions;
 mod error;
 mod extract;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
 use axum::routing::{get, post};
 
 pub(crate) use error::{ApiError, ErrorCode};
@@ -68,8 +70,9 @@ pub(crate) struct Parts {
 }
 
 /// The whole router. Request bodies over `max_body_bytes` answer 413, except uploads, which
-/// read their raw body themselves and are held to the files' own limit.
-pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// read their raw body themselves and are held to the files' own limit, and batch creates,
+/// held to `max_batch_bytes`.
+pub(crate) fn router(state: AppState, max_body_bytes: usize, max_batch_bytes: usize) -> Router {
     Router::new()
         .route("/v1/files", get(files::list).post(files::upload))
         .route("/v1/files/retry", post(files::retry))
@@ -88,6 +91,14 @@ pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Router {
             get(jobs::list).post(jobs::create),
         )
         .route("/v1/applications/jobs/{job_id}", get(jobs::retrieve))
+        .route(
+            "/v1/applications/{application_id}/batches",
+            get(batches::list).post(batches::create.layer(DefaultBodyLimit::max(max_batch_bytes))),
+        )
+        .route(
+            "/v1/applications/batches/{batch_id}",
+            get(batches::retrieve),
+        )
         .route("/v1/applications/jobs/{job_id}/retry", post(jobs::retry))
         .route(
             "/v1/applications/{application_id}/graphs",

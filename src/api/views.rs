@@ -5,8 +5,8 @@ use serde::Serialize;
 
 use crate::apps::{AppStatus, Application, InputSpec};
 use crate::store::{
-    ApplicationId, ApplicationVersion, FileId, FileRecord, Inserted, JobId, JobRecord, JobState,
-    Priority, rfc3339,
+    ApplicationId, ApplicationVersion, BatchId, BatchRecord, FileId, FileRecord, Inserted, JobId,
+    JobRecord, JobState, Priority, rfc3339,
 };
 
 /// A job, as `GET /v1/applications/jobs/{id}` and the list show it.
@@ -42,6 +42,12 @@ pub(crate) struct JobView {
     provider: Option<String>,
     /// Ours: the model that produced the result; null until completed (or when unknown).
     model: Option<String>,
+    /// Ours: the batch it is an item of (only then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch_id: Option<BatchId>,
+    /// Ours: its name within its batch (only then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    custom_id: Option<String>,
 }
 
 impl From<JobRecord> for JobView {
@@ -81,6 +87,8 @@ impl From<JobRecord> for JobView {
             priority: job.priority,
             provider: job.provider,
             model: job.model,
+            batch_id: job.batch_id,
+            custom_id: job.custom_id,
         }
     }
 }
@@ -134,6 +142,73 @@ impl From<Inserted> for JobAcceptedView {
 #[derive(Serialize)]
 pub(crate) struct JobListView {
     pub(crate) result: Vec<JobView>,
+    #[serde(rename = "totalCount")]
+    pub(crate) total_count: u64,
+    pub(crate) pagination: PaginationView,
+}
+
+/// A batch: `{id, application_id, status, counts, created_at, updated_at, completed_at,
+/// cancelled_at, eta, metadata, priority, errors}`; every field is always present (null when
+/// not known or not reached).
+#[derive(Serialize)]
+pub(crate) struct BatchView {
+    id: BatchId,
+    application_id: ApplicationId,
+    status: &'static str,
+    counts: BatchCountsView,
+    created_at: String,
+    updated_at: String,
+    completed_at: Option<String>,
+    /// Null: batches cannot be cancelled yet.
+    cancelled_at: Option<String>,
+    /// Null: no estimate is made yet.
+    eta: Option<String>,
+    metadata: serde_json::Value,
+    priority: Priority,
+    errors: serde_json::Value,
+}
+
+/// A batch's items by state; they add up to `total`.
+#[derive(Serialize)]
+struct BatchCountsView {
+    total: u64,
+    in_progress: u64,
+    completed: u64,
+    failed: u64,
+    cancelled: u64,
+}
+
+impl From<BatchRecord> for BatchView {
+    fn from(batch: BatchRecord) -> Self {
+        // Both were written by the server as JSON; they read back as such.
+        let json = |text: &str| serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
+        Self {
+            id: batch.id,
+            status: batch.status().as_str(),
+            counts: BatchCountsView {
+                total: batch.total,
+                in_progress: batch.in_progress(),
+                completed: batch.completed,
+                failed: batch.failed,
+                cancelled: 0,
+            },
+            created_at: rfc3339(batch.created_at),
+            updated_at: rfc3339(batch.updated_at),
+            completed_at: batch.completed_at().map(rfc3339),
+            cancelled_at: None,
+            eta: None,
+            metadata: json(&batch.metadata),
+            priority: batch.priority,
+            errors: json(&batch.errors),
+            application_id: batch.application_id,
+        }
+    }
+}
+
+/// A page of batches: `{result, totalCount, pagination: {offset, limit}}`, as jobs are paged.
+#[derive(Serialize)]
+pub(crate) struct BatchListView {
+    pub(crate) result: Vec<BatchView>,
     #[serde(rename = "totalCount")]
     pub(crate) total_count: u64,
     pub(crate) pagination: PaginationView,

@@ -105,7 +105,7 @@ impl Server {
         });
         Ok(Self {
             listener,
-            router: router(state, settings.max_body_bytes),
+            router: router(state, settings.max_body_bytes, settings.max_batch_bytes),
             engine,
             files,
             http: settings.http,

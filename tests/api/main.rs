@@ -6,6 +6,7 @@ mod helpers;
 mod abuse;
 mod applications;
 mod auth;
+mod batches;
 mod blobs;
 mod cli;
 mod cluster;
