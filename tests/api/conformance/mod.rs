@@ -1,7 +1,8 @@
 //! The store conformance suite: every case is written once against `dyn Store` and run on
 //! both backends, as `conformance::sqlite::<case>` and `conformance::postgres::<case>`.
 //!
-//! The cases live by topic (`jobs.rs`, `leases.rs`, `keys.rs`, `files.rs`, `applications.rs`); this file holds
+//! The cases live by topic (`jobs.rs`, `leases.rs`, `keys.rs`, `files.rs`, `applications.rs`,
+//! `batches.rs`); this file holds
 //! the harness, the helpers they share and the list of cases. `postgres_only.rs` holds the
 //! tests of PostgreSQL alone, `throughput.rs` a measurement.
 //!
@@ -13,6 +14,7 @@
 //! connection-killing case kills only its own store's connections.
 
 mod applications;
+mod batches;
 mod files;
 mod jobs;
 mod keys;
@@ -126,6 +128,9 @@ conformance!(
     applications::applications_are_versioned_per_organisation,
     applications::a_deleted_application_keeps_its_versions_and_their_numbers,
     applications::a_claimed_job_carries_the_version_it_was_created_with,
+    batches::a_batch_is_stored_whole_with_its_refused_items_failed,
+    batches::batch_counts_follow_outcomes_and_retries_exactly,
+    batches::batches_are_listed_newest_first_per_application_by_status,
 );
 
 /// The id of job `name` ([`named`]).
