@@ -19,7 +19,10 @@
 //! - `knee`: `max_concurrency = "auto"` against fixed 256 on a server that queues past its
 //!   capacity: throughput, calls open at the server, convergence (see `scheduler`).
 //! - `fairness`: another organisation's 20 jobs behind a 5,000-job backlog, against idle.
+//! - `batches`: one batch create of 100,000 inline items: items stored per second (the 202
+//!   comes once all are durable), and what reading the stored batch costs.
 
+mod batches;
 mod harness;
 mod intake;
 mod model;
@@ -36,13 +39,16 @@ use scriptorium::store::sqlite::Durability;
 /// What to measure.
 #[derive(Clone, Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Scenarios to run: intake, burndown, wakeup, model, reads, uploads, knee, fairness
-    /// (comma-separated) or all.
+    /// Scenarios to run: intake, burndown, wakeup, model, reads, uploads, knee, fairness,
+    /// batches (comma-separated) or all.
     #[arg(long, default_value = "all", value_delimiter = ',')]
     pub scenarios: Vec<String>,
     /// Jobs for the burn-down.
     #[arg(long, default_value_t = 100_000)]
     pub jobs: usize,
+    /// Items of the batch the batches scenario creates.
+    #[arg(long, default_value_t = 100_000)]
+    pub batch_items: usize,
     /// Jobs stored before measuring reads.
     #[arg(long, default_value_t = 1_000_000)]
     pub stored: usize,
@@ -116,6 +122,9 @@ pub async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     if wants("fairness") {
         scheduler::fairness(&args).await?;
+    }
+    if wants("batches") {
+        batches::run(&args).await?;
     }
     Ok(())
 }
