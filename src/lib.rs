@@ -32,7 +32,7 @@
 //!   server's knee. An application's fallback providers are routed to the first with room.
 //! - [`store`]: the bottom layer: every SQL statement, behind the [`store::Store`] trait
 //!   (SQLite or PostgreSQL), and the types it shares with the layers above (the ids of
-//!   jobs, files, applications and organisations, which [`api`] parses once where a request
+//!   jobs, batches, files, applications and organisations, which [`api`] parses once where a request
 //!   names them; the retry policy, priority, token usage, the provider limits a cluster
 //!   shares). Its claims take turns across organisations and order each one's work by
 //!   priority.

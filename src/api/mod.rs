@@ -1,5 +1,5 @@
 //! The HTTP surface: Writer's applications and files APIs, byte for byte where the SDKs look, plus
-//! scriptorium's own routes (`/v1/scriptorium/...`: applications as data, operators' views)
+//! scriptorium's own routes (batches; `/v1/scriptorium/...`: applications as data, operators' views)
 //! and a health check.
 //!
 //! Handlers parse, authenticate and validate, then talk to the store (async jobs) or, for

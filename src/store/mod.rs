@@ -1,11 +1,11 @@
-//! Durable state: jobs, files' metadata, applications and their versions, API keys,
+//! Durable state: jobs and the batches they come in, files' metadata, applications and their versions, API keys,
 //! organisations and graph lists, behind one [`Store`] trait.
 //!
 //! The store owns every SQL statement and nothing else: it never calls a model and never
 //! decides policy (the engine decides retry versus fail; the store writes what it is told,
 //! fenced by [`Lease`]). It is the bottom layer: it imports nothing from the modules above
-//! it but the leaf `report`, for the causes its errors keep. The types it shares with them live here: the identifiers of jobs, files, applications
-//! and organisations (in `ids`: [`JobId`], [`FileId`], [`ApplicationId`], [`OrgId`], which the
+//! it but the leaf `report`, for the causes its errors keep. The types it shares with them live here: the identifiers of jobs, batches, files,
+//! applications and organisations (in `ids`: [`JobId`], [`BatchId`], [`FileId`], [`ApplicationId`], [`OrgId`], which the
 //! API parses once, where a request names them; each backend stores them in its own `ids`),
 //! the retry policy a job carries ([`RetryPolicy`]), the tokens a call used ([`Usage`]), and
 //! in `limits` the provider limits a cluster keeps in its database (the `SharedLimits`
