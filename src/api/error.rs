@@ -114,6 +114,8 @@ error_codes! {
     JobNotFound = (NOT_FOUND, "job.not_found"),
     /// Only a failed job can be retried (never a 409, which the SDKs retry).
     JobNotFailed = (BAD_REQUEST, "job.not_failed"),
+    /// A batch's item refused at create cannot be retried: its inputs would fail again.
+    JobRefused = (BAD_REQUEST, "job.refused"),
     /// No batch with this id in the caller's organisation.
     BatchNotFound = (NOT_FOUND, "batch.not_found"),
     /// A batch create that is not of the expected shape (no items, both `items` and

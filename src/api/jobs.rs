@@ -134,6 +134,13 @@ pub(crate) async fn retry(
     match state.store.retry_job(&principal.org, id).await? {
         RetryOutcome::Requeued(job) => Ok((StatusCode::ACCEPTED, Json(job.into()))),
         RetryOutcome::NotFound => Err(job_not_found(&raw)),
+        RetryOutcome::Refused => Err(ApiError::new(
+            ErrorCode::JobRefused,
+            format!(
+                "job {id} was refused when its batch was created (see its error) and never ran; \
+                 create it again with valid inputs"
+            ),
+        )),
         RetryOutcome::NotFailed(current) => {
             let now = match current.writer_status() {
                 WriterStatus::Completed => "has completed",

@@ -82,7 +82,8 @@ pub trait Store: Send + Sync + 'static {
     fn get_job<'a>(&'a self, org: &'a OrgId, id: JobId) -> StoreFuture<'a, Option<JobRecord>>;
     /// A page of an application's jobs, newest first, with the total that match.
     fn list_jobs(&self, query: JobQuery) -> StoreFuture<'_, JobPage>;
-    /// Queues a failed job again with a fresh series of attempts.
+    /// Queues a failed job again with a fresh series of attempts (not one refused at
+    /// create, which never ran).
     fn retry_job<'a>(&'a self, org: &'a OrgId, id: JobId) -> StoreFuture<'a, RetryOutcome>;
 
     /// Stores a batch and all its items in one transaction, a few statements per thousands

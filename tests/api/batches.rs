@@ -117,6 +117,14 @@ async fn a_batch_with_two_bad_items_is_202_counts_them_failed_and_completes() {
     let refused = by_custom_id("sku-30");
     assert_eq!(refused["status"], "failed");
     assert_eq!(refused["error"], errors[1]["description"]);
+    let path = format!(
+        "/v1/applications/jobs/{}/retry",
+        refused["id"].as_str().unwrap()
+    );
+    let response = app.post(&path).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["errors"][0]["key"], "job.refused", "{answer}");
     let fine = by_custom_id("3");
     assert_eq!(fine["status"], "completed");
     let job = app.job(fine["id"].as_str().unwrap()).await;

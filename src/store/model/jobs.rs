@@ -259,6 +259,9 @@ pub enum RetryOutcome {
     NotFound,
     /// The job exists but has not failed; nothing changed.
     NotFailed(JobState),
+    /// The job failed without ever running: a batch's item refused at create, whose inputs
+    /// break the application's rules. Running it could only fail again; nothing changed.
+    Refused,
     /// The job was queued again with a fresh series of attempts.
     Requeued(Inserted),
 }

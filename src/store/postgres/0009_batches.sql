@@ -75,6 +75,10 @@ BEGIN
     ORDER BY org, application_id, status
     ON CONFLICT (org, application_id, status, shard) DO UPDATE SET n = job_counts.n + excluded.n;
 
+    -- Most statements touch no batch's item: they skip the join.
+    IF NOT EXISTS (SELECT 1 FROM new_jobs WHERE batch_id IS NOT NULL) THEN
+        RETURN NULL;
+    END IF;
     INSERT INTO batch_counts (batch_id, shard, completed, failed, changed_at)
     SELECT n.batch_id, pg_backend_pid() % 16,
         count(*) FILTER (WHERE n.status = 'completed')

@@ -164,7 +164,7 @@ pub(super) async fn retry(
     let requeue = "WITH r AS (UPDATE jobs SET state = 'queued', attempt = 0, run_at = $3, \
            error = NULL, title = NULL, suggestion = NULL, \
            completed_at = NULL, updated_at = $3 \
-         WHERE id = $1 AND org = $2 AND state = 'failed' \
+         WHERE id = $1 AND org = $2 AND state = 'failed' AND attempt > 0 \
            RETURNING seq, started_at, created_at, priority), \
          q AS (INSERT INTO job_queue (seq, state, attempt, run_at, started_at, updated_at, \
              org, priority) \
@@ -180,7 +180,11 @@ pub(super) async fn retry(
     }
     let current = "SELECT state FROM job_records WHERE id = $1 AND org = $2";
     match query(pool, current, &[&id, &org]).await?.first() {
-        Some(row) => Ok(RetryOutcome::NotFailed(parse_state(row.get(0))?)),
+        Some(row) => match parse_state(row.get(0))? {
+            // Failed with no attempt: refused at create.
+            JobState::Failed => Ok(RetryOutcome::Refused),
+            other => Ok(RetryOutcome::NotFailed(other)),
+        },
         None => Ok(RetryOutcome::NotFound),
     }
 }

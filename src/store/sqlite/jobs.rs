@@ -124,7 +124,7 @@ pub(super) fn retry(
         .prepare_cached(
             "UPDATE jobs SET state = 'queued', attempt = 0, run_at = ?3, lease_until = NULL, \
              error = NULL, title = NULL, suggestion = NULL, completed_at = NULL, updated_at = ?3 \
-             WHERE id = ?1 AND org = ?2 AND state = 'failed' RETURNING created_at",
+             WHERE id = ?1 AND org = ?2 AND state = 'failed' AND attempt > 0 RETURNING created_at",
         )?
         .query_row(params![id, org, now], |r| r.get::<_, i64>(0))
         .optional()?;
@@ -139,7 +139,12 @@ pub(super) fn retry(
         .prepare_cached("SELECT state FROM jobs WHERE id = ?1 AND org = ?2")?
         .query_row(params![id, org], |r| state(r, 0))
         .optional()?;
-    Ok(current.map_or(RetryOutcome::NotFound, RetryOutcome::NotFailed))
+    Ok(match current {
+        None => RetryOutcome::NotFound,
+        // Failed with no attempt: refused at create.
+        Some(JobState::Failed) => RetryOutcome::Refused,
+        Some(other) => RetryOutcome::NotFailed(other),
+    })
 }
 
 /// Claims up to `limit` due jobs, taking turns across organisations (starting after `turn`,

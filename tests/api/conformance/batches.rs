@@ -114,6 +114,13 @@ pub(super) async fn a_batch_is_stored_whole_with_its_refused_items_failed(h: Har
         (JobState::Queued, Priority::Low)
     );
 
+    // A refused item never ran: retrying it would only fail again.
+    let retried = store
+        .retry_job(&org("default"), job_id("b1-0"))
+        .await
+        .unwrap();
+    assert!(matches!(retried, RetryOutcome::Refused), "{retried:?}");
+
     // Only the valid items are claimed.
     let claimed = store.claim(20_000, Duration::from_secs(30)).await.unwrap();
     assert_eq!(claimed.len(), 11_997);
