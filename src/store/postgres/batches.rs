@@ -1,7 +1,7 @@
 //! The batch statements. An insert is one transaction: the batch row, its first counter row,
 //! then the items in chunks of [`CHUNK`], each one `INSERT … SELECT FROM unnest(…)` (the
 //! `jobs_enqueue` trigger queues the valid ones), then the wake-up. The counts are kept by
-//! `jobs_count_update` (0009_batches.sql); reads go through the `batch_records` view, which
+//! `jobs_count_update` (0010_batches.sql); reads go through the `batch_records` view, which
 //! sums a batch's counter shards.
 
 use deadpool_postgres::Pool;

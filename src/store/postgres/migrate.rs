@@ -23,7 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0007_job_provider.sql"),
     include_str!("0008_applications.sql"),
     include_str!("0009_nodes.sql"),
-    include_str!("0009_batches.sql"),
+    include_str!("0010_batches.sql"),
 ];
 
 /// Taken before anything else, per schema: nodes sharing a schema serialise their
