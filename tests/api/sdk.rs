@@ -1,5 +1,5 @@
 //! The official Python SDK (`writer-sdk`, `import writerai`) against a real server: the
-//! script `tests/sdk/test_writer_sdk.py` drives every application and file route and fails
+//! script `tests/sdk/test_writer_sdk.py` drives every application, file and batch route and fails
 //! loudly.
 //!
 //! Without Python or the SDK the test prints a notice and passes, so `cargo test` works on a

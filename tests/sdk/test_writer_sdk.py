@@ -455,6 +455,53 @@ raises(writerai.NotFoundError, lambda: client.applications.retrieve(theirs[0]), 
 raises(writerai.NotFoundError, lambda: client.applications.retrieve("ours-draft"), "a draft of our own")
 ok("applications.retrieve of another organisation's application, or of a draft, raises NotFoundError")
 
+# --- batches (our routes) through the SDK's raw post and get; the items as Writer jobs ------
+
+batch = client.post(
+    "/v1/applications/echo/batches",
+    cast_to=object,
+    body={
+        "items": [
+            {"custom_id": "a", "inputs": text_input("first")},
+            {"custom_id": "b", "inputs": text_input("second")},
+            {"custom_id": "bad", "inputs": []},
+        ],
+        "metadata": {"from": "sdk"},
+    },
+)
+want = {"total": 3, "in_progress": 2, "completed": 0, "failed": 1, "cancelled": 0}
+assert batch["counts"] == want, batch
+assert [e["custom_id"] for e in batch["errors"]] == ["bad"], batch
+deadline = time.time() + 20
+while (batch := client.get(f"/v1/applications/batches/{batch['id']}", cast_to=object))["status"] != "completed":
+    assert time.time() < deadline, f"batch not completed within 20 s: {batch}"
+    time.sleep(0.05)
+assert batch["counts"]["completed"] == 2 and batch["counts"]["failed"] == 1, batch
+assert batch["completed_at"] and batch["metadata"] == {"from": "sdk"}, batch
+listed = client.get("/v1/applications/echo/batches", cast_to=object, options={"params": {"status": "completed"}})
+assert listed["result"][0]["id"] == batch["id"] and listed["pagination"]["offset"] == 0, listed
+items = {
+    j.to_dict()["custom_id"]: j
+    for j in client.applications.jobs.list("echo", limit=100)
+    if j.to_dict().get("batch_id") == batch["id"]
+}
+assert sorted(items) == ["a", "b", "bad"], items
+assert items["a"].status == "completed" and items["a"].data.suggestion == "[mock] first", items["a"]
+assert items["bad"].status == "failed" and "Text" in (items["bad"].error or ""), items["bad"]
+ok("a batch created with the raw post completes; its items are Writer jobs with batch_id and custom_id")
+
+raises(
+    writerai.BadRequestError,
+    lambda: client.post(
+        "/v1/applications/echo/batches",
+        cast_to=object,
+        body={"items": [{"custom_id": "x", "inputs": text_input("1")}, {"custom_id": "x", "inputs": text_input("2")}]},
+    ),
+    "a repeated custom_id",
+)
+raises(writerai.NotFoundError, lambda: other_org.get(f"/v1/applications/batches/{batch['id']}", cast_to=object), "another org's batch")
+ok("a repeated custom_id raises BadRequestError; another organisation's batch raises NotFoundError")
+
 # --- no call was retried by the SDK ---------------------------------------------------------
 
 retried = [s for s in SENT if s[2] != "0"]
