@@ -1,6 +1,6 @@
 //! The official Python SDK (`writer-sdk`, `import writerai`) against a real server: the
-//! script `tests/sdk/test_writer_sdk.py` drives every application, file and batch route and fails
-//! loudly.
+//! script `tests/sdk/test_writer_sdk.py` drives every application, file and batch route and
+//! fails loudly.
 //!
 //! Without Python or the SDK the test prints a notice and passes, so `cargo test` works on a
 //! laptop; CI sets `SCRIPTORIUM_REQUIRE_SDK`, which turns a missing SDK into a failure.
