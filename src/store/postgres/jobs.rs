@@ -205,25 +205,22 @@ pub(super) async fn claim(
     now: i64,
     turn: &Mutex<Option<OrgId>>,
 ) -> Result<Vec<ClaimedJob>, StoreError> {
-    // `lanes` walks the organisations with waiting jobs, one index seek each; `d` takes each
+    // `lanes` are the organisations with jobs in progress, read from the `job_counts`
+    // counters (a few rows; walking `job_queue_due` for them instead reads past every entry
+    // claims left dead since the last vacuum, a second time after `d`); `d` takes each
     // one's first due jobs (locked, skipping those other nodes are claiming); `pick` deals
     // them out one per organisation per round (`last_dealt` then finds whose turn was last).
     // Only the narrow `job_queue` rows are written; the wide `jobs` rows are only read, for
     // the inputs. `= ANY(ARRAY(…))` makes each claimed row a primary-key probe; as a join,
     // the planner may hash the whole table.
     let sql = format!(
-        "WITH RECURSIVE lanes(org) AS ( \
-           (SELECT org FROM job_queue WHERE state <> 'running' ORDER BY org LIMIT 1) \
-           UNION ALL \
-           SELECT (SELECT q.org FROM job_queue q WHERE q.state <> 'running' AND q.org > l.org \
-                   ORDER BY q.org LIMIT 1) \
-           FROM lanes l WHERE l.org IS NOT NULL), \
+        "WITH lanes AS (SELECT org FROM job_counts WHERE status = 'in_progress' \
+           GROUP BY org HAVING sum(n) > 0), \
          d AS (SELECT d.seq, l.org, row_number() OVER (PARTITION BY l.org ORDER BY d.rank) AS round \
            FROM lanes l CROSS JOIN LATERAL ( \
              SELECT seq, {RANK} AS rank FROM job_queue \
              WHERE org = l.org AND state <> 'running' AND run_at <= $2 \
-             ORDER BY {RANK} LIMIT $3 FOR UPDATE SKIP LOCKED) d \
-           WHERE l.org IS NOT NULL), \
+             ORDER BY {RANK} LIMIT $3 FOR UPDATE SKIP LOCKED) d), \
          pick AS (SELECT seq FROM d ORDER BY round, (org > $4) DESC, org LIMIT $3), \
          q AS (UPDATE job_queue q SET state = 'running', attempt = q.attempt + 1, \
              lease_until = $1, started_at = $2, updated_at = $2 \
