@@ -30,28 +30,6 @@ fn items(specs: &[(Option<&str>, &str, &str)]) -> Vec<Value> {
 }
 
 impl TestApp {
-    /// `POST /v1/applications/{app}/batches` with `body`.
-    async fn create_batch(&self, app: &str, body: Value) -> reqwest::Response {
-        let path = format!("/v1/applications/{app}/batches");
-        self.post(&path).json(&body).send().await.unwrap()
-    }
-
-    /// Polls a batch until it reads `completed`.
-    async fn wait_batch(&self, id: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        let mut batch = Value::Null;
-        while tokio::time::Instant::now() < deadline {
-            batch = self
-                .get_json(&format!("/v1/applications/batches/{id}"))
-                .await;
-            if batch["status"] == "completed" {
-                return batch;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("batch {id} did not complete within 20 s: {batch}");
-    }
-
     /// The total of the echo application's jobs.
     async fn echo_jobs(&self) -> u64 {
         let page = self.get_json("/v1/applications/echo/jobs").await;

@@ -217,6 +217,28 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// `POST /v1/applications/{app}/batches` with `body`.
+    pub async fn create_batch(&self, app: &str, body: Value) -> Response {
+        let path = format!("/v1/applications/{app}/batches");
+        self.post(&path).json(&body).send().await.unwrap()
+    }
+
+    /// Polls a batch until it reads `completed` (at most 20 s).
+    pub async fn wait_batch(&self, id: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut batch = Value::Null;
+        while tokio::time::Instant::now() < deadline {
+            batch = self
+                .get_json(&format!("/v1/applications/batches/{id}"))
+                .await;
+            if batch["status"] == "completed" {
+                return batch;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("batch {id} did not complete within 20 s: {batch}");
+    }
+
     /// Polls a job until its Writer status is no longer `in_progress` (at most 20 s).
     pub async fn wait_finished(&self, id: &str) -> Value {
         self.wait_finished_within(id, Duration::from_secs(20)).await

@@ -9,7 +9,7 @@ use clap::Parser;
 use mock_llm::{MockLlm, MockLlmArgs, Stats};
 use scriptorium::config::ServeOptions;
 use scriptorium::providers::config::{Concurrency, ProviderConfig, ProviderKind};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::helpers::{TestApp, spawn_with, stream_content, stream_deltas};
@@ -341,16 +341,15 @@ async fn an_auto_limit_grows_on_a_server_that_keeps_up_and_shows_its_history() {
     config.max_concurrency = Concurrency::Auto;
     config.auto_max = 64;
     let app = serve_with(config, 64).await;
-    let mut ids = Vec::new();
-    for i in 0..300 {
-        let created = app
-            .create_job("sturdy", &[("Text", &[&format!("job-{i}")])])
-            .await;
-        ids.push(created["id"].as_str().unwrap().to_owned());
-    }
-    for id in &ids {
-        assert_eq!(app.wait_finished(id).await["status"], "completed");
-    }
+    // One batch: all 300 jobs wait at once, whatever the speed of single creates here.
+    let items: Vec<Value> = (0..300)
+        .map(|i| json!({"inputs": [{"id": "Text", "value": [format!("job-{i}")]}]}))
+        .collect();
+    let created = app.create_batch("sturdy", json!({"items": items})).await;
+    assert_eq!(created.status(), 202);
+    let created: Value = created.json().await.unwrap();
+    let batch = app.wait_batch(created["id"].as_str().unwrap()).await;
+    assert_eq!(batch["counts"]["completed"], 300, "{batch}");
     let view = app.get_json("/v1/scriptorium/providers").await;
     let auto = &view["providers"][0]["auto"];
     assert_eq!(
