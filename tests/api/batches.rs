@@ -2,8 +2,6 @@
 //! completes, items readable as Writer jobs, custom ids, tenancy, and the list's paging and
 //! status filter.
 
-use std::time::Duration;
-
 use scriptorium::config::ServeOptions;
 use serde_json::{Value, json};
 
