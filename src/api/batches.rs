@@ -206,7 +206,7 @@ pub(crate) async fn list(
         })?),
     };
     let limit = paging::limit(query.limit, paging::MAX_JOBS_PAGE);
-    let offset = query.offset.unwrap_or(0).min(i64::MAX as u64);
+    let offset = paging::offset(query.offset);
     let page = state
         .store
         .list_batches(BatchQuery {

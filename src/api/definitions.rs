@@ -79,7 +79,7 @@ pub(crate) async fn versions(
     WQuery(query): WQuery<VersionsQuery>,
 ) -> Result<Json<VersionListView>, ApiError> {
     let limit = paging::limit(query.limit, paging::MAX_JOBS_PAGE);
-    let offset = query.offset.unwrap_or(0).min(i64::MAX as u64);
+    let offset = paging::offset(query.offset);
     let page = state
         .apps
         .versions(&principal.org, &id, offset, limit)

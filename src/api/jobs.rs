@@ -104,8 +104,7 @@ pub(crate) async fn list(
     let app = served_app(&state, &principal.org, &application_id).await?;
     let status = paging::status(query.status.as_deref())?;
     let limit = paging::limit(query.limit, paging::MAX_JOBS_PAGE);
-    // An offset beyond what any store can count is past the end.
-    let offset = query.offset.unwrap_or(0).min(i64::MAX as u64);
+    let offset = paging::offset(query.offset);
     let page = state
         .store
         .list_jobs(JobQuery {

@@ -1,6 +1,6 @@
-//! The parameters lists share: `limit` of every list, `order` and the `after`/`before`
-//! cursors of the cursor-paged lists (applications, files), and the `status` filter of the
-//! jobs and files lists.
+//! The parameters lists share: `limit` of every list, `offset` of the offset-paged ones
+//! (jobs, batches, versions), `order` and the `after`/`before` cursors of the cursor-paged
+//! lists (applications, files), and the `status` filter of the jobs and files lists.
 
 use super::{ApiError, ErrorCode};
 use crate::store::WriterStatus;
@@ -18,6 +18,12 @@ pub(crate) fn limit(limit: Option<u64>, max: u64) -> u64 {
         None | Some(0) => DEFAULT_PAGE,
         Some(limit) => limit.min(max),
     }
+}
+
+/// The offset of the offset-paged lists (jobs, batches, versions): 0 when absent; one beyond
+/// what any store can count is past the end.
+pub(crate) fn offset(offset: Option<u64>) -> u64 {
+    offset.unwrap_or(0).min(i64::MAX as u64)
 }
 
 /// The `status` filter: one of Writer's three statuses, or none when absent or empty.

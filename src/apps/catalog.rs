@@ -11,13 +11,13 @@
 //! runs with the version it was created with ([`Catalog::pinned`]), read from the store when
 //! it is not the one held here.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::owned::{Owned, OwnedApps};
 use super::{Application, Registry, document};
 use crate::providers::Providers;
 use crate::report::Chain;
@@ -31,18 +31,7 @@ pub(crate) struct Catalog {
     provisioned: Arc<Registry>,
     store: Arc<dyn Store>,
     providers: Arc<Providers>,
-    cache: Mutex<Cache>,
-}
-
-/// One organisation's own applications at their current versions, drafts included.
-type Owned = HashMap<ApplicationId, Arc<Application>>;
-
-#[derive(Default)]
-struct Cache {
-    /// Raised by every change, made here or heard of: a load that began before a change does
-    /// not install its result (it may have read the store before the change committed).
-    epoch: u64,
-    orgs: HashMap<OrgId, Arc<Owned>>,
+    cache: OwnedApps,
 }
 
 /// Why a change to an application was refused.
@@ -80,7 +69,7 @@ impl Catalog {
             provisioned,
             store,
             providers,
-            cache: Mutex::default(),
+            cache: OwnedApps::default(),
         }
     }
 
@@ -106,7 +95,7 @@ impl Catalog {
                     }
                     Ok(ApplicationsChanged::Missed) | Err(RecvError::Lagged(_)) => {
                         tracing::info!("application changes may have been missed; forgetting all");
-                        catalog.invalidate_all();
+                        catalog.cache.forget_all();
                     }
                     Err(RecvError::Closed) => return,
                 }
@@ -362,44 +351,21 @@ impl Catalog {
 
     /// `org`'s own applications, from memory or else loaded from the store.
     async fn owned(&self, org: &OrgId) -> Result<Arc<Owned>, StoreError> {
-        let epoch = {
-            let cache = self.lock();
-            if let Some(owned) = cache.orgs.get(org) {
-                return Ok(owned.clone());
-            }
-            cache.epoch
-        };
-        let records = self.store.list_applications(org).await?;
-        let owned: Arc<Owned> = Arc::new(
-            records
-                .iter()
-                .filter_map(parse_stored)
-                .map(|app| (app.id.clone(), Arc::new(app)))
-                .collect(),
-        );
-        let mut cache = self.lock();
-        if cache.epoch == epoch {
-            cache.orgs.insert(org.clone(), owned.clone());
-        }
-        Ok(owned)
+        self.cache
+            .get_or_load(org, || async {
+                let records = self.store.list_applications(org).await?;
+                Ok(records
+                    .iter()
+                    .filter_map(parse_stored)
+                    .map(|app| (app.id.clone(), Arc::new(app)))
+                    .collect())
+            })
+            .await
     }
 
     /// Forgets `org`'s applications: the next lookup loads them from the store.
     fn invalidate(&self, org: &OrgId) {
-        let mut cache = self.lock();
-        cache.epoch += 1;
-        cache.orgs.remove(org);
-    }
-
-    /// Forgets every organisation's applications.
-    fn invalidate_all(&self) {
-        let mut cache = self.lock();
-        cache.epoch += 1;
-        cache.orgs.clear();
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+        self.cache.forget(org);
     }
 }
 

@@ -3,7 +3,8 @@
 //! against them, and rendering their prompt templates.
 //!
 //! - [`Catalog`] (in `catalog.rs`) is what the API and the engine ask: the provisioned
-//!   applications and each organisation's own, created, changed and versioned through it;
+//!   applications and each organisation's own, created, changed and versioned through it,
+//!   the own ones held in memory by `owned.rs`;
 //! - [`Registry`] (in `registry.rs`) loads and validates every `*.toml` file of a folder;
 //! - `document.rs` validates a JSON definition by the rules of the file format, and turns a
 //!   definition into a file's text and back (for `apps pull` and `apps push`);
@@ -18,6 +19,7 @@ mod definition;
 mod document;
 mod fields;
 mod inputs;
+mod owned;
 mod registry;
 mod render;
 mod spec;

@@ -8,6 +8,7 @@
 
 mod applications;
 mod batches;
+mod claims;
 mod files;
 mod ids;
 mod jobs;
@@ -284,7 +285,7 @@ impl Store for SqliteStore {
         let turn = self.turn.clone();
         Box::pin(self.writer.write(false, move |c| {
             let mut turn = turn.lock().unwrap_or_else(|e| e.into_inner());
-            jobs::claim(c, limit, lease, now, &mut turn)
+            claims::claim(c, limit, lease, now, &mut turn)
         }))
     }
 
