@@ -28,3 +28,4 @@ mod push_pull;
 mod scheduler;
 mod sdk;
 mod validation;
+mod webhooks;

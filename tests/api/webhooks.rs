@@ -1,0 +1,438 @@
+//! Webhooks over HTTP, against a receiver run by the test: events arrive signed (checked
+//! here with an HMAC written independently of the server's), failed deliveries are retried
+//! with the same webhook-id and every attempt is listed, only the subscribed events are sent,
+//! undelivered events survive a restart, internal URLs are refused without
+//! `--webhook-allow-private`, the secret and its rotation, and tenancy.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use scriptorium::config::ServeOptions;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::helpers::{TestApp, assert_error, spawn_app, spawn_in, spawn_with};
+
+/// What the receiver saw of one request.
+#[derive(Clone, Debug)]
+struct Received {
+    id: String,
+    signed: bool,
+    body: Value,
+    answered: u16,
+}
+
+/// The receiver's state: the secret to check against, how many requests to answer 500, and
+/// what arrived.
+#[derive(Default)]
+struct Inbox {
+    secret: String,
+    failures_left: usize,
+    received: Vec<Received>,
+}
+
+/// A webhook receiver on 127.0.0.1, port 0.
+struct Receiver {
+    url: String,
+    inbox: Arc<Mutex<Inbox>>,
+}
+
+impl Receiver {
+    /// Starts one that checks signatures with `secret` and answers the first `failures`
+    /// requests 500, the rest 200.
+    async fn start(secret: &str, failures: usize) -> Self {
+        let inbox = Arc::new(Mutex::new(Inbox {
+            secret: secret.to_owned(),
+            failures_left: failures,
+            received: Vec::new(),
+        }));
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(receive))
+            .with_state(inbox.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, inbox }
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.inbox.lock().unwrap().received.clone()
+    }
+
+    /// Answers 200 from now on.
+    fn accept(&self) {
+        self.inbox.lock().unwrap().failures_left = 0;
+    }
+
+    /// Waits (at most 20 s) until the receiver has answered 200 to `n` requests; answers them.
+    async fn wait_accepted(&self, n: usize) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let accepted: Vec<Received> = self
+                .received()
+                .into_iter()
+                .filter(|r| r.answered == 200)
+                .collect();
+            if accepted.len() >= n {
+                return accepted;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{n} deliveries were not accepted within 20 s: {:?}",
+                self.received()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn receive(
+    State(inbox): State<Arc<Mutex<Inbox>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp"));
+    let mut inbox = inbox.lock().unwrap();
+    let signed = verify(
+        &inbox.secret,
+        &id,
+        &timestamp,
+        &body,
+        &header("webhook-signature"),
+    );
+    let answered = if inbox.failures_left > 0 {
+        inbox.failures_left -= 1;
+        500
+    } else {
+        200
+    };
+    inbox.received.push(Received {
+        id,
+        signed,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        answered,
+    });
+    StatusCode::from_u16(answered).unwrap()
+}
+
+/// Standard Webhooks verification, written here from the specification: the key is the
+/// base64 after `whsec_`; some `v1,` entry of the header is the base64 HMAC-SHA256 of
+/// `{id}.{timestamp}.{body}`; the timestamp is within five minutes of now.
+fn verify(secret: &str, id: &str, timestamp: &str, body: &[u8], header: &str) -> bool {
+    let Ok(key) = STANDARD.decode(secret.trim_start_matches("whsec_")) else {
+        return false;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let fresh = timestamp
+        .parse::<i64>()
+        .is_ok_and(|t| (now - t).abs() < 300);
+    let signed = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body].concat();
+    let expected = format!("v1,{}", STANDARD.encode(hmac_sha256(&key, &signed)));
+    fresh && !id.is_empty() && header.split(' ').any(|s| s == expected)
+}
+
+/// HMAC (RFC 2104) over SHA-256.
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+/// A server that accepts webhooks to 127.0.0.1 and retries after 100 ms (doubling to 400 ms).
+fn allowing_private() -> ServeOptions {
+    ServeOptions {
+        webhook_allow_private: Some(true),
+        webhook_backoff: Some(Duration::from_millis(100)),
+        webhook_backoff_max: Some(Duration::from_millis(400)),
+        ..ServeOptions::default()
+    }
+}
+
+impl TestApp {
+    async fn webhook_secret(&self) -> String {
+        let body = self.get_json("/v1/scriptorium/webhooks/secret").await;
+        body["secret"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a batch of echo items (a text holding `[[mock:fail]]` fails) with this webhook.
+    async fn batch_with_webhook(&self, texts: &[&str], webhook: Value) -> String {
+        let items: Vec<Value> = texts
+            .iter()
+            .map(|t| json!({"custom_id": t, "inputs": [{"id": "Text", "value": [t]}]}))
+            .collect();
+        let body = json!({"items": items, "webhook": webhook});
+        let response = self.create_batch("echo", body).await;
+        assert_eq!(response.status(), 202);
+        let batch: Value = response.json().await.unwrap();
+        batch["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn deliveries(&self, batch: &str) -> Value {
+        self.get_json(&format!(
+            "/v1/scriptorium/webhooks/deliveries?batch_id={batch}"
+        ))
+        .await
+    }
+}
+
+#[tokio::test]
+async fn events_arrive_signed_and_failed_deliveries_are_retried_with_the_same_id() {
+    let app = spawn_with(allowing_private()).await;
+    let receiver = Receiver::start(&app.webhook_secret().await, 2).await;
+    let events = ["batch.completed", "job.completed", "job.failed"];
+    let batch = app
+        .batch_with_webhook(
+            &["one", "two", "[[mock:fail]]"],
+            json!({"url": receiver.url, "events": events}),
+        )
+        .await;
+
+    let accepted = receiver.wait_accepted(4).await;
+    let all = receiver.received();
+    assert!(
+        all.iter().all(|r| r.signed),
+        "every signature checks: {all:?}"
+    );
+    let refused: Vec<&Received> = all.iter().filter(|r| r.answered == 500).collect();
+    assert_eq!(refused.len(), 2);
+    for r in &refused {
+        assert!(
+            accepted
+                .iter()
+                .any(|a| a.id == r.id && a.body["type"] == r.body["type"]),
+            "{} was retried with the same webhook-id",
+            r.id
+        );
+    }
+    let of_type =
+        |t: &str| -> Vec<&Received> { accepted.iter().filter(|r| r.body["type"] == t).collect() };
+    assert_eq!(of_type("job.completed").len(), 2);
+    let failed = of_type("job.failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].body["data"]["status"], "failed");
+    assert_eq!(failed[0].body["data"]["custom_id"], "[[mock:fail]]");
+    assert_eq!(failed[0].body["data"]["batch_id"], batch.as_str());
+    let done = of_type("batch.completed");
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].body["data"]["id"], batch.as_str());
+    assert_eq!(done[0].body["data"]["status"], "completed");
+    assert_eq!(done[0].body["data"]["counts"]["completed"], 2);
+    assert_eq!(done[0].body["data"]["counts"]["failed"], 1);
+    assert!(done[0].body["timestamp"].as_str().unwrap().ends_with('Z'));
+
+    let page = app.deliveries(&batch).await;
+    assert_eq!(page["totalCount"], 4, "{page}");
+    assert_eq!(page["pagination"], json!({"offset": 0, "limit": 50}));
+    let listed = page["result"].as_array().unwrap();
+    let attempts: usize = listed
+        .iter()
+        .map(|e| e["attempts"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(
+        attempts, 6,
+        "two refused attempts and four accepted: {page}"
+    );
+    for event in listed {
+        assert_eq!(event["status"], "delivered", "{event}");
+        assert_eq!(event["url"], receiver.url.as_str());
+        let tries = event["attempts"].as_array().unwrap();
+        assert_eq!(tries.last().unwrap()["status_code"], 200, "{event}");
+        if tries.len() > 1 {
+            assert_eq!(tries[0]["status_code"], 500, "{event}");
+            assert!(tries[0]["at"].as_str().unwrap() < tries[1]["at"].as_str().unwrap());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_without_events_hears_only_of_the_batch_completing() {
+    let app = spawn_with(allowing_private()).await;
+    let receiver = Receiver::start(&app.webhook_secret().await, 0).await;
+    let batch = app
+        .batch_with_webhook(&["a", "[[mock:fail]]"], json!({"url": receiver.url}))
+        .await;
+    let accepted = receiver.wait_accepted(1).await;
+    assert_eq!(accepted[0].body["type"], "batch.completed");
+    // The events are written with the items' outcomes, so once the batch is complete every
+    // event it will ever have is listed.
+    app.wait_batch(&batch).await;
+    let page = app.deliveries(&batch).await;
+    assert_eq!(page["totalCount"], 1, "{page}");
+    assert_eq!(page["result"][0]["type"], "batch.completed");
+    assert!(page["result"][0]["job_id"].is_null());
+}
+
+#[tokio::test]
+async fn undelivered_events_are_delivered_after_the_server_restarts() {
+    let app = spawn_with(allowing_private()).await;
+    let receiver = Receiver::start(&app.webhook_secret().await, usize::MAX).await;
+    let batch = app
+        .batch_with_webhook(&["before the restart"], json!({"url": receiver.url}))
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while receiver.received().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no attempt within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let storage = app.stop().await;
+    let refused_id = receiver.received()[0].id.clone();
+
+    receiver.accept();
+    let app = spawn_in(storage, allowing_private()).await;
+    let accepted = receiver.wait_accepted(1).await;
+    assert_eq!(
+        accepted[0].id, refused_id,
+        "the same event, by its webhook-id"
+    );
+    assert!(accepted[0].signed);
+    let page = app.deliveries(&batch).await;
+    let event = &page["result"][0];
+    assert_eq!(event["status"], "delivered", "{page}");
+    let attempts = event["attempts"].as_array().unwrap();
+    assert!(attempts.len() >= 2, "{page}");
+    assert_eq!(attempts[0]["status_code"], 500);
+}
+
+#[tokio::test]
+async fn internal_webhook_urls_are_refused_without_the_flag() {
+    let app = spawn_app().await;
+    for url in [
+        "http://127.0.0.1/hook",
+        "http://10.0.0.1/",
+        "http://[::1]/",
+        "http://localhost/",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[fd00::1]:8080/",
+    ] {
+        let body = json!({"items": [{"inputs": [{"id": "Text", "value": ["x"]}]}],
+                          "webhook": {"url": url}});
+        let response = app.create_batch("echo", body).await;
+        let message = assert_error(response, 400, "BadRequest").await;
+        assert!(message.contains("internal address"), "{url}: {message}");
+    }
+    for (webhook, says) in [
+        (json!({"url": "ftp://example.com/"}), "http or https"),
+        (json!({"url": "/relative"}), "absolute"),
+        (json!({"url": "http://[::1]/", "events": []}), "internal"),
+    ] {
+        let body = json!({"items": [{"inputs": [{"id": "Text", "value": ["x"]}]}],
+                          "webhook": webhook});
+        let message = assert_error(app.create_batch("echo", body).await, 400, "BadRequest").await;
+        assert!(message.contains(says), "{webhook}: {message}");
+    }
+    let listed = app.get_json("/v1/applications/echo/batches").await;
+    assert_eq!(listed["totalCount"], 0, "nothing was written: {listed}");
+}
+
+#[tokio::test]
+async fn unknown_or_no_events_are_refused_even_with_private_urls_allowed() {
+    let app = spawn_with(allowing_private()).await;
+    for (events, says) in [
+        (json!(["batch.done"]), "unknown event 'batch.done'"),
+        (json!([]), "names no event"),
+    ] {
+        let webhook = json!({"url": "http://127.0.0.1:9/hook", "events": events});
+        let body = json!({"items": [{"inputs": [{"id": "Text", "value": ["x"]}]}],
+                          "webhook": webhook});
+        let message = assert_error(app.create_batch("echo", body).await, 400, "BadRequest").await;
+        assert!(message.contains(says), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn the_secret_is_made_on_first_use_and_rotation_replaces_it() {
+    let app = spawn_app().await;
+    let first = app.webhook_secret().await;
+    assert!(first.starts_with("whsec_"), "{first}");
+    let key = STANDARD.decode(first.trim_start_matches("whsec_")).unwrap();
+    assert_eq!(key.len(), 32);
+    assert_eq!(app.webhook_secret().await, first, "the same until rotated");
+
+    let response = app
+        .post("/v1/scriptorium/webhooks/secret/rotate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let rotated: Value = response.json().await.unwrap();
+    let rotated = rotated["secret"].as_str().unwrap();
+    assert_ne!(rotated, first);
+    assert_eq!(app.webhook_secret().await, rotated);
+
+    let other = app.key_for("other-org").await;
+    let theirs: Value = app
+        .client
+        .get(format!("{}/v1/scriptorium/webhooks/secret", app.base))
+        .bearer_auth(other)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(theirs["secret"].as_str().unwrap(), rotated);
+}
+
+#[tokio::test]
+async fn another_organisations_deliveries_are_a_404() {
+    let app = spawn_with(allowing_private()).await;
+    let receiver = Receiver::start(&app.webhook_secret().await, 0).await;
+    let batch = app
+        .batch_with_webhook(&["mine"], json!({"url": receiver.url}))
+        .await;
+    receiver.wait_accepted(1).await;
+
+    let other = app.key_for("other-org").await;
+    let ask = |query: String| {
+        app.client
+            .get(format!(
+                "{}/v1/scriptorium/webhooks/deliveries{query}",
+                app.base
+            ))
+            .bearer_auth(&other)
+            .send()
+    };
+    assert_error(
+        ask(format!("?batch_id={batch}")).await.unwrap(),
+        404,
+        "NotFound",
+    )
+    .await;
+    let theirs: Value = ask(String::new()).await.unwrap().json().await.unwrap();
+    assert_eq!(theirs["totalCount"], 0, "{theirs}");
+    let unknown = "?batch_id=00000000-0000-0000-0000-000000000000".to_owned();
+    assert_error(ask(unknown).await.unwrap(), 404, "NotFound").await;
+    let mine = app.get_json("/v1/scriptorium/webhooks/deliveries").await;
+    assert_eq!(mine["totalCount"], 1, "{mine}");
+}
