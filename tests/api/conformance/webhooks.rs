@@ -1,16 +1,21 @@
 //! The webhooks' outbox: events written by the database as a subscribed batch's items and the
 //! batch itself finish (and never for plain jobs or unsubscribed batches), claimed under a
-//! lease, their attempts recorded and fenced, listed per organisation and batch; the secrets.
+//! lease, their attempts recorded and fenced, listed per organisation and batch; the secrets;
+//! on PostgreSQL, a batch finished by two nodes at once completes once.
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use scriptorium::store::{
     AttemptRecord, BatchId, BatchItem, ClaimedEvent, Delivery, DeliveryQuery, EventKind,
     EventKinds, EventStatus, NewBatch, NextStep, Priority, RetryPolicy, Store, Subscription,
 };
 
+use scriptorium::store::postgres::PostgresStore;
+
 use super::{Harness, completed, failed, job, job_id, named, org};
+use crate::pg::{Schema, bootstrap};
 
 const LEASE: Duration = Duration::from_secs(40);
 
@@ -308,4 +313,77 @@ pub(super) async fn the_secret_is_kept_per_organisation_until_rotated(h: Harness
         outbox.webhook_secret(&b, "whsec_x".into()).await.unwrap(),
         "whsec_bee"
     );
+}
+
+/// PostgreSQL only: two nodes finishing a subscribed batch's last two items at once write its
+/// batch.completed exactly once. The batch's counts are sharded per connection, so each
+/// would see the other's count uncommitted; the second waits for the first to commit (on the
+/// batch's lock), then sees the batch finished.
+#[tokio::test]
+async fn concurrent_finishers_of_a_batch_write_its_completion_once() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let store = PostgresStore::open(&schema.url("t")).await.unwrap();
+    let batch_only = [EventKind::BatchCompleted];
+    store
+        .insert_batch(batch("c1", 2, &[], Some(&batch_only)))
+        .await
+        .unwrap();
+    let admin = bootstrap(&schema.base).await;
+    let first = bootstrap(&schema.url("a")).await;
+    // A connection counting in another shard than the first's (on the same one, the second
+    // would wait on the counter row, and the lock would go untested).
+    let mut tries = 0;
+    let second = loop {
+        let candidate = bootstrap(&schema.url(&format!("b{tries}"))).await;
+        if shard(&candidate).await != shard(&first).await {
+            break (candidate, schema.app(&format!("b{tries}")));
+        }
+        tries += 1;
+    };
+    let (second, second_app) = (Arc::new(second.0), second.1);
+    let finish = "UPDATE jobs SET state = 'completed', updated_at = updated_at + 1 WHERE id = $1";
+    first.batch_execute("BEGIN").await.unwrap();
+    first
+        .execute(finish, &[&job_id("c1-0").to_string()])
+        .await
+        .unwrap();
+    second.batch_execute("BEGIN").await.unwrap();
+    let finishing = tokio::spawn({
+        let second = second.clone();
+        async move { second.execute(finish, &[&job_id("c1-1").to_string()]).await }
+    });
+    let waiting = "SELECT count(*) FROM pg_stat_activity \
+         WHERE application_name = $1 AND wait_event_type = 'Lock'";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while admin
+        .query_one(waiting, &[&second_app])
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the second finisher never waited on the first"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.batch_execute("COMMIT").await.unwrap();
+    finishing.await.unwrap().unwrap();
+    second.batch_execute("COMMIT").await.unwrap();
+
+    let events = claim_events(&store).await;
+    let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EventKind::BatchCompleted]);
+}
+
+/// The counter shard a connection writes (its backend's pid modulo 16, as the triggers take it).
+async fn shard(client: &tokio_postgres::Client) -> i32 {
+    let row = client
+        .query_one("SELECT pg_backend_pid() % 16", &[])
+        .await
+        .unwrap();
+    row.get(0)
 }
