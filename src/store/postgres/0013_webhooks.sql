@@ -118,7 +118,12 @@ BEGIN
         failed = batch_counts.failed + excluded.failed,
         changed_at = greatest(batch_counts.changed_at, excluded.changed_at);
 
-    -- Webhooks (0013): each finished item's event, as its batch subscribed...
+    -- Webhooks (0013): nothing more for items of batches without one...
+    IF NOT EXISTS (SELECT 1 FROM batch_webhooks
+                   WHERE batch_id IN (SELECT batch_id FROM new_jobs WHERE batch_id IS NOT NULL)) THEN
+        RETURN NULL;
+    END IF;
+    -- ...else each finished item's event, as its batch subscribed...
     INSERT INTO webhook_events (id, org, batch_id, job_id, type, url, created_at, next_at)
     SELECT webhook_event_id(), w.org, w.batch_id, n.id, 'job.' || n.status, w.url,
         n.updated_at, n.updated_at
