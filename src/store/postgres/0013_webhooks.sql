@@ -18,13 +18,13 @@ CREATE TABLE webhook_secrets (
     created_at BIGINT NOT NULL
 );
 
--- One row per event. `id` is the webhook-id. While `state` is 'pending', `next_at` is when the
--- next attempt is due; a claim (FOR UPDATE SKIP LOCKED, so nodes never take the same event)
--- moves it past the claim's lease, so an attempt whose node died is taken again once the
--- lease lapses.
+-- One row per event. `id` is the webhook-id (128 random bits; not indexed: nothing looks an
+-- event up by it). While `state` is 'pending', `next_at` is when the next attempt is due; a
+-- claim (FOR UPDATE SKIP LOCKED, so nodes never take the same event) moves it past the claim's
+-- lease, so an attempt whose node died is taken again once the lease lapses.
 CREATE TABLE webhook_events (
     seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
+    id TEXT NOT NULL,
     org TEXT NOT NULL,
     batch_id TEXT NOT NULL,
     job_id TEXT,

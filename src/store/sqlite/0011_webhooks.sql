@@ -20,13 +20,14 @@ CREATE TABLE webhook_secrets (
     created_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 
--- One row per event. `id` is the webhook-id. While `state` is 'pending', `next_at` is when the
--- next attempt is due; a claim moves it past the claim's lease (and sets `claimed`), so an
--- attempt whose process died is tried again once the lease lapses, and a server starting on
--- this file makes every claimed event due at once (it is the only process).
+-- One row per event. `id` is the webhook-id (128 random bits; not indexed: nothing looks an
+-- event up by it). While `state` is 'pending', `next_at` is when the next attempt is due; a
+-- claim moves it past the claim's lease (and sets `claimed`), so an attempt whose process died
+-- is tried again once the lease lapses, and a server starting on this file makes every claimed
+-- event due at once (it is the only process).
 CREATE TABLE webhook_events (
     seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
+    id TEXT NOT NULL,
     org TEXT NOT NULL,
     batch_id TEXT NOT NULL,
     job_id TEXT,
