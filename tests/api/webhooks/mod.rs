@@ -1,170 +1,20 @@
-//! Webhooks over HTTP, against a receiver run by the test: events arrive signed (checked
-//! here with an HMAC written independently of the server's), failed deliveries are retried
-//! with the same webhook-id and every attempt is listed, only the subscribed events are sent,
-//! undelivered events survive a restart, internal URLs are refused without
-//! `--webhook-allow-private`, the secret and its rotation, and tenancy.
+//! Webhooks over HTTP, against a receiver run by the test (`receiver.rs`): events arrive
+//! signed, failed deliveries are retried with the same webhook-id and every attempt is
+//! listed, only the subscribed events are sent, undelivered events survive a restart,
+//! internal URLs are refused without `--webhook-allow-private` (at create, and again at
+//! delivery), the secret and its rotation, and tenancy.
 
-use std::sync::{Arc, Mutex};
+mod receiver;
+
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use scriptorium::config::ServeOptions;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::helpers::{TestApp, assert_error, spawn_app, spawn_in, spawn_with};
-
-/// What the receiver saw of one request.
-#[derive(Clone, Debug)]
-struct Received {
-    id: String,
-    signed: bool,
-    body: Value,
-    answered: u16,
-}
-
-/// The receiver's state: the secret to check against, how many requests to answer 500, and
-/// what arrived.
-#[derive(Default)]
-struct Inbox {
-    secret: String,
-    failures_left: usize,
-    received: Vec<Received>,
-}
-
-/// A webhook receiver on 127.0.0.1, port 0.
-struct Receiver {
-    url: String,
-    inbox: Arc<Mutex<Inbox>>,
-}
-
-impl Receiver {
-    /// Starts one that checks signatures with `secret` and answers the first `failures`
-    /// requests 500, the rest 200.
-    async fn start(secret: &str, failures: usize) -> Self {
-        let inbox = Arc::new(Mutex::new(Inbox {
-            secret: secret.to_owned(),
-            failures_left: failures,
-            received: Vec::new(),
-        }));
-        let app = axum::Router::new()
-            .route("/hook", axum::routing::post(receive))
-            .with_state(inbox.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { url, inbox }
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.inbox.lock().unwrap().received.clone()
-    }
-
-    /// Answers 200 from now on.
-    fn accept(&self) {
-        self.inbox.lock().unwrap().failures_left = 0;
-    }
-
-    /// Waits (at most 20 s) until the receiver has answered 200 to `n` requests; answers them.
-    async fn wait_accepted(&self, n: usize) -> Vec<Received> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let accepted: Vec<Received> = self
-                .received()
-                .into_iter()
-                .filter(|r| r.answered == 200)
-                .collect();
-            if accepted.len() >= n {
-                return accepted;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{n} deliveries were not accepted within 20 s: {:?}",
-                self.received()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-async fn receive(
-    State(inbox): State<Arc<Mutex<Inbox>>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp"));
-    let mut inbox = inbox.lock().unwrap();
-    let signed = verify(
-        &inbox.secret,
-        &id,
-        &timestamp,
-        &body,
-        &header("webhook-signature"),
-    );
-    let answered = if inbox.failures_left > 0 {
-        inbox.failures_left -= 1;
-        500
-    } else {
-        200
-    };
-    inbox.received.push(Received {
-        id,
-        signed,
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-        answered,
-    });
-    StatusCode::from_u16(answered).unwrap()
-}
-
-/// Standard Webhooks verification, written here from the specification: the key is the
-/// base64 after `whsec_`; some `v1,` entry of the header is the base64 HMAC-SHA256 of
-/// `{id}.{timestamp}.{body}`; the timestamp is within five minutes of now.
-fn verify(secret: &str, id: &str, timestamp: &str, body: &[u8], header: &str) -> bool {
-    let Ok(key) = STANDARD.decode(secret.trim_start_matches("whsec_")) else {
-        return false;
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let fresh = timestamp
-        .parse::<i64>()
-        .is_ok_and(|t| (now - t).abs() < 300);
-    let signed = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body].concat();
-    let expected = format!("v1,{}", STANDARD.encode(hmac_sha256(&key, &signed)));
-    fresh && !id.is_empty() && header.split(' ').any(|s| s == expected)
-}
-
-/// HMAC (RFC 2104) over SHA-256.
-fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
-}
+use receiver::{Received, Receiver};
 
 /// A server that accepts webhooks to 127.0.0.1 and retries after 100 ms (doubling to 400 ms).
 fn allowing_private() -> ServeOptions {
@@ -353,6 +203,55 @@ async fn internal_webhook_urls_are_refused_without_the_flag() {
     }
     let listed = app.get_json("/v1/applications/echo/batches").await;
     assert_eq!(listed["totalCount"], 0, "nothing was written: {listed}");
+}
+
+#[tokio::test]
+async fn urls_are_checked_again_at_delivery() {
+    // Accepted by a server that allows private URLs (and runs no job, so sends nothing)...
+    let idle = ServeOptions {
+        concurrency: Some(0),
+        ..allowing_private()
+    };
+    let app = spawn_with(idle).await;
+    let receiver = Receiver::start(&app.webhook_secret().await, 0).await;
+    let port = receiver.url.split(':').nth(2).unwrap().to_owned();
+    let by_name = format!("http://localhost:{port}");
+    let batches = [
+        app.batch_with_webhook(&["named"], json!({"url": by_name}))
+            .await,
+        app.batch_with_webhook(&["literal"], json!({"url": receiver.url}))
+            .await,
+    ];
+    let storage = app.stop().await;
+
+    // ...then delivered by one that does not: refused after resolution, before connecting.
+    let strict = ServeOptions {
+        webhook_backoff: Some(Duration::from_millis(100)),
+        ..ServeOptions::default()
+    };
+    let app = spawn_in(storage, strict).await;
+    for batch in &batches {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let page = app.deliveries(batch).await;
+            let error = &page["result"][0]["attempts"][0]["error"];
+            if let Some(error) = error.as_str() {
+                assert!(error.contains("internal address"), "{page}");
+                assert!(page["result"][0]["attempts"][0]["status_code"].is_null());
+                assert_eq!(page["result"][0]["status"], "pending", "retried: {page}");
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no attempt within 20 s: {page}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert!(
+        receiver.received().is_empty(),
+        "nothing reached the receiver"
+    );
 }
 
 #[tokio::test]
