@@ -1,6 +1,7 @@
 //! Webhooks over HTTP, against a receiver run by the test (`receiver.rs`): events arrive
 //! signed, failed deliveries are retried with the same webhook-id and every attempt is
-//! listed, only the subscribed events are sent, undelivered events survive a restart,
+//! listed, only the subscribed events are sent, undelivered events survive a restart (and
+//! an attempt cut by a `kill -9` is made again at once),
 //! internal URLs are refused without `--webhook-allow-private` (at create, and again at
 //! delivery), the secret and its rotation, and tenancy.
 
@@ -13,7 +14,8 @@ use base64::engine::general_purpose::STANDARD;
 use scriptorium::config::ServeOptions;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_error, spawn_app, spawn_in, spawn_with};
+use crate::helpers::{KEY, TestApp, assert_error, spawn_app, spawn_in, spawn_with};
+use crate::process::{Serve, client};
 use receiver::{Received, Receiver};
 
 /// A server that accepts webhooks to 127.0.0.1 and retries after 100 ms (doubling to 400 ms).
@@ -172,6 +174,58 @@ async fn undelivered_events_are_delivered_after_the_server_restarts() {
     let attempts = event["attempts"].as_array().unwrap();
     assert!(attempts.len() >= 2, "{page}");
     assert_eq!(attempts[0]["status_code"], 500);
+}
+
+/// SQLite: an attempt in flight when the process is killed is made again as soon as the next
+/// server starts on the data directory (it is the only process), not after the claim's 40 s
+/// lease.
+#[tokio::test]
+async fn an_attempt_cut_by_a_kill_9_is_made_again_when_the_server_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve {
+        api_key: Some(KEY),
+        args: vec!["--webhook-allow-private", "--webhook-backoff", "100ms"],
+        ..Serve::new(dir.path())
+    };
+    let http = client();
+    let server = serve.start();
+    let secret: Value = http
+        .get(server.url("/v1/scriptorium/webhooks/secret"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let receiver = Receiver::start(secret["secret"].as_str().unwrap(), 0).await;
+    receiver.hold();
+    let body = json!({"items": [{"inputs": [{"id": "Text", "value": ["x"]}]}],
+                      "webhook": {"url": receiver.url}});
+    let response = http
+        .post(server.url("/v1/applications/echo/batches"))
+        .bearer_auth(KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while receiver.received().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no attempt within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let held = receiver.received()[0].id.clone();
+    server.child.kill_9();
+
+    receiver.accept();
+    let _restarted = serve.start();
+    let accepted = receiver.wait_accepted(1).await;
+    assert_eq!(accepted[0].id, held, "the same event, by its webhook-id");
+    assert!(accepted[0].signed);
 }
 
 #[tokio::test]

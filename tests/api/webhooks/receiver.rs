@@ -22,12 +22,13 @@ pub struct Received {
     pub answered: u16,
 }
 
-/// The receiver's state: the secret to check against, how many requests to answer 500, and
-/// what arrived.
+/// The receiver's state: the secret to check against, how many requests to answer 500,
+/// whether to answer at all, and what arrived.
 #[derive(Default)]
 struct Inbox {
     secret: String,
     failures_left: usize,
+    holding: bool,
     received: Vec<Received>,
 }
 
@@ -44,6 +45,7 @@ impl Receiver {
         let inbox = Arc::new(Mutex::new(Inbox {
             secret: secret.to_owned(),
             failures_left: failures,
+            holding: false,
             received: Vec::new(),
         }));
         let app = axum::Router::new()
@@ -61,7 +63,15 @@ impl Receiver {
 
     /// Answers 200 from now on.
     pub fn accept(&self) {
-        self.inbox.lock().unwrap().failures_left = 0;
+        let mut inbox = self.inbox.lock().unwrap();
+        inbox.failures_left = 0;
+        inbox.holding = false;
+    }
+
+    /// Answers nothing from now on (until [`Receiver::accept`]): requests are recorded
+    /// (`answered` 0) and left hanging.
+    pub fn hold(&self) {
+        self.inbox.lock().unwrap().holding = true;
     }
 
     /// Waits (at most 20 s) until the receiver has answered 200 to `n` requests; answers them.
@@ -99,27 +109,35 @@ async fn receive(
             .to_owned()
     };
     let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp"));
-    let mut inbox = inbox.lock().unwrap();
-    let signed = verify(
-        &inbox.secret,
-        &id,
-        &timestamp,
-        &body,
-        &header("webhook-signature"),
-    );
-    let answered = if inbox.failures_left > 0 {
-        inbox.failures_left -= 1;
-        500
-    } else {
-        200
+    let answered = {
+        let mut inbox = inbox.lock().unwrap();
+        let signed = verify(
+            &inbox.secret,
+            &id,
+            &timestamp,
+            &body,
+            &header("webhook-signature"),
+        );
+        let answered = if inbox.holding {
+            0
+        } else if inbox.failures_left > 0 {
+            inbox.failures_left -= 1;
+            500
+        } else {
+            200
+        };
+        inbox.received.push(Received {
+            id,
+            signed,
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            answered,
+        });
+        answered
     };
-    inbox.received.push(Received {
-        id,
-        signed,
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-        answered,
-    });
-    StatusCode::from_u16(answered).unwrap()
+    match answered {
+        0 => std::future::pending().await,
+        code => StatusCode::from_u16(code).unwrap(),
+    }
 }
 
 /// Standard Webhooks verification, written here from the specification: the key is the
