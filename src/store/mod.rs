@@ -219,9 +219,14 @@ pub trait Store: Send + Sync + 'static {
 /// of its own, reached through [`Store::outbox`], so each backend keeps these statements
 /// and their implementation in its `webhooks` file.
 pub trait Outbox: Send + Sync {
-    /// The organisation's signing secret; `fresh` becomes it if it has none yet.
-    fn webhook_secret<'a>(&'a self, org: &'a OrgId, fresh: String) -> StoreFuture<'a, String>;
-    /// Replaces the organisation's signing secret with `fresh`.
+    /// The organisation's signing secrets; `fresh` becomes the current one if it has none yet.
+    fn webhook_secret<'a>(
+        &'a self,
+        org: &'a OrgId,
+        fresh: String,
+    ) -> StoreFuture<'a, SigningSecrets>;
+    /// Replaces the organisation's signing secret with `fresh`; the one it replaces is kept as
+    /// the previous one, with the time.
     fn rotate_webhook_secret<'a>(&'a self, org: &'a OrgId, fresh: String) -> StoreFuture<'a, ()>;
     /// Claims up to `limit` due events, oldest due first, for one attempt each: each gets its
     /// attempt number raised and is not due again until `lease` has passed (so a node that

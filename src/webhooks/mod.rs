@@ -10,7 +10,8 @@
 //! 3. The delivery worker ([`Webhooks::run`], a task started with the server) claims due
 //!    events under a lease (SKIP LOCKED on PostgreSQL, so nodes never take the same event
 //!    at once), builds the body from the batch or job as the API shows it *at delivery*,
-//!    signs it with the organisation's current secret and POSTs it (10 s timeout, no
+//!    signs it with the organisation's current secret (and, for a day after a rotation, with
+//!    the previous one too) and POSTs it (10 s timeout, no
 //!    redirects, no proxy). The client's resolver checks every address it connects to
 //!    ([`address`]). A 2xx ends the event; anything else is tried again after a backoff
 //!    that doubles from `backoff` up to `backoff_max`, until `retry_for` has passed since
@@ -34,6 +35,9 @@ use crate::store::{EventKind, EventKinds, OrgId, Store, StoreError, Subscription
 
 /// How long one delivery may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long after a rotation deliveries carry the old secret's signature beside the new
+/// one's (Standard Webhooks sends several), so receivers can switch without missing any.
+const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 
 /// The webhooks' settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,11 +120,12 @@ impl Webhooks {
     /// The organisation's signing secret, made on first use.
     pub(crate) async fn secret(&self, org: &OrgId) -> Result<String, StoreError> {
         let outbox = self.store.outbox();
-        outbox.webhook_secret(org, signature::new_secret()).await
+        let secrets = outbox.webhook_secret(org, signature::new_secret()).await?;
+        Ok(secrets.current)
     }
 
     /// Gives the organisation a new signing secret and answers it; deliveries from now on are
-    /// signed with it.
+    /// signed with it and, for [`ROTATION_OVERLAP`], with the one it replaced too.
     pub(crate) async fn rotate(&self, org: &OrgId) -> Result<String, StoreError> {
         let fresh = signature::new_secret();
         self.store

@@ -9,12 +9,12 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::{TIMEOUT, WebhookSettings, Webhooks, address, signature};
+use super::{ROTATION_OVERLAP, TIMEOUT, WebhookSettings, Webhooks, address, signature};
 use crate::api::{BatchView, JobView};
 use crate::report::Chain;
 use crate::store::{
-    AttemptRecord, ClaimedEvent, Delivery, EventKind, NextStep, StoreError, after, now_micros,
-    rfc3339,
+    AttemptRecord, ClaimedEvent, Delivery, EventKind, NextStep, SigningSecrets, StoreError, after,
+    now_micros, rfc3339,
 };
 
 /// Deliveries in flight on this node at most.
@@ -80,14 +80,14 @@ impl Webhooks {
             "data": self.data(event).await?,
         }))
         .expect("a JSON value serialises");
-        let secret = self
+        let secrets = self
             .store
             .outbox()
             .webhook_secret(&event.org, signature::new_secret())
             .await?;
         let at = now_micros();
         let started = Instant::now();
-        let (status_code, error) = self.send(event, &secret, body).await;
+        let (status_code, error) = self.send(event, &secrets, body).await;
         let delivered = status_code.is_some_and(|c| (200..300).contains(&c));
         let next = if delivered {
             NextStep::Delivered
@@ -135,7 +135,7 @@ impl Webhooks {
     async fn send(
         &self,
         event: &ClaimedEvent,
-        secret: &str,
+        secrets: &SigningSecrets,
         body: Vec<u8>,
     ) -> (Option<u16>, Option<String>) {
         let url = match reqwest::Url::parse(&event.url) {
@@ -147,8 +147,10 @@ impl Webhooks {
         {
             return (None, Some(refusal));
         }
-        let timestamp = now_micros() / 1_000_000;
-        let signature = signature::sign(secret, &event.id, timestamp, &body);
+        let now = now_micros();
+        let timestamp = now / 1_000_000;
+        let signature =
+            signature::header(secrets, ROTATION_OVERLAP, now, &event.id, timestamp, &body);
         let sent = self
             .client
             .post(url)

@@ -70,6 +70,15 @@ pub struct Subscription {
     pub events: EventKinds,
 }
 
+/// An organisation's signing secrets: the current one, and the one it replaced with when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigningSecrets {
+    /// The secret deliveries are signed with.
+    pub current: String,
+    /// The secret before the last rotation, and when that rotation was.
+    pub previous: Option<(String, i64)>,
+}
+
 /// An event claimed for one delivery attempt, under a lease.
 #[derive(Clone, Debug)]
 pub struct ClaimedEvent {

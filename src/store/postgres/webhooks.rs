@@ -14,8 +14,8 @@ use super::{PostgresStore, connection};
 use crate::report::Cause;
 use crate::store::{
     AttemptRecord, BatchId, ClaimedEvent, Delivery, DeliveryPage, DeliveryQuery, EventKind,
-    EventRecord, EventStatus, NextStep, OrgId, Outbox, StoreError, StoreFuture, Subscription,
-    after,
+    EventRecord, EventStatus, NextStep, OrgId, Outbox, SigningSecrets, StoreError, StoreFuture,
+    Subscription, after,
 };
 
 /// Records where a new batch's events go, in the batch's insert transaction, after its row.
@@ -37,25 +37,31 @@ pub(super) async fn subscribe(
     Ok(())
 }
 
-async fn secret(pool: &Pool, org: &OrgId, fresh: &str, now: i64) -> Result<String, StoreError> {
+async fn secret(
+    pool: &Pool,
+    org: &OrgId,
+    fresh: &str,
+    now: i64,
+) -> Result<SigningSecrets, StoreError> {
     let insert = "INSERT INTO webhook_secrets (org, secret, created_at) VALUES ($1, $2, $3) \
          ON CONFLICT DO NOTHING";
     query(pool, insert, &[org, &fresh, &now]).await?;
     // A statement of its own, so it sees a secret a concurrent first use just committed.
-    let rows = query(
-        pool,
-        "SELECT secret FROM webhook_secrets WHERE org = $1",
-        &[org],
-    )
-    .await?;
-    rows.first()
-        .map(|r| r.get(0))
-        .ok_or_else(|| StoreError::Database(Cause::message("the webhook secret vanished")))
+    let select = "SELECT secret, previous, created_at FROM webhook_secrets WHERE org = $1";
+    let rows = query(pool, select, &[org]).await?;
+    let row = rows
+        .first()
+        .ok_or_else(|| StoreError::Database(Cause::message("the webhook secret vanished")))?;
+    Ok(SigningSecrets {
+        current: row.get(0),
+        previous: row.get::<_, Option<String>>(1).map(|p| (p, row.get(2))),
+    })
 }
 
 async fn rotate(pool: &Pool, org: &OrgId, fresh: &str, now: i64) -> Result<(), StoreError> {
     let upsert = "INSERT INTO webhook_secrets (org, secret, created_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (org) DO UPDATE SET secret = excluded.secret, created_at = excluded.created_at";
+         ON CONFLICT (org) DO UPDATE SET previous = webhook_secrets.secret, \
+             secret = excluded.secret, created_at = excluded.created_at";
     query(pool, upsert, &[org, &fresh, &now]).await.map(drop)
 }
 
@@ -202,7 +208,11 @@ fn bad(value: &str) -> StoreError {
 }
 
 impl Outbox for PostgresStore {
-    fn webhook_secret<'a>(&'a self, org: &'a OrgId, fresh: String) -> StoreFuture<'a, String> {
+    fn webhook_secret<'a>(
+        &'a self,
+        org: &'a OrgId,
+        fresh: String,
+    ) -> StoreFuture<'a, SigningSecrets> {
         let now = self.clock.now();
         Box::pin(async move { secret(&self.pool, org, &fresh, now).await })
     }

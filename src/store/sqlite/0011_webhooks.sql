@@ -14,10 +14,13 @@ CREATE TABLE batch_webhooks (
     events INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+-- `previous` is the secret the last rotation replaced, at `created_at` (deliveries are signed
+-- with both for a while, so receivers can move to the new one).
 CREATE TABLE webhook_secrets (
     org TEXT PRIMARY KEY,
     secret TEXT NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    previous TEXT
 ) WITHOUT ROWID;
 
 -- One row per event. `id` is the webhook-id (128 random bits; not indexed: nothing looks an

@@ -9,7 +9,7 @@ use rusqlite::{Connection, Row, params};
 use super::{SqliteStore, read};
 use crate::store::{
     AttemptRecord, BatchId, ClaimedEvent, Delivery, DeliveryPage, DeliveryQuery, EventKind,
-    EventRecord, EventStatus, NextStep, OrgId, Outbox, StoreFuture, Subscription,
+    EventRecord, EventStatus, NextStep, OrgId, Outbox, SigningSecrets, StoreFuture, Subscription,
 };
 
 /// Records where a new batch's events go; runs in the batch's insert, after its row.
@@ -36,20 +36,32 @@ pub(super) fn recover(conn: &Connection, now: i64) -> rusqlite::Result<usize> {
     .execute([now])
 }
 
-fn secret(conn: &Connection, org: &OrgId, fresh: &str, now: i64) -> rusqlite::Result<String> {
+fn secret(
+    conn: &Connection,
+    org: &OrgId,
+    fresh: &str,
+    now: i64,
+) -> rusqlite::Result<SigningSecrets> {
     conn.prepare_cached(
         "INSERT INTO webhook_secrets (org, secret, created_at) VALUES (?1, ?2, ?3) \
          ON CONFLICT DO NOTHING",
     )?
     .execute(params![org, fresh, now])?;
-    conn.prepare_cached("SELECT secret FROM webhook_secrets WHERE org = ?1")?
-        .query_row([org], |r| r.get(0))
+    conn.prepare_cached("SELECT secret, previous, created_at FROM webhook_secrets WHERE org = ?1")?
+        .query_row([org], |r| {
+            let previous: Option<String> = r.get(1)?;
+            Ok(SigningSecrets {
+                current: r.get(0)?,
+                previous: previous.map(|p| r.get(2).map(|at| (p, at))).transpose()?,
+            })
+        })
 }
 
 fn rotate(conn: &Connection, org: &OrgId, fresh: &str, now: i64) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO webhook_secrets (org, secret, created_at) VALUES (?1, ?2, ?3) \
-         ON CONFLICT DO UPDATE SET secret = excluded.secret, created_at = excluded.created_at",
+         ON CONFLICT DO UPDATE SET previous = secret, secret = excluded.secret, \
+             created_at = excluded.created_at",
     )?
     .execute(params![org, fresh, now])?;
     Ok(())
@@ -189,7 +201,11 @@ fn bad(column: usize, value: &str) -> rusqlite::Error {
 }
 
 impl Outbox for SqliteStore {
-    fn webhook_secret<'a>(&'a self, org: &'a OrgId, fresh: String) -> StoreFuture<'a, String> {
+    fn webhook_secret<'a>(
+        &'a self,
+        org: &'a OrgId,
+        fresh: String,
+    ) -> StoreFuture<'a, SigningSecrets> {
         let now = self.clock.now();
         let org = org.clone();
         Box::pin(

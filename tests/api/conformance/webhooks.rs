@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use scriptorium::store::{
     AttemptRecord, BatchId, BatchItem, ClaimedEvent, Delivery, DeliveryQuery, EventKind,
-    EventKinds, EventStatus, NewBatch, NextStep, Priority, RetryPolicy, Store, Subscription,
+    EventKinds, EventStatus, NewBatch, NextStep, Priority, RetryPolicy, SigningSecrets, Store,
+    Subscription,
 };
 
 use scriptorium::store::postgres::PostgresStore;
@@ -289,28 +290,33 @@ pub(super) async fn a_batch_completed_event_is_written_each_time_the_batch_finis
 pub(super) async fn the_secret_is_kept_per_organisation_until_rotated(h: Harness) {
     let outbox = h.store.outbox();
     let (a, b) = (org("a"), org("b"));
+    let current = |secrets: SigningSecrets| secrets.current;
+    let first = outbox.webhook_secret(&a, "whsec_one".into()).await.unwrap();
     assert_eq!(
-        outbox.webhook_secret(&a, "whsec_one".into()).await.unwrap(),
+        first,
+        SigningSecrets {
+            current: "whsec_one".into(),
+            previous: None
+        }
+    );
+    assert_eq!(
+        current(outbox.webhook_secret(&a, "whsec_two".into()).await.unwrap()),
         "whsec_one"
     );
     assert_eq!(
-        outbox.webhook_secret(&a, "whsec_two".into()).await.unwrap(),
-        "whsec_one"
-    );
-    assert_eq!(
-        outbox.webhook_secret(&b, "whsec_bee".into()).await.unwrap(),
+        current(outbox.webhook_secret(&b, "whsec_bee".into()).await.unwrap()),
         "whsec_bee"
     );
+    h.clock.advance(Duration::from_secs(5));
     outbox
         .rotate_webhook_secret(&a, "whsec_new".into())
         .await
         .unwrap();
+    let rotated = outbox.webhook_secret(&a, "whsec_x".into()).await.unwrap();
+    assert_eq!(rotated.current, "whsec_new");
+    assert_eq!(rotated.previous, Some(("whsec_one".into(), h.clock.now())));
     assert_eq!(
-        outbox.webhook_secret(&a, "whsec_x".into()).await.unwrap(),
-        "whsec_new"
-    );
-    assert_eq!(
-        outbox.webhook_secret(&b, "whsec_x".into()).await.unwrap(),
+        current(outbox.webhook_secret(&b, "whsec_x".into()).await.unwrap()),
         "whsec_bee"
     );
 }

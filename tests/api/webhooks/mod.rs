@@ -358,6 +358,32 @@ async fn the_secret_is_made_on_first_use_and_rotation_replaces_it() {
 }
 
 #[tokio::test]
+async fn after_a_rotation_deliveries_carry_the_old_secrets_signature_too() {
+    let app = spawn_with(allowing_private()).await;
+    let old = app.webhook_secret().await;
+    let rotated: Value = app
+        .post("/v1/scriptorium/webhooks/secret/rotate")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let new = rotated["secret"].as_str().unwrap();
+    for secret in [old.as_str(), new] {
+        let receiver = Receiver::start(secret, 0).await;
+        app.batch_with_webhook(&["x"], json!({"url": receiver.url}))
+            .await;
+        let accepted = receiver.wait_accepted(1).await;
+        assert!(
+            accepted[0].signed,
+            "verified with the {} secret",
+            if secret == new { "new" } else { "old" }
+        );
+    }
+}
+
+#[tokio::test]
 async fn another_organisations_deliveries_are_a_404() {
     let app = spawn_with(allowing_private()).await;
     let receiver = Receiver::start(&app.webhook_secret().await, 0).await;
