@@ -49,7 +49,7 @@ pub(crate) async fn secret(
 }
 
 /// `POST /v1/scriptorium/webhooks/secret/rotate`: a new signing secret, used from the next
-/// attempt on.
+/// attempt on (beside the old one, for a day).
 pub(crate) async fn rotate(
     State(state): State<AppState>,
     principal: Principal,

@@ -11,11 +11,11 @@
 //!    events under a lease (SKIP LOCKED on PostgreSQL, so nodes never take the same event
 //!    at once), builds the body from the batch or job as the API shows it *at delivery*,
 //!    signs it with the organisation's current secret (and, for a day after a rotation, with
-//!    the previous one too) and POSTs it (10 s timeout, no
-//!    redirects, no proxy). The client's resolver checks every address it connects to
-//!    ([`address`]). A 2xx ends the event; anything else is tried again after a backoff
-//!    that doubles from `backoff` up to `backoff_max`, until `retry_for` has passed since
-//!    the event, when it is given up. Every attempt is recorded.
+//!    the previous one too) and POSTs it (10 s timeout, no redirects, no proxy). The
+//!    client's resolver checks every address it connects to ([`address`]). A 2xx ends the
+//!    event; anything else is tried again after a backoff that doubles from `backoff` up to
+//!    `backoff_max`, until `retry_for` has passed since the event, when it is given up.
+//!    Every attempt is recorded.
 //!
 //! Delivery is at least once: a node that dies mid-attempt leaves the claim to lapse and the
 //! event is tried again; receivers deduplicate by `webhook-id`, the same across attempts.
