@@ -1,76 +1,101 @@
-//! The batch statements. An insert runs inside the writer's group transaction: the batch row,
-//! then every item through one prepared statement (SQLite has no round trip to save, so a
-//! statement run per row costs what a multi-row one would, without its bound on parameters).
+//! The batch statements. An insert runs in a transaction of the writer's own
+//! ([`Writer::write_alone`](super::writer::Writer::write_alone)): the items as their chunks
+//! arrive, each through one prepared statement (SQLite has no round trip to save, so a
+//! statement run per row costs what a multi-row one would, without its bound on parameters),
+//! then the batch row with its counts. Parts that stop before their end roll it all back.
 //! The counts are kept by the `jobs_batch_count` trigger (0008_batches.sql).
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::map_err;
 use crate::store::{
-    BatchId, BatchPage, BatchQuery, BatchRecord, BatchStatus, NewBatch, OrgId, Priority,
+    BatchId, BatchPage, BatchPart, BatchParts, BatchQuery, BatchRecord, BatchStatus, BatchTally,
+    NewBatch, OrgId, Priority, StoreError, unfinished_batch,
 };
 
 const RECORD_COLUMNS: &str = "id, application_id, total, completed, failed, created_at, \
      changed_at, priority, metadata, errors";
 
+/// One item; a refused item (one with an error) is inserted failed.
+const INSERT_ITEM: &str = "INSERT INTO jobs (id, org, application_id, state, inputs, \
+     max_attempts, backoff_initial_ms, backoff_max_ms, run_at, created_at, updated_at, \
+     max_wait_ms, priority, application_version, batch_id, custom_id, error, completed_at) \
+     VALUES (?1, ?2, ?3, CASE WHEN ?4 IS NULL THEN 'queued' ELSE 'failed' END, ?5, ?6, ?7, \
+     ?8, ?9, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?4, CASE WHEN ?4 IS NULL THEN NULL ELSE ?9 END)";
+
+/// Items stored before the batch's priority was known moved to it: the batch's rows are those
+/// after the last job before it (no index on `batch_id` needed).
+const MOVE_PRIORITY: &str =
+    "UPDATE jobs SET priority = ?1 WHERE seq > ?2 AND batch_id = ?3 AND priority <> ?1";
+
+const INSERT_BATCH: &str = "INSERT INTO batches (id, org, application_id, total, completed, \
+     failed, created_at, changed_at, priority, metadata, errors) \
+     VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?6, ?7, ?8, ?9)";
+
+/// Stores `batch` and the items `parts` bring, waiting for each chunk (on the writer's
+/// thread: the caller feeds it as fast as it reads them).
 pub(super) fn insert(
     conn: &Connection,
     batch: &NewBatch,
+    mut parts: BatchParts,
     now: i64,
-) -> rusqlite::Result<BatchRecord> {
-    let refused = batch.items.iter().filter(|i| i.refused.is_some()).count() as u64;
-    let record = BatchRecord {
-        id: batch.id,
-        application_id: batch.application_id.clone(),
-        total: batch.items.len() as u64,
-        completed: 0,
-        failed: refused,
-        created_at: now,
-        updated_at: now,
-        priority: batch.priority,
-        metadata: batch.metadata.clone(),
-        errors: batch.errors.clone(),
+) -> Result<BatchRecord, StoreError> {
+    let mut tally = BatchTally::default();
+    let mut item = conn.prepare_cached(INSERT_ITEM).map_err(map_err)?;
+    let priority = batch.priority.index() as i64;
+    let before: i64 = conn
+        .query_row("SELECT coalesce(max(seq), 0) FROM jobs", [], |r| r.get(0))
+        .map_err(map_err)?;
+    let end = loop {
+        let items = match parts.blocking_recv() {
+            Some(BatchPart::Items(items)) => items,
+            Some(BatchPart::End(end)) => break end,
+            None => return Err(unfinished_batch()),
+        };
+        for job in &items {
+            item.execute(params![
+                job.id,
+                batch.org,
+                batch.application_id,
+                job.refused,
+                job.inputs,
+                batch.retry.max_attempts,
+                batch.retry.backoff_initial_ms as i64,
+                batch.retry.backoff_max_ms as i64,
+                now,
+                batch.retry.max_wait_ms as i64,
+                priority,
+                batch.application_version,
+                batch.id,
+                job.custom_id,
+            ])
+            .map_err(map_err)?;
+        }
+        tally.add(&items);
     };
-    conn.prepare_cached(
-        "INSERT INTO batches (id, org, application_id, total, completed, failed, created_at, \
-         changed_at, priority, metadata, errors) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        batch.id,
-        batch.org,
-        batch.application_id,
-        record.total as i64,
-        refused as i64,
-        now,
-        batch.priority.index() as i64,
-        batch.metadata,
-        batch.errors,
-    ])?;
-    let mut item = conn.prepare_cached(
-        "INSERT INTO jobs (id, org, application_id, state, inputs, max_attempts, \
-         backoff_initial_ms, backoff_max_ms, run_at, created_at, updated_at, max_wait_ms, \
-         priority, application_version, batch_id, custom_id, error, completed_at) \
-         VALUES (?1, ?2, ?3, CASE WHEN ?4 IS NULL THEN 'queued' ELSE 'failed' END, ?5, ?6, ?7, \
-         ?8, ?9, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?4, CASE WHEN ?4 IS NULL THEN NULL ELSE ?9 END)",
-    )?;
-    for job in &batch.items {
-        item.execute(params![
-            job.id,
-            batch.org,
-            batch.application_id,
-            job.refused,
-            job.inputs,
-            batch.retry.max_attempts,
-            batch.retry.backoff_initial_ms as i64,
-            batch.retry.backoff_max_ms as i64,
-            now,
-            batch.retry.max_wait_ms as i64,
-            batch.priority.index() as i64,
-            batch.application_version,
-            batch.id,
-            job.custom_id,
-        ])?;
+    if end.priority != batch.priority {
+        conn.prepare_cached(MOVE_PRIORITY)
+            .and_then(|mut moving| {
+                moving.execute(params![end.priority.index() as i64, before, batch.id])
+            })
+            .map_err(map_err)?;
     }
-    Ok(record)
+    conn.prepare_cached(INSERT_BATCH)
+        .and_then(|mut head| {
+            head.execute(params![
+                batch.id,
+                batch.org,
+                batch.application_id,
+                tally.total as i64,
+                tally.refused as i64,
+                now,
+                end.priority.index() as i64,
+                end.metadata,
+                end.errors,
+            ])
+        })
+        .map_err(map_err)?;
+    Ok(tally.record(batch, end, now))
 }
 
 pub(super) fn get(

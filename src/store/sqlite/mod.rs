@@ -25,7 +25,7 @@ use tokio::sync::{Notify, broadcast};
 
 use super::{
     ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
-    BatchQuery, BatchRecord, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted, FileLease,
+    BatchParts, BatchQuery, BatchRecord, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted, FileLease,
     FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobId, JobPage, JobQuery, JobRecord,
     KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId, Outcome,
     RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery,
@@ -258,11 +258,11 @@ impl Store for SqliteStore {
         )
     }
 
-    fn insert_batch(&self, batch: NewBatch) -> StoreFuture<'_, BatchRecord> {
+    fn insert_batch(&self, batch: NewBatch, parts: BatchParts) -> StoreFuture<'_, BatchRecord> {
         let now = self.clock.now();
         Box::pin(
             self.writer
-                .write(true, move |c| batches::insert(c, &batch, now)),
+                .write_alone(true, move |c| batches::insert(c, &batch, parts, now)),
         )
     }
 

@@ -131,6 +131,8 @@ conformance!(
     batches::a_batch_is_stored_whole_with_its_refused_items_failed,
     batches::batch_counts_follow_outcomes_and_retries_exactly,
     batches::batches_are_listed_newest_first_per_application_by_status,
+    batches::a_batch_whose_parts_stop_before_their_end_writes_nothing,
+    batches::a_priority_named_after_the_items_moves_the_stored_items,
 );
 
 /// The id of job `name` ([`named`]).
