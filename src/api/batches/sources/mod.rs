@@ -29,6 +29,8 @@ pub(super) type Chunk = Result<Bytes, ApiError>;
 pub(super) struct ChunkReader {
     chunks: BoxStream<'static, Chunk>,
     current: Bytes,
+    /// Whether the stream has ended (it must not be polled again).
+    ended: bool,
     handle: Handle,
     failure: Option<ApiError>,
 }
@@ -39,6 +41,7 @@ impl ChunkReader {
         Self {
             chunks,
             current: Bytes::new(),
+            ended: false,
             handle: Handle::current(),
             failure: None,
         }
@@ -53,13 +56,16 @@ impl ChunkReader {
 impl Read for ChunkReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.current.is_empty() {
+            if self.ended {
+                return Ok(0);
+            }
             match self.handle.block_on(self.chunks.next()) {
                 Some(Ok(chunk)) => self.current = chunk,
                 Some(Err(e)) => {
                     self.failure = Some(e);
                     return Err(std::io::Error::other("the source broke off"));
                 }
-                None => return Ok(0),
+                None => self.ended = true,
             }
         }
         let n = buf.len().min(self.current.len());
