@@ -42,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0006_job_provider.sql"),
     include_str!("0007_applications.sql"),
     include_str!("0008_batches.sql"),
+    include_str!("0010_batch_counts.sql"),
 ];
 /// Page cache of the key-lookup connection.
 const AUTH_CACHE_KIB: u32 = 256;
