@@ -93,9 +93,8 @@ pub(crate) fn router(state: AppState, max_body_bytes: usize, max_batch_bytes: us
         .route("/v1/applications/jobs/{job_id}", get(jobs::retrieve))
         .route(
             "/v1/applications/{application_id}/batches",
-            get(batches::list).post(
-                batches::create.layer(Extension(batches::BodyLimit(max_batch_bytes))),
-            ),
+            get(batches::list)
+                .post(batches::create.layer(Extension(batches::BodyLimit(max_batch_bytes)))),
         )
         .route(
             "/v1/applications/batches/{batch_id}",

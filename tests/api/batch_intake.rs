@@ -123,8 +123,7 @@ async fn a_jsonl_file_makes_a_batch_and_bad_lines_fail_alone() {
         "{\"custom_id\": \"b\", \"inputs\": [".to_owned(),
         json!({"inputs": [{"id": "Text", "value": ["x"]}, {"id": "Mode", "value": ["shout"]}]})
             .to_string(),
-        json!({"custom_id": "d", "inputs": [{"id": "Text", "value": ["one", "two"]}]})
-            .to_string(),
+        json!({"custom_id": "d", "inputs": [{"id": "Text", "value": ["one", "two"]}]}).to_string(),
     ];
     let response = app
         .batch_from_file("items.jsonl", &lines.join("\n"), json!({}))
@@ -170,9 +169,7 @@ async fn a_file_that_is_missing_of_another_organisation_or_of_another_type_is_a_
         .unwrap();
     let unknown = "00000000-0000-4000-8000-000000000000";
     for file_id in [theirs["id"].as_str().unwrap(), unknown, "not-a-file-id"] {
-        let response = app
-            .create_batch("echo", json!({"file_id": file_id}))
-            .await;
+        let response = app.create_batch("echo", json!({"file_id": file_id})).await;
         let description = assert_error(response, 400, "BadRequest").await;
         assert!(description.contains(file_id), "{description}");
     }
@@ -282,7 +279,9 @@ async fn a_body_that_breaks_or_overflows_after_thousands_of_items_writes_nothing
     let response = app
         .post("/v1/applications/echo/batches")
         .header("content-type", "application/json")
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await
         .unwrap();
@@ -290,9 +289,7 @@ async fn a_body_that_breaks_or_overflows_after_thousands_of_items_writes_nothing
     // A repeated custom_id far into the items.
     let mut repeated = many(9_000);
     repeated[8_999]["custom_id"] = json!("item-1");
-    let response = app
-        .create_batch("echo", json!({"items": repeated}))
-        .await;
+    let response = app.create_batch("echo", json!({"items": repeated})).await;
     let description = assert_error(response, 400, "BadRequest").await;
     assert!(description.contains("item 9000"), "{description}");
     assert_eq!(app.echo_total().await, 0);

@@ -89,7 +89,10 @@ async fn measure(
     let peak = memory("VmHWM")?;
     anyhow::ensure!(response.status().as_u16() == 202, "{}", response.status());
     let batch: Value = response.json().await?;
-    anyhow::ensure!(batch["counts"]["total"].as_u64() == Some(n as u64), "{batch}");
+    anyhow::ensure!(
+        batch["counts"]["total"].as_u64() == Some(n as u64),
+        "{batch}"
+    );
     let source = match file {
         Some(_) => "from an uploaded CSV file".to_owned(),
         None => format!("inline ({:.1} MB body)", size as f64 / 1e6),
@@ -132,11 +135,17 @@ fn write_csv_rows(path: &Path, n: usize) -> std::io::Result<()> {
 
 /// Uploads the file at `path` and waits until it is processed; answers its id.
 async fn upload(client: &reqwest::Client, base: &str, path: &Path) -> anyhow::Result<String> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("rows.csv");
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("rows.csv");
     let file: Value = client
         .post(format!("{base}/v1/files"))
         .bearer_auth(KEY)
-        .header("content-disposition", format!("attachment; filename=\"{name}\""))
+        .header(
+            "content-disposition",
+            format!("attachment; filename=\"{name}\""),
+        )
         .body(reqwest::Body::from(tokio::fs::File::open(path).await?))
         .send()
         .await?

@@ -149,7 +149,8 @@ impl Intake {
         let custom_id = self.custom_id(custom_id, place, position)?;
         let outcome = match raw {
             Raw::Inputs(inputs) => {
-                let checked = refused_or_checked(&self.state, &self.org, &self.app, inputs.as_ref());
+                let checked =
+                    refused_or_checked(&self.state, &self.org, &self.app, inputs.as_ref());
                 match self.handle.block_on(checked)? {
                     Ok(inputs) => Ok(json_text(&inputs)),
                     Err(message) => Err((message, json_text(&inputs))),
@@ -219,7 +220,12 @@ impl Intake {
     /// Sends the items queued so far to the store. Runs on a blocking thread.
     fn flush(&mut self) -> Result<(), ApiError> {
         let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
-        if self.storing().parts.blocking_send(BatchPart::Items(chunk)).is_ok() {
+        if self
+            .storing()
+            .parts
+            .blocking_send(BatchPart::Items(chunk))
+            .is_ok()
+        {
             return Ok(());
         }
         let storing = self.storing.take();

@@ -25,10 +25,10 @@ use tokio::sync::{Notify, broadcast};
 
 use super::{
     ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
-    BatchParts, BatchQuery, BatchRecord, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted, FileLease,
-    FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobId, JobPage, JobQuery, JobRecord,
-    KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId, Outcome,
-    RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery,
+    BatchParts, BatchQuery, BatchRecord, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted,
+    FileLease, FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobId, JobPage, JobQuery,
+    JobRecord, KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId,
+    Outcome, RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery,
 };
 use crate::report::Cause;
 use writer::Writer;

@@ -70,7 +70,9 @@ async fn insert(
 
 /// Inserts `batch`, ended as it was created (low priority).
 async fn insert_whole(store: &dyn Store, batch: Batch) -> BatchRecord {
-    insert(store, batch, Some(end(Priority::Low))).await.unwrap()
+    insert(store, batch, Some(end(Priority::Low)))
+        .await
+        .unwrap()
 }
 
 fn batch_id(name: &str) -> BatchId {
@@ -88,7 +90,11 @@ async fn read(store: &dyn Store, owner: &OrgId, name: &str) -> BatchRecord {
 pub(super) async fn a_batch_is_stored_whole_with_its_refused_items_failed(h: Harness) {
     let store = &*h.store;
     // More items than one statement of PostgreSQL's takes.
-    let stored = insert_whole(store, batch("b1", "default", "echo", 12_000, &[0, 5_000, 11_999])).await;
+    let stored = insert_whole(
+        store,
+        batch("b1", "default", "echo", 12_000, &[0, 5_000, 11_999]),
+    )
+    .await;
     assert_eq!(
         (stored.total, stored.completed, stored.failed),
         (12_000, 0, 3)
@@ -268,7 +274,13 @@ pub(super) async fn a_batch_whose_parts_stop_before_their_end_writes_nothing(h: 
     let refused = insert(store, (head, items), Some(end(Priority::Low))).await;
     assert!(refused.is_err());
     for name in ["s1", "s2"] {
-        assert!(store.get_batch(&owner, batch_id(name)).await.unwrap().is_none());
+        assert!(
+            store
+                .get_batch(&owner, batch_id(name))
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
     let jobs = store
         .list_jobs(query("default", "echo", None, 0, 10))

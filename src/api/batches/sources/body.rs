@@ -124,7 +124,10 @@ impl<'de> Visitor<'de> for Body<'_> {
                 "strict" => self.fields.strict = map.next_value::<Option<bool>>()?.unwrap_or(false),
                 "metadata" => {
                     let metadata: Option<Map<String, Value>> = map.next_value()?;
-                    if metadata.as_ref().is_some_and(|m| m.iter().any(|(k, v)| k.contains('\0') || holds_nul(v))) {
+                    if metadata
+                        .as_ref()
+                        .is_some_and(|m| m.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)))
+                    {
                         return Err(self.fail(nul()));
                     }
                     self.fields.metadata = metadata;

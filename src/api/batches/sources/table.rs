@@ -48,7 +48,9 @@ fn read_rows(reader: &mut ChunkReader, intake: &mut Intake) -> Result<(), ApiErr
         .from_reader(reader);
     let mut record = csv::ByteRecord::new();
     if !rows.read_byte_record(&mut record).map_err(unreadable)? {
-        return Err(refused("the CSV file is empty: its first row must name the columns"));
+        return Err(refused(
+            "the CSV file is empty: its first row must name the columns",
+        ));
     }
     let columns = header(&record, intake.app())?;
     let mut number = 1;
@@ -93,9 +95,7 @@ fn header(record: &csv::ByteRecord, app: &Application) -> Result<Vec<Column>, Ap
             _ => false,
         });
         if repeated {
-            return Err(refused(&format!(
-                "header: column '{name}' is given twice"
-            )));
+            return Err(refused(&format!("header: column '{name}' is given twice")));
         }
         columns.push(column);
     }
