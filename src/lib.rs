@@ -37,6 +37,9 @@
 //!   shares). Its claims take turns across organisations and order each one's work by
 //!   priority.
 //!   Imports none of them (only the leaf [`report`]).
+//! - [`metrics`]: the Prometheus families `GET /metrics` answers: what the engine and the
+//!   HTTP layer observe (atomic updates, no lock per job), and what is read at each scrape
+//!   from the store's job counters and the providers' gates. Never scans the jobs.
 //! - [`claims`]: the claim loop both leased workers run (the engine's, the files').
 //! - [`report`]: the cause an error keeps (its source, with context) and the one-line text of
 //!   an error with all its causes, for wherever an error becomes text for a person. A leaf:
@@ -68,6 +71,7 @@ pub mod cli;
 pub mod config;
 pub(crate) mod engine;
 pub mod files;
+pub(crate) mod metrics;
 pub mod providers;
 pub mod report;
 pub mod server;

@@ -14,10 +14,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use super::applications::{refused_or_checked, served_app};
 use super::extract::{Principal, WJson, WPath, WQuery};
 use super::jobs::priority;
+use super::openapi;
 use super::paging;
 use super::views::{BatchListView, BatchView, PaginationView};
 use super::{ApiError, AppState, ErrorCode};
@@ -29,27 +31,34 @@ const MAX_CUSTOM_ID: usize = 255;
 const MAX_ERRORS: usize = 100;
 
 /// The body of a batch create.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub(crate) struct CreateBatchRequest {
     items: Option<Vec<ItemRequest>>,
     file_id: Option<String>,
     #[serde(default)]
     strict: bool,
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Map<String, Value>>,
     priority: Option<String>,
     webhook: Option<Value>,
 }
 
 /// One item: `{custom_id?, inputs}`, the inputs as a job create takes them.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ItemRequest {
     custom_id: Option<String>,
     /// Kept raw, as for a job, so that a refusal can name the input at fault.
+    #[schema(schema_with = openapi::inputs)]
     inputs: Option<Value>,
 }
 
 /// `POST /v1/applications/{application_id}/batches`: checks every item, stores the batch and
 /// all its items in one transaction, and answers 202 with the batch once they are durable.
+#[utoipa::path(post, path = "/v1/applications/{application_id}/batches", tag = "batches",
+    params(("application_id" = String, Path, description = "The application's id."),
+        ("Scriptorium-Priority" = Option<String>, Header, description = "`high`, `normal` or `low`.")),
+    request_body = CreateBatchRequest,
+    responses((status = 202, description = "Stored with all its items.", body = BatchView)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -167,6 +176,8 @@ fn json_text(value: &impl serde::Serialize) -> Result<String, ApiError> {
 }
 
 /// `GET /v1/applications/batches/{batch_id}`: the batch with its exact counts.
+#[utoipa::path(get, path = "/v1/applications/batches/{batch_id}", tag = "batches", params(("batch_id" = String, Path, description = "The batch's id.")),
+    responses((status = 200, description = "The batch with its counts.", body = BatchView)))]
 pub(crate) async fn retrieve(
     State(state): State<AppState>,
     principal: Principal,
@@ -181,14 +192,21 @@ pub(crate) async fn retrieve(
 }
 
 /// The query of the batches list.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// A batch status.
     status: Option<String>,
+    /// Batches to skip.
     offset: Option<u64>,
+    /// Batches per page.
     limit: Option<u64>,
 }
 
 /// `GET /v1/applications/{application_id}/batches`: newest first, paged as jobs are.
+#[utoipa::path(get, path = "/v1/applications/{application_id}/batches", tag = "batches",
+    params(("application_id" = String, Path, description = "The application's id."), ListQuery),
+    responses((status = 200, description = "A page of batches, newest first.", body = BatchListView)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     principal: Principal,

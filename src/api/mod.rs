@@ -1,6 +1,7 @@
 //! The HTTP surface: Writer's applications and files APIs, byte for byte where the SDKs look, plus
 //! scriptorium's own routes (batches; `/v1/scriptorium/...`: applications as data, operators' views)
-//! and a health check.
+//! and the operators' routes: `/healthz`, `/readyz`, `/metrics` and `/openapi.json`, the
+//! OpenAPI document of every route, derived from the handlers' annotations ([`openapi`]).
 //!
 //! Handlers parse, authenticate and validate, then talk to the store (async jobs) or, for
 //! synchronous generation only, to a provider. Every error leaves through [`ApiError`] in
@@ -14,6 +15,8 @@ mod extract;
 mod files;
 mod jobs;
 mod native;
+mod openapi;
+mod ops;
 mod paging;
 pub(crate) mod requests;
 mod text;
@@ -24,6 +27,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
+use axum::middleware;
 use axum::routing::{get, post};
 
 pub(crate) use error::{ApiError, ErrorCode};
@@ -32,6 +36,7 @@ pub(crate) use text::refuse_unstorable;
 use crate::apps::Catalog;
 use crate::auth::Keys;
 use crate::files::Files;
+use crate::metrics::{self, Metrics};
 use crate::providers::Providers;
 use crate::store::Store;
 
@@ -67,6 +72,8 @@ pub(crate) struct Parts {
     pub(crate) keys: Arc<Keys>,
     /// Uploaded files.
     pub(crate) files: Files,
+    /// What `/metrics` answers; the HTTP layer and the engine observe into it.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// The whole router. Request bodies over `max_body_bytes` answer 413, except uploads, which
@@ -125,13 +132,16 @@ pub(crate) fn router(state: AppState, max_body_bytes: usize, max_batch_bytes: us
         )
         .route("/v1/scriptorium/providers", get(native::providers))
         .route("/v1/scriptorium/files", get(native::files))
-        .route("/healthz", get(health))
+        .route("/healthz", get(ops::health))
+        .route("/readyz", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(openapi::document))
         .fallback(error::unknown_path)
         .method_not_allowed_fallback(error::wrong_method)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::http::observe,
+        ))
         .with_state(state)
-}
-
-async fn health() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({"status": "ok"}))
 }
