@@ -18,9 +18,7 @@ mod scrape;
 
 use std::time::Duration;
 
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, Registry, TextEncoder, exponential_buckets,
-};
+use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, Registry, TextEncoder};
 
 use crate::providers::Providers;
 use crate::store::{ClaimedJob, OutcomeKind, StoreError};
@@ -28,6 +26,14 @@ use http::HttpFigures;
 
 /// The prefix of every family.
 const PREFIX: &str = "scriptorium";
+/// Queue wait buckets, in seconds: from "claimed at once" to an hour's backlog.
+const QUEUE_WAIT_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0,
+];
+/// Run time buckets, in seconds: a mock's microseconds to a long generation's minutes.
+const RUN_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
 
 /// Why a scrape failed.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +78,8 @@ impl Metrics {
         let mut families = self.registry.gather();
         families.extend(scrape::jobs(store.job_counts().await?)?);
         families.extend(scrape::providers(&providers.views())?);
+        // A family with no series yet (no job, no provider call) cannot be written as text.
+        families.retain(|family| !family.get_metric().is_empty());
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut text = Vec::new();
         TextEncoder::new().encode(&families, &mut text)?;
@@ -108,7 +116,7 @@ impl JobTimes {
                     "From a job's creation to its first claim.",
                 )
                 .namespace(PREFIX)
-                .buckets(exponential_buckets(0.01, 4.0, 10).expect("valid buckets")),
+                .buckets(QUEUE_WAIT_BUCKETS.to_vec()),
             ),
         );
         let run = register(
@@ -119,7 +127,7 @@ impl JobTimes {
                     "One attempt from its claim to its outcome, by outcome.",
                 )
                 .namespace(PREFIX)
-                .buckets(exponential_buckets(0.005, 3.0, 11).expect("valid buckets")),
+                .buckets(RUN_BUCKETS.to_vec()),
                 &["outcome"],
             ),
         );
