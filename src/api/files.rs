@@ -218,8 +218,8 @@ pub(crate) async fn retrieve(
 
 /// `GET /v1/files/{file_id}/download`: the bytes as uploaded, with the file's MIME type.
 #[utoipa::path(get, path = "/v1/files/{file_id}/download", tag = "files", params(("file_id" = String, Path, description = "The file's id.")),
-    responses((status = 200, description = "The file's bytes, with its type.", body = Vec<u8>,
-        content_type = "application/octet-stream")))]
+    responses((status = 200, description = "The file's bytes, as its own type (`text/plain`, \
+        `application/pdf`, ...).", body = Vec<u8>, content_type = "*/*")))]
 pub(crate) async fn download(
     State(state): State<AppState>,
     principal: Principal,

@@ -12,7 +12,6 @@ use crate::providers::BackendView;
 /// `{"providers": [...]}`.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct ProvidersView {
-    #[schema(value_type = Vec<Object>)]
     providers: Vec<BackendView>,
 }
 
