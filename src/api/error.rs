@@ -205,7 +205,7 @@ pub(crate) struct ErrorBody<'a> {
     tpe: &'static str,
     /// One entry per problem.
     errors: Vec<ErrorEntry<'a>>,
-    /// Always `{}`.
+    /// `{}`; on a 5xx, `{"request_id"}`: the id the server logged the cause under.
     extras: Extras,
 }
 
@@ -220,7 +220,8 @@ pub(crate) struct ErrorEntry<'a> {
     extras: Extras,
 }
 
-/// `{}`: Writer's clients read the key, always present, empty here.
+/// Writer's free-form `extras`: empty as built; on a 5xx the request's id is added on the
+/// way out (`super::requests`).
 #[derive(Serialize, ToSchema)]
 pub(crate) struct Extras {}
 
