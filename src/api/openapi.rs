@@ -81,7 +81,7 @@ pub(crate) async fn document() -> impl IntoResponse {
 
 /// Adds the bearer key scheme, and to every operation Writer's error shape as its `default`
 /// answer (any status it does not list: 400 for a malformed request, 401 without a key, 404,
-/// 405, 413, 5xx...).
+/// 405, 413, 5xx...) and an operation id unique in the document.
 struct Shared;
 
 impl Modify for Shared {
@@ -121,6 +121,11 @@ impl Modify for Shared {
                     .responses
                     .entry("default".into())
                     .or_insert_with(|| RefOr::T(error.clone()));
+                // The handler's name alone repeats across modules (`create`, `list`):
+                // prefixed with its tag (its module's), it names one operation.
+                if let (Some(id), Some(tag)) = (&mut operation.operation_id, &operation.tags) {
+                    *id = format!("{}_{id}", tag.join("_"));
+                }
             }
         }
     }
@@ -250,6 +255,22 @@ mod tests {
         );
         let extra: Vec<_> = documented.difference(&routed).collect();
         assert!(extra.is_empty(), "documented but not routed: {extra:?}");
+    }
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
+        let mut ids = BTreeSet::new();
+        for item in doc["paths"].as_object().expect("paths").values() {
+            for operation in item.as_object().expect("a path item").values() {
+                let id = operation["operationId"].as_str().expect("an operation id");
+                assert!(ids.insert(id.to_owned()), "operation id {id} is repeated");
+            }
+        }
+        assert!(
+            ids.contains("jobs_create") && ids.contains("batches_create"),
+            "{ids:?}"
+        );
     }
 
     #[test]

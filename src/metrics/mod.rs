@@ -18,10 +18,10 @@ mod scrape;
 
 use std::time::Duration;
 
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, Registry, TextEncoder};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, Registry, TextEncoder};
 
 use crate::providers::Providers;
-use crate::store::{ClaimedJob, OutcomeKind, StoreError};
+use crate::store::{ClaimedJob, OutcomeKind, Store, StoreError};
 use http::HttpFigures;
 
 /// The prefix of every family.
@@ -72,7 +72,7 @@ impl Metrics {
     /// store's counters and the providers' gates.
     pub(crate) async fn render(
         &self,
-        store: &dyn crate::store::Store,
+        store: &dyn Store,
         providers: &Providers,
     ) -> Result<String, ScrapeError> {
         let mut families = self.registry.gather();
@@ -81,9 +81,7 @@ impl Metrics {
         // A family with no series yet (no job, no provider call) cannot be written as text.
         families.retain(|family| !family.get_metric().is_empty());
         families.sort_by(|a, b| a.name().cmp(b.name()));
-        let mut text = Vec::new();
-        TextEncoder::new().encode(&families, &mut text)?;
-        Ok(String::from_utf8_lossy(&text).into_owned())
+        Ok(TextEncoder::new().encode_to_string(&families)?)
     }
 }
 
