@@ -72,14 +72,12 @@ pub(crate) async fn observe(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned());
+    // A reference count, not a copy of the text.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let method = method_label(request.method());
     let response = next.run(request).await;
     metrics.http.observe(
-        route.as_deref().unwrap_or(UNMATCHED),
+        route.as_ref().map_or(UNMATCHED, MatchedPath::as_str),
         method,
         response.status().as_str(),
         started,
