@@ -1,7 +1,8 @@
 //! The HTTP surface: Writer's applications and files APIs, byte for byte where the SDKs look, plus
-//! scriptorium's own routes (batches; `/v1/scriptorium/...`: applications as data, operators' views)
-//! and the operators' routes: `/healthz`, `/readyz`, `/metrics` and `/openapi.json`, the
-//! OpenAPI document of every route, derived from the handlers' annotations ([`openapi`]).
+//! scriptorium's own routes (batches; `/v1/scriptorium/...`: applications as data, webhooks'
+//! secrets and deliveries, operators' views) and the operators' routes: `/healthz`, `/readyz`,
+//! `/metrics` and `/openapi.json`, the OpenAPI document of every route, derived from the
+//! handlers' annotations ([`openapi`]).
 //!
 //! Handlers parse, authenticate and validate, then talk to the store (async jobs) or, for
 //! synchronous generation only, to a provider. Every error leaves through [`ApiError`] in
@@ -21,6 +22,7 @@ mod paging;
 pub(crate) mod requests;
 mod text;
 mod views;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -32,6 +34,8 @@ use axum::routing::{get, post};
 
 pub(crate) use error::{ApiError, ErrorCode};
 pub(crate) use text::refuse_unstorable;
+pub(crate) use views::{BatchView, JobView};
+pub(crate) use webhooks::WebhookRequest;
 
 use crate::apps::Catalog;
 use crate::auth::Keys;
@@ -39,6 +43,7 @@ use crate::files::Files;
 use crate::metrics::{self, Metrics};
 use crate::providers::Providers;
 use crate::store::Store;
+use crate::webhooks::Webhooks;
 
 /// What every handler can reach. Cloning is one reference count: axum clones it for every
 /// request.
@@ -74,6 +79,8 @@ pub(crate) struct Parts {
     pub(crate) files: Files,
     /// What `/metrics` answers; the HTTP layer and the engine observe into it.
     pub(crate) metrics: Arc<Metrics>,
+    /// Webhook subscriptions and secrets.
+    pub(crate) webhooks: Arc<Webhooks>,
 }
 
 /// The whole router. Request bodies over `max_body_bytes` answer 413, except uploads, which
@@ -132,6 +139,15 @@ pub(crate) fn router(state: AppState, max_body_bytes: usize, max_batch_bytes: us
         )
         .route("/v1/scriptorium/providers", get(native::providers))
         .route("/v1/scriptorium/files", get(native::files))
+        .route("/v1/scriptorium/webhooks/secret", get(webhooks::secret))
+        .route(
+            "/v1/scriptorium/webhooks/secret/rotate",
+            post(webhooks::rotate),
+        )
+        .route(
+            "/v1/scriptorium/webhooks/deliveries",
+            get(webhooks::deliveries),
+        )
         .route("/healthz", get(ops::health))
         .route("/readyz", get(ops::ready))
         .route("/metrics", get(ops::metrics))

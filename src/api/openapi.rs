@@ -18,7 +18,7 @@ use utoipa::openapi::{Content, RefOr};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 pub(crate) use super::error::ErrorBody;
-use super::{applications, batches, definitions, files, jobs, native, ops};
+use super::{applications, batches, definitions, files, jobs, native, ops, webhooks};
 use crate::store::{ApplicationId, BatchId, FileId, JobId, Priority};
 
 /// The name of the bearer key scheme (spelled out in `security(...)` too: the derive wants a
@@ -45,6 +45,7 @@ const KEY: &str = "api_key";
         definitions::replace, definitions::delete, definitions::versions,
         definitions::restore,
         native::providers, native::files,
+        webhooks::secret, webhooks::rotate, webhooks::deliveries,
         ops::health, ops::ready, ops::metrics, document,
     ),
     components(schemas(ErrorBody)),
@@ -56,6 +57,7 @@ const KEY: &str = "api_key";
         (name = "jobs", description = "Writer's async jobs."),
         (name = "batches", description = "Many jobs of one application at once (scriptorium's)."),
         (name = "definitions", description = "Applications as data, with versions (scriptorium's)."),
+        (name = "webhooks", description = "Webhooks' signing secret and deliveries (scriptorium's)."),
         (name = "scriptorium", description = "Operators' views that need a key."),
         (name = "operations", description = "Health, readiness, metrics and this document: no key."),
     )

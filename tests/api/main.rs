@@ -30,3 +30,4 @@ mod scheduler;
 mod schemathesis;
 mod sdk;
 mod validation;
+mod webhooks;

@@ -40,6 +40,8 @@ fn run(base: &str, config: &Path) -> (bool, String) {
         .args(["--max-examples", "20", "--workers", "2", "--no-color"])
         .arg("--report-dir")
         .arg(config.parent().unwrap())
+        // Its cache (`.schemathesis/`) goes beside the config, not into the checkout.
+        .current_dir(config.parent().unwrap())
         .stdin(Stdio::null())
         .stdout(out.reopen().unwrap())
         .stderr(out.reopen().unwrap())

@@ -13,6 +13,7 @@ mod files;
 mod ids;
 mod jobs;
 mod orgs;
+mod webhooks;
 mod writer;
 
 use std::fs::File;
@@ -28,7 +29,7 @@ use super::{
     BatchQuery, BatchRecord, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted, FileLease,
     FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobCount, JobId, JobPage, JobQuery,
     JobRecord, KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId,
-    Outcome, RetryOutcome, SchemaVersion, Store, StoreError, StoreFuture, VersionPage,
+    Outbox, Outcome, RetryOutcome, SchemaVersion, Store, StoreError, StoreFuture, VersionPage,
     VersionQuery,
 };
 use crate::report::Cause;
@@ -43,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0006_job_provider.sql"),
     include_str!("0007_applications.sql"),
     include_str!("0008_batches.sql"),
+    include_str!("0011_webhooks.sql"),
 ];
 /// Page cache of the key-lookup connection.
 const AUTH_CACHE_KIB: u32 = 256;
@@ -103,6 +105,10 @@ impl SqliteStore {
                 "extracting again the files a previous run left unfinished"
             );
         }
+        store
+            .writer
+            .write(false, move |c| webhooks::recover(c, now))
+            .await?;
         Ok(store)
     }
 
@@ -531,5 +537,9 @@ impl Store for SqliteStore {
             self.writer
                 .write(false, move |c| files::delete(c, &org, id)),
         )
+    }
+
+    fn outbox(&self) -> &dyn Outbox {
+        self
     }
 }
