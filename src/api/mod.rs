@@ -6,18 +6,18 @@
 //! synchronous generation only, to a provider. Every error leaves through [`ApiError`] in
 //! Writer's shape, including malformed bodies, unknown paths and wrong methods.
 
-mod applications;
-mod batches;
-mod definitions;
+pub(crate) mod applications;
+pub(crate) mod batches;
+pub(crate) mod definitions;
 mod error;
-mod extract;
+pub(crate) mod extract;
 mod files;
-mod jobs;
+pub(crate) mod jobs;
 mod native;
-mod paging;
+pub(crate) mod paging;
 pub(crate) mod requests;
 mod text;
-mod views;
+pub(crate) mod views;
 
 use std::sync::Arc;
 
@@ -126,6 +126,7 @@ pub(crate) fn router(state: AppState, max_body_bytes: usize, max_batch_bytes: us
         .route("/v1/scriptorium/providers", get(native::providers))
         .route("/v1/scriptorium/files", get(native::files))
         .route("/healthz", get(health))
+        .merge(crate::ui::router(state.clone()))
         .fallback(error::unknown_path)
         .method_not_allowed_fallback(error::wrong_method)
         .layer(DefaultBodyLimit::max(max_body_bytes))

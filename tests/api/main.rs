@@ -27,4 +27,6 @@ mod providers;
 mod push_pull;
 mod scheduler;
 mod sdk;
+mod ui;
+mod ui_browser;
 mod validation;
