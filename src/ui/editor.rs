@@ -10,10 +10,10 @@
 //! a failed request: both answer 200 with `{"problems": [...]}` (the descriptions of the
 //! API's 400), so the browser's console stays clean; anything else keeps its status.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::Json;
 use minijinja::context;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 use super::pages::Pages;
 use super::session::LoggedIn;
 use super::{UiError, UiState};
-use crate::api::definitions::{self, PreviewRequest};
 use crate::api::ApiError;
+use crate::api::definitions::{self, PreviewRequest};
 use crate::api::extract::{Principal, WJson};
 use crate::apps::CatalogError;
 

@@ -93,7 +93,13 @@ pub(crate) async fn page(
         org: user.session.org.clone(),
     };
     let job = jobs::retrieve(State(state.api.clone()), principal, WPath(id)).await?;
-    Pages::page(&user, "/ui/jobs", "Job", "job.html", context! { job => job.0 })
+    Pages::page(
+        &user,
+        "/ui/jobs",
+        "Job",
+        "job.html",
+        context! { job => job.0 },
+    )
 }
 
 /// A form with only its CSRF token.

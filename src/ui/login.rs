@@ -40,11 +40,7 @@ pub(crate) async fn log_in(
         tracing::error!(error = %e, "no randomness for a session id");
         ApiError::new(ErrorCode::Internal, "internal server error")
     })?;
-    Ok((
-        [(header::SET_COOKIE, cookie(&id))],
-        Redirect::to("/ui/"),
-    )
-        .into_response())
+    Ok(([(header::SET_COOKIE, cookie(&id))], Redirect::to("/ui/")).into_response())
 }
 
 /// The log-out form's field.

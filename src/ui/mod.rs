@@ -113,7 +113,10 @@ async fn style() -> Response {
 }
 
 async fn script() -> Response {
-    asset("text/javascript; charset=utf-8", include_str!("assets/ui.js"))
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("assets/ui.js"),
+    )
 }
 
 /// A compiled-in asset; browsers may keep it for an hour.

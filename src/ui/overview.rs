@@ -38,7 +38,13 @@ pub(crate) async fn page(
 ) -> Result<Html<String>, UiError> {
     let live = Pages::fragment("live.html", figures(&state, &user.session.org).await?)?;
     let live = Value::from_safe_string(live.0);
-    Pages::page(&user, "/ui/", "Overview", "overview.html", context! { live })
+    Pages::page(
+        &user,
+        "/ui/",
+        "Overview",
+        "overview.html",
+        context! { live },
+    )
 }
 
 /// `GET /ui/overview/live`: the live part of the overview, which the page's script swaps in.

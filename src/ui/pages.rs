@@ -34,8 +34,14 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("error.html", include_str!("templates/error.html")),
         ("overview.html", include_str!("templates/overview.html")),
         ("live.html", include_str!("templates/live.html")),
-        ("applications.html", include_str!("templates/applications.html")),
-        ("application.html", include_str!("templates/application.html")),
+        (
+            "applications.html",
+            include_str!("templates/applications.html"),
+        ),
+        (
+            "application.html",
+            include_str!("templates/application.html"),
+        ),
         ("editor.html", include_str!("templates/editor.html")),
         ("jobs.html", include_str!("templates/jobs.html")),
         ("job.html", include_str!("templates/job.html")),
@@ -104,12 +110,7 @@ impl Pages {
     }
 }
 
-fn layout(
-    title: &str,
-    section: &str,
-    csrf: Option<&str>,
-    body: String,
-) -> Result<String, UiError> {
+fn layout(title: &str, section: &str, csrf: Option<&str>, body: String) -> Result<String, UiError> {
     let nav: Vec<Value> = SECTIONS
         .iter()
         .map(|(path, label)| context! { path, label, current => *path == section })

@@ -251,13 +251,8 @@ mod tests {
         let sessions = Sessions::default();
         let id = sessions.open(OrgId::from("acme")).unwrap();
         assert!(sessions.get(&id).is_some());
-        sessions
-            .open
-            .lock()
-            .unwrap()
-            .get_mut(&id)
-            .unwrap()
-            .expires = Instant::now() - Duration::from_secs(1);
+        sessions.open.lock().unwrap().get_mut(&id).unwrap().expires =
+            Instant::now() - Duration::from_secs(1);
         assert!(sessions.get(&id).is_none());
         sessions.close(&id);
     }

@@ -41,7 +41,10 @@ async fn get(app: &TestApp, cookie: &str, path: &str) -> Response {
 /// The CSRF token the page at `path` carries in its forms.
 async fn csrf(app: &TestApp, cookie: &str) -> String {
     let page = get(app, cookie, "/ui/").await.text().await.unwrap();
-    let start = page.find(r#"name="csrf" value=""#).expect("a form with a token") + 19;
+    let start = page
+        .find(r#"name="csrf" value=""#)
+        .expect("a form with a token")
+        + 19;
     page[start..].split('"').next().unwrap().to_owned()
 }
 
@@ -136,7 +139,11 @@ async fn another_organisations_job_batch_and_application_are_404s() {
         "/ui/applications/ours".to_owned(),
         format!("/ui/batches/{batch}"),
     ] {
-        assert_eq!(get(&app, &ours, &path).await.status(), StatusCode::OK, "{path}");
+        assert_eq!(
+            get(&app, &ours, &path).await.status(),
+            StatusCode::OK,
+            "{path}"
+        );
     }
 
     let theirs = log_in(&app, &app.key_for("other").await).await;
@@ -215,7 +222,10 @@ async fn a_form_without_the_sessions_token_or_from_another_site_is_refused() {
 async fn after_log_out_the_cookie_opens_nothing() {
     let app = helpers::spawn_app().await;
     let cookie = log_in(&app, KEY).await;
-    assert_eq!(get(&app, &cookie, "/ui/jobs").await.status(), StatusCode::OK);
+    assert_eq!(
+        get(&app, &cookie, "/ui/jobs").await.status(),
+        StatusCode::OK
+    );
     let out = client()
         .post(format!("{}/ui/logout", app.base))
         .header(header::COOKIE, &cookie)

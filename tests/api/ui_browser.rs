@@ -50,7 +50,9 @@ async fn driver() -> Option<Driver> {
             "SCRIPTORIUM_REQUIRE_BROWSER is set but chromedriver is missing; \
              apt-get install chromium chromium-driver"
         );
-        eprintln!("skipping: chromedriver is not installed; apt-get install chromium chromium-driver");
+        eprintln!(
+            "skipping: chromedriver is not installed; apt-get install chromium chromium-driver"
+        );
         return None;
     }
     let port = TcpListener::bind("127.0.0.1:0")
@@ -71,7 +73,10 @@ async fn driver() -> Option<Driver> {
     let status = format!("{}/status", driver.url);
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while reqwest::get(&status).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "chromedriver never answered");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "chromedriver never answered"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Some(driver)
@@ -104,7 +109,10 @@ impl WebDriverCompatibleCommand for BrowserLog {
         base_url: &reqwest::Url,
         session_id: Option<&str>,
     ) -> Result<reqwest::Url, url_error::ParseError> {
-        base_url.join(&format!("session/{}/se/log", session_id.unwrap_or_default()))
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
     }
 
     fn method_and_body(&self, _: &reqwest::Url) -> (axum::http::Method, Option<String>) {
@@ -169,7 +177,12 @@ async fn path_of(c: &Client) -> String {
 }
 
 async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 }
 
 async fn type_into(c: &Client, css: &str, text: &str) {
@@ -209,11 +222,16 @@ async fn a_person_builds_runs_and_retries_in_a_real_browser_without_a_console_er
     shot(&c, 1280, "login").await;
     type_into(&c, "input[name=key]", KEY).await;
     click(&c, "main form button[type=submit]").await;
-    until(&c, "the overview", |c| async move { path_of(&c).await == "/ui/" }).await;
+    until(&c, "the overview", |c| async move {
+        path_of(&c).await == "/ui/"
+    })
+    .await;
     shot(&c, 1280, "overview-empty").await;
 
     // The editor: a problem as you type, then the preview, a try, a save.
-    c.goto(&format!("{base}/ui/applications/new")).await.unwrap();
+    c.goto(&format!("{base}/ui/applications/new"))
+        .await
+        .unwrap();
     type_into(&c, "input[name=id]", "ui-greeter").await;
     type_into(&c, "input[name=name]", "Greeter").await;
     click(&c, "#add-input").await;
