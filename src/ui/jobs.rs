@@ -10,11 +10,12 @@ use serde::Deserialize;
 use super::pages::Pages;
 use super::session::LoggedIn;
 use super::{UiError, UiState};
-use crate::api::applications::served_app;
+use crate::api::applications::{prepare_now, served_app};
 use crate::api::extract::{Principal, WPath};
-use crate::api::views::{JobView, StoredApplicationView};
-use crate::api::{jobs, paging};
-use crate::store::{JobQuery, RetryOutcome, WriterStatus};
+use crate::api::views::{JobView, PreviewView, StoredApplicationView};
+use crate::api::{ApiError, ErrorCode, jobs, paging};
+use crate::apps::Inputs;
+use crate::store::{ApplicationId, JobId, JobInputs, JobQuery, OrgId, RetryOutcome, WriterStatus};
 
 /// Jobs on a page of the list.
 const PAGE: u64 = 50;
@@ -83,23 +84,75 @@ pub(crate) async fn list(
     )
 }
 
-/// `GET /ui/jobs/{id}`: a job of the organisation, as the API shows it; another's is a 404.
+/// `GET /ui/jobs/{id}`: a job of the organisation as the API shows it (another's is a 404),
+/// with the inputs it was created with and its prompt rendered as its attempts send it.
 pub(crate) async fn page(
     State(state): State<UiState>,
     user: LoggedIn,
     Path(id): Path<String>,
 ) -> Result<Html<String>, UiError> {
-    let principal = Principal {
-        org: user.session.org.clone(),
+    let org = &user.session.org;
+    let principal = Principal { org: org.clone() };
+    let job = jobs::retrieve(State(state.api.clone()), principal, WPath(id.clone())).await?;
+    let job = serde_json::to_value(job.0)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    let made = match JobId::parse(&id) {
+        Some(id) => state.api.store.job_inputs(org, id).await?,
+        None => None,
     };
-    let job = jobs::retrieve(State(state.api.clone()), principal, WPath(id)).await?;
+    let (inputs, prompt) = match made {
+        Some(made) => {
+            let app = job["application_id"].as_str().unwrap_or_default();
+            prompt_of(&state, org, app, made).await?
+        }
+        None => (None, Err("not stored".to_owned())),
+    };
+    let (prompt, prompt_error) = match prompt {
+        Ok(prompt) => (Some(prompt), None),
+        Err(why) => (None, Some(why)),
+    };
     Pages::page(
         &user,
         "/ui/jobs",
         "Job",
         "job.html",
-        context! { job => job.0 },
+        context! { job, inputs, prompt, prompt_error },
     )
+}
+
+/// A job's inputs, and its prompt rendered by the application version it runs (or why it
+/// cannot be: the application is gone, a file it names is, the template fails).
+async fn prompt_of(
+    state: &UiState,
+    org: &OrgId,
+    app: &str,
+    made: JobInputs,
+) -> Result<(Option<Inputs>, Result<PreviewView, String>), UiError> {
+    let Ok(inputs) = serde_json::from_str::<Inputs>(&made.inputs) else {
+        return Ok((None, Err("its inputs cannot be read".to_owned())));
+    };
+    let app_id = ApplicationId::from(app.to_owned());
+    let pinned = state
+        .api
+        .apps
+        .pinned(org, &app_id, made.application_version)
+        .await?;
+    let Some(pinned) = pinned else {
+        return Ok((Some(inputs), Err("its application is gone".to_owned())));
+    };
+    let prompt = match prepare_now(&state.api, org, &pinned, &inputs).await {
+        Ok(prepared) => Ok(PreviewView {
+            system: prepared.request.system.clone(),
+            user: prepared.request.user.clone(),
+            title: prepared.title.clone(),
+            answer: None,
+        }),
+        Err(e) => Err(e.body()["errors"][0]["description"]
+            .as_str()
+            .unwrap_or("it cannot be rendered")
+            .to_owned()),
+    };
+    Ok((Some(inputs), prompt))
 }
 
 /// A form with only its CSRF token.

@@ -281,6 +281,11 @@ async fn a_person_builds_runs_and_retries_in_a_real_browser_without_a_console_er
     click(&c, "form[action$='/retry'] button").await;
     reload_until(&c, ".state.completed").await;
     assert_eq!(path_of(&c).await, job_page);
+    assert_eq!(
+        text_of(&c, "#prompt-user").await,
+        "Hello Ada [[mock:fatal-first=1]]",
+        "the job's prompt, rendered"
+    );
     shot(&c, 1280, "job-completed").await;
 
     // A batch with one bad item, seen in the lists and on its page.

@@ -65,8 +65,16 @@ async fn log_in(client: &reqwest::Client, base: &str) -> anyhow::Result<String> 
 /// The time to fetch one page whole.
 async fn fetch(client: &reqwest::Client, url: &str, cookie: &str) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let response = client.get(url).header(header::COOKIE, cookie).send().await?;
-    anyhow::ensure!(response.status().is_success(), "{url}: {}", response.status());
+    let response = client
+        .get(url)
+        .header(header::COOKIE, cookie)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "{url}: {}",
+        response.status()
+    );
     response.bytes().await?;
     Ok(started.elapsed())
 }

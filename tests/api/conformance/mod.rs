@@ -131,6 +131,7 @@ conformance!(
     batches::a_batch_is_stored_whole_with_its_refused_items_failed,
     batches::batch_counts_follow_outcomes_and_retries_exactly,
     batches::batches_are_listed_newest_first_per_application_by_status,
+    jobs::a_jobs_inputs_and_version_are_read_by_its_org_only,
 );
 
 /// The id of job `name` ([`named`]).
