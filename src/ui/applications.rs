@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::pages::Pages;
 use super::session::LoggedIn;
@@ -23,22 +23,36 @@ use crate::store::JobQuery;
 const RECENT: u64 = 10;
 
 /// `GET /ui/applications`: the applications the organisation is served (its own deployed
-/// ones and the provisioned ones), oldest first.
+/// ones and the provisioned ones), oldest first, then its drafts.
 pub(crate) async fn list(
     State(state): State<UiState>,
     user: LoggedIn,
 ) -> Result<Html<String>, UiError> {
-    let apps = state.api.apps.listed(&user.session.org).await?;
+    let org = &user.session.org;
+    let apps = state.api.apps.listed(org).await?;
     let apps: Vec<_> = apps
         .iter()
         .map(|a| StoredApplicationView::from(a.as_ref()))
+        .collect();
+    let drafts: Vec<_> = state
+        .api
+        .store
+        .list_applications(org)
+        .await?
+        .into_iter()
+        .filter(|a| !a.deployed)
+        .map(|a| {
+            let definition: Value = serde_json::from_str(&a.definition).unwrap_or_default();
+            let name = definition["name"].as_str().unwrap_or_default().to_owned();
+            context! { id => a.id.to_string(), name, version => a.version }
+        })
         .collect();
     Pages::page(
         &user,
         "/ui/applications",
         "Applications",
         "applications.html",
-        context! { apps },
+        context! { apps, drafts },
     )
 }
 

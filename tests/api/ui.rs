@@ -297,4 +297,22 @@ async fn the_editor_names_a_definitions_problem_then_previews_and_saves_it() {
     assert_eq!(saved["location"], "/ui/applications/greeter");
     let stored = app.get_json("/v1/scriptorium/applications/greeter").await;
     assert_eq!(stored["version"], 1);
+
+    definition["id"] = json!("half-done");
+    definition["status"] = json!("draft");
+    let draft: Value = post("/ui/editor/save", json!({"definition": definition}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(draft["location"], "/ui/applications/half-done", "{draft}");
+    let list = get(&app, &cookie, "/ui/applications").await.text().await;
+    let list = list.unwrap();
+    let drafts = list
+        .split("<h2>Drafts</h2>")
+        .nth(1)
+        .expect("a drafts section");
+    assert!(drafts.contains("/ui/applications/half-done"), "{drafts}");
+    assert!(!drafts.contains("/ui/applications/greeter"), "{drafts}");
 }
