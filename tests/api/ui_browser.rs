@@ -1,10 +1,10 @@
 //! The dashboard in a real headless Chromium, driven over WebDriver (Debian's `chromium` and
 //! `chromium-driver`; the test starts chromedriver on a free port): log in, build an
 //! application in the editor (a problem named as you type, then the preview, a try, a
-//! save), run it once, watch the job fail, retry it, see it complete, look at the jobs and
-//! batches, log out and be refused. The browser's log must hold no error (a script error,
-//! a failed request, a refused script or style), and every page is photographed at 1280 and
-//! 390 pixels wide into `target/ui-screenshots/`.
+//! save), run it once, watch the job fail, retry it, see it complete, see the overview
+//! refresh itself, look at the jobs and batches, log out and be refused. The browser's log
+//! must hold no error (a script error, a failed request, a refused script or style), and
+//! every page is photographed at 1280 and 390 pixels wide into `target/ui-screenshots/`.
 //!
 //! Without chromedriver the test prints a notice and passes; CI sets
 //! `SCRIPTORIUM_REQUIRE_BROWSER`, which makes a missing browser a failure.
@@ -287,6 +287,17 @@ async fn a_person_builds_runs_and_retries_in_a_real_browser_without_a_console_er
         "the job's prompt, rendered"
     );
     shot(&c, 1280, "job-completed").await;
+
+    // The overview refreshes itself: a job finished elsewhere shows up without a reload.
+    c.goto(&format!("{base}/ui/")).await.unwrap();
+    let before = text_of(&c, ".tile.ok .n").await;
+    let job = app.create_job("ui-greeter", &[("Who", &["Linus"])]).await;
+    app.wait_finished(job["id"].as_str().unwrap()).await;
+    until(&c, "the overview's own refresh", |c| {
+        let before = before.clone();
+        async move { text_of(&c, ".tile.ok .n").await != before }
+    })
+    .await;
 
     // A batch with one bad item, seen in the lists and on its page.
     let items = json!({"items": [
