@@ -30,3 +30,4 @@ mod sdk;
 mod ui;
 mod ui_browser;
 mod validation;
+mod webhooks;
