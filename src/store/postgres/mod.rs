@@ -71,8 +71,9 @@ use super::{
     ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
     BatchQuery, BatchRecord, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted, FileLease,
     FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobId, JobInputs, JobPage, JobQuery,
-    JobRecord, KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId, Outbox,
-    Outcome, RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery, after,
+    JobRecord, KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId,
+    Outbox, Outcome, RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery,
+    after,
 };
 use errors::{map_err, pool_err};
 

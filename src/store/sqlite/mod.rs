@@ -28,8 +28,8 @@ use super::{
     ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
     BatchQuery, BatchRecord, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted, FileLease,
     FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobId, JobInputs, JobPage, JobQuery,
-    JobRecord, KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId, Outbox,
-    Outcome, RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery,
+    JobRecord, KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId,
+    Outbox, Outcome, RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery,
 };
 use crate::report::Cause;
 use writer::Writer;
