@@ -55,6 +55,9 @@
 //!   HTTP/1 listener, holding each connection to header, body and idle timeouts and the
 //!   server to a connection cap; its `peers` checks at start that the nodes sharing a
 //!   database serve the same apps folder.
+//! - [`ui`]: the dashboard at `/ui/`: server-rendered pages and their assets, compiled in;
+//!   sessions opened with an API key. Reads and writes through what [`api`]'s handlers use
+//!   (often the handlers themselves), never over HTTP, and keeps no rule of its own.
 //! - [`cli`]: the subcommands; `main.rs` only dispatches to it. `apps push`/`pull` talk to a
 //!   running server over HTTP only, never to its store.
 //!
@@ -82,4 +85,5 @@ pub mod providers;
 pub mod report;
 pub mod server;
 pub mod store;
+pub(crate) mod ui;
 pub(crate) mod webhooks;

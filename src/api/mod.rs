@@ -8,20 +8,20 @@
 //! synchronous generation only, to a provider. Every error leaves through [`ApiError`] in
 //! Writer's shape, including malformed bodies, unknown paths and wrong methods.
 
-mod applications;
-mod batches;
-mod definitions;
+pub(crate) mod applications;
+pub(crate) mod batches;
+pub(crate) mod definitions;
 mod error;
-mod extract;
+pub(crate) mod extract;
 mod files;
-mod jobs;
+pub(crate) mod jobs;
 mod native;
 mod openapi;
 mod ops;
-mod paging;
+pub(crate) mod paging;
 pub(crate) mod requests;
 mod text;
-mod views;
+pub(crate) mod views;
 mod webhooks;
 
 use std::sync::Arc;
@@ -153,6 +153,7 @@ pub(crate) fn router(state: AppState, max_body_bytes: usize, max_batch_bytes: us
         .route("/readyz", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(openapi::document))
+        .merge(crate::ui::router(state.clone()))
         .fallback(error::unknown_path)
         .method_not_allowed_fallback(error::wrong_method)
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -80,6 +80,10 @@ pub trait Store: Send + Sync + 'static {
     fn insert_job(&self, job: NewJob) -> StoreFuture<'_, Inserted>;
     /// One job of `org`, or `None` (also for another organisation's job).
     fn get_job<'a>(&'a self, org: &'a OrgId, id: JobId) -> StoreFuture<'a, Option<JobRecord>>;
+    /// What a job of `org` was created with (its inputs, its application's version), or
+    /// `None` (also for another organisation's job). Read only by a job's page, never on
+    /// the path of a claim or a finish.
+    fn job_inputs<'a>(&'a self, org: &'a OrgId, id: JobId) -> StoreFuture<'a, Option<JobInputs>>;
     /// A page of an application's jobs, newest first, with the total that match.
     fn list_jobs(&self, query: JobQuery) -> StoreFuture<'_, JobPage>;
     /// Queues a failed job again with a fresh series of attempts (not one refused at

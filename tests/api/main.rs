@@ -30,5 +30,7 @@ mod push_pull;
 mod scheduler;
 mod schemathesis;
 mod sdk;
+mod ui;
+mod ui_browser;
 mod validation;
 mod webhooks;

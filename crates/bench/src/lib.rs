@@ -19,11 +19,14 @@
 //! - `knee`: `max_concurrency = "auto"` against fixed 256 on a server that queues past its
 //!   capacity: throughput, calls open at the server, convergence (see `scheduler`).
 //! - `fairness`: another organisation's 20 jobs behind a 5,000-job backlog, against idle.
+//! - `dashboard`: with M jobs stored, the dashboard's heaviest pages (the overview, the jobs
+//!   list at its start and deep in it, an application's page), p50 and p99, one client.
 //! - `batches`: batch creates of 100,000 and 1,000,000 items, inline and from an uploaded CSV
 //!   file: items stored per second (the 202 comes once all are durable) and the peak memory
 //!   meanwhile, and what reading the stored batch costs.
 
 mod batches;
+mod dashboard;
 mod harness;
 mod intake;
 mod model;
@@ -41,7 +44,7 @@ use scriptorium::store::sqlite::Durability;
 #[derive(Clone, Debug, clap::Args)]
 pub struct BenchArgs {
     /// Scenarios to run: intake, burndown, wakeup, model, reads, uploads, knee, fairness,
-    /// batches (comma-separated) or all.
+    /// batches, dashboard (comma-separated) or all.
     #[arg(long, default_value = "all", value_delimiter = ',')]
     pub scenarios: Vec<String>,
     /// Jobs for the burn-down.
@@ -50,7 +53,7 @@ pub struct BenchArgs {
     /// Sizes of the batches the batches scenario creates (comma-separated).
     #[arg(long, default_value = "100000,1000000", value_delimiter = ',')]
     pub batch_items: Vec<usize>,
-    /// Jobs stored before measuring reads.
+    /// Jobs stored before measuring reads and the dashboard.
     #[arg(long, default_value_t = 1_000_000)]
     pub stored: usize,
     /// Connections for the intake.
@@ -126,6 +129,9 @@ pub async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     if wants("batches") {
         batches::run(&args).await?;
+    }
+    if wants("dashboard") {
+        dashboard::run(&args).await?;
     }
     Ok(())
 }

@@ -219,6 +219,16 @@ pub struct JobRecord {
     pub custom_id: Option<String>,
 }
 
+/// What a job was created with, as its page shows it: its inputs and the version of its
+/// application it runs.
+#[derive(Clone, Debug)]
+pub struct JobInputs {
+    /// The validated inputs, as JSON.
+    pub inputs: String,
+    /// The version of its application (`None`: a provisioned application).
+    pub application_version: Option<u32>,
+}
+
 /// Tokens a call used, as the backend reported them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Usage {

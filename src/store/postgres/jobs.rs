@@ -15,8 +15,8 @@ use super::errors::map_err;
 use super::{connection, notify};
 use crate::report::Cause;
 use crate::store::{
-    ClaimedJob, Inserted, JobCount, JobId, JobPage, JobQuery, JobRecord, JobState, Lease, OrgId,
-    Priority, RetryOutcome, RetryPolicy, StoreError, Usage, WriterStatus,
+    ClaimedJob, Inserted, JobCount, JobId, JobInputs, JobPage, JobQuery, JobRecord, JobState,
+    Lease, OrgId, Priority, RetryOutcome, RetryPolicy, StoreError, Usage, WriterStatus,
 };
 
 const RECORD_COLUMNS: &str = "id, application_id, state, attempt, created_at, updated_at, \
@@ -130,6 +130,20 @@ pub(super) async fn get(
     let sql = format!("SELECT {RECORD_COLUMNS} FROM job_records WHERE id = $1 AND org = $2");
     let rows = query(pool, &sql, &[&id, &org]).await?;
     rows.first().map(record).transpose()
+}
+
+/// What a job of `org` was created with.
+pub(super) async fn inputs(
+    pool: &Pool,
+    org: &OrgId,
+    id: JobId,
+) -> Result<Option<JobInputs>, StoreError> {
+    let sql = "SELECT inputs, application_version FROM jobs WHERE id = $1 AND org = $2";
+    let rows = query(pool, sql, &[&id, &org]).await?;
+    Ok(rows.first().map(|r| JobInputs {
+        inputs: r.get(0),
+        application_version: r.get::<_, Option<i32>>(1).map(|v| v as u32),
+    }))
 }
 
 /// A page of an application's jobs, newest first, and the count from `job_counts`.

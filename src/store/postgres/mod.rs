@@ -70,10 +70,10 @@ use tokio_postgres::{Config, NoTls};
 use super::{
     ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
     BatchParts, BatchQuery, BatchRecord, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted,
-    FileLease, FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobCount, JobId, JobPage,
-    JobQuery, JobRecord, KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications,
-    OrgId, Outbox, Outcome, RetryOutcome, SchemaVersion, Store, StoreError, StoreFuture,
-    VersionPage, VersionQuery, after,
+    FileLease, FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobCount, JobId,
+    JobInputs, JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion,
+    NodeApplications, OrgId, Outbox, Outcome, RetryOutcome, SchemaVersion, Store, StoreError,
+    StoreFuture, VersionPage, VersionQuery, after,
 };
 use errors::{map_err, pool_err};
 
@@ -201,6 +201,10 @@ impl Store for PostgresStore {
 
     fn get_job<'a>(&'a self, org: &'a OrgId, id: JobId) -> StoreFuture<'a, Option<JobRecord>> {
         Box::pin(jobs::get(&self.pool, org, id))
+    }
+
+    fn job_inputs<'a>(&'a self, org: &'a OrgId, id: JobId) -> StoreFuture<'a, Option<JobInputs>> {
+        Box::pin(jobs::inputs(&self.pool, org, id))
     }
 
     fn list_jobs(&self, query: JobQuery) -> StoreFuture<'_, JobPage> {

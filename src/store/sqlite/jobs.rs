@@ -4,8 +4,8 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::store::{
-    Inserted, JobCount, JobId, JobPage, JobQuery, JobRecord, JobState, Lease, NewJob, OrgId,
-    Outcome, OutcomeKind, Priority, RetryOutcome, Usage, WriterStatus, after,
+    Inserted, JobCount, JobId, JobInputs, JobPage, JobQuery, JobRecord, JobState, Lease, NewJob,
+    OrgId, Outcome, OutcomeKind, Priority, RetryOutcome, Usage, WriterStatus, after,
 };
 
 const RECORD_COLUMNS: &str = "id, application_id, state, attempt, created_at, updated_at, \
@@ -69,6 +69,21 @@ pub(super) fn get(
     ))?
     .query_row(params![id, org], record)
     .optional()
+}
+
+pub(super) fn inputs(
+    conn: &Connection,
+    org: &OrgId,
+    id: JobId,
+) -> rusqlite::Result<Option<JobInputs>> {
+    conn.prepare_cached("SELECT inputs, application_version FROM jobs WHERE id = ?1 AND org = ?2")?
+        .query_row(params![id, org], |r| {
+            Ok(JobInputs {
+                inputs: r.get(0)?,
+                application_version: r.get(1)?,
+            })
+        })
+        .optional()
 }
 
 pub(super) fn list(conn: &Connection, q: &JobQuery) -> rusqlite::Result<JobPage> {

@@ -27,10 +27,10 @@ use tokio::sync::{Notify, broadcast};
 use super::{
     ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
     BatchParts, BatchQuery, BatchRecord, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted,
-    FileLease, FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobCount, JobId, JobPage,
-    JobQuery, JobRecord, KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications,
-    OrgId, Outbox, Outcome, RetryOutcome, SchemaVersion, Store, StoreError, StoreFuture,
-    VersionPage, VersionQuery,
+    FileLease, FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobCount, JobId,
+    JobInputs, JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion,
+    NodeApplications, OrgId, Outbox, Outcome, RetryOutcome, SchemaVersion, Store, StoreError,
+    StoreFuture, VersionPage, VersionQuery,
 };
 use crate::report::Cause;
 use writer::Writer;
@@ -260,6 +260,11 @@ impl Store for SqliteStore {
     fn get_job<'a>(&'a self, org: &'a OrgId, id: JobId) -> StoreFuture<'a, Option<JobRecord>> {
         let org = org.clone();
         Box::pin(read(&self.readers, move |c| jobs::get(c, &org, id)))
+    }
+
+    fn job_inputs<'a>(&'a self, org: &'a OrgId, id: JobId) -> StoreFuture<'a, Option<JobInputs>> {
+        let org = org.clone();
+        Box::pin(read(&self.readers, move |c| jobs::inputs(c, &org, id)))
     }
 
     fn list_jobs(&self, query: JobQuery) -> StoreFuture<'_, JobPage> {

@@ -355,3 +355,32 @@ pub(super) async fn a_poisonous_row_in_a_group_fails_alone(h: Harness) {
         }
     }
 }
+
+pub(super) async fn a_jobs_inputs_and_version_are_read_by_its_org_only(h: Harness) {
+    let store = &*h.store;
+    let pinned = NewJob {
+        application_version: Some(3),
+        inputs: r#"{"Who":["Ada","Grace"]}"#.into(),
+        ..job("pinned")
+    };
+    store.insert_job(pinned).await.unwrap();
+    store.insert_job(job("provisioned")).await.unwrap();
+    let read = |name: &'static str, org_name: &'static str| async move {
+        store
+            .job_inputs(&org(org_name), job_id(name))
+            .await
+            .unwrap()
+    };
+    let got = read("pinned", "default").await.unwrap();
+    assert_eq!(
+        (got.inputs.as_str(), got.application_version),
+        (r#"{"Who":["Ada","Grace"]}"#, Some(3))
+    );
+    let got = read("provisioned", "default").await.unwrap();
+    assert_eq!(
+        (got.inputs.as_str(), got.application_version),
+        (r#"{"topic":["x"]}"#, None)
+    );
+    assert!(read("pinned", "other").await.is_none());
+    assert!(read("nope", "default").await.is_none());
+}

@@ -135,6 +135,7 @@ conformance!(
     batches::batches_are_listed_newest_first_per_application_by_status,
     operations::job_counts_follow_inserts_outcomes_and_retries_per_org_and_application,
     operations::the_schema_is_at_the_version_this_build_migrates_to,
+    jobs::a_jobs_inputs_and_version_are_read_by_its_org_only,
     webhooks::events_are_written_with_the_state_change_and_claimed_under_a_lease,
     webhooks::a_batch_completed_event_is_written_each_time_the_batch_finishes,
     webhooks::the_secret_is_kept_per_organisation_until_rotated,

@@ -1,0 +1,318 @@
+//! The dashboard over plain HTTP: sessions (log in, cookie flags, log out), pages scoped to
+//! the session's organisation, and forms refused from anywhere but the dashboard itself.
+//! The same pages in a real browser: `ui_browser.rs`.
+
+use reqwest::redirect::Policy;
+use reqwest::{Client, Response, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::helpers::{self, KEY, TestApp};
+
+/// A client that shows redirects instead of following them.
+fn client() -> Client {
+    Client::builder().redirect(Policy::none()).build().unwrap()
+}
+
+/// Logs in with `key`; answers the `name=value` of the session cookie.
+pub async fn log_in(app: &TestApp, key: &str) -> String {
+    let response = client()
+        .post(format!("{}/ui/login", app.base))
+        .header(header::ORIGIN, &app.base)
+        .form(&[("key", key)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[header::LOCATION], "/ui/");
+    let cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+/// `GET path` with the session `cookie`.
+async fn get(app: &TestApp, cookie: &str, path: &str) -> Response {
+    client()
+        .get(format!("{}{path}", app.base))
+        .header(header::COOKIE, cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The CSRF token the page at `path` carries in its forms.
+async fn csrf(app: &TestApp, cookie: &str) -> String {
+    let page = get(app, cookie, "/ui/").await.text().await.unwrap();
+    let start = page
+        .find(r#"name="csrf" value=""#)
+        .expect("a form with a token")
+        + 19;
+    page[start..].split('"').next().unwrap().to_owned()
+}
+
+/// A failed job of the default organisation, which completes when retried.
+async fn failed_job(app: &TestApp) -> String {
+    let job = app
+        .create_job("echo", &[("Text", &["[[mock:fatal-first=1]]"])])
+        .await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.wait_finished(&id).await["status"], "failed");
+    id
+}
+
+#[tokio::test]
+async fn every_page_without_a_session_sends_to_the_log_in() {
+    let app = helpers::spawn_app().await;
+    for path in [
+        "/ui/",
+        "/ui/overview/live",
+        "/ui/applications",
+        "/ui/applications/echo",
+        "/ui/applications/new",
+        "/ui/jobs",
+        "/ui/batches",
+    ] {
+        for cookie in ["", "scriptorium_session=made-up"] {
+            let response = get(&app, cookie, path).await;
+            assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path}");
+            assert_eq!(response.headers()[header::LOCATION], "/ui/login", "{path}");
+        }
+    }
+    let login = get(&app, "", "/ui/login").await;
+    assert_eq!(login.status(), StatusCode::OK);
+    assert!(login.text().await.unwrap().contains("<nav"));
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_httponly_and_samesite_and_a_wrong_key_opens_none() {
+    let app = helpers::spawn_app().await;
+    let response = client()
+        .post(format!("{}/ui/login", app.base))
+        .header(header::ORIGIN, &app.base)
+        .form(&[("key", KEY)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.starts_with("scriptorium_session="), "{cookie}");
+    assert!(cookie.contains("; HttpOnly"), "{cookie}");
+    assert!(cookie.contains("; SameSite=Strict"), "{cookie}");
+    assert!(cookie.contains("; Path=/ui"), "{cookie}");
+
+    let wrong = client()
+        .post(format!("{}/ui/login", app.base))
+        .header(header::ORIGIN, &app.base)
+        .form(&[("key", "scr_not_a_key")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers().get(header::SET_COOKIE).is_none());
+}
+
+#[tokio::test]
+async fn another_organisations_job_batch_and_application_are_404s() {
+    let app = helpers::spawn_app().await;
+    let job = failed_job(&app).await;
+    let definition = json!({"id": "ours", "name": "Ours", "status": "deployed",
+        "prompt": "Hi {{ inputs['Who'][0] }}",
+        "inputs": [{"name": "Who", "input_type": "text", "required": true}]});
+    let made = app
+        .post("/v1/scriptorium/applications")
+        .json(&definition)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), StatusCode::CREATED);
+    let batch: Value = app
+        .create_batch(
+            "echo",
+            json!({"items": [{"inputs": [{"id": "Text", "value": ["x"]}]}]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let batch = batch["id"].as_str().unwrap();
+
+    let ours = log_in(&app, KEY).await;
+    for path in [
+        format!("/ui/jobs/{job}"),
+        "/ui/applications/ours".to_owned(),
+        format!("/ui/batches/{batch}"),
+    ] {
+        assert_eq!(
+            get(&app, &ours, &path).await.status(),
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+
+    let theirs = log_in(&app, &app.key_for("other").await).await;
+    for path in [
+        format!("/ui/jobs/{job}"),
+        "/ui/applications/ours".to_owned(),
+        "/ui/applications/ours/edit".to_owned(),
+        format!("/ui/batches/{batch}"),
+    ] {
+        let response = get(&app, &theirs, &path).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let list = get(&app, &theirs, "/ui/applications").await;
+    assert!(!list.text().await.unwrap().contains("/ui/applications/ours"));
+    let retry = client()
+        .post(format!("{}/ui/jobs/{job}/retry", app.base))
+        .header(header::COOKIE, &theirs)
+        .header(header::ORIGIN, &app.base)
+        .form(&[("csrf", csrf(&app, &theirs).await)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.job(&job).await["status"], "failed", "nothing changed");
+}
+
+#[tokio::test]
+async fn a_form_without_the_sessions_token_or_from_another_site_is_refused() {
+    let app = helpers::spawn_app().await;
+    let job = failed_job(&app).await;
+    let cookie = log_in(&app, KEY).await;
+    let token = csrf(&app, &cookie).await;
+    let retry = |origin: &str, token: String| {
+        client()
+            .post(format!("{}/ui/jobs/{job}/retry", app.base))
+            .header(header::COOKIE, &cookie)
+            .header(header::ORIGIN, origin)
+            .form(&[("csrf", token)])
+            .send()
+    };
+    let wrong_token = retry(&app.base, "not-the-token".to_owned()).await.unwrap();
+    assert_eq!(wrong_token.status(), StatusCode::FORBIDDEN);
+    let foreign = retry("https://evil.example", token.clone()).await.unwrap();
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+    let editor = client()
+        .post(format!("{}/ui/editor/save", app.base))
+        .header(header::COOKIE, &cookie)
+        .json(&json!({"definition": {"name": "x"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(editor.status(), StatusCode::FORBIDDEN, "no X-CSRF-Token");
+    let cross_site_login = client()
+        .post(format!("{}/ui/login", app.base))
+        .header(header::ORIGIN, "https://evil.example")
+        .form(&[("key", KEY)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site_login.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.job(&job).await["status"], "failed", "nothing changed");
+
+    let ours = client()
+        .post(format!("{}/ui/jobs/{job}/retry", app.base))
+        .header(header::COOKIE, &cookie)
+        .header(header::ORIGIN, &app.base)
+        .form(&[("csrf", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ours.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.wait_finished(&job).await["status"], "completed");
+}
+
+#[tokio::test]
+async fn after_log_out_the_cookie_opens_nothing() {
+    let app = helpers::spawn_app().await;
+    let cookie = log_in(&app, KEY).await;
+    assert_eq!(
+        get(&app, &cookie, "/ui/jobs").await.status(),
+        StatusCode::OK
+    );
+    let out = client()
+        .post(format!("{}/ui/logout", app.base))
+        .header(header::COOKIE, &cookie)
+        .header(header::ORIGIN, &app.base)
+        .form(&[("csrf", csrf(&app, &cookie).await)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert!(
+        out.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let after = get(&app, &cookie, "/ui/jobs").await;
+    assert_eq!(after.status(), StatusCode::SEE_OTHER);
+    assert_eq!(after.headers()[header::LOCATION], "/ui/login");
+}
+
+#[tokio::test]
+async fn the_editor_names_a_definitions_problem_then_previews_and_saves_it() {
+    let app = helpers::spawn_app().await;
+    let cookie = log_in(&app, KEY).await;
+    let token = csrf(&app, &cookie).await;
+    let post = |path: &str, body: Value| {
+        client()
+            .post(format!("{}{path}", app.base))
+            .header(header::COOKIE, &cookie)
+            .header(header::ORIGIN, &app.base)
+            .header("x-csrf-token", &token)
+            .json(&body)
+            .send()
+    };
+    let mut definition = json!({"id": "greeter", "name": "Greeter", "status": "deployed",
+        "prompt": "Hello {{ inputs['Who'][0] ",
+        "inputs": [{"name": "Who", "input_type": "text", "required": true}]});
+    let inputs = json!([{"id": "Who", "value": ["Ada"]}]);
+    let bad: Value = post(
+        "/ui/editor/preview",
+        json!({"definition": definition, "inputs": inputs}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let problem = bad["problems"][0].as_str().unwrap();
+    assert!(problem.starts_with("prompt, line 1"), "{bad}");
+
+    definition["prompt"] = json!("Hello {{ inputs['Who'][0] }}");
+    let good: Value = post(
+        "/ui/editor/preview",
+        json!({"definition": definition, "inputs": inputs}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(good["preview"]["user"], "Hello Ada", "{good}");
+
+    let saved: Value = post("/ui/editor/save", json!({"definition": definition}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(saved["location"], "/ui/applications/greeter");
+    let stored = app.get_json("/v1/scriptorium/applications/greeter").await;
+    assert_eq!(stored["version"], 1);
+
+    definition["id"] = json!("half-done");
+    definition["status"] = json!("draft");
+    let draft: Value = post("/ui/editor/save", json!({"definition": definition}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(draft["location"], "/ui/applications/half-done", "{draft}");
+    let list = get(&app, &cookie, "/ui/applications").await.text().await;
+    let list = list.unwrap();
+    let drafts = list
+        .split("<h2>Drafts</h2>")
+        .nth(1)
+        .expect("a drafts section");
+    assert!(drafts.contains("/ui/applications/half-done"), "{drafts}");
+    assert!(!drafts.contains("/ui/applications/greeter"), "{drafts}");
+}
