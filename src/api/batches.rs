@@ -1,11 +1,15 @@
 //! The batch routes (ours, NATIVE_API.md "Batches"): create (202), retrieve, list with offset
-//! paging like jobs.
+//! paging like jobs; the results as they finish ([`results`]); cancel and retry
+//! ([`lifecycle`]).
 //!
 //! A batch's items are checked one by one with the very checks a single job gets
 //! ([`refused_or_checked`]); an item that fails them is stored as a failed job with the
 //! check's message and is named in the batch's `errors`, unless `strict` refuses the whole
 //! request. Every item is then written in one store call, so the 202 means every item is
 //! durable.
+
+mod lifecycle;
+mod results;
 
 use std::collections::HashSet;
 
@@ -22,6 +26,9 @@ use super::paging;
 use super::views::{BatchListView, BatchView, PaginationView};
 use super::{ApiError, AppState, ErrorCode};
 use crate::store::{BatchId, BatchItem, BatchQuery, BatchStatus, JobId, NewBatch, Priority};
+
+pub(crate) use lifecycle::{cancel, retry};
+pub(crate) use results::results;
 
 /// Characters a `custom_id` may have at most.
 const MAX_CUSTOM_ID: usize = 255;
@@ -172,12 +179,23 @@ pub(crate) async fn retrieve(
     principal: Principal,
     WPath(raw): WPath<String>,
 ) -> Result<Json<BatchView>, ApiError> {
-    let not_found = || ApiError::new(ErrorCode::BatchNotFound, format!("no batch {raw}"));
-    let id = BatchId::parse(&raw).ok_or_else(not_found)?;
-    match state.store.get_batch(&principal.org, id).await? {
+    match state
+        .store
+        .get_batch(&principal.org, batch_id(&raw)?)
+        .await?
+    {
         Some(batch) => Ok(Json(batch.into())),
-        None => Err(not_found()),
+        None => Err(not_found(&raw)),
     }
+}
+
+/// The batch id a path names; one in any other form names no batch (404).
+fn batch_id(raw: &str) -> Result<BatchId, ApiError> {
+    BatchId::parse(raw).ok_or_else(|| not_found(raw))
+}
+
+fn not_found(raw: &str) -> ApiError {
+    ApiError::new(ErrorCode::BatchNotFound, format!("no batch {raw}"))
 }
 
 /// The query of the batches list.
@@ -201,7 +219,9 @@ pub(crate) async fn list(
         Some(s) => Some(BatchStatus::parse(s).ok_or_else(|| {
             ApiError::new(
                 ErrorCode::InvalidStatus,
-                format!("unknown status '{s}'; use in_progress or completed"),
+                format!(
+                    "unknown status '{s}'; use in_progress, completed, cancelling or cancelled"
+                ),
             )
         })?),
     };

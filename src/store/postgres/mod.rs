@@ -46,6 +46,7 @@
 
 mod applications;
 mod batches;
+mod cancels;
 mod errors;
 mod files;
 mod ids;
@@ -56,6 +57,7 @@ mod listener;
 mod migrate;
 mod nodes;
 mod orgs;
+mod results;
 mod shared;
 
 use std::sync::Arc;
@@ -68,10 +70,11 @@ use tokio_postgres::{Config, NoTls};
 
 use super::{
     ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
-    BatchQuery, BatchRecord, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted, FileLease,
-    FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobId, JobPage, JobQuery, JobRecord,
-    KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId, Outcome,
-    RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery, after,
+    BatchQuery, BatchRecord, BatchResult, BatchRetryOutcome, CancelOutcome, ClaimedFile,
+    ClaimedJob, Clock, FileId, FileInserted, FileLease, FilePage, FileProcessed, FileQuery,
+    FileRecord, Inserted, JobId, JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewBatch, NewFile,
+    NewJob, NewVersion, NodeApplications, OrgId, Outcome, ResultQuery, RetryOutcome, Store,
+    StoreError, StoreFuture, VersionPage, VersionQuery, after,
 };
 use errors::{map_err, pool_err};
 
@@ -101,6 +104,8 @@ pub struct PostgresStore {
     pool: Pool,
     inserts: mpsc::Sender<inserter::Request>,
     wakeups: Arc<Notify>,
+    /// Signalled when this node cancelled running jobs (see [`Store::cancels`]).
+    cancels: Arc<Notify>,
     applications: broadcast::Sender<ApplicationsChanged>,
     listener: JoinHandle<()>,
     clock: Clock,
@@ -148,6 +153,7 @@ impl PostgresStore {
             pool,
             inserts,
             wakeups,
+            cancels: Arc::default(),
             applications,
             listener,
             clock,
@@ -228,6 +234,55 @@ impl Store for PostgresStore {
         Box::pin(async move { batches::list(&self.pool, &query).await })
     }
 
+    fn batch_results(&self, query: ResultQuery) -> StoreFuture<'_, Vec<BatchResult>> {
+        Box::pin(async move { results::page(&self.pool, &query).await })
+    }
+
+    fn cancel_job<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: JobId,
+    ) -> StoreFuture<'a, CancelOutcome<JobRecord>> {
+        let now = self.clock.now();
+        Box::pin(async move {
+            let (outcome, running) = cancels::job(&self.pool, org, id, now).await?;
+            if running {
+                self.cancels.notify_one();
+            }
+            Ok(outcome)
+        })
+    }
+
+    fn cancel_batch<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: BatchId,
+    ) -> StoreFuture<'a, CancelOutcome<BatchRecord>> {
+        let now = self.clock.now();
+        Box::pin(async move {
+            let (outcome, running) = cancels::batch(&self.pool, org, id, now).await?;
+            if running {
+                self.cancels.notify_one();
+            }
+            Ok(outcome)
+        })
+    }
+
+    fn retry_batch<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: BatchId,
+    ) -> StoreFuture<'a, BatchRetryOutcome> {
+        let now = self.clock.now();
+        Box::pin(async move {
+            let outcome = batches::retry(&self.pool, org, id, now).await?;
+            if matches!(outcome, BatchRetryOutcome::Requeued(..)) {
+                self.wakeups.notify_one();
+            }
+            Ok(outcome)
+        })
+    }
+
     fn retry_job<'a>(&'a self, org: &'a OrgId, id: JobId) -> StoreFuture<'a, RetryOutcome> {
         let now = self.clock.now();
         Box::pin(async move {
@@ -259,7 +314,7 @@ impl Store for PostgresStore {
     fn renew(&self, leases: Vec<Lease>, lease: Duration) -> StoreFuture<'_, Vec<Lease>> {
         let now = self.clock.now();
         let until = after(now, lease);
-        Box::pin(async move { leases::renew(&self.pool, leases, until).await })
+        Box::pin(async move { leases::renew(&self.pool, leases, until, now).await })
     }
 
     fn release(&self, leases: Vec<Lease>) -> StoreFuture<'_, usize> {
@@ -286,6 +341,10 @@ impl Store for PostgresStore {
 
     fn wakeups(&self) -> Arc<Notify> {
         self.wakeups.clone()
+    }
+
+    fn cancels(&self) -> Arc<Notify> {
+        self.cancels.clone()
     }
 
     fn authenticate(&self, key_hash: [u8; 32]) -> StoreFuture<'_, Option<OrgId>> {

@@ -1,16 +1,19 @@
 //! The batch statements. An insert runs inside the writer's group transaction: the batch row,
 //! then every item through one prepared statement (SQLite has no round trip to save, so a
 //! statement run per row costs what a multi-row one would, without its bound on parameters).
-//! The counts are kept by the `jobs_batch_count` trigger (0008_batches.sql).
+//! The counts, and the finishing order of the items, are kept by the `jobs_batch_count`
+//! trigger (0009_batch_lifecycle.sql). A batch read also reads its recent pace: the last
+//! [`THROUGHPUT_WINDOW`] items to run to their end, walked back in `jobs_finished`.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::store::{
-    BatchId, BatchPage, BatchQuery, BatchRecord, BatchStatus, NewBatch, OrgId, Priority,
+    BatchId, BatchPage, BatchQuery, BatchRecord, BatchRetryOutcome, NewBatch, OrgId, Priority,
+    THROUGHPUT_WINDOW, Throughput,
 };
 
-const RECORD_COLUMNS: &str = "id, application_id, total, completed, failed, created_at, \
-     changed_at, priority, metadata, errors";
+const RECORD_COLUMNS: &str = "id, application_id, total, completed, failed, cancelled, \
+     created_at, changed_at, priority, metadata, errors, cancelled_at";
 
 pub(super) fn insert(
     conn: &Connection,
@@ -24,6 +27,9 @@ pub(super) fn insert(
         total: batch.items.len() as u64,
         completed: 0,
         failed: refused,
+        cancelled: 0,
+        cancelled_at: None,
+        throughput: None,
         created_at: now,
         updated_at: now,
         priority: batch.priority,
@@ -48,11 +54,15 @@ pub(super) fn insert(
     let mut item = conn.prepare_cached(
         "INSERT INTO jobs (id, org, application_id, state, inputs, max_attempts, \
          backoff_initial_ms, backoff_max_ms, run_at, created_at, updated_at, max_wait_ms, \
-         priority, application_version, batch_id, custom_id, error, completed_at) \
+         priority, application_version, batch_id, custom_id, error, completed_at, position, \
+         finished_seq) \
          VALUES (?1, ?2, ?3, CASE WHEN ?4 IS NULL THEN 'queued' ELSE 'failed' END, ?5, ?6, ?7, \
-         ?8, ?9, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?4, CASE WHEN ?4 IS NULL THEN NULL ELSE ?9 END)",
+         ?8, ?9, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?4, CASE WHEN ?4 IS NULL THEN NULL ELSE ?9 END, \
+         ?15, CASE WHEN ?4 IS NULL THEN NULL ELSE ?15 END)",
     )?;
-    for job in &batch.items {
+    // A refused item has finished: its position is its place in the finishing order, before
+    // every item that runs (see 0009_batch_lifecycle.sql).
+    for (position, job) in (1_i64..).zip(&batch.items) {
         item.execute(params![
             job.id,
             batch.org,
@@ -68,6 +78,7 @@ pub(super) fn insert(
             batch.application_version,
             batch.id,
             job.custom_id,
+            position,
         ])?;
     }
     Ok(record)
@@ -82,34 +93,41 @@ pub(super) fn get(
         "SELECT {RECORD_COLUMNS} FROM batches WHERE id = ?1 AND org = ?2"
     ))?
     .query_row(params![id, org], record)
-    .optional()
+    .optional()?
+    .map(|batch| with_throughput(conn, batch))
+    .transpose()
 }
 
 pub(super) fn list(conn: &Connection, q: &BatchQuery) -> rusqlite::Result<BatchPage> {
-    let finished = q.status.map(|s| s == BatchStatus::Completed);
-    let filter = "(?3 IS NULL OR finished = ?3)";
+    let finished = q.status.map(|s| s.finished());
+    let cancelled = q.status.map(|s| s.cancelled());
+    let filter = "(?3 IS NULL OR (finished = ?3 AND (cancelled_at IS NOT NULL) = ?4))";
     let batches = conn
         .prepare_cached(&format!(
             "SELECT {RECORD_COLUMNS} FROM batches \
              WHERE org = ?1 AND application_id = ?2 AND {filter} \
-             ORDER BY seq DESC LIMIT ?4 OFFSET ?5"
+             ORDER BY seq DESC LIMIT ?5 OFFSET ?6"
         ))?
         .query_map(
             params![
                 q.org,
                 q.application_id,
                 finished,
+                cancelled,
                 q.limit as i64,
                 q.offset as i64
             ],
             record,
         )?
+        .map(|batch| with_throughput(conn, batch?))
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let total: i64 = conn
         .prepare_cached(&format!(
             "SELECT count(*) FROM batches WHERE org = ?1 AND application_id = ?2 AND {filter}"
         ))?
-        .query_row(params![q.org, q.application_id, finished], |r| r.get(0))?;
+        .query_row(params![q.org, q.application_id, finished, cancelled], |r| {
+            r.get(0)
+        })?;
     Ok(BatchPage {
         batches,
         total: total.max(0) as u64,
@@ -124,10 +142,74 @@ fn record(r: &Row<'_>) -> rusqlite::Result<BatchRecord> {
         total: count(2)?,
         completed: count(3)?,
         failed: count(4)?,
-        created_at: r.get(5)?,
-        updated_at: r.get(6)?,
-        priority: Priority::from_code(r.get(7)?),
-        metadata: r.get(8)?,
-        errors: r.get(9)?,
+        cancelled: count(5)?,
+        created_at: r.get(6)?,
+        updated_at: r.get(7)?,
+        priority: Priority::from_code(r.get(8)?),
+        metadata: r.get(9)?,
+        errors: r.get(10)?,
+        cancelled_at: r.get(11)?,
+        throughput: None,
+    })
+}
+
+/// The batch with its recent pace, while it runs: of the items that ran to their end, the
+/// last [`THROUGHPUT_WINDOW`] and when the one before them finished (or, with fewer, all of
+/// them since the batch was created).
+fn with_throughput(conn: &Connection, mut batch: BatchRecord) -> rusqlite::Result<BatchRecord> {
+    if batch.status() != crate::store::BatchStatus::InProgress {
+        return Ok(batch);
+    }
+    let finished: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT completed_at FROM jobs WHERE batch_id = ?1 AND finished_seq IS NOT NULL \
+             AND attempt > 0 AND cancelled_at IS NULL ORDER BY finished_seq DESC LIMIT ?2",
+        )?
+        .query_map(params![batch.id, THROUGHPUT_WINDOW as i64 + 1], |r| {
+            r.get::<_, Option<i64>>(0)
+        })?
+        .filter_map(|t| t.transpose())
+        .collect::<rusqlite::Result<_>>()?;
+    batch.throughput = match finished.len() as u64 {
+        0 => None,
+        n if n > THROUGHPUT_WINDOW => Some(Throughput {
+            items: THROUGHPUT_WINDOW,
+            since: finished[THROUGHPUT_WINDOW as usize],
+        }),
+        n => Some(Throughput {
+            items: n,
+            since: batch.created_at,
+        }),
+    };
+    Ok(batch)
+}
+
+/// Queues every failed or cancelled item of a batch of `org` again (not those refused at
+/// create: failed without an attempt), found through `jobs_finished`.
+pub(super) fn retry(
+    conn: &Connection,
+    org: &OrgId,
+    id: BatchId,
+    now: i64,
+) -> rusqlite::Result<BatchRetryOutcome> {
+    if get(conn, org, id)?.is_none() {
+        return Ok(BatchRetryOutcome::NotFound);
+    }
+    let requeued = conn
+        .prepare_cached(
+            "UPDATE jobs SET state = 'queued', attempt = 0, run_at = ?2, lease_until = NULL, \
+             error = NULL, title = NULL, suggestion = NULL, completed_at = NULL, \
+             cancelled_at = NULL, updated_at = ?2 \
+             WHERE seq IN (SELECT seq FROM jobs WHERE batch_id = ?1 \
+               AND finished_seq IS NOT NULL AND state = 'failed' \
+               AND (attempt > 0 OR cancelled_at IS NOT NULL))",
+        )?
+        .execute(params![id, now])?;
+    if requeued == 0 {
+        return Ok(BatchRetryOutcome::NothingToRetry);
+    }
+    Ok(match get(conn, org, id)? {
+        Some(batch) => BatchRetryOutcome::Requeued(requeued as u64, batch),
+        None => BatchRetryOutcome::NotFound,
     })
 }

@@ -8,11 +8,13 @@
 
 mod applications;
 mod batches;
+mod cancels;
 mod claims;
 mod files;
 mod ids;
 mod jobs;
 mod orgs;
+mod results;
 mod writer;
 
 use std::fs::File;
@@ -25,10 +27,11 @@ use tokio::sync::{Notify, broadcast};
 
 use super::{
     ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
-    BatchQuery, BatchRecord, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted, FileLease,
-    FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobId, JobPage, JobQuery, JobRecord,
-    KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId, Outcome,
-    RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery,
+    BatchQuery, BatchRecord, BatchResult, BatchRetryOutcome, CancelOutcome, ClaimedFile,
+    ClaimedJob, Clock, FileId, FileInserted, FileLease, FilePage, FileProcessed, FileQuery,
+    FileRecord, Inserted, JobId, JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewBatch, NewFile,
+    NewJob, NewVersion, NodeApplications, OrgId, Outcome, ResultQuery, RetryOutcome, Store,
+    StoreError, StoreFuture, VersionPage, VersionQuery,
 };
 use crate::report::Cause;
 use writer::Writer;
@@ -42,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0006_job_provider.sql"),
     include_str!("0007_applications.sql"),
     include_str!("0008_batches.sql"),
+    include_str!("0009_batch_lifecycle.sql"),
 ];
 /// Page cache of the key-lookup connection.
 const AUTH_CACHE_KIB: u32 = 256;
@@ -65,6 +69,7 @@ pub struct SqliteStore {
     /// all the time.
     auth: Mutex<Connection>,
     wakeups: Arc<Notify>,
+    cancels: Arc<Notify>,
     clock: Clock,
     /// The organisation the last claim served last: the next claim starts after it.
     turn: Arc<std::sync::Mutex<Option<OrgId>>>,
@@ -138,6 +143,7 @@ impl SqliteStore {
             readers,
             auth: Mutex::new(auth),
             wakeups,
+            cancels: Arc::default(),
             clock,
             turn: Arc::default(),
             _lock: None,
@@ -279,6 +285,61 @@ impl Store for SqliteStore {
         Box::pin(read(&self.readers, move |c| batches::list(c, &query)))
     }
 
+    fn batch_results(&self, query: ResultQuery) -> StoreFuture<'_, Vec<BatchResult>> {
+        Box::pin(read(&self.readers, move |c| results::page(c, &query)))
+    }
+
+    fn cancel_job<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: JobId,
+    ) -> StoreFuture<'a, CancelOutcome<JobRecord>> {
+        let now = self.clock.now();
+        let org = org.clone();
+        Box::pin(async move {
+            let (outcome, running) = self
+                .writer
+                .write(false, move |c| cancels::job(c, &org, id, now))
+                .await?;
+            if running {
+                self.cancels.notify_one();
+            }
+            Ok(outcome)
+        })
+    }
+
+    fn cancel_batch<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: BatchId,
+    ) -> StoreFuture<'a, CancelOutcome<BatchRecord>> {
+        let now = self.clock.now();
+        let org = org.clone();
+        Box::pin(async move {
+            let (outcome, running) = self
+                .writer
+                .write(false, move |c| cancels::batch(c, &org, id, now))
+                .await?;
+            if running {
+                self.cancels.notify_one();
+            }
+            Ok(outcome)
+        })
+    }
+
+    fn retry_batch<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: BatchId,
+    ) -> StoreFuture<'a, BatchRetryOutcome> {
+        let now = self.clock.now();
+        let org = org.clone();
+        Box::pin(
+            self.writer
+                .write(true, move |c| batches::retry(c, &org, id, now)),
+        )
+    }
+
     fn claim(&self, limit: usize, lease: Duration) -> StoreFuture<'_, Vec<ClaimedJob>> {
         let now = self.clock.now();
         let lease = lease.as_micros() as i64;
@@ -305,7 +366,7 @@ impl Store for SqliteStore {
         let lease = lease.as_micros() as i64;
         Box::pin(
             self.writer
-                .write(false, move |c| jobs::renew(c, &leases, now + lease)),
+                .write(false, move |c| jobs::renew(c, &leases, now + lease, now)),
         )
     }
 
@@ -324,6 +385,10 @@ impl Store for SqliteStore {
 
     fn wakeups(&self) -> Arc<Notify> {
         self.wakeups.clone()
+    }
+
+    fn cancels(&self) -> Arc<Notify> {
+        self.cancels.clone()
     }
 
     fn authenticate(&self, key_hash: [u8; 32]) -> StoreFuture<'_, Option<OrgId>> {

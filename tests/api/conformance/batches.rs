@@ -11,7 +11,7 @@ use scriptorium::store::{
 use super::{Harness, completed, failed, job, job_id, named, org, query};
 
 /// Batch `name` of `app` of `org`: `items` items, the ones at `refused` positions refused.
-fn batch(name: &str, org: &str, app: &str, items: usize, refused: &[usize]) -> NewBatch {
+pub(super) fn batch(name: &str, org: &str, app: &str, items: usize, refused: &[usize]) -> NewBatch {
     NewBatch {
         id: batch_id(name),
         org: org.into(),
@@ -37,11 +37,15 @@ fn batch(name: &str, org: &str, app: &str, items: usize, refused: &[usize]) -> N
     }
 }
 
-fn batch_id(name: &str) -> BatchId {
+pub(super) fn batch_id(name: &str) -> BatchId {
     named(name).into()
 }
 
-async fn read(store: &dyn Store, owner: &OrgId, name: &str) -> scriptorium::store::BatchRecord {
+pub(super) async fn read(
+    store: &dyn Store,
+    owner: &OrgId,
+    name: &str,
+) -> scriptorium::store::BatchRecord {
     store
         .get_batch(owner, batch_id(name))
         .await

@@ -19,6 +19,7 @@ mod files;
 mod jobs;
 mod keys;
 mod leases;
+mod lifecycle;
 mod postgres_only;
 mod scheduling;
 mod throughput;
@@ -131,6 +132,10 @@ conformance!(
     batches::a_batch_is_stored_whole_with_its_refused_items_failed,
     batches::batch_counts_follow_outcomes_and_retries_exactly,
     batches::batches_are_listed_newest_first_per_application_by_status,
+    lifecycle::a_batch_cancel_stops_waiting_items_at_once_and_running_ones_at_their_beat,
+    lifecycle::a_cancelled_job_whose_worker_died_is_ended_by_the_reaper_and_can_retry,
+    lifecycle::a_batch_retry_runs_its_failed_and_cancelled_items_again_once,
+    lifecycle::results_follow_the_finishing_order_and_the_pace_gives_an_eta,
 );
 
 /// The id of job `name` ([`named`]).
