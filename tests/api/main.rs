@@ -19,6 +19,7 @@ mod fallback;
 mod figures;
 mod files;
 mod jobs;
+mod lifecycle;
 mod mockllm;
 mod pg;
 mod preview;
