@@ -140,9 +140,9 @@ pub trait Store: Send + Sync + 'static {
     fn reap(&self) -> StoreFuture<'_, usize>;
     /// Signalled whenever jobs may have become runnable (inserted, retried, reaped).
     fn wakeups(&self) -> Arc<Notify>;
-    /// Signalled when running jobs were cancelled through this store: the heartbeat renews
-    /// at once, so their calls stop now rather than at the next beat. (Jobs running on other
-    /// nodes stop at their node's next beat.)
+    /// Signalled when running jobs were cancelled (through this store; on PostgreSQL, by any
+    /// node): the heartbeat renews at once, so their calls stop now rather than at the next
+    /// beat.
     fn cancels(&self) -> Arc<Notify>;
 
     /// The organisation of an unrevoked key with this SHA-256 hash.

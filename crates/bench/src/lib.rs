@@ -21,8 +21,11 @@
 //! - `fairness`: another organisation's 20 jobs behind a 5,000-job backlog, against idle.
 //! - `batches`: one batch create of 100,000 inline items: items stored per second (the 202
 //!   comes once all are durable), and what reading the stored batch costs.
+//! - `eta`: a batch worked at steady speed by the mock provider at a fixed latency; the
+//!   error of its `eta` at 25%, 50% and 75% against when it really completed.
 
 mod batches;
+mod eta;
 mod harness;
 mod intake;
 mod model;
@@ -40,7 +43,7 @@ use scriptorium::store::sqlite::Durability;
 #[derive(Clone, Debug, clap::Args)]
 pub struct BenchArgs {
     /// Scenarios to run: intake, burndown, wakeup, model, reads, uploads, knee, fairness,
-    /// batches (comma-separated) or all.
+    /// batches, eta (comma-separated) or all.
     #[arg(long, default_value = "all", value_delimiter = ',')]
     pub scenarios: Vec<String>,
     /// Jobs for the burn-down.
@@ -49,6 +52,9 @@ pub struct BenchArgs {
     /// Items of the batch the batches scenario creates.
     #[arg(long, default_value_t = 100_000)]
     pub batch_items: usize,
+    /// Items of the batch the eta scenario works (at `--llm-latency`, `--llm-capacity` at once).
+    #[arg(long, default_value_t = 4_000)]
+    pub eta_items: usize,
     /// Jobs stored before measuring reads.
     #[arg(long, default_value_t = 1_000_000)]
     pub stored: usize,
@@ -67,10 +73,11 @@ pub struct BenchArgs {
     /// Jobs for the model scenario.
     #[arg(long, default_value_t = 10_000)]
     pub model_jobs: usize,
-    /// The mock model's latency per call in the model scenario.
+    /// The mock model's latency per call in the model and eta scenarios.
     #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
     pub llm_latency: Duration,
-    /// The mock model's capacity, and the provider's `max_concurrency`, in the model scenario.
+    /// The mock model's capacity, and the provider's `max_concurrency`, in the model and eta
+    /// scenarios.
     #[arg(long, default_value_t = 64)]
     pub llm_capacity: usize,
     /// Measure on PostgreSQL (a fresh schema per scenario) instead of SQLite.
@@ -125,6 +132,9 @@ pub async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     if wants("batches") {
         batches::run(&args).await?;
+    }
+    if wants("eta") {
+        eta::run(&args).await?;
     }
     Ok(())
 }

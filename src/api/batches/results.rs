@@ -139,10 +139,7 @@ impl Pages {
             };
             pages.done = (items.len() as u64) < pages.query.limit;
             pages.left -= items.len() as u64;
-            let Some(last) = items.last() else {
-                return None;
-            };
-            pages.query.after = last.cursor;
+            pages.query.after = items.last()?.cursor;
             let mut chunk = String::new();
             for item in &items {
                 match pages.format {

@@ -3,7 +3,8 @@
 //! semantics as SQLite's `cancels.rs` (0011_batch_lifecycle.sql tells the model). A job in
 //! progress has a queue row: a waiting one leaves the queue, cancelled, in the statement
 //! that cancels it; a running one's row becomes `cancelling` (and keeps its lease, so the
-//! reaper still finds it). Queue rows are locked in `seq` order, as a batch of outcomes
+//! reaper still finds it), and the statement notifies every node's heartbeat (through
+//! `scriptorium_cancels`), which renews at once and so stops the call wherever it runs. Queue rows are locked in `seq` order, as a batch of outcomes
 //! locks them, so the two cannot deadlock.
 
 use deadpool_postgres::Pool;
@@ -39,7 +40,9 @@ fn cancel_sql(before: &str, target: &str) -> String {
              error = CASE WHEN m.running THEN j.error ELSE $2 END, \
              completed_at = CASE WHEN m.running THEN j.completed_at ELSE $1 END \
            FROM m WHERE j.seq = ANY(ARRAY(SELECT seq FROM m)) AND j.seq = m.seq RETURNING 1) \
-         SELECT (SELECT count(*) FROM j), (SELECT count(*) FROM stopping)"
+         SELECT (SELECT count(*) FROM j), (SELECT count(*) FROM stopping), \
+           (SELECT count(*) FROM (SELECT pg_notify('scriptorium_cancels', \
+             coalesce(current_schema(), '')) FROM (SELECT 1 FROM stopping LIMIT 1) s) n)"
     )
 }
 

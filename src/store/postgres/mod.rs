@@ -87,6 +87,9 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 const CHANNEL: &str = "scriptorium_jobs";
 /// Sent inside every transaction that may make jobs runnable (on [`CHANNEL`]).
 const NOTIFY: &str = "SELECT pg_notify('scriptorium_jobs', coalesce(current_schema(), ''))";
+/// The channel running jobs' cancels are announced on (payload: the schema), so every node's
+/// heartbeat renews at once and the cancelled calls stop now.
+const CANCELS_CHANNEL: &str = "scriptorium_cancels";
 /// The channel changes to applications are announced on.
 const APPLICATIONS_CHANNEL: &str = "scriptorium_applications";
 /// Sent inside every transaction that writes an application (on [`APPLICATIONS_CHANNEL`]),
@@ -104,7 +107,8 @@ pub struct PostgresStore {
     pool: Pool,
     inserts: mpsc::Sender<inserter::Request>,
     wakeups: Arc<Notify>,
-    /// Signalled when this node cancelled running jobs (see [`Store::cancels`]).
+    /// Signalled when running jobs were cancelled, by this node or (heard through the
+    /// listener) by another (see [`Store::cancels`]).
     cancels: Arc<Notify>,
     applications: broadcast::Sender<ApplicationsChanged>,
     listener: JoinHandle<()>,
@@ -142,9 +146,11 @@ impl PostgresStore {
             .build()
             .map_err(|e| StoreError::database("cannot build the pool", e))?;
         let wakeups = Arc::new(Notify::new());
+        let cancels = Arc::new(Notify::new());
         let (applications, _) = broadcast::channel(APPLICATION_CHANGES);
         let signals = listener::Signals {
             wakeups: wakeups.clone(),
+            cancels: cancels.clone(),
             applications: applications.clone(),
         };
         let listener = listener::start(config, signals).await?;
@@ -153,7 +159,7 @@ impl PostgresStore {
             pool,
             inserts,
             wakeups,
-            cancels: Arc::default(),
+            cancels,
             applications,
             listener,
             clock,

@@ -151,6 +151,20 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Runs a cancel in the writer; signals [`Store::cancels`] when it stopped running jobs.
+    async fn cancel<T: Send + 'static>(
+        &self,
+        op: impl Fn(&Connection) -> rusqlite::Result<(T, bool)> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (outcome, running) = self.writer.write(false, op).await?;
+        if running {
+            self.cancels.notify_one();
+        }
+        Ok(outcome)
+    }
+}
+
 fn create_parent(path: &Path) -> Result<(), StoreError> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => {
@@ -296,16 +310,7 @@ impl Store for SqliteStore {
     ) -> StoreFuture<'a, CancelOutcome<JobRecord>> {
         let now = self.clock.now();
         let org = org.clone();
-        Box::pin(async move {
-            let (outcome, running) = self
-                .writer
-                .write(false, move |c| cancels::job(c, &org, id, now))
-                .await?;
-            if running {
-                self.cancels.notify_one();
-            }
-            Ok(outcome)
-        })
+        Box::pin(self.cancel(move |c| cancels::job(c, &org, id, now)))
     }
 
     fn cancel_batch<'a>(
@@ -315,16 +320,7 @@ impl Store for SqliteStore {
     ) -> StoreFuture<'a, CancelOutcome<BatchRecord>> {
         let now = self.clock.now();
         let org = org.clone();
-        Box::pin(async move {
-            let (outcome, running) = self
-                .writer
-                .write(false, move |c| cancels::batch(c, &org, id, now))
-                .await?;
-            if running {
-                self.cancels.notify_one();
-            }
-            Ok(outcome)
-        })
+        Box::pin(self.cancel(move |c| cancels::batch(c, &org, id, now)))
     }
 
     fn retry_batch<'a>(
