@@ -1,7 +1,7 @@
 //! The batch statements. An insert is one transaction: the batch row, its first counter row,
 //! then the items in chunks of [`CHUNK`], each one `INSERT … SELECT FROM unnest(…)` (the
 //! `jobs_enqueue` trigger queues the valid ones), then the wake-up. The counts are kept by
-//! `jobs_count_update` (0011_batch_lifecycle.sql); reads go through the `batch_records` view,
+//! `jobs_count_update` (0014_batch_lifecycle.sql); reads go through the `batch_records` view,
 //! which sums a batch's counter shards, with the batch's recent pace: the last
 //! [`THROUGHPUT_WINDOW`] items to run to their end, walked back in `jobs_finished`.
 
@@ -75,6 +75,9 @@ pub(super) async fn insert(
         &refused,
     ];
     tx.execute(&head, &params).await.map_err(map_err)?;
+    if let Some(webhook) = &batch.webhook {
+        super::webhooks::subscribe(&tx, batch.id, &batch.org, webhook).await?;
+    }
 
     let items = tx.prepare_cached(INSERT_ITEMS).await.map_err(map_err)?;
     let max_attempts = batch.retry.max_attempts as i32;

@@ -59,6 +59,7 @@ mod nodes;
 mod orgs;
 mod results;
 mod shared;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,7 +74,7 @@ use super::{
     BatchQuery, BatchRecord, BatchResult, BatchRetryOutcome, CancelOutcome, ClaimedFile,
     ClaimedJob, Clock, FileId, FileInserted, FileLease, FilePage, FileProcessed, FileQuery,
     FileRecord, Inserted, JobId, JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewBatch, NewFile,
-    NewJob, NewVersion, NodeApplications, OrgId, Outcome, ResultQuery, RetryOutcome, Store,
+    NewJob, NewVersion, NodeApplications, OrgId, Outbox, Outcome, ResultQuery, RetryOutcome, Store,
     StoreError, StoreFuture, VersionPage, VersionQuery, after,
 };
 use errors::{map_err, pool_err};
@@ -487,6 +488,10 @@ impl Store for PostgresStore {
 
     fn delete_file<'a>(&'a self, org: &'a OrgId, id: FileId) -> StoreFuture<'a, bool> {
         Box::pin(files::delete(&self.pool, org, id))
+    }
+
+    fn outbox(&self) -> &dyn Outbox {
+        self
     }
 }
 

@@ -2,7 +2,7 @@
 //! then every item through one prepared statement (SQLite has no round trip to save, so a
 //! statement run per row costs what a multi-row one would, without its bound on parameters).
 //! The counts, and the finishing order of the items, are kept by the `jobs_batch_count`
-//! trigger (0009_batch_lifecycle.sql). A batch read also reads its recent pace: the last
+//! trigger (0012_batch_lifecycle.sql). A batch read also reads its recent pace: the last
 //! [`THROUGHPUT_WINDOW`] items to run to their end, walked back in `jobs_finished`.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -51,6 +51,9 @@ pub(super) fn insert(
         batch.metadata,
         batch.errors,
     ])?;
+    if let Some(webhook) = &batch.webhook {
+        super::webhooks::subscribe(conn, batch.id, &batch.org, webhook)?;
+    }
     let mut item = conn.prepare_cached(
         "INSERT INTO jobs (id, org, application_id, state, inputs, max_attempts, \
          backoff_initial_ms, backoff_max_ms, run_at, created_at, updated_at, max_wait_ms, \
@@ -61,7 +64,7 @@ pub(super) fn insert(
          ?15, CASE WHEN ?4 IS NULL THEN NULL ELSE ?15 END)",
     )?;
     // A refused item has finished: its position is its place in the finishing order, before
-    // every item that runs (see 0009_batch_lifecycle.sql).
+    // every item that runs (see 0012_batch_lifecycle.sql).
     for (position, job) in (1_i64..).zip(&batch.items) {
         item.execute(params![
             job.id,

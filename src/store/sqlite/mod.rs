@@ -15,6 +15,7 @@ mod ids;
 mod jobs;
 mod orgs;
 mod results;
+mod webhooks;
 mod writer;
 
 use std::fs::File;
@@ -30,7 +31,7 @@ use super::{
     BatchQuery, BatchRecord, BatchResult, BatchRetryOutcome, CancelOutcome, ClaimedFile,
     ClaimedJob, Clock, FileId, FileInserted, FileLease, FilePage, FileProcessed, FileQuery,
     FileRecord, Inserted, JobId, JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewBatch, NewFile,
-    NewJob, NewVersion, NodeApplications, OrgId, Outcome, ResultQuery, RetryOutcome, Store,
+    NewJob, NewVersion, NodeApplications, OrgId, Outbox, Outcome, ResultQuery, RetryOutcome, Store,
     StoreError, StoreFuture, VersionPage, VersionQuery,
 };
 use crate::report::Cause;
@@ -45,7 +46,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0006_job_provider.sql"),
     include_str!("0007_applications.sql"),
     include_str!("0008_batches.sql"),
-    include_str!("0009_batch_lifecycle.sql"),
+    include_str!("0011_webhooks.sql"),
+    include_str!("0012_batch_lifecycle.sql"),
 ];
 /// Page cache of the key-lookup connection.
 const AUTH_CACHE_KIB: u32 = 256;
@@ -107,6 +109,10 @@ impl SqliteStore {
                 "extracting again the files a previous run left unfinished"
             );
         }
+        store
+            .writer
+            .write(false, move |c| webhooks::recover(c, now))
+            .await?;
         Ok(store)
     }
 
@@ -574,5 +580,9 @@ impl Store for SqliteStore {
             self.writer
                 .write(false, move |c| files::delete(c, &org, id)),
         )
+    }
+
+    fn outbox(&self) -> &dyn Outbox {
+        self
     }
 }

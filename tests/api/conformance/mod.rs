@@ -2,7 +2,7 @@
 //! both backends, as `conformance::sqlite::<case>` and `conformance::postgres::<case>`.
 //!
 //! The cases live by topic (`jobs.rs`, `leases.rs`, `keys.rs`, `files.rs`, `applications.rs`,
-//! `batches.rs`); this file holds
+//! `batches.rs`, `webhooks.rs`); this file holds
 //! the harness, the helpers they share and the list of cases. `postgres_only.rs` holds the
 //! tests of PostgreSQL alone, `throughput.rs` a measurement.
 //!
@@ -23,6 +23,7 @@ mod lifecycle;
 mod postgres_only;
 mod scheduling;
 mod throughput;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -136,6 +137,9 @@ conformance!(
     lifecycle::a_cancelled_job_whose_worker_died_is_ended_by_the_reaper_and_can_retry,
     lifecycle::a_batch_retry_runs_its_failed_and_cancelled_items_again_once,
     lifecycle::results_follow_the_finishing_order_and_the_pace_gives_an_eta,
+    webhooks::events_are_written_with_the_state_change_and_claimed_under_a_lease,
+    webhooks::a_batch_completed_event_is_written_each_time_the_batch_finishes,
+    webhooks::the_secret_is_kept_per_organisation_until_rotated,
 );
 
 /// The id of job `name` ([`named`]).

@@ -65,3 +65,15 @@ WHEN NEW.batch_id IS NOT NULL AND OLD.status <> NEW.status BEGIN
         ELSE (SELECT total + finishes FROM batches WHERE id = NEW.batch_id) END
     WHERE seq = NEW.seq;
 END;
+
+-- Webhooks (0011): a batch whose last items were cancelled has finished too.
+DROP TRIGGER batches_webhook_event;
+CREATE TRIGGER batches_webhook_event AFTER UPDATE OF completed, failed, cancelled ON batches
+WHEN NEW.completed + NEW.failed + NEW.cancelled >= NEW.total
+    AND OLD.completed + OLD.failed + OLD.cancelled < OLD.total BEGIN
+    INSERT INTO webhook_events (id, org, batch_id, type, url, created_at, next_at)
+    SELECT 'msg_' || lower(hex(randomblob(16))), w.org, w.batch_id, 'batch.completed', w.url,
+        NEW.changed_at, NEW.changed_at
+    FROM batch_webhooks w
+    WHERE w.batch_id = NEW.id AND w.events & 1 <> 0;
+END;

@@ -1,5 +1,5 @@
 -- A batch's lifecycle: cancellation, the order its items finish in, and its retry. The same
--- model as SQLite's 0009_batch_lifecycle.sql:
+-- model as SQLite's 0012_batch_lifecycle.sql:
 --
 -- Cancelling: a waiting job leaves the queue and is stored `failed` with `cancelled_at` set
 -- and the error 'cancelled' (its Writer status is `failed`; `job_records` shows its state as
@@ -83,7 +83,10 @@ SELECT j.seq, j.id, j.org, j.application_id, j.status,
     j.priority, j.provider, j.model, j.batch_id, j.custom_id
 FROM jobs j LEFT JOIN job_queue q ON q.seq = j.seq;
 
+-- 0013's function, with the cancelled count, and a retry ending a batch's cancel.
 CREATE OR REPLACE FUNCTION jobs_count_update() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    finishing record;
 BEGIN
     WITH moved AS MATERIALIZED (
         SELECT o.org, o.application_id, o.status AS was, n.status AS now
@@ -128,5 +131,50 @@ BEGIN
     WHERE cancelled_at IS NOT NULL AND id IN (
         SELECT n.batch_id FROM new_jobs n JOIN old_jobs o ON o.seq = n.seq
         WHERE n.batch_id IS NOT NULL AND n.status = 'in_progress' AND o.status <> 'in_progress');
+
+    -- Webhooks (0013): nothing more for items of batches without one...
+    IF NOT EXISTS (SELECT 1 FROM batch_webhooks
+                   WHERE batch_id IN (SELECT batch_id FROM new_jobs WHERE batch_id IS NOT NULL)) THEN
+        RETURN NULL;
+    END IF;
+    -- ...else each finished item's event, as its batch subscribed...
+    INSERT INTO webhook_events (id, org, batch_id, job_id, type, url, created_at, next_at)
+    SELECT webhook_event_id(), w.org, w.batch_id, n.id, 'job.' || n.status, w.url,
+        n.updated_at, n.updated_at
+    FROM new_jobs n JOIN old_jobs o ON o.seq = n.seq JOIN batch_webhooks w ON w.batch_id = n.batch_id
+    WHERE n.batch_id IS NOT NULL AND o.status <> n.status AND n.status IN ('completed', 'failed')
+        AND w.events & (CASE n.status WHEN 'completed' THEN 2 ELSE 4 END) <> 0
+    ORDER BY n.seq;
+    -- ...then batch.completed for the subscribed batches this statement finished.
+    FOR finishing IN
+        SELECT w.batch_id, w.org, w.url,
+            count(*) FILTER (WHERE n.status <> 'in_progress')
+                - count(*) FILTER (WHERE o.status <> 'in_progress') AS delta
+        FROM new_jobs n JOIN old_jobs o ON o.seq = n.seq
+            JOIN batch_webhooks w ON w.batch_id = n.batch_id
+        WHERE n.batch_id IS NOT NULL AND o.status <> n.status AND w.events & 1 <> 0
+        GROUP BY w.batch_id, w.org, w.url
+        ORDER BY w.batch_id
+    LOOP
+        PERFORM webhook_batch_completed(finishing.batch_id, finishing.org, finishing.url,
+            finishing.delta);
+    END LOOP;
     RETURN NULL;
+END $$;
+
+-- 0013's function, counting cancelled items as finished.
+CREATE OR REPLACE FUNCTION webhook_batch_completed(batch text, owner text, url text, delta bigint)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+BEGIN
+    PERFORM pg_advisory_xact_lock(
+        hashtextextended('scriptorium.batch.' || coalesce(current_schema(), '') || batch, 0));
+    SELECT b.total, b.completed + b.failed + b.cancelled AS done, b.changed_at INTO r
+    FROM batch_records b WHERE b.id = batch;
+    IF r.done >= r.total AND r.done - delta < r.total THEN
+        INSERT INTO webhook_events (id, org, batch_id, type, url, created_at, next_at)
+        VALUES (webhook_event_id(), owner, batch, 'batch.completed', url, r.changed_at,
+            r.changed_at);
+    END IF;
 END $$;
