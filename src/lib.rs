@@ -17,7 +17,7 @@
 //!   store only through the catalog.
 //! - [`auth`]: API keys, shown once and stored as hashes; organisations as tenants.
 //! - [`engine`]: the job state machine: batched claims, leases and heartbeats (a lost lease
-//!   stops its attempt), retries with backoff, waits for a busy provider that spend no
+//!   stops its attempt; a cancel takes the lease away, and wakes the heartbeat), retries with backoff, waits for a busy provider that spend no
 //!   attempt, the reaper, graceful shutdown, named failure points. The only caller of
 //!   providers for jobs; its `prepare` (application and inputs to a provider request) is
 //!   also what synchronous generation uses. `Engine::run_until_idle` drives it by hand in

@@ -117,8 +117,14 @@ error_codes! {
     JobNotFailed = (BAD_REQUEST, "job.not_failed"),
     /// A batch's item refused at create cannot be retried: its inputs would fail again.
     JobRefused = (BAD_REQUEST, "job.refused"),
+    /// A finished job (completed, failed or cancelled) cannot be cancelled.
+    JobFinished = (BAD_REQUEST, "job.finished"),
     /// No batch with this id in the caller's organisation.
     BatchNotFound = (NOT_FOUND, "batch.not_found"),
+    /// A finished batch (every item completed, failed or cancelled) cannot be cancelled.
+    BatchFinished = (BAD_REQUEST, "batch.finished"),
+    /// A batch retry found no failed or cancelled item to run again.
+    BatchNothingToRetry = (BAD_REQUEST, "batch.nothing_to_retry"),
     /// A batch create that is not of the expected shape (no items, both `items` and
     /// `file_id`, a CSV header naming something else than inputs, a part not supported yet).
     InvalidBatch = (BAD_REQUEST, "batch.invalid"),

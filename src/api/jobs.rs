@@ -1,4 +1,5 @@
-//! The async job routes: create (202), retrieve, list with offset paging, retry (202).
+//! The async job routes: create (202), retrieve, list with offset paging, retry (202), and
+//! ours, cancel (202).
 
 use axum::Json;
 use axum::extract::State;
@@ -11,7 +12,7 @@ use super::extract::{Principal, WJson, WPath, WQuery};
 use super::paging;
 use super::views::{JobAcceptedView, JobListView, JobView, PaginationView};
 use super::{ApiError, AppState, ErrorCode};
-use crate::store::{JobId, JobQuery, NewJob, Priority, RetryOutcome, WriterStatus};
+use crate::store::{CancelOutcome, JobId, JobQuery, NewJob, Priority, RetryOutcome, WriterStatus};
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
@@ -168,6 +169,27 @@ pub(crate) async fn retry(
                 format!("job {id} {now}; only a failed job can be retried"),
             ))
         }
+    }
+}
+
+/// `POST /v1/applications/jobs/{job_id}/cancel`: a waiting job is cancelled at once, a
+/// running one's call is aborted (it reads `cancelling`, then `cancelled`); 202 with the job.
+/// A finished job is a 400.
+#[utoipa::path(post, path = "/v1/applications/jobs/{job_id}/cancel", tag = "jobs", params(("job_id" = String, Path, description = "The job's id.")),
+    responses((status = 202, description = "Cancelled, or cancelling while its call is aborted.", body = JobView)))]
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    principal: Principal,
+    WPath(raw): WPath<String>,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    let id = job_id(&raw)?;
+    match state.store.cancel_job(&principal.org, id).await? {
+        CancelOutcome::Cancelled(job) => Ok((StatusCode::ACCEPTED, Json(job.into()))),
+        CancelOutcome::NotFound => Err(job_not_found(&raw)),
+        CancelOutcome::Finished => Err(ApiError::new(
+            ErrorCode::JobFinished,
+            format!("job {id} has finished; there is nothing to cancel"),
+        )),
     }
 }
 

@@ -114,7 +114,20 @@ pub(crate) fn router(state: AppState, max_body_bytes: usize, max_batch_bytes: us
             "/v1/applications/batches/{batch_id}",
             get(batches::retrieve),
         )
+        .route(
+            "/v1/applications/batches/{batch_id}/results",
+            get(batches::results),
+        )
+        .route(
+            "/v1/applications/batches/{batch_id}/cancel",
+            post(batches::cancel),
+        )
+        .route(
+            "/v1/applications/batches/{batch_id}/retry",
+            post(batches::retry),
+        )
         .route("/v1/applications/jobs/{job_id}/retry", post(jobs::retry))
+        .route("/v1/applications/jobs/{job_id}/cancel", post(jobs::cancel))
         .route(
             "/v1/applications/{application_id}/graphs",
             get(applications::graphs).put(applications::set_graphs),

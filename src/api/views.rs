@@ -6,8 +6,8 @@ use utoipa::ToSchema;
 
 use crate::apps::{AppStatus, Application, InputSpec};
 use crate::store::{
-    ApplicationId, ApplicationVersion, BatchId, BatchRecord, FileId, FileRecord, Inserted, JobId,
-    JobRecord, JobState, Priority, rfc3339,
+    ApplicationId, ApplicationVersion, BatchId, BatchRecord, BatchResult, FileId, FileRecord,
+    Inserted, JobId, JobRecord, JobState, Priority, Usage, WriterStatus, now_micros, rfc3339,
 };
 
 /// A job, as `GET /v1/applications/jobs/{id}` and the list show it.
@@ -30,7 +30,8 @@ pub(crate) struct JobView {
     /// Ours: tokens the completing attempt used, when the backend said.
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<UsageView>,
-    /// Ours: the internal state (queued, running, retrying, completed, failed).
+    /// Ours: the internal state (queued, running, retrying, waiting_for_provider, completed,
+    /// failed, cancelling, cancelled).
     state: &'static str,
     /// Ours: attempts started in the current series.
     attempts: u32,
@@ -54,7 +55,7 @@ pub(crate) struct JobView {
 impl From<JobRecord> for JobView {
     fn from(job: JobRecord) -> Self {
         let completed = job.state == JobState::Completed;
-        let failed = job.state == JobState::Failed;
+        let failed = job.state.writer_status() == WriterStatus::Failed;
         let data = match (completed, job.suggestion) {
             (true, Some(suggestion)) => Some(ResultView {
                 title: job.title,
@@ -75,11 +76,7 @@ impl From<JobRecord> for JobView {
             updated_at: rfc3339(job.updated_at),
             completed_at: job.completed_at.map(rfc3339),
             started_at: job.started_at.map(rfc3339),
-            usage: job.usage.map(|u| UsageView {
-                prompt_tokens: u.prompt_tokens,
-                completion_tokens: u.completion_tokens,
-                total_tokens: u.prompt_tokens + u.completion_tokens,
-            }),
+            usage: job.usage.map(UsageView::from),
             data,
             error,
             state: job.state.as_str(),
@@ -100,6 +97,16 @@ pub(crate) struct UsageView {
     prompt_tokens: u32,
     completion_tokens: u32,
     total_tokens: u32,
+}
+
+impl From<Usage> for UsageView {
+    fn from(u: Usage) -> Self {
+        Self {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u.prompt_tokens + u.completion_tokens,
+        }
+    }
 }
 
 /// A generation result: `{title?, suggestion}`.
@@ -160,9 +167,10 @@ pub(crate) struct BatchView {
     created_at: String,
     updated_at: String,
     completed_at: Option<String>,
-    /// Null: batches cannot be cancelled yet.
+    /// When a cancel of the whole batch was asked.
     cancelled_at: Option<String>,
-    /// Null: no estimate is made yet.
+    /// When the last item should finish, at the pace items finished lately; null when that
+    /// cannot be told (nothing has run to its end yet, or nothing is left to run).
     eta: Option<String>,
     metadata: serde_json::Value,
     priority: Priority,
@@ -191,17 +199,56 @@ impl From<BatchRecord> for BatchView {
                 in_progress: batch.in_progress(),
                 completed: batch.completed,
                 failed: batch.failed,
-                cancelled: 0,
+                cancelled: batch.cancelled,
             },
             created_at: rfc3339(batch.created_at),
             updated_at: rfc3339(batch.updated_at),
             completed_at: batch.completed_at().map(rfc3339),
-            cancelled_at: None,
-            eta: None,
+            cancelled_at: batch.cancelled_at.map(rfc3339),
+            eta: batch.eta(now_micros()).map(rfc3339),
             metadata: json(&batch.metadata),
             priority: batch.priority,
             errors: json(&batch.errors),
             application_id: batch.application_id,
+        }
+    }
+}
+
+/// One line of a batch's results: `{cursor, position, custom_id, job_id, status, data, error,
+/// usage}`; `status` is `completed`, `failed` or `cancelled`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct BatchResultView<'a> {
+    cursor: i64,
+    position: u64,
+    custom_id: &'a str,
+    #[schema(value_type = String)]
+    job_id: JobId,
+    status: &'static str,
+    data: Option<ResultView>,
+    error: Option<&'a str>,
+    usage: Option<UsageView>,
+}
+
+impl<'a> From<&'a BatchResult> for BatchResultView<'a> {
+    fn from(item: &'a BatchResult) -> Self {
+        let data = match (&item.state, &item.suggestion) {
+            (JobState::Completed, Some(suggestion)) => Some(ResultView {
+                title: item.title.clone(),
+                suggestion: suggestion.clone(),
+            }),
+            _ => None,
+        };
+        Self {
+            cursor: item.cursor,
+            position: item.position,
+            custom_id: &item.custom_id,
+            job_id: item.job_id,
+            status: item.state.as_str(),
+            data,
+            error: (item.state != JobState::Completed)
+                .then_some(item.error.as_deref())
+                .flatten(),
+            usage: item.usage.map(UsageView::from),
         }
     }
 }

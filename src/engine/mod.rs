@@ -7,9 +7,11 @@
 //! (`concurrency - in flight`) in one statement, and spawns one task per job. A task renders
 //! the prompt, calls the provider, decides retry versus fail, and hands its [`Outcome`] to the
 //! completer, which writes outcomes in batches. Beside them:
-//! - the heartbeat renews every in-flight lease each `lease / 3`, in one call; a lease that
-//!   no longer holds (its node stalled and another took the job over) stops its attempt,
-//!   aborting the model call, so the server's slot is freed and no outcome is written;
+//! - the heartbeat renews every in-flight lease each `lease / 3`, in one call, and at once
+//!   when a running job was cancelled through this node's store; a lease that no longer
+//!   holds (its node stalled and another took the job over, or the job was cancelled) stops
+//!   its attempt, aborting the model call, so the server's slot is freed and no outcome is
+//!   written;
 //! - the reaper returns jobs whose lease lapsed (a dead worker) to the queue.
 //!
 //! # Who may write what
@@ -217,10 +219,16 @@ impl Engine {
         self.store.finish(outcomes).await
     }
 
+    /// Renews every in-flight lease each `lease / 3`, and at once when the store says a
+    /// running job was cancelled (so its call stops now, not at the next beat).
     async fn heartbeat(self: Arc<Self>) {
         let every = self.settings.lease / 3;
+        let cancels = self.store.cancels();
         loop {
-            tokio::time::sleep(every).await;
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = cancels.notified() => {}
+            }
             let leases = self.leases();
             if leases.is_empty() {
                 continue;
@@ -272,9 +280,10 @@ impl Engine {
                 stop.notify_one();
             }
         }
-        tracing::warn!(
+        tracing::info!(
             jobs = lost.len(),
-            "leases lost (another worker took the jobs over): their calls are stopped"
+            "leases lost (the jobs were cancelled, or another worker took them over): \
+             their calls are stopped"
         );
     }
 

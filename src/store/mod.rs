@@ -101,6 +101,29 @@ pub trait Store: Send + Sync + 'static {
     -> StoreFuture<'a, Option<BatchRecord>>;
     /// A page of an application's batches, newest first, with the total that match.
     fn list_batches(&self, query: BatchQuery) -> StoreFuture<'_, BatchPage>;
+    /// A page of a batch's finished items in the order they finished, after a cursor; empty
+    /// for another organisation's batch. An item retried and finished again is found once,
+    /// at its new place; an item is only ever found after every item that finished before it
+    /// (a client following the cursor misses none).
+    fn batch_results(&self, query: ResultQuery) -> StoreFuture<'_, Vec<BatchResult>>;
+    /// Cancels a job of `org`: at once if it waits, else it becomes `cancelling` and
+    /// [`Store::cancels`] is signalled. A finished job is left as it is.
+    fn cancel_job<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: JobId,
+    ) -> StoreFuture<'a, CancelOutcome<JobRecord>>;
+    /// Cancels every item of a batch of `org` still in progress, in one statement, as
+    /// [`Store::cancel_job`] does one, and records when. A finished batch is left as it is.
+    fn cancel_batch<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: BatchId,
+    ) -> StoreFuture<'a, CancelOutcome<BatchRecord>>;
+    /// Queues every failed or cancelled item of a batch of `org` again, in one statement,
+    /// each with a fresh series of attempts (not those refused at create).
+    fn retry_batch<'a>(&'a self, org: &'a OrgId, id: BatchId)
+    -> StoreFuture<'a, BatchRetryOutcome>;
 
     /// Claims up to `limit` due jobs in one statement: each becomes `running` with its attempt
     /// number raised and a lease that lapses after `lease`.
@@ -111,16 +134,22 @@ pub trait Store: Send + Sync + 'static {
     /// others are written.
     fn finish(&self, outcomes: Vec<Outcome>) -> StoreFuture<'_, usize>;
     /// Extends the leases of jobs still running, as a heartbeat. Answers the leases that no
-    /// longer hold (the job was reaped, claimed again or finished): their calls should stop.
+    /// longer hold (the job was reaped, claimed again, finished or cancelled): their calls
+    /// should stop. A `cancelling` job among them ends cancelled.
     fn renew(&self, leases: Vec<Lease>, lease: Duration) -> StoreFuture<'_, Vec<Lease>>;
     /// Gives back jobs this node claimed but will not finish (shutdown); they are queued
     /// again without using up an attempt.
     fn release(&self, leases: Vec<Lease>) -> StoreFuture<'_, usize>;
     /// Returns running jobs whose lease has lapsed (by the store's clock) to the queue, or
-    /// fails them if that was their last attempt. Answers how many were touched.
+    /// fails them if that was their last attempt; cancelling ones end cancelled. Answers how
+    /// many were touched.
     fn reap(&self) -> StoreFuture<'_, usize>;
     /// Signalled whenever jobs may have become runnable (inserted, retried, reaped).
     fn wakeups(&self) -> Arc<Notify>;
+    /// Signalled when running jobs were cancelled (through this store; on PostgreSQL, by any
+    /// node): the heartbeat renews at once, so their calls stop now rather than at the next
+    /// beat.
+    fn cancels(&self) -> Arc<Notify>;
 
     /// Jobs per organisation, application and status, from the counters the store keeps
     /// (a read of a few rows whatever the number of jobs); counts of zero are left out.

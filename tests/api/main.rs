@@ -20,6 +20,7 @@ mod fallback;
 mod figures;
 mod files;
 mod jobs;
+mod lifecycle;
 mod mockllm;
 mod ops;
 mod pg;

@@ -24,9 +24,12 @@
 //! - `batches`: batch creates of 100,000 and 1,000,000 items, inline and from an uploaded CSV
 //!   file: items stored per second (the 202 comes once all are durable) and the peak memory
 //!   meanwhile, and what reading the stored batch costs.
+//! - `eta`: a batch worked at steady speed by the mock provider at a fixed latency; the
+//!   error of its `eta` at 25%, 50% and 75% against when it really completed.
 
 mod batches;
 mod dashboard;
+mod eta;
 mod harness;
 mod intake;
 mod model;
@@ -44,7 +47,7 @@ use scriptorium::store::sqlite::Durability;
 #[derive(Clone, Debug, clap::Args)]
 pub struct BenchArgs {
     /// Scenarios to run: intake, burndown, wakeup, model, reads, uploads, knee, fairness,
-    /// batches, dashboard (comma-separated) or all.
+    /// batches, dashboard, eta (comma-separated) or all.
     #[arg(long, default_value = "all", value_delimiter = ',')]
     pub scenarios: Vec<String>,
     /// Jobs for the burn-down.
@@ -53,6 +56,9 @@ pub struct BenchArgs {
     /// Sizes of the batches the batches scenario creates (comma-separated).
     #[arg(long, default_value = "100000,1000000", value_delimiter = ',')]
     pub batch_items: Vec<usize>,
+    /// Items of the batch the eta scenario works (at `--llm-latency`, `--llm-capacity` at once).
+    #[arg(long, default_value_t = 4_000)]
+    pub eta_items: usize,
     /// Jobs stored before measuring reads and the dashboard.
     #[arg(long, default_value_t = 1_000_000)]
     pub stored: usize,
@@ -71,10 +77,11 @@ pub struct BenchArgs {
     /// Jobs for the model scenario.
     #[arg(long, default_value_t = 10_000)]
     pub model_jobs: usize,
-    /// The mock model's latency per call in the model scenario.
+    /// The mock model's latency per call in the model and eta scenarios.
     #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
     pub llm_latency: Duration,
-    /// The mock model's capacity, and the provider's `max_concurrency`, in the model scenario.
+    /// The mock model's capacity, and the provider's `max_concurrency`, in the model and eta
+    /// scenarios.
     #[arg(long, default_value_t = 64)]
     pub llm_capacity: usize,
     /// Measure on PostgreSQL (a fresh schema per scenario) instead of SQLite.
@@ -132,6 +139,9 @@ pub async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     if wants("dashboard") {
         dashboard::run(&args).await?;
+    }
+    if wants("eta") {
+        eta::run(&args).await?;
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The batch routes (ours, NATIVE_API.md "Batches"): create (202), retrieve, list with offset
-//! paging like jobs.
+//! paging like jobs; the results as they finish ([`results`]); cancel and retry
+//! ([`lifecycle`]).
 //!
 //! - [`create`]: the create route, from inline items or an uploaded file;
 //! - [`intake`]: each item checked as a single job is (one that fails the checks is stored
@@ -9,6 +10,8 @@
 
 mod create;
 mod intake;
+mod lifecycle;
+mod results;
 mod sources;
 
 use axum::Json;
@@ -17,6 +20,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 pub(crate) use create::{__path_create, BodyLimit, create};
+pub(crate) use lifecycle::{__path_cancel, __path_retry, cancel, retry};
+pub(crate) use results::{__path_results, results};
 
 use super::applications::served_app;
 use super::extract::{Principal, WPath, WQuery};
@@ -33,12 +38,23 @@ pub(crate) async fn retrieve(
     principal: Principal,
     WPath(raw): WPath<String>,
 ) -> Result<Json<BatchView>, ApiError> {
-    let not_found = || ApiError::new(ErrorCode::BatchNotFound, format!("no batch {raw}"));
-    let id = BatchId::parse(&raw).ok_or_else(not_found)?;
-    match state.store.get_batch(&principal.org, id).await? {
+    match state
+        .store
+        .get_batch(&principal.org, batch_id(&raw)?)
+        .await?
+    {
         Some(batch) => Ok(Json(batch.into())),
-        None => Err(not_found()),
+        None => Err(not_found(&raw)),
     }
+}
+
+/// The batch id a path names; one in any other form names no batch (404).
+fn batch_id(raw: &str) -> Result<BatchId, ApiError> {
+    BatchId::parse(raw).ok_or_else(|| not_found(raw))
+}
+
+fn not_found(raw: &str) -> ApiError {
+    ApiError::new(ErrorCode::BatchNotFound, format!("no batch {raw}"))
 }
 
 /// The query of the batches list.
@@ -69,7 +85,9 @@ pub(crate) async fn list(
         Some(s) => Some(BatchStatus::parse(s).ok_or_else(|| {
             ApiError::new(
                 ErrorCode::InvalidStatus,
-                format!("unknown status '{s}'; use in_progress or completed"),
+                format!(
+                    "unknown status '{s}'; use in_progress, completed, cancelling or cancelled"
+                ),
             )
         })?),
     };

@@ -5,7 +5,7 @@
 //! counts are kept by the database (triggers on the jobs' state changes), so reading a batch
 //! costs the same at ten items as at a million.
 
-use super::{Priority, RetryPolicy, Subscription};
+use super::{JobState, Priority, RetryPolicy, Subscription, Usage};
 use crate::report::Cause;
 use crate::store::{ApplicationId, BatchId, JobId, OrgId, StoreError};
 
@@ -91,6 +91,9 @@ impl BatchTally {
             total: self.total,
             completed: 0,
             failed: self.refused,
+            cancelled: 0,
+            cancelled_at: None,
+            throughput: None,
             created_at: now,
             updated_at: now,
             priority: end.priority,
@@ -107,33 +110,68 @@ pub(crate) fn unfinished_batch() -> StoreError {
     ))
 }
 
-/// Where a batch is: running until every item has finished (completed or failed).
+/// Where a batch is: running until every item has finished (completed, failed or
+/// cancelled); once a cancel of the whole batch was asked, cancelling until then instead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BatchStatus {
     /// Some items are still queued, running or waiting to retry.
     InProgress,
-    /// Every item has completed or failed.
+    /// Every item has completed, failed or been cancelled.
     Completed,
+    /// A cancel was asked; some running items are still being aborted.
+    Cancelling,
+    /// A cancel was asked, and no item is left in progress.
+    Cancelled,
 }
 
 impl BatchStatus {
+    /// Every status, in the order a batch may reach them.
+    pub const ALL: [Self; 4] = [
+        Self::InProgress,
+        Self::Completed,
+        Self::Cancelling,
+        Self::Cancelled,
+    ];
+
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::InProgress => "in_progress",
             Self::Completed => "completed",
+            Self::Cancelling => "cancelling",
+            Self::Cancelled => "cancelled",
         }
     }
 
     /// Parses the wire name.
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "in_progress" => Self::InProgress,
-            "completed" => Self::Completed,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    /// Whether a batch with this status has no item in progress.
+    pub fn finished(self) -> bool {
+        matches!(self, Self::Completed | Self::Cancelled)
+    }
+
+    /// Whether a cancel of the whole batch was asked.
+    pub fn cancelled(self) -> bool {
+        matches!(self, Self::Cancelling | Self::Cancelled)
     }
 }
+
+/// How fast a batch's items have been finishing lately: `items` ran to their end (completed
+/// or failed, not refused or cancelled) after `since`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Throughput {
+    /// Items finished in the window.
+    pub items: u64,
+    /// The window's start: when the item before them finished, or when the batch was created.
+    pub since: i64,
+}
+
+/// Items finished lately that a batch's [`Throughput`] is measured over at most: enough to
+/// span several rounds of concurrent calls, few enough to follow a change of pace.
+pub const THROUGHPUT_WINDOW: u64 = 200;
 
 /// A stored batch with its counts.
 #[derive(Clone, Debug)]
@@ -148,6 +186,8 @@ pub struct BatchRecord {
     pub completed: u64,
     /// Items failed (refused ones included).
     pub failed: u64,
+    /// Items cancelled.
+    pub cancelled: u64,
     /// When it was created.
     pub created_at: i64,
     /// When it last changed: created, or an item finished or was retried.
@@ -158,26 +198,44 @@ pub struct BatchRecord {
     pub metadata: String,
     /// The first refused items, as JSON: `[{custom_id, description}]`.
     pub errors: String,
+    /// When a cancel of the whole batch was asked (cleared when it is retried).
+    pub cancelled_at: Option<i64>,
+    /// Its recent pace, while it runs and some item has run to its end.
+    pub throughput: Option<Throughput>,
 }
 
 impl BatchRecord {
     /// Items not finished yet.
     pub fn in_progress(&self) -> u64 {
-        self.total.saturating_sub(self.completed + self.failed)
+        self.total
+            .saturating_sub(self.completed + self.failed + self.cancelled)
     }
 
-    /// Whether every item has finished.
+    /// Where it is: see [`BatchStatus`].
     pub fn status(&self) -> BatchStatus {
-        if self.in_progress() == 0 {
-            BatchStatus::Completed
-        } else {
-            BatchStatus::InProgress
+        match (self.in_progress() == 0, self.cancelled_at.is_some()) {
+            (false, false) => BatchStatus::InProgress,
+            (true, false) => BatchStatus::Completed,
+            (false, true) => BatchStatus::Cancelling,
+            (true, true) => BatchStatus::Cancelled,
         }
     }
 
-    /// When the last item finished, once every one has.
+    /// When the last item finished, once every one has (and no cancel was asked).
     pub fn completed_at(&self) -> Option<i64> {
         (self.status() == BatchStatus::Completed).then_some(self.updated_at)
+    }
+
+    /// When the last item should finish, at `now`: the items left at the pace of its
+    /// [`Throughput`]. `None` unless it is in progress and some item has run to its end.
+    pub fn eta(&self, now: i64) -> Option<i64> {
+        let pace = self.throughput.filter(|t| t.items > 0)?;
+        if self.status() != BatchStatus::InProgress {
+            return None;
+        }
+        let elapsed = now.saturating_sub(pace.since).max(0) as f64;
+        let left = elapsed * self.in_progress() as f64 / pace.items as f64;
+        Some(now.saturating_add(left.min(i64::MAX as f64 / 2.0) as i64))
     }
 }
 
@@ -203,4 +261,57 @@ pub struct BatchPage {
     pub batches: Vec<BatchRecord>,
     /// How many batches match, on all pages.
     pub total: u64,
+}
+
+/// What a batch retry did.
+#[derive(Clone, Debug)]
+pub enum BatchRetryOutcome {
+    /// No such batch in this organisation.
+    NotFound,
+    /// No item of it has failed or been cancelled (items refused at create do not count:
+    /// they never ran and would only fail again); nothing changed.
+    NothingToRetry,
+    /// Its failed and cancelled items were queued again, each with a fresh series of
+    /// attempts: how many, and the batch as it is now.
+    Requeued(u64, BatchRecord),
+}
+
+/// A page of a batch's finished items, in the order they finished.
+#[derive(Clone, Debug)]
+pub struct ResultQuery {
+    /// The organisation asking.
+    pub org: OrgId,
+    /// The batch.
+    pub batch_id: BatchId,
+    /// Only items that finished after the one with this cursor (0: from the first).
+    pub after: i64,
+    /// Only items that ended so: completed, failed or cancelled.
+    pub state: Option<JobState>,
+    /// Items to return at most.
+    pub limit: u64,
+}
+
+/// A finished item of a batch, as its results show it.
+#[derive(Clone, Debug)]
+pub struct BatchResult {
+    /// Its place in the batch's finishing order (larger is later); opaque to clients.
+    pub cursor: i64,
+    /// Its 1-based place in the batch as sent.
+    pub position: u64,
+    /// The client's name for it.
+    pub custom_id: String,
+    /// The job.
+    pub job_id: JobId,
+    /// How it ended: completed, failed or cancelled.
+    pub state: JobState,
+    /// The rendered title, once completed.
+    pub title: Option<String>,
+    /// The generated text, once completed.
+    pub suggestion: Option<String>,
+    /// Why it failed, or 'cancelled'.
+    pub error: Option<String>,
+    /// Tokens the completing attempt used, when the backend said.
+    pub usage: Option<Usage>,
+    /// Its inputs as stored (JSON): as validated, or as sent when refused.
+    pub inputs: String,
 }

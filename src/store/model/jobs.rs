@@ -23,6 +23,11 @@ pub enum JobState {
     Completed,
     /// Finished with an error: fatal, or attempts exhausted.
     Failed,
+    /// Cancel was asked while it ran: its call is being aborted, then it is cancelled.
+    Cancelling,
+    /// Cancelled before it finished. Stored as `failed` with the time of the cancel, so its
+    /// Writer status is `failed`; the stores' reads name it `cancelled`.
+    Cancelled,
 }
 
 impl JobState {
@@ -35,6 +40,8 @@ impl JobState {
             Self::WaitingForProvider => "waiting_for_provider",
             Self::Completed => "completed",
             Self::Failed => "failed",
+            Self::Cancelling => "cancelling",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -47,6 +54,8 @@ impl JobState {
             "waiting_for_provider" => Self::WaitingForProvider,
             "completed" => Self::Completed,
             "failed" => Self::Failed,
+            "cancelling" => Self::Cancelling,
+            "cancelled" => Self::Cancelled,
             _ => return None,
         })
     }
@@ -54,11 +63,13 @@ impl JobState {
     /// One of Writer's three statuses: `in_progress`, `completed`, `failed`.
     pub fn writer_status(self) -> WriterStatus {
         match self {
-            Self::Queued | Self::Running | Self::Retrying | Self::WaitingForProvider => {
-                WriterStatus::InProgress
-            }
+            Self::Queued
+            | Self::Running
+            | Self::Retrying
+            | Self::WaitingForProvider
+            | Self::Cancelling => WriterStatus::InProgress,
             Self::Completed => WriterStatus::Completed,
-            Self::Failed => WriterStatus::Failed,
+            Self::Failed | Self::Cancelled => WriterStatus::Failed,
         }
     }
 }
@@ -260,6 +271,18 @@ pub struct JobPage {
     pub jobs: Vec<JobRecord>,
     /// How many jobs match, on all pages.
     pub total: u64,
+}
+
+/// What a cancel request did, to a job or a batch.
+#[derive(Clone, Debug)]
+pub enum CancelOutcome<T> {
+    /// No such job (or batch) in this organisation.
+    NotFound,
+    /// It had already finished; nothing changed.
+    Finished,
+    /// Its waiting work is cancelled and its running work is being aborted (or already was):
+    /// it as it is now.
+    Cancelled(T),
 }
 
 /// What a retry request did.

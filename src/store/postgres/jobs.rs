@@ -198,8 +198,9 @@ pub(super) async fn retry(
     // A failed job has no queue row; it gets one back, fresh, as on insert.
     let requeue = "WITH r AS (UPDATE jobs SET state = 'queued', attempt = 0, run_at = $3, \
            error = NULL, title = NULL, suggestion = NULL, \
-           completed_at = NULL, updated_at = $3 \
-         WHERE id = $1 AND org = $2 AND state = 'failed' AND attempt > 0 \
+           completed_at = NULL, cancelled_at = NULL, updated_at = $3 \
+         WHERE id = $1 AND org = $2 AND state = 'failed' \
+           AND (attempt > 0 OR cancelled_at IS NOT NULL) \
            RETURNING seq, started_at, created_at, priority), \
          q AS (INSERT INTO job_queue (seq, state, attempt, run_at, started_at, updated_at, \
              org, priority) \
@@ -325,7 +326,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn record(r: &Row) -> Result<JobRecord, StoreError> {
+pub(super) fn record(r: &Row) -> Result<JobRecord, StoreError> {
     let tokens = |i: usize| {
         r.get::<_, Option<i64>>(i)
             .map(|n| n.clamp(0, i64::from(u32::MAX)) as u32)

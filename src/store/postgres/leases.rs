@@ -18,6 +18,7 @@ use deadpool_postgres::Pool;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
+use super::cancels;
 use super::jobs::query_then_notify;
 use crate::store::isolate::isolating;
 use crate::store::{JobState, Lease, Outcome, OutcomeKind, StoreError, after};
@@ -254,6 +255,7 @@ pub(super) async fn renew(
     pool: &Pool,
     leases: Vec<Lease>,
     until: i64,
+    now: i64,
 ) -> Result<Vec<Lease>, StoreError> {
     if leases.is_empty() {
         return Ok(Vec::new());
@@ -268,7 +270,7 @@ pub(super) async fn renew(
     );
     let rows = query_then_notify(pool, &sql, &[&until, &seq, &attempt], |_| false).await?;
     let renewed: HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
-    Ok(seq
+    let lost: Vec<Lease> = seq
         .into_iter()
         .zip(attempt)
         .filter(|(seq, _)| !renewed.contains(seq))
@@ -276,7 +278,11 @@ pub(super) async fn renew(
             seq,
             attempt: attempt as u32,
         })
-        .collect())
+        .collect();
+    if !lost.is_empty() {
+        cancels::end(pool, &lost, now).await?;
+    }
+    Ok(lost)
 }
 
 /// Queues jobs again without using up an attempt.
@@ -304,6 +310,7 @@ pub(super) async fn release(
 /// Returns lapsed leases to the queue, or fails jobs on their last attempt. Answers how many
 /// jobs were touched and whether any went back to the queue.
 pub(super) async fn reap(pool: &Pool, now: i64) -> Result<(usize, bool), StoreError> {
+    let cancelled = cancels::end_lapsed(pool, now).await?;
     // Lapsed leases with attempts left go back to the queue; on their last attempt the job
     // leaves the queue, failed, and its `jobs` row records the run.
     let sql = "WITH r AS (SELECT q.seq, \
@@ -327,5 +334,5 @@ pub(super) async fn reap(pool: &Pool, now: i64) -> Result<(usize, bool), StoreEr
     let params: [&(dyn ToSql + Sync); 2] = [&now, &LOST_ON_LAST_ATTEMPT];
     let rows = query_then_notify(pool, sql, &params, |r| counts(r).1 > 0).await?;
     let (touched, requeued): (i64, i64) = counts(&rows);
-    Ok((touched as usize, requeued > 0))
+    Ok((touched as usize + cancelled, requeued > 0))
 }

@@ -1,5 +1,6 @@
 //! Signals across nodes: a dedicated connection LISTENs on [`CHANNEL`] and turns each
-//! notification for this store's schema into [`Notify::notify_one`] (job wake-ups), and on
+//! notification for this store's schema into [`Notify::notify_one`] (job wake-ups), likewise
+//! on [`CANCELS_CHANNEL`] (running jobs cancelled: the heartbeat renews at once), and on
 //! [`APPLICATIONS_CHANNEL`] into an [`ApplicationsChanged`] for every subscriber (the caches
 //! of applications).
 //!
@@ -19,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 
 use super::errors::map_err;
-use super::{APPLICATIONS_CHANNEL, CHANNEL};
+use super::{APPLICATIONS_CHANNEL, CANCELS_CHANNEL, CHANNEL};
 use crate::report::Chain;
 use crate::store::{ApplicationsChanged, StoreError};
 
@@ -33,6 +34,8 @@ type Messages = mpsc::UnboundedReceiver<Result<AsyncMessage, tokio_postgres::Err
 pub(super) struct Signals {
     /// Job wake-ups.
     pub(super) wakeups: Arc<Notify>,
+    /// Running jobs cancelled.
+    pub(super) cancels: Arc<Notify>,
     /// Changes to applications.
     pub(super) applications: broadcast::Sender<ApplicationsChanged>,
 }
@@ -41,6 +44,7 @@ impl Signals {
     /// After a reconnection: anything may have happened meanwhile.
     fn missed(&self) {
         self.wakeups.notify_one();
+        self.cancels.notify_one();
         // No subscriber is no error: nothing is cached.
         let _ = self.applications.send(ApplicationsChanged::Missed);
     }
@@ -111,7 +115,9 @@ impl Listening {
             }
         });
         client
-            .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {APPLICATIONS_CHANNEL}"))
+            .batch_execute(&format!(
+                "LISTEN {CHANNEL}; LISTEN {CANCELS_CHANNEL}; LISTEN {APPLICATIONS_CHANNEL}"
+            ))
             .await?;
         let schema = client
             .query_one("SELECT coalesce(current_schema(), '')", &[])
@@ -131,6 +137,11 @@ impl Listening {
                 Ok(AsyncMessage::Notification(n)) if n.channel() == CHANNEL => {
                     if n.payload() == self.schema {
                         signals.wakeups.notify_one();
+                    }
+                }
+                Ok(AsyncMessage::Notification(n)) if n.channel() == CANCELS_CHANNEL => {
+                    if n.payload() == self.schema {
+                        signals.cancels.notify_one();
                     }
                 }
                 Ok(AsyncMessage::Notification(n)) if n.channel() == APPLICATIONS_CHANNEL => {

@@ -46,6 +46,7 @@
 
 mod applications;
 mod batches;
+mod cancels;
 mod errors;
 mod files;
 mod ids;
@@ -56,6 +57,7 @@ mod listener;
 mod migrate;
 mod nodes;
 mod orgs;
+mod results;
 mod shared;
 mod webhooks;
 
@@ -69,11 +71,12 @@ use tokio_postgres::{Config, NoTls};
 
 use super::{
     ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
-    BatchParts, BatchQuery, BatchRecord, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted,
-    FileLease, FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobCount, JobId,
-    JobInputs, JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion,
-    NodeApplications, OrgId, Outbox, Outcome, RetryOutcome, SchemaVersion, Store, StoreError,
-    StoreFuture, VersionPage, VersionQuery, after,
+    BatchParts, BatchQuery, BatchRecord, BatchResult, BatchRetryOutcome, CancelOutcome,
+    ClaimedFile, ClaimedJob, Clock, FileId, FileInserted, FileLease, FilePage, FileProcessed,
+    FileQuery, FileRecord, Inserted, JobCount, JobId, JobInputs, JobPage, JobQuery, JobRecord,
+    KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId, Outbox,
+    Outcome, ResultQuery, RetryOutcome, SchemaVersion, Store, StoreError, StoreFuture, VersionPage,
+    VersionQuery, after,
 };
 use errors::{map_err, pool_err};
 
@@ -86,6 +89,9 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 const CHANNEL: &str = "scriptorium_jobs";
 /// Sent inside every transaction that may make jobs runnable (on [`CHANNEL`]).
 const NOTIFY: &str = "SELECT pg_notify('scriptorium_jobs', coalesce(current_schema(), ''))";
+/// The channel running jobs' cancels are announced on (payload: the schema), so every node's
+/// heartbeat renews at once and the cancelled calls stop now.
+const CANCELS_CHANNEL: &str = "scriptorium_cancels";
 /// The channel changes to applications are announced on.
 const APPLICATIONS_CHANNEL: &str = "scriptorium_applications";
 /// Sent inside every transaction that writes an application (on [`APPLICATIONS_CHANNEL`]),
@@ -103,6 +109,9 @@ pub struct PostgresStore {
     pool: Pool,
     inserts: mpsc::Sender<inserter::Request>,
     wakeups: Arc<Notify>,
+    /// Signalled when running jobs were cancelled, by this node or (heard through the
+    /// listener) by another (see [`Store::cancels`]).
+    cancels: Arc<Notify>,
     applications: broadcast::Sender<ApplicationsChanged>,
     listener: JoinHandle<()>,
     clock: Clock,
@@ -139,9 +148,11 @@ impl PostgresStore {
             .build()
             .map_err(|e| StoreError::database("cannot build the pool", e))?;
         let wakeups = Arc::new(Notify::new());
+        let cancels = Arc::new(Notify::new());
         let (applications, _) = broadcast::channel(APPLICATION_CHANGES);
         let signals = listener::Signals {
             wakeups: wakeups.clone(),
+            cancels: cancels.clone(),
             applications: applications.clone(),
         };
         let listener = listener::start(config, signals).await?;
@@ -150,6 +161,7 @@ impl PostgresStore {
             pool,
             inserts,
             wakeups,
+            cancels,
             applications,
             listener,
             clock,
@@ -234,6 +246,55 @@ impl Store for PostgresStore {
         Box::pin(async move { batches::list(&self.pool, &query).await })
     }
 
+    fn batch_results(&self, query: ResultQuery) -> StoreFuture<'_, Vec<BatchResult>> {
+        Box::pin(async move { results::page(&self.pool, &query).await })
+    }
+
+    fn cancel_job<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: JobId,
+    ) -> StoreFuture<'a, CancelOutcome<JobRecord>> {
+        let now = self.clock.now();
+        Box::pin(async move {
+            let (outcome, running) = cancels::job(&self.pool, org, id, now).await?;
+            if running {
+                self.cancels.notify_one();
+            }
+            Ok(outcome)
+        })
+    }
+
+    fn cancel_batch<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: BatchId,
+    ) -> StoreFuture<'a, CancelOutcome<BatchRecord>> {
+        let now = self.clock.now();
+        Box::pin(async move {
+            let (outcome, running) = cancels::batch(&self.pool, org, id, now).await?;
+            if running {
+                self.cancels.notify_one();
+            }
+            Ok(outcome)
+        })
+    }
+
+    fn retry_batch<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: BatchId,
+    ) -> StoreFuture<'a, BatchRetryOutcome> {
+        let now = self.clock.now();
+        Box::pin(async move {
+            let outcome = batches::retry(&self.pool, org, id, now).await?;
+            if matches!(outcome, BatchRetryOutcome::Requeued(..)) {
+                self.wakeups.notify_one();
+            }
+            Ok(outcome)
+        })
+    }
+
     fn retry_job<'a>(&'a self, org: &'a OrgId, id: JobId) -> StoreFuture<'a, RetryOutcome> {
         let now = self.clock.now();
         Box::pin(async move {
@@ -265,7 +326,7 @@ impl Store for PostgresStore {
     fn renew(&self, leases: Vec<Lease>, lease: Duration) -> StoreFuture<'_, Vec<Lease>> {
         let now = self.clock.now();
         let until = after(now, lease);
-        Box::pin(async move { leases::renew(&self.pool, leases, until).await })
+        Box::pin(async move { leases::renew(&self.pool, leases, until, now).await })
     }
 
     fn release(&self, leases: Vec<Lease>) -> StoreFuture<'_, usize> {
@@ -300,6 +361,10 @@ impl Store for PostgresStore {
 
     fn schema_version(&self) -> StoreFuture<'_, SchemaVersion> {
         Box::pin(migrate::version(&self.pool))
+    }
+
+    fn cancels(&self) -> Arc<Notify> {
+        self.cancels.clone()
     }
 
     fn authenticate(&self, key_hash: [u8; 32]) -> StoreFuture<'_, Option<OrgId>> {

@@ -8,7 +8,8 @@ use crate::store::{ClaimedJob, Lease, OrgId, Priority, RetryPolicy};
 /// The jobs waiting to be claimed: the condition of the partial index `jobs_due`, in the same
 /// form (SQLite uses a partial index only for a query that says its condition as it is written;
 /// OR rather than IN: see 0005_due_index_without_in.sql).
-const WAITING: &str = "(state = 'queued' OR state = 'retrying' OR state = 'waiting_for_provider')";
+pub(super) const WAITING: &str =
+    "(state = 'queued' OR state = 'retrying' OR state = 'waiting_for_provider')";
 
 /// Claims up to `limit` due jobs, taking turns across organisations (starting after `turn`,
 /// the organisation served last, which it then updates), each organisation's in rank order.

@@ -3,14 +3,26 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::cancels;
 use crate::store::{
     Inserted, JobCount, JobId, JobInputs, JobPage, JobQuery, JobRecord, JobState, Lease, NewJob,
     OrgId, Outcome, OutcomeKind, Priority, RetryOutcome, Usage, WriterStatus, after,
 };
 
-const RECORD_COLUMNS: &str = "id, application_id, state, attempt, created_at, updated_at, \
-     started_at, completed_at, title, suggestion, error, prompt_tokens, completion_tokens, \
-     priority, provider, model, batch_id, custom_id";
+/// A job's state as read: a cancelled job is stored `failed`, with the time of the cancel.
+macro_rules! state_column {
+    () => {
+        "CASE WHEN state = 'failed' AND cancelled_at IS NOT NULL THEN 'cancelled' ELSE state END"
+    };
+}
+pub(super) use state_column;
+
+const RECORD_COLUMNS: &str = concat!(
+    "id, application_id, ",
+    state_column!(),
+    ", attempt, created_at, updated_at, started_at, completed_at, title, suggestion, error, \
+     prompt_tokens, completion_tokens, priority, provider, model, batch_id, custom_id"
+);
 
 /// The error a job keeps when its worker vanished during its last attempt.
 const LOST_ON_LAST_ATTEMPT: &str =
@@ -151,8 +163,10 @@ pub(super) fn retry(
     let requeued = conn
         .prepare_cached(
             "UPDATE jobs SET state = 'queued', attempt = 0, run_at = ?3, lease_until = NULL, \
-             error = NULL, title = NULL, suggestion = NULL, completed_at = NULL, updated_at = ?3 \
-             WHERE id = ?1 AND org = ?2 AND state = 'failed' AND attempt > 0 RETURNING created_at",
+             error = NULL, title = NULL, suggestion = NULL, completed_at = NULL, \
+             cancelled_at = NULL, updated_at = ?3 \
+             WHERE id = ?1 AND org = ?2 AND state = 'failed' \
+               AND (attempt > 0 OR cancelled_at IS NOT NULL) RETURNING created_at",
         )?
         .query_row(params![id, org, now], |r| r.get::<_, i64>(0))
         .optional()?;
@@ -232,6 +246,7 @@ pub(super) fn renew(
     conn: &Connection,
     leases: &[Lease],
     until: i64,
+    now: i64,
 ) -> rusqlite::Result<Vec<Lease>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE jobs SET lease_until = ?3 WHERE seq = ?1 AND attempt = ?2 AND state = 'running'",
@@ -241,6 +256,9 @@ pub(super) fn renew(
         if stmt.execute(params![lease.seq, lease.attempt, until])? == 0 {
             lost.push(*lease);
         }
+    }
+    if !lost.is_empty() {
+        cancels::end(conn, &lost, now)?;
     }
     Ok(lost)
 }
@@ -257,18 +275,21 @@ pub(super) fn release(conn: &Connection, leases: &[Lease], now: i64) -> rusqlite
 
 /// Reaps the leases that lapsed before `before` (at start, every one a previous process left).
 pub(super) fn reap(conn: &Connection, before: i64, now: i64) -> rusqlite::Result<usize> {
-    conn.prepare_cached(
-        "UPDATE jobs SET \
+    let cancelled = cancels::end_lapsed(conn, before, now)?;
+    let reaped = conn
+        .prepare_cached(
+            "UPDATE jobs SET \
            state = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END, \
            error = CASE WHEN attempt >= max_attempts THEN ?3 ELSE error END, \
            completed_at = CASE WHEN attempt >= max_attempts THEN ?2 END, \
            lease_until = NULL, run_at = ?2, updated_at = ?2 \
          WHERE state = 'running' AND lease_until < ?1",
-    )?
-    .execute(params![before, now, LOST_ON_LAST_ATTEMPT])
+        )?
+        .execute(params![before, now, LOST_ON_LAST_ATTEMPT])?;
+    Ok(reaped + cancelled)
 }
 
-fn record(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
+pub(super) fn record(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
     Ok(JobRecord {
         id: r.get(0)?,
         application_id: r.get(1)?,
@@ -281,13 +302,7 @@ fn record(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
         title: r.get(8)?,
         suggestion: r.get(9)?,
         error: r.get(10)?,
-        usage: match (r.get::<_, Option<u32>>(11)?, r.get::<_, Option<u32>>(12)?) {
-            (Some(prompt_tokens), completion) => Some(Usage {
-                prompt_tokens,
-                completion_tokens: completion.unwrap_or(0),
-            }),
-            _ => None,
-        },
+        usage: usage(r, 11)?,
         priority: Priority::from_code(r.get(13)?),
         provider: r.get(14)?,
         model: r.get(15)?,
@@ -296,7 +311,20 @@ fn record(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
     })
 }
 
-fn state(r: &Row<'_>, i: usize) -> rusqlite::Result<JobState> {
+/// The tokens in columns `i` (prompt) and `i + 1` (completion), when the backend said.
+pub(super) fn usage(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<Usage>> {
+    Ok(
+        match (r.get::<_, Option<u32>>(i)?, r.get::<_, Option<u32>>(i + 1)?) {
+            (Some(prompt_tokens), completion) => Some(Usage {
+                prompt_tokens,
+                completion_tokens: completion.unwrap_or(0),
+            }),
+            _ => None,
+        },
+    )
+}
+
+pub(super) fn state(r: &Row<'_>, i: usize) -> rusqlite::Result<JobState> {
     let s: String = r.get(i)?;
     JobState::parse(&s).ok_or_else(|| {
         rusqlite::Error::FromSqlConversionFailure(

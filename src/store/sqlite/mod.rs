@@ -8,11 +8,13 @@
 
 mod applications;
 mod batches;
+mod cancels;
 mod claims;
 mod files;
 mod ids;
 mod jobs;
 mod orgs;
+mod results;
 mod webhooks;
 mod writer;
 
@@ -26,11 +28,12 @@ use tokio::sync::{Notify, broadcast};
 
 use super::{
     ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
-    BatchParts, BatchQuery, BatchRecord, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted,
-    FileLease, FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobCount, JobId,
-    JobInputs, JobPage, JobQuery, JobRecord, KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion,
-    NodeApplications, OrgId, Outbox, Outcome, RetryOutcome, SchemaVersion, Store, StoreError,
-    StoreFuture, VersionPage, VersionQuery,
+    BatchParts, BatchQuery, BatchRecord, BatchResult, BatchRetryOutcome, CancelOutcome,
+    ClaimedFile, ClaimedJob, Clock, FileId, FileInserted, FileLease, FilePage, FileProcessed,
+    FileQuery, FileRecord, Inserted, JobCount, JobId, JobInputs, JobPage, JobQuery, JobRecord,
+    KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId, Outbox,
+    Outcome, ResultQuery, RetryOutcome, SchemaVersion, Store, StoreError, StoreFuture, VersionPage,
+    VersionQuery,
 };
 use crate::report::Cause;
 use writer::Writer;
@@ -46,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0008_batches.sql"),
     include_str!("0010_batch_counts.sql"),
     include_str!("0011_webhooks.sql"),
+    include_str!("0012_batch_lifecycle.sql"),
 ];
 /// Page cache of the key-lookup connection.
 const AUTH_CACHE_KIB: u32 = 256;
@@ -69,6 +73,7 @@ pub struct SqliteStore {
     /// all the time.
     auth: Mutex<Connection>,
     wakeups: Arc<Notify>,
+    cancels: Arc<Notify>,
     clock: Clock,
     /// The organisation the last claim served last: the next claim starts after it.
     turn: Arc<std::sync::Mutex<Option<OrgId>>>,
@@ -146,10 +151,25 @@ impl SqliteStore {
             readers,
             auth: Mutex::new(auth),
             wakeups,
+            cancels: Arc::default(),
             clock,
             turn: Arc::default(),
             _lock: None,
         })
+    }
+}
+
+impl SqliteStore {
+    /// Runs a cancel in the writer; signals [`Store::cancels`] when it stopped running jobs.
+    async fn cancel<T: Send + 'static>(
+        &self,
+        op: impl Fn(&Connection) -> rusqlite::Result<(T, bool)> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (outcome, running) = self.writer.write(false, op).await?;
+        if running {
+            self.cancels.notify_one();
+        }
+        Ok(outcome)
     }
 }
 
@@ -301,6 +321,43 @@ impl Store for SqliteStore {
         Box::pin(read(&self.readers, move |c| batches::list(c, &query)))
     }
 
+    fn batch_results(&self, query: ResultQuery) -> StoreFuture<'_, Vec<BatchResult>> {
+        Box::pin(read(&self.readers, move |c| results::page(c, &query)))
+    }
+
+    fn cancel_job<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: JobId,
+    ) -> StoreFuture<'a, CancelOutcome<JobRecord>> {
+        let now = self.clock.now();
+        let org = org.clone();
+        Box::pin(self.cancel(move |c| cancels::job(c, &org, id, now)))
+    }
+
+    fn cancel_batch<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: BatchId,
+    ) -> StoreFuture<'a, CancelOutcome<BatchRecord>> {
+        let now = self.clock.now();
+        let org = org.clone();
+        Box::pin(self.cancel(move |c| cancels::batch(c, &org, id, now)))
+    }
+
+    fn retry_batch<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: BatchId,
+    ) -> StoreFuture<'a, BatchRetryOutcome> {
+        let now = self.clock.now();
+        let org = org.clone();
+        Box::pin(
+            self.writer
+                .write(true, move |c| batches::retry(c, &org, id, now)),
+        )
+    }
+
     fn claim(&self, limit: usize, lease: Duration) -> StoreFuture<'_, Vec<ClaimedJob>> {
         let now = self.clock.now();
         let lease = lease.as_micros() as i64;
@@ -327,7 +384,7 @@ impl Store for SqliteStore {
         let lease = lease.as_micros() as i64;
         Box::pin(
             self.writer
-                .write(false, move |c| jobs::renew(c, &leases, now + lease)),
+                .write(false, move |c| jobs::renew(c, &leases, now + lease, now)),
         )
     }
 
@@ -354,6 +411,10 @@ impl Store for SqliteStore {
 
     fn schema_version(&self) -> StoreFuture<'_, SchemaVersion> {
         Box::pin(read(&self.readers, schema_version))
+    }
+
+    fn cancels(&self) -> Arc<Notify> {
+        self.cancels.clone()
     }
 
     fn authenticate(&self, key_hash: [u8; 32]) -> StoreFuture<'_, Option<OrgId>> {

@@ -11,7 +11,7 @@ use scriptorium::store::{
 use super::{Harness, completed, failed, job, job_id, named, org, query};
 
 /// Batch `name` of `app` of `org`: `items` items, the ones at `refused` positions refused.
-fn batch(name: &str, org: &str, app: &str, items: usize, refused: &[usize]) -> Batch {
+pub(super) fn batch(name: &str, org: &str, app: &str, items: usize, refused: &[usize]) -> Batch {
     let head = NewBatch {
         id: batch_id(name),
         org: org.into(),
@@ -70,17 +70,17 @@ pub(super) async fn insert(
 }
 
 /// Inserts `batch`, ended as it was created (low priority).
-async fn insert_whole(store: &dyn Store, batch: Batch) -> BatchRecord {
+pub(super) async fn insert_whole(store: &dyn Store, batch: Batch) -> BatchRecord {
     insert(store, batch, Some(end(Priority::Low)))
         .await
         .unwrap()
 }
 
-fn batch_id(name: &str) -> BatchId {
+pub(super) fn batch_id(name: &str) -> BatchId {
     named(name).into()
 }
 
-async fn read(store: &dyn Store, owner: &OrgId, name: &str) -> BatchRecord {
+pub(super) async fn read(store: &dyn Store, owner: &OrgId, name: &str) -> BatchRecord {
     store
         .get_batch(owner, batch_id(name))
         .await

@@ -19,6 +19,7 @@ mod files;
 mod jobs;
 mod keys;
 mod leases;
+mod lifecycle;
 mod operations;
 mod postgres_only;
 mod scheduling;
@@ -136,6 +137,10 @@ conformance!(
     operations::job_counts_follow_inserts_outcomes_and_retries_per_org_and_application,
     operations::the_schema_is_at_the_version_this_build_migrates_to,
     jobs::a_jobs_inputs_and_version_are_read_by_its_org_only,
+    lifecycle::a_batch_cancel_stops_waiting_items_at_once_and_running_ones_at_their_beat,
+    lifecycle::a_cancelled_job_whose_worker_died_is_ended_by_the_reaper_and_can_retry,
+    lifecycle::a_batch_retry_runs_its_failed_and_cancelled_items_again_once,
+    lifecycle::results_follow_the_finishing_order_and_the_pace_gives_an_eta,
     webhooks::events_are_written_with_the_state_change_and_claimed_under_a_lease,
     webhooks::a_batch_completed_event_is_written_each_time_the_batch_finishes,
     webhooks::the_secret_is_kept_per_organisation_until_rotated,

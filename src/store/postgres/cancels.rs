@@ -1,0 +1,150 @@
+//! Cancelling: of one job, of a batch's items in progress (one statement), and the end of a
+//! running job's cancel, when its heartbeat finds the lease gone or its lease lapses. Same
+//! semantics as SQLite's `cancels.rs` (0014_batch_lifecycle.sql tells the model). A job in
+//! progress has a queue row: a waiting one leaves the queue, cancelled, in the statement
+//! that cancels it; a running one's row becomes `cancelling` (and keeps its lease, so the
+//! reaper still finds it), and the statement notifies every node's heartbeat (through
+//! `scriptorium_cancels`), which renews at once and so stops the call wherever it runs. Queue rows are locked in `seq` order, as a batch of outcomes
+//! locks them, so the two cannot deadlock.
+
+use deadpool_postgres::Pool;
+use tokio_postgres::types::ToSql;
+
+use super::jobs::query;
+use super::{batches, jobs};
+use crate::store::{
+    BatchId, BatchRecord, CancelOutcome, JobId, JobRecord, JobState, Lease, OrgId, StoreError,
+};
+
+/// The error a cancelled job keeps.
+const CANCELLED: &str = "cancelled";
+
+/// Cancels the queue rows `target` selects (`seq, state`, locked) at $1 ($2: the error),
+/// after the common table expressions `before` (each followed by a comma): answers how many
+/// jobs were touched and how many of them were running.
+fn cancel_sql(before: &str, target: &str) -> String {
+    format!(
+        "WITH {before} t AS ({target}), \
+         gone AS (DELETE FROM job_queue q USING t \
+           WHERE q.seq = ANY(ARRAY(SELECT seq FROM t WHERE state <> 'running')) \
+             AND q.seq = t.seq RETURNING q.seq, q.attempt, q.started_at), \
+         stopping AS (UPDATE job_queue q SET state = 'cancelling', updated_at = $1 \
+           WHERE q.seq = ANY(ARRAY(SELECT seq FROM t WHERE state = 'running')) \
+           RETURNING q.seq), \
+         m AS (SELECT seq, attempt, started_at, false AS running FROM gone \
+           UNION ALL SELECT seq, NULL, NULL, true FROM stopping), \
+         j AS (UPDATE jobs j SET cancelled_at = $1, updated_at = $1, \
+             state = CASE WHEN m.running THEN j.state ELSE 'failed' END, \
+             attempt = coalesce(m.attempt, j.attempt), \
+             started_at = CASE WHEN m.running THEN j.started_at ELSE m.started_at END, \
+             error = CASE WHEN m.running THEN j.error ELSE $2 END, \
+             completed_at = CASE WHEN m.running THEN j.completed_at ELSE $1 END \
+           FROM m WHERE j.seq = ANY(ARRAY(SELECT seq FROM m)) AND j.seq = m.seq RETURNING 1) \
+         SELECT (SELECT count(*) FROM j), (SELECT count(*) FROM stopping), \
+           (SELECT count(*) FROM (SELECT pg_notify('scriptorium_cancels', \
+             coalesce(current_schema(), '')) FROM (SELECT 1 FROM stopping LIMIT 1) s) n)"
+    )
+}
+
+/// Cancels one job of `org`; answers it as it is now, and whether a running call must stop.
+pub(super) async fn job(
+    pool: &Pool,
+    org: &OrgId,
+    id: JobId,
+    now: i64,
+) -> Result<(CancelOutcome<JobRecord>, bool), StoreError> {
+    let sql = cancel_sql(
+        "",
+        "SELECT q.seq, q.state FROM job_queue q \
+         WHERE q.seq = (SELECT seq FROM jobs WHERE id = $3 AND org = $4) \
+           AND q.state <> 'cancelling' FOR UPDATE",
+    );
+    let params: [&(dyn ToSql + Sync); 4] = [&now, &CANCELLED, &id, org];
+    let rows = query(pool, &sql, &params).await?;
+    let (touched, running) = counts(&rows);
+    let outcome = match jobs::get(pool, org, id).await? {
+        None => CancelOutcome::NotFound,
+        Some(job) if touched > 0 || job.state == JobState::Cancelling => {
+            CancelOutcome::Cancelled(job)
+        }
+        Some(_) => CancelOutcome::Finished,
+    };
+    Ok((outcome, running > 0))
+}
+
+/// Cancels every item of a batch of `org` still in progress and records when (unless a
+/// cancel was asked before); answers the batch as it is now, and whether running calls must
+/// stop. Its items in progress are found among its organisation's queue rows.
+pub(super) async fn batch(
+    pool: &Pool,
+    org: &OrgId,
+    id: BatchId,
+    now: i64,
+) -> Result<(CancelOutcome<BatchRecord>, bool), StoreError> {
+    match batches::get(pool, org, id).await? {
+        None => return Ok((CancelOutcome::NotFound, false)),
+        Some(batch) if batch.status().finished() => return Ok((CancelOutcome::Finished, false)),
+        Some(_) => {}
+    }
+    let sql = cancel_sql(
+        "b AS (UPDATE batches SET cancelled_at = coalesce(cancelled_at, $1) \
+           WHERE id = $3 AND org = $4 RETURNING id),",
+        "SELECT q.seq, q.state FROM job_queue q JOIN jobs j ON j.seq = q.seq \
+         WHERE q.org = $4 AND j.batch_id = $3 AND q.state <> 'cancelling' \
+         ORDER BY q.seq FOR UPDATE OF q",
+    );
+    let params: [&(dyn ToSql + Sync); 4] = [&now, &CANCELLED, &id, org];
+    let rows = query(pool, &sql, &params).await?;
+    let (_, running) = counts(&rows);
+    let batch = batches::get(pool, org, id).await?;
+    Ok((
+        batch.map_or(CancelOutcome::NotFound, CancelOutcome::Cancelled),
+        running > 0,
+    ))
+}
+
+fn counts(rows: &[tokio_postgres::Row]) -> (i64, i64) {
+    rows.first().map_or((0, 0), |r| (r.get(0), r.get(1)))
+}
+
+/// Ends cancelled the `cancelling` jobs whose queue rows `which` selects ($1: now, $2: the
+/// error): each leaves the queue, and its `jobs` row records the run it ended.
+fn end_sql(which: &str) -> String {
+    format!(
+        "WITH gone AS (DELETE FROM job_queue q WHERE q.seq = ANY(ARRAY({which})) \
+           AND q.state = 'cancelling' RETURNING q.seq, q.attempt, q.started_at), \
+         j AS (UPDATE jobs j SET state = 'failed', attempt = g.attempt, \
+             started_at = g.started_at, error = $2, completed_at = $1, updated_at = $1 \
+           FROM gone g WHERE j.seq = ANY(ARRAY(SELECT seq FROM gone)) AND j.seq = g.seq \
+           RETURNING 1) \
+         SELECT count(*) FROM j"
+    )
+}
+
+/// Ends cancelled those of these lost leases' jobs that are `cancelling`.
+pub(super) async fn end(pool: &Pool, lost: &[Lease], now: i64) -> Result<usize, StoreError> {
+    let (seq, attempt): (Vec<i64>, Vec<i32>) =
+        lost.iter().map(|l| (l.seq, l.attempt as i32)).unzip();
+    let sql = end_sql(
+        "SELECT q.seq FROM job_queue q \
+         JOIN unnest($3::bigint[], $4::int[]) AS u(seq, attempt) \
+           ON q.seq = u.seq AND q.attempt = u.attempt \
+         WHERE q.seq = ANY(ARRAY(SELECT unnest($3::bigint[]))) AND q.state = 'cancelling' \
+         FOR UPDATE OF q SKIP LOCKED",
+    );
+    let params: [&(dyn ToSql + Sync); 4] = [&now, &CANCELLED, &seq, &attempt];
+    let rows = query(pool, &sql, &params).await?;
+    Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0)) as usize)
+}
+
+/// Ends cancelled the `cancelling` jobs whose lease lapsed before `now` (their worker died,
+/// or finished the call before its heartbeat heard).
+pub(super) async fn end_lapsed(pool: &Pool, now: i64) -> Result<usize, StoreError> {
+    let sql = end_sql(
+        "SELECT seq FROM job_queue WHERE lease_until < $1 AND state = 'cancelling' \
+         FOR UPDATE SKIP LOCKED",
+    );
+    let params: [&(dyn ToSql + Sync); 2] = [&now, &CANCELLED];
+    let rows = query(pool, &sql, &params).await?;
+    Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0)) as usize)
+}
