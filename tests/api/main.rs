@@ -9,6 +9,7 @@ mod auth;
 mod batches;
 mod blobs;
 mod cli;
+mod cli_batch;
 mod cluster;
 mod cluster_apps;
 mod conformance;
