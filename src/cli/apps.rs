@@ -14,8 +14,8 @@ use anyhow::{Context, bail};
 use reqwest::Method;
 use serde_json::{Map, Value};
 
-use super::{print_json, text};
 use super::remote::{Remote, ServerArgs};
+use super::{print_json, text};
 use crate::apps::{definition_of, file_text};
 use crate::report::Chain;
 
@@ -160,7 +160,6 @@ fn version(app: &Value) -> u64 {
     app["version"].as_u64().unwrap_or_default()
 }
 
-
 /// `apps list`: every application the key sees, following Writer's cursor pages.
 pub(super) async fn list(server: ServerArgs, json: bool) -> anyhow::Result<()> {
     let remote = Remote::new(server)?;
@@ -173,7 +172,10 @@ pub(super) async fn list(server: ServerArgs, json: bool) -> anyhow::Result<()> {
         };
         let page = remote.get(&path).await?;
         let data = page["data"].as_array().cloned().unwrap_or_default();
-        after = data.last().and_then(|a| a["id"].as_str()).map(str::to_owned);
+        after = data
+            .last()
+            .and_then(|a| a["id"].as_str())
+            .map(str::to_owned);
         apps.extend(data);
         if page["has_more"] != Value::Bool(true) || after.is_none() {
             break;
@@ -182,14 +184,21 @@ pub(super) async fn list(server: ServerArgs, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&Value::Array(apps));
     }
-    println!("{:<28} {:<28} {:<9} INPUTS (* required)", "ID", "NAME", "STATUS");
+    println!(
+        "{:<28} {:<28} {:<9} INPUTS (* required)",
+        "ID", "NAME", "STATUS"
+    );
     for app in &apps {
         let inputs: Vec<String> = app["inputs"]
             .as_array()
             .into_iter()
             .flatten()
             .map(|i| {
-                let star = if i["required"] == Value::Bool(true) { "*" } else { "" };
+                let star = if i["required"] == Value::Bool(true) {
+                    "*"
+                } else {
+                    ""
+                };
                 format!("{}{star}", text(&i["name"]))
             })
             .collect();
@@ -211,16 +220,32 @@ pub(super) async fn show(id: &str, server: ServerArgs, json: bool) -> anyhow::Re
     if json {
         return print_json(&app);
     }
-    println!("{}: {} ({})", text(&app["id"]), text(&app["name"]), text(&app["status"]));
+    println!(
+        "{}: {} ({})",
+        text(&app["id"]),
+        text(&app["name"]),
+        text(&app["status"])
+    );
     println!("inputs:");
     for input in app["inputs"].as_array().into_iter().flatten() {
-        let need = if input["required"] == Value::Bool(true) { "required" } else { "optional" };
-        let mut line = format!("  {:<24} {}, {need}", text(&input["name"]), text(&input["input_type"]));
+        let need = if input["required"] == Value::Bool(true) {
+            "required"
+        } else {
+            "optional"
+        };
+        let mut line = format!(
+            "  {:<24} {}, {need}",
+            text(&input["name"]),
+            text(&input["input_type"])
+        );
         let options = &input["options"];
         if let Some(list) = options["list"].as_array() {
             let values: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
             line += &format!(", one of: {}", values.join(" | "));
-        } else if let (Some(min), Some(max)) = (options["min_fields"].as_u64(), options["max_fields"].as_u64()) {
+        } else if let (Some(min), Some(max)) = (
+            options["min_fields"].as_u64(),
+            options["max_fields"].as_u64(),
+        ) {
             line += &format!(", {min} to {max} values");
         }
         if let Some(description) = input["description"].as_str() {

@@ -278,9 +278,9 @@ async fn apps(command: AppsCommand) -> anyhow::Result<ExitCode> {
         AppsCommand::List { json, server } => {
             apps::list(server, json).await.map(|()| ExitCode::SUCCESS)
         }
-        AppsCommand::Show { id, json, server } => {
-            apps::show(&id, server, json).await.map(|()| ExitCode::SUCCESS)
-        }
+        AppsCommand::Show { id, json, server } => apps::show(&id, server, json)
+            .await
+            .map(|()| ExitCode::SUCCESS),
     }
 }
 

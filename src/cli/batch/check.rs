@@ -45,7 +45,10 @@ pub(super) fn check(app: &Value, rows: &Rows) -> anyhow::Result<Vec<Option<Strin
                 fields: (i["input_type"] == "text")
                     .then(|| {
                         let options = &i["options"];
-                        Some((options["min_fields"].as_u64()?, options["max_fields"].as_u64()?))
+                        Some((
+                            options["min_fields"].as_u64()?,
+                            options["max_fields"].as_u64()?,
+                        ))
                     })
                     .flatten(),
             })
@@ -94,7 +97,9 @@ fn row_problem(
     }
     let id = row.item_id();
     if id.chars().count() > MAX_CUSTOM_ID {
-        return Some(format!("{CUSTOM_ID}: longer than {MAX_CUSTOM_ID} characters"));
+        return Some(format!(
+            "{CUSTOM_ID}: longer than {MAX_CUSTOM_ID} characters"
+        ));
     }
     if let Some(first) = custom_ids.get(&id) {
         return Some(format!(

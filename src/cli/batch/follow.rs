@@ -67,6 +67,8 @@ pub(super) struct Outcomes {
     pub(super) done: u64,
     /// How many of them completed.
     pub(super) completed: u64,
+    /// How many of them were invalid (never sent).
+    pub(super) invalid: u64,
 }
 
 impl Outcomes {
@@ -76,20 +78,29 @@ impl Outcomes {
             rows: vec![None; n],
             done: 0,
             completed: 0,
+            invalid: 0,
         }
     }
 
     /// Row `row` finished as `outcome` (replacing what it had).
     pub(super) fn set(&mut self, row: usize, outcome: Outcome) {
-        match &self.rows[row] {
+        match self.rows[row].as_ref().map(|o| o.status.as_str()) {
             None => self.done += 1,
-            Some(old) if old.status == "completed" => self.completed -= 1,
+            Some("completed") => self.completed -= 1,
+            Some("invalid") => self.invalid -= 1,
             Some(_) => {}
         }
-        if outcome.status == "completed" {
-            self.completed += 1;
+        match outcome.status.as_str() {
+            "completed" => self.completed += 1,
+            "invalid" => self.invalid += 1,
+            _ => {}
         }
         self.rows[row] = Some(outcome);
+    }
+
+    /// How many rows failed or were cancelled on the server (or refused by it).
+    pub(super) fn failed(&self) -> u64 {
+        self.done - self.completed - self.invalid
     }
 }
 
@@ -124,6 +135,8 @@ pub(super) async fn follow(
     };
     let pause = Duration::from_secs(1) / PER_SECOND;
     let mut next = 0;
+    // The first read of each source brings what finished before this command started.
+    let mut first_reads_left = Some(sources.len());
     progress.update(outcomes);
     while !sources.is_empty() {
         next %= sources.len();
@@ -131,6 +144,13 @@ pub(super) async fn follow(
         let finished = tokio::select! {
             read = read => read?,
             () = interrupt.wait() => return Ok(false),
+        };
+        first_reads_left = match first_reads_left {
+            Some(1) => {
+                progress.rebase(outcomes);
+                None
+            }
+            left => left.map(|n| n - 1),
         };
         progress.update(outcomes);
         if finished {

@@ -182,10 +182,9 @@ async fn results(
         bail!("--format must be csv or jsonl");
     }
     let mut out: Box<dyn Write> = match &output {
-        Some(path) => Box::new(
-            std::fs::File::create_new(path)
-                .with_context(|| format!("cannot create {} (it is never overwritten)", path.display()))?,
-        ),
+        Some(path) => Box::new(std::fs::File::create_new(path).with_context(|| {
+            format!("cannot create {} (it is never overwritten)", path.display())
+        })?),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut path = format!("{}/results?format={format}", batch_path(id));

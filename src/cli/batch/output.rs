@@ -105,9 +105,10 @@ fn line(row: &Row, outcome: &Outcome) -> Value {
         .iter()
         .map(|(id, value)| json!({"id": id, "value": value}))
         .collect();
-    let data = outcome.suggestion.as_ref().map(|suggestion| {
-        json!({"title": outcome.title, "suggestion": suggestion})
-    });
+    let data = outcome
+        .suggestion
+        .as_ref()
+        .map(|suggestion| json!({"title": outcome.title, "suggestion": suggestion}));
     json!({
         "row": row.number,
         "custom_id": row.item_id(),

@@ -34,7 +34,7 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
-                "{spinner} {elapsed_precise} [{bar:32.cyan/blue}] {pos}/{len} {msg}",
+                "{spinner} {elapsed_precise} [{wide_bar:.cyan/blue}] {pos}/{len} {msg}",
             )
             .expect("the template is valid")
             .progress_chars("=> ");
@@ -60,25 +60,44 @@ impl Progress {
         }
     }
 
+    /// Counts the rate from now on: what has finished so far did so before this command
+    /// could see it.
+    pub(super) fn rebase(&mut self, outcomes: &Outcomes) {
+        self.started = Instant::now();
+        self.done_at_start = Some(outcomes.done);
+    }
+
     /// Shows the outcomes so far.
     pub(super) fn update(&mut self, outcomes: &Outcomes) {
         let done = outcomes.done;
         let at_start = *self.done_at_start.get_or_insert(done);
-        let failed = done - outcomes.completed;
         let seconds = self.started.elapsed().as_secs_f64();
         let rate = (done - at_start) as f64 / seconds.max(0.001);
         let left = self.total - done;
         let eta = if left == 0 {
             "done".to_owned()
         } else if rate > 0.0 {
-            format!("{} left", short(Duration::from_secs_f64(left as f64 / rate)))
+            format!(
+                "{} left",
+                short(Duration::from_secs_f64(left as f64 / rate))
+            )
         } else {
             "time left unknown".to_owned()
         };
-        let counts = format!(
-            "{} completed, {failed} failed · {rate:.1} rows/s · {eta}",
-            outcomes.completed
+        let mut counts = format!(
+            "{} completed, {} failed",
+            outcomes.completed,
+            outcomes.failed()
         );
+        if outcomes.invalid > 0 {
+            counts += &format!(", {} invalid", outcomes.invalid);
+        }
+        let rate = if rate < 10.0 {
+            format!("{rate:.1}")
+        } else {
+            format!("{rate:.0}")
+        };
+        let counts = format!("{counts} · {rate} rows/s · {eta}");
         match &self.bar {
             Some(bar) => {
                 bar.set_position(done);
@@ -91,7 +110,7 @@ impl Progress {
     /// Stops the live bar, leaving its last state on screen.
     pub(super) fn finish(&self) {
         if let Some(bar) = &self.bar {
-            bar.finish();
+            bar.abandon();
         }
     }
 

@@ -172,13 +172,21 @@ fn item_of(item: &Value, row: &mut Row) -> Result<(), String> {
         Some(Value::String(id)) => Some(id.clone()),
         Some(_) => return Err("custom_id must be a string".to_owned()),
     };
-    for input in object.get("inputs").and_then(Value::as_array).ok_or(shape)? {
+    for input in object
+        .get("inputs")
+        .and_then(Value::as_array)
+        .ok_or(shape)?
+    {
         let id = input["id"].as_str().ok_or(shape)?;
         let values: Option<Vec<String>> = match &input["value"] {
-            Value::Array(values) => values.iter().map(|v| v.as_str().map(str::to_owned)).collect(),
+            Value::Array(values) => values
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect(),
             _ => None,
         };
-        let values = values.ok_or_else(|| format!("input '{id}': value must be a list of strings"))?;
+        let values =
+            values.ok_or_else(|| format!("input '{id}': value must be a list of strings"))?;
         if !values.is_empty() {
             row.inputs.push((id.to_owned(), values));
         }

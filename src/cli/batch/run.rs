@@ -121,7 +121,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     progress.finish();
     if !finished {
         eprintln!(
-            "Interrupted. What was sent is recorded in {}; the server goes on with it. \
+            "Interrupted. The server goes on with what was sent (recorded in {}).\n\
              Run the same command again to resume.",
             state.path().display()
         );
@@ -135,11 +135,11 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .collect();
     output::write(&output, output_format, &rows, &inputs, &outcomes.rows)?;
     let total = rows.rows.len() as u64;
-    let invalid = verdicts.iter().filter(|v| v.is_some()).count();
     eprintln!(
-        "{total} rows: {} completed, {} failed ({invalid} of them invalid, not sent). Results: {}",
+        "{total} rows: {} completed, {} failed, {} invalid (not sent). Results: {}",
         outcomes.completed,
-        total - outcomes.completed,
+        outcomes.failed(),
+        outcomes.invalid,
         output.display()
     );
     Ok(if outcomes.completed == total {

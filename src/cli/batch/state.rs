@@ -155,7 +155,10 @@ impl State {
                 run,
             } => {
                 if version != VERSION {
-                    bail!("{}: state format {version}, not {VERSION}", self.path.display());
+                    bail!(
+                        "{}: state format {version}, not {VERSION}",
+                        self.path.display()
+                    );
                 }
                 if sha != input_sha256 || app != application {
                     bail!(

@@ -146,9 +146,13 @@ impl Submission<'_> {
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let batch = answer(response)
-            .await
-            .with_context(|| format!("cannot create the batch of rows {}-{}", chunk.first + 1, chunk.end))?;
+        let batch = answer(response).await.with_context(|| {
+            format!(
+                "cannot create the batch of rows {}-{}",
+                chunk.first + 1,
+                chunk.end
+            )
+        })?;
         let id = batch["id"].as_str().context("the batch has no id")?;
         Ok(Some(id.to_owned()))
     }
@@ -249,7 +253,11 @@ impl Submission<'_> {
                 return Ok(Err(refusal(status, &body)));
             }
             if last {
-                anyhow::bail!("row {}: {}", self.rows.rows[row].number, refusal(status, &body));
+                anyhow::bail!(
+                    "row {}: {}",
+                    self.rows.rows[row].number,
+                    refusal(status, &body)
+                );
             }
             tokio::time::sleep(pause).await;
             pause *= 2;

@@ -33,16 +33,30 @@ async fn apps_jobs_and_batch_status_print_for_a_person_and_as_json() {
     );
 
     // A failed job: listed, shown, retried.
-    let job = app.create_job("single-shot", &[("Text", &["[[mock:fatal-first=1]] x"])]).await;
+    let job = app
+        .create_job("single-shot", &[("Text", &["[[mock:fatal-first=1]] x"])])
+        .await;
     let id = job["id"].as_str().unwrap().to_owned();
     app.wait_finished(&id).await;
     let out = run
-        .cli(&["jobs", "list", "--app", "single-shot", "--status", "failed", "--json"])
+        .cli(&[
+            "jobs",
+            "list",
+            "--app",
+            "single-shot",
+            "--status",
+            "failed",
+            "--json",
+        ])
         .await;
     assert_eq!(code(&out), 0, "{}", out.all());
     assert_eq!(json(&out.stdout)["result"][0]["id"], id.as_str());
     let out = run.cli(&["jobs", "get", &id]).await;
-    assert!(out.stdout.contains(&format!("job {id}: failed")), "{}", out.all());
+    assert!(
+        out.stdout.contains(&format!("job {id}: failed")),
+        "{}",
+        out.all()
+    );
     assert!(out.stdout.contains("error: "), "{}", out.all());
     let out = run.cli(&["jobs", "retry", &id, "--json"]).await;
     assert_eq!(code(&out), 0, "{}", out.all());
@@ -54,7 +68,9 @@ async fn apps_jobs_and_batch_status_print_for_a_person_and_as_json() {
 
     // A batch's status.
     let input = run.file("two.csv", "Text\none\n\"two, too\"\n");
-    let out = run.batch_run("echo", &input, &run.path("two.out.csv")).await;
+    let out = run
+        .batch_run("echo", &input, &run.path("two.out.csv"))
+        .await;
     assert_eq!(code(&out), 0, "{}", out.all());
     let batches = app.get_json("/v1/applications/echo/batches").await;
     let batch_id = batches["result"][0]["id"].as_str().unwrap().to_owned();
@@ -72,6 +88,8 @@ async fn apps_jobs_and_batch_status_print_for_a_person_and_as_json() {
     );
 
     // Unknown ids are the server's 404, exit 2.
-    let out = run.cli(&["jobs", "get", "00000000-0000-0000-0000-000000000000"]).await;
+    let out = run
+        .cli(&["jobs", "get", "00000000-0000-0000-0000-000000000000"])
+        .await;
     assert_eq!(code(&out), 2, "{}", out.all());
 }

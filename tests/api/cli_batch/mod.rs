@@ -62,8 +62,16 @@ impl Run {
 
     /// `batch run --app APP INPUT --output OUTPUT`.
     async fn batch_run(&self, app: &str, input: &Path, output: &Path) -> Finished {
-        self.cli(&["batch", "run", "--app", app, s(input), "--output", s(output)])
-            .await
+        self.cli(&[
+            "batch",
+            "run",
+            "--app",
+            app,
+            s(input),
+            "--output",
+            s(output),
+        ])
+        .await
     }
 }
 
@@ -164,7 +172,15 @@ fn assert_products_done(output: &Path) {
     let records = csv_records(output);
     assert_eq!(
         records[0],
-        ["custom_id", "Text", "Mode", "status", "title", "suggestion", "error"]
+        [
+            "custom_id",
+            "Text",
+            "Mode",
+            "status",
+            "title",
+            "suggestion",
+            "error"
+        ]
     );
     assert_eq!(records[1..], products_done(), "{records:?}");
 }
@@ -180,7 +196,8 @@ async fn a_csv_run_completes_every_row_in_input_order_and_exits_0() {
     assert_eq!(code(&out), 0, "{}", out.all());
     assert_products_done(&output);
     assert!(
-        out.stderr.contains("3 rows: 3 completed, 0 failed"),
+        out.stderr
+            .contains("3 rows: 3 completed, 0 failed, 0 invalid"),
         "{}",
         out.all()
     );
@@ -207,12 +224,18 @@ async fn a_csv_run_completes_every_row_in_input_order_and_exits_0() {
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["custom_id"], "a");
     assert_eq!(lines[0]["data"]["suggestion"], "[mock] one");
-    assert_eq!(lines[1]["custom_id"], "2", "a row without one is named by its number");
+    assert_eq!(
+        lines[1]["custom_id"], "2",
+        "a row without one is named by its number"
+    );
     assert_eq!(lines[1]["row"], 2);
     assert_eq!(lines[1]["status"], "completed");
     assert_eq!(lines[1]["data"]["suggestion"], "[mock] two | 2");
     let job = app
-        .get_json(&format!("/v1/applications/jobs/{}", lines[1]["job_id"].as_str().unwrap()))
+        .get_json(&format!(
+            "/v1/applications/jobs/{}",
+            lines[1]["job_id"].as_str().unwrap()
+        ))
         .await;
     assert_eq!(job["custom_id"], "2");
 }
@@ -237,7 +260,8 @@ async fn bad_rows_are_named_by_row_and_column_the_others_complete_and_the_run_ex
         assert!(out.stderr.contains(problem), "{problem}\n{}", out.all());
     }
     assert!(
-        out.stderr.contains("5 rows: 2 completed, 3 failed (3 of them invalid, not sent)"),
+        out.stderr
+            .contains("5 rows: 2 completed, 0 failed, 3 invalid (not sent)"),
         "{}",
         out.all()
     );
@@ -255,10 +279,19 @@ async fn bad_rows_are_named_by_row_and_column_the_others_complete_and_the_run_ex
     let output = run.path("fails.out.csv");
     let out = run.batch_run("single-shot", &input, &output).await;
     assert_eq!(code(&out), 1, "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("2 rows: 1 completed, 1 failed, 0 invalid"),
+        "{}",
+        out.all()
+    );
     let records = csv_records(&output);
     assert_eq!(records[1][1], "completed");
     assert_eq!(records[2][1], "failed");
-    assert!(!records[2][4].is_empty(), "the error is written: {records:?}");
+    assert!(
+        !records[2][4].is_empty(),
+        "the error is written: {records:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,13 +314,28 @@ async fn a_run_that_cannot_start_exits_2_and_sends_nothing() {
     let good = run.file("good.csv", "Text\na\n");
     let out = run.batch_run("nope", &good, &output).await;
     assert_eq!(code(&out), 2, "{}", out.all());
-    assert!(out.stderr.contains("no application 'nope'"), "{}", out.all());
+    assert!(
+        out.stderr.contains("no application 'nope'"),
+        "{}",
+        out.all()
+    );
     let taken = run.file("taken.csv", "somebody's file\n");
     let out = run.batch_run("echo", &good, &taken).await;
     assert_eq!(code(&out), 2, "{}", out.all());
-    assert_eq!(std::fs::read_to_string(&taken).unwrap(), "somebody's file\n");
+    assert_eq!(
+        std::fs::read_to_string(&taken).unwrap(),
+        "somebody's file\n"
+    );
     let out = run
-        .cli(&["batch", "run", "--app", "echo", s(&good), "--server", "http://127.0.0.1:9"])
+        .cli(&[
+            "batch",
+            "run",
+            "--app",
+            "echo",
+            s(&good),
+            "--server",
+            "http://127.0.0.1:9",
+        ])
         .await;
     assert_eq!(code(&out), 2, "{}", out.all());
     assert!(out.stderr.contains("cannot reach"), "{}", out.all());

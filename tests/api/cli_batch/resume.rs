@@ -34,7 +34,17 @@ async fn ctrl_c_stops_a_batch_run_and_the_same_command_resumes_it_without_sendin
     let run = Run::new(&app.base);
     let input = run.file("slow.csv", &slow_rows(12, 300));
     let output = run.path("slow.out.csv");
-    let args = ["batch", "run", "--app", "echo", s(&input), "--output", s(&output), "--chunk-size", "5"];
+    let args = [
+        "batch",
+        "run",
+        "--app",
+        "echo",
+        s(&input),
+        "--output",
+        s(&output),
+        "--chunk-size",
+        "5",
+    ];
 
     let child = run.start(&args);
     wait_stderr(&child, &["sending: 12 of 12 rows sent"]).await;
@@ -43,9 +53,17 @@ async fn ctrl_c_stops_a_batch_run_and_the_same_command_resumes_it_without_sendin
         .await
         .unwrap();
     assert_eq!(code(&out), 130, "{}", out.all());
-    assert!(out.stderr.contains("Run the same command again to resume"), "{}", out.all());
+    assert!(
+        out.stderr.contains("Run the same command again to resume"),
+        "{}",
+        out.all()
+    );
     assert!(!output.exists(), "no output before every row has finished");
-    assert_eq!(totals(&app).await, (12, 3), "three batches of at most 5 rows");
+    assert_eq!(
+        totals(&app).await,
+        (12, 3),
+        "three batches of at most 5 rows"
+    );
 
     let out = run.cli(&args).await;
     assert_eq!(code(&out), 0, "{}", out.all());
@@ -78,7 +96,11 @@ async fn a_batch_created_but_not_yet_recorded_is_found_by_its_metadata_not_sent_
     let out = run.batch_run("echo", &input, &output).await;
     assert_eq!(code(&out), 0, "{}", out.all());
     assert_all_done_in_order(&output, 4);
-    assert_eq!(totals(&app).await, (4, 1), "the batch was found, not made again");
+    assert_eq!(
+        totals(&app).await,
+        (4, 1),
+        "the batch was found, not made again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,7 +110,15 @@ async fn without_the_batch_route_rows_go_as_single_jobs_and_an_interrupted_run_r
     let run = Run::new(&proxy.base);
     let input = run.file("rows.csv", &slow_rows(16, 0));
     let output = run.path("rows.out.csv");
-    let args = ["batch", "run", "--app", "echo", s(&input), "--output", s(&output)];
+    let args = [
+        "batch",
+        "run",
+        "--app",
+        "echo",
+        s(&input),
+        "--output",
+        s(&output),
+    ];
 
     // Ctrl-C while creates are in flight: they finish and are recorded, the rest wait.
     let child = run.start(&args);
