@@ -16,7 +16,7 @@ mod run;
 mod state;
 mod submit;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -161,7 +161,8 @@ fn show(batch: &Value) {
     }
 }
 
-/// `batch results`: streams the results route's body to the output, chunk by chunk.
+/// `batch results`: streams the results route's body to stdout, or to a file that appears
+/// whole once the stream has ended (never over an existing one).
 async fn results(
     id: &str,
     output: Option<PathBuf>,
@@ -181,12 +182,9 @@ async fn results(
     if format != "csv" && format != "jsonl" {
         bail!("--format must be csv or jsonl");
     }
-    let mut out: Box<dyn Write> = match &output {
-        Some(path) => Box::new(std::fs::File::create_new(path).with_context(|| {
-            format!("cannot create {} (it is never overwritten)", path.display())
-        })?),
-        None => Box::new(std::io::stdout().lock()),
-    };
+    if let Some(path) = output.as_ref().filter(|p| p.exists()) {
+        bail!("{} exists: it is never overwritten", path.display());
+    }
     let mut path = format!("{}/results?format={format}", batch_path(id));
     if let Some(status) = status {
         path += &format!("&status={status}");
@@ -201,9 +199,26 @@ async fn results(
         let body = response.json().await.unwrap_or(Value::Null);
         bail!("{}", refusal(status, &body));
     }
+    let mut file = match &output {
+        Some(path) => {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            Some(tempfile::NamedTempFile::new_in(
+                dir.unwrap_or(Path::new(".")),
+            )?)
+        }
+        None => None,
+    };
+    let mut stdout = std::io::stdout().lock();
     while let Some(chunk) = response.chunk().await.context("the results stream broke")? {
-        out.write_all(&chunk)?;
+        match &mut file {
+            Some(file) => file.write_all(&chunk)?,
+            None => stdout.write_all(&chunk)?,
+        }
     }
-    out.flush()?;
+    stdout.flush()?;
+    if let (Some(file), Some(path)) = (file, &output) {
+        file.persist_noclobber(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     Ok(())
 }

@@ -87,6 +87,40 @@ async fn apps_jobs_and_batch_status_print_for_a_person_and_as_json() {
         out.all()
     );
 
+    // Its results, to a file that is never overwritten.
+    let results = run.path("results.jsonl");
+    let out = run
+        .cli(&[
+            "batch",
+            "results",
+            &batch_id,
+            "--output",
+            results.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(code(&out), 0, "{}", out.all());
+    let lines: Vec<Value> = std::fs::read_to_string(&results)
+        .unwrap()
+        .lines()
+        .map(json)
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines.iter().all(|l| l["status"] == "completed"),
+        "{lines:?}"
+    );
+    let out = run
+        .cli(&[
+            "batch",
+            "results",
+            &batch_id,
+            "--output",
+            results.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(code(&out), 2, "{}", out.all());
+    assert!(out.stderr.contains("never overwritten"), "{}", out.all());
+
     // Unknown ids are the server's 404, exit 2.
     let out = run
         .cli(&["jobs", "get", "00000000-0000-0000-0000-000000000000"])
