@@ -46,8 +46,9 @@
 //!   HTTP/1 listener, holding each connection to header, body and idle timeouts and the
 //!   server to a connection cap; its `peers` checks at start that the nodes sharing a
 //!   database serve the same apps folder.
-//! - [`cli`]: the subcommands; `main.rs` only dispatches to it. `apps push`/`pull` talk to a
-//!   running server over HTTP only, never to its store.
+//! - [`cli`]: the subcommands; `main.rs` only dispatches to it. `apps push|pull|list|show`,
+//!   `jobs` and `batch` talk to a running server over HTTP only (one client, `cli::remote`),
+//!   never to its store.
 //!
 //! Beside this crate, in the same workspace, and never depended on by it:
 //! - `crates/mock-llm` (`mock-llm`): an OpenAI-compatible mock model server with seeded
