@@ -8,7 +8,7 @@
 //! A CSV column that names no input is an error of the whole file, not of its rows: a typo
 //! in the header would otherwise send every row without that input.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::bail;
 use serde_json::Value;
@@ -55,9 +55,9 @@ pub(super) fn check(app: &Value, rows: &Rows) -> anyhow::Result<Vec<Option<Strin
         })
         .collect();
     let names: Vec<&str> = inputs.iter().map(|i| i.name).collect();
-    let mut seen_columns = HashMap::new();
+    let mut seen_columns = HashSet::new();
     for column in &rows.header {
-        if seen_columns.insert(column.as_str(), ()).is_some() {
+        if !seen_columns.insert(column.as_str()) {
             bail!("the header names column '{column}' twice");
         }
         if column != CUSTOM_ID && !names.contains(&column.as_str()) {
@@ -143,4 +143,96 @@ fn row_problem(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::check;
+    use crate::cli::batch::rows::{Format, read};
+
+    fn echo() -> serde_json::Value {
+        json!({"id": "echo", "inputs": [
+            {"name": "Text", "input_type": "text", "required": true,
+             "options": {"min_fields": 1, "max_fields": 2}},
+            {"name": "Mode", "input_type": "dropdown", "required": false,
+             "options": {"list": ["plain", "loud"]}},
+        ]})
+    }
+
+    #[test]
+    fn each_bad_row_is_named_with_its_column_and_the_good_ones_pass() {
+        let csv = "\u{feff}custom_id,Text,Mode\n\
+            a,one,plain\n\
+            b,one|two|three,\n\
+            a,dup,\n\
+            ,,loud\n\
+            3,clash,\n\
+            x,short\n";
+        let rows = read(Format::Csv, csv.as_bytes()).unwrap();
+        let verdicts = check(&echo(), &rows).unwrap();
+        let expected = [
+            None,
+            Some(
+                "row 2 (line 3), column 'Text': 3 values, where it takes 1 to 2 (separate them with |)",
+            ),
+            Some(
+                "row 3 (line 4), custom_id: 'a' already names row 1 (a row without one is named by its number)",
+            ),
+            Some("row 4 (line 5), column 'Text': required, but not given"),
+            None,
+            Some("row 6 (line 7), has 2 cells where the header has 3"),
+        ];
+        let verdicts: Vec<Option<&str>> = verdicts.iter().map(Option::as_deref).collect();
+        assert_eq!(verdicts, expected);
+    }
+
+    #[test]
+    fn jsonl_rows_are_items_and_anything_else_is_named() {
+        let jsonl = r#"{"custom_id": "a", "inputs": [{"id": "Text", "value": ["x"]}, {"id": "Mode", "value": ["shout"]}]}
+
+{"Text": "flat"}
+{"inputs": [{"id": "Colour", "value": ["red"]}]}
+{"inputs": [{"id": "Text", "value": "not a list"}]}
+not json
+{"inputs": [{"id": "Text", "value": ["fine"]}]}
+"#;
+        let rows = read(Format::Jsonl, jsonl.as_bytes()).unwrap();
+        let verdicts = check(&echo(), &rows).unwrap();
+        assert_eq!(
+            verdicts[0].as_deref(),
+            Some("row 1 (line 1), input 'Mode': 'shout' is not one of: plain, loud")
+        );
+        assert_eq!(
+            verdicts[1].as_deref(),
+            Some("row 2 (line 3), has an unknown field 'Text'")
+        );
+        assert_eq!(
+            verdicts[2].as_deref(),
+            Some("row 3 (line 4), input 'Colour': not an input of the application")
+        );
+        assert_eq!(
+            verdicts[3].as_deref(),
+            Some("row 4 (line 5), input 'Text': value must be a list of strings")
+        );
+        assert!(
+            verdicts[4]
+                .as_deref()
+                .unwrap()
+                .starts_with("row 5 (line 6), is not JSON")
+        );
+        assert_eq!(verdicts[5], None);
+        assert_eq!(rows.rows[5].item_id(), "6");
+    }
+
+    #[test]
+    fn a_header_naming_no_input_refuses_the_whole_file() {
+        let rows = read(Format::Csv, b"Text,Moode\na,b\n").unwrap();
+        let error = check(&echo(), &rows).unwrap_err().to_string();
+        assert!(
+            error.contains("column 'Moode' is not an input of application 'echo'"),
+            "{error}"
+        );
+    }
 }

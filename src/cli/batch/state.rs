@@ -246,3 +246,52 @@ fn sync_dir(path: &Path) -> anyhow::Result<()> {
         .and_then(|d| d.sync_all())
         .context("cannot sync the state file's folder")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Chunk, Mode, State};
+
+    #[test]
+    fn the_journal_reads_back_what_was_written_drops_a_torn_line_and_refuses_another_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.csv.scriptorium-state");
+        let mut state = State::open(&path, "sha-a", "echo").unwrap();
+        let run = state.run.clone();
+        let chunk = |n, first, end| Chunk {
+            chunk: n,
+            first,
+            end,
+            skipped: vec![first + 1],
+            batch_id: None,
+        };
+        state.sending(chunk(0, 0, 3)).unwrap();
+        state.sent(0, "batch-0").unwrap();
+        state.sending(chunk(1, 3, 6)).unwrap();
+        drop(state);
+        // A crash in the middle of writing the next line.
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text += "{\"sent\":{\"chunk\":1,\"bat";
+        std::fs::write(&path, text).unwrap();
+
+        let mut state = State::open(&path, "sha-a", "echo").unwrap();
+        assert_eq!(state.run, run);
+        assert_eq!(state.mode, None);
+        assert_eq!(state.chunks.len(), 2);
+        assert_eq!(state.chunks[0].batch_id.as_deref(), Some("batch-0"));
+        assert_eq!(state.chunks[0].items(), [0, 2]);
+        assert_eq!(state.chunks[1].batch_id, None, "the torn line is dropped");
+        state.set_mode(Mode::Jobs).unwrap();
+        state.job(4, "job-4").unwrap();
+        drop(state);
+
+        let state = State::open(&path, "sha-a", "echo").unwrap();
+        assert_eq!(state.mode, Some(Mode::Jobs));
+        assert_eq!(state.jobs[&4], "job-4");
+        assert!(state.job_key(4).ends_with(&format!("{run}-4")));
+        let changed = State::open(&path, "sha-b", "echo")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(changed.contains("belongs to another run"), "{changed}");
+    }
+}
