@@ -172,7 +172,7 @@ enum Source {
     Batch {
         batch: String,
         items: Vec<usize>,
-        cursor: Option<u64>,
+        cursor: Option<i64>,
     },
     /// One row's job.
     Job { row: usize, job: String },
@@ -212,7 +212,7 @@ impl Source {
                     let status = item["status"].as_str().unwrap_or("failed");
                     let job_id = item["job_id"].as_str().unwrap_or_default();
                     outcomes.set(row, Outcome::of(status, job_id, &item));
-                    *cursor = item["cursor"].as_u64().or(*cursor);
+                    *cursor = item["cursor"].as_i64().or(*cursor);
                 }
                 Ok(items.iter().all(|r| outcomes.rows[*r].is_some()))
             }

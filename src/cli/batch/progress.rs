@@ -60,6 +60,14 @@ impl Progress {
         }
     }
 
+    /// A line for the record (above the bar, on a terminal).
+    pub(super) fn note(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
     /// Counts the rate from now on: what has finished so far did so before this command
     /// could see it.
     pub(super) fn rebase(&mut self, outcomes: &Outcomes) {

@@ -87,6 +87,7 @@ impl Submission<'_> {
                 Found::NoRoute => return Ok(None),
             };
             state.sent(chunk.chunk, &found)?;
+            progress.note(&created(&found, &chunk));
         }
         let to_send = self.verdicts.iter().filter(|v| v.is_none()).count() as u64;
         let mut sent: u64 = state.chunks.iter().map(|c| c.items().len() as u64).sum();
@@ -113,6 +114,7 @@ impl Submission<'_> {
                     return Ok(None);
                 };
                 state.sent(chunk.chunk, &id)?;
+                progress.note(&created(&id, &chunk));
                 sent += chunk.items().len() as u64;
                 progress.sending(sent, to_send);
             }
@@ -263,6 +265,11 @@ impl Submission<'_> {
             pause *= 2;
         }
     }
+}
+
+/// The line that names a chunk's batch (for `batch status`, `batch cancel`).
+fn created(batch: &str, chunk: &Chunk) -> String {
+    format!("batch {batch}: rows {} to {}", chunk.first + 1, chunk.end)
 }
 
 /// What a search for a chunk's batch found.

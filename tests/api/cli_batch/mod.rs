@@ -202,6 +202,13 @@ async fn a_csv_run_completes_every_row_in_input_order_and_exits_0() {
         out.all()
     );
     assert_eq!(totals(&app).await, (3, 1), "one batch of three jobs");
+    let batches = app.get_json("/v1/applications/echo/batches").await;
+    let batch = batches["result"][0]["id"].as_str().unwrap();
+    assert!(
+        out.stderr.contains(&format!("batch {batch}: rows 1 to 3")),
+        "the batch is named for `batch status` and `batch cancel`:\n{}",
+        out.all()
+    );
 
     // The same command again sends nothing and writes the same output.
     let out = run.batch_run("echo", &input, &output).await;
