@@ -32,7 +32,8 @@ fn assert_all_done_in_order(output: &std::path::Path, n: usize) {
 async fn ctrl_c_stops_a_batch_run_and_the_same_command_resumes_it_without_sending_twice() {
     let app = spawn_app().await;
     let run = Run::new(&app.base);
-    let input = run.file("slow.csv", &slow_rows(12, 300));
+    // Slow enough that the run is still following when Ctrl-C arrives, however loaded the machine.
+    let input = run.file("slow.csv", &slow_rows(12, 2000));
     let output = run.path("slow.out.csv");
     let args = [
         "batch",
