@@ -1,5 +1,5 @@
-//! The small commands: `apps list|show`, `jobs list|get|retry`, `batch status`, each for a
-//! person and with `--json`.
+//! The small commands: `apps list|show`, `jobs list|get|retry|cancel`, `batch
+//! status|results|cancel|retry`, each for a person and with `--json`.
 
 use serde_json::Value;
 
@@ -126,4 +126,77 @@ async fn apps_jobs_and_batch_status_print_for_a_person_and_as_json() {
         .cli(&["jobs", "get", "00000000-0000-0000-0000-000000000000"])
         .await;
     assert_eq!(code(&out), 2, "{}", out.all());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_cancel_retry_and_results_and_jobs_cancel_go_through_the_command_line() {
+    let app = spawn_app().await;
+    let run = Run::new(&app.base);
+    let slow = |n: usize| serde_json::json!({"inputs": [{"id": "Text", "value": [format!("[[mock:sleep=2000]] {n}")]}]});
+    let body = serde_json::json!({"items": [slow(1), slow(2), slow(3)]});
+    let created: Value = app.create_batch("echo", body).await.json().await.unwrap();
+    let batch_id = created["id"].as_str().unwrap().to_owned();
+
+    let out = run.cli(&["batch", "cancel", &batch_id, "--json"]).await;
+    assert_eq!(code(&out), 0, "{}", out.all());
+    let status = json(&out.stdout)["status"].clone();
+    assert!(
+        status == "cancelling" || status == "cancelled",
+        "{}",
+        out.all()
+    );
+    let path = format!("/v1/applications/batches/{batch_id}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while app.get_json(&path).await["status"] != "cancelled" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the batch was not cancelled"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Cancelling a batch that has finished is the server's 400: exit 2.
+    let out = run.cli(&["batch", "cancel", &batch_id]).await;
+    assert_eq!(code(&out), 2, "{}", out.all());
+
+    // Retry runs the cancelled items again, to completion.
+    let out = run.cli(&["batch", "retry", &batch_id]).await;
+    assert_eq!(code(&out), 0, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains(&format!("batch {batch_id} of echo: in_progress")),
+        "{}",
+        out.all()
+    );
+    app.wait_batch(&batch_id).await;
+    let out = run
+        .cli(&[
+            "batch",
+            "results",
+            &batch_id,
+            "--format",
+            "csv",
+            "--status",
+            "completed",
+        ])
+        .await;
+    assert_eq!(code(&out), 0, "{}", out.all());
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines[0].ends_with("custom_id,status,title,suggestion,error"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(lines.len(), 4, "{}", out.all());
+
+    // A single job, cancelled.
+    let job = app
+        .create_job("echo", &[("Text", &["[[mock:sleep=30000]] alone"])])
+        .await;
+    let id = job["id"].as_str().unwrap();
+    let out = run.cli(&["jobs", "cancel", id, "--json"]).await;
+    assert_eq!(code(&out), 0, "{}", out.all());
+    let cancelled = json(&out.stdout);
+    assert_eq!(cancelled["id"], id);
+    let state = cancelled["state"].as_str().unwrap_or_default();
+    assert!(state == "cancelling" || state == "cancelled", "{cancelled}");
 }
