@@ -208,20 +208,26 @@ pub(super) async fn claim(
     // `lanes` are the organisations with jobs in progress, read from the `job_counts`
     // counters (a few rows; walking `job_queue_due` for them instead reads past every entry
     // claims left dead since the last vacuum, a second time after `d`); `d` takes each
-    // one's first due jobs (locked, skipping those other nodes are claiming); `pick` deals
-    // them out one per organisation per round (`last_dealt` then finds whose turn was last).
+    // one's first due jobs (locked, skipping those other nodes are claiming), numbered in
+    // rank order as they come (`OVER ()`: `due` is sorted, and nothing between it and the
+    // numbering reorders rows; `OVER (ORDER BY …)` would sort them again); `pick` deals them
+    // out one per organisation per round (`last_dealt` then finds whose turn was last). With
+    // one organisation there is nothing to deal: the one-time filters skip the sort, which
+    // with the window's took a fifth of a claim of 1,024 jobs.
     // Only the narrow `job_queue` rows are written; the wide `jobs` rows are only read, for
     // the inputs. `= ANY(ARRAY(…))` makes each claimed row a primary-key probe; as a join,
     // the planner may hash the whole table.
     let sql = format!(
         "WITH lanes AS (SELECT org FROM job_counts WHERE status = 'in_progress' \
            GROUP BY org HAVING sum(n) > 0), \
-         d AS (SELECT d.seq, l.org, row_number() OVER (PARTITION BY l.org ORDER BY d.rank) AS round \
-           FROM lanes l CROSS JOIN LATERAL ( \
-             SELECT seq, {RANK} AS rank FROM job_queue \
+         d AS (SELECT d.seq, l.org, d.round FROM lanes l CROSS JOIN LATERAL ( \
+           SELECT seq, row_number() OVER () AS round FROM ( \
+             SELECT seq FROM job_queue \
              WHERE org = l.org AND state <> 'running' AND run_at <= $2 \
-             ORDER BY {RANK} LIMIT $3 FOR UPDATE SKIP LOCKED) d), \
-         pick AS (SELECT seq FROM d ORDER BY round, (org > $4) DESC, org LIMIT $3), \
+             ORDER BY {RANK} LIMIT $3 FOR UPDATE SKIP LOCKED) due) d), \
+         pick AS ((SELECT seq FROM d WHERE (SELECT count(*) FROM lanes) > 1 \
+             ORDER BY round, (org > $4) DESC, org LIMIT $3) \
+           UNION ALL SELECT seq FROM d WHERE (SELECT count(*) FROM lanes) <= 1), \
          q AS (UPDATE job_queue q SET state = 'running', attempt = q.attempt + 1, \
              lease_until = $1, started_at = $2, updated_at = $2 \
            WHERE q.seq = ANY(ARRAY(SELECT seq FROM pick)) \
