@@ -19,6 +19,7 @@ use crate::providers::config::{self as providers, ProviderConfig, Secret};
 use crate::report::Cause;
 use crate::server::connections::HttpLimits;
 use crate::store::sqlite::Durability;
+use crate::webhooks::WebhookSettings;
 
 /// The server's settings, as flags, environment variables or a TOML file.
 #[derive(Clone, Debug, Default, Deserialize, clap::Args)]
@@ -92,6 +93,23 @@ pub struct ServeOptions {
     /// [default: the number of CPU cores].
     #[arg(long, env = "SCRIPTORIUM_EXTRACT_CONCURRENCY")]
     pub extract_concurrency: Option<usize>,
+    /// Accept webhook URLs that are or resolve to internal addresses (loopback, private,
+    /// link-local, ...): for development and tests only [default: false].
+    #[arg(long, env = "SCRIPTORIUM_WEBHOOK_ALLOW_PRIVATE", num_args = 0..=1, default_missing_value = "true")]
+    pub webhook_allow_private: Option<bool>,
+    /// The wait before a failed webhook delivery's second attempt; it doubles for each
+    /// later one [default: 5s].
+    #[arg(long, env = "SCRIPTORIUM_WEBHOOK_BACKOFF", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub webhook_backoff: Option<Duration>,
+    /// The longest wait between a webhook event's attempts [default: 1h].
+    #[arg(long, env = "SCRIPTORIUM_WEBHOOK_BACKOFF_MAX", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub webhook_backoff_max: Option<Duration>,
+    /// How long after its event a webhook delivery is still attempted [default: 24h].
+    #[arg(long, env = "SCRIPTORIUM_WEBHOOK_RETRY_FOR", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub webhook_retry_for: Option<Duration>,
     /// Model providers, as `[providers.NAME]` tables (config file only).
     #[arg(skip)]
     #[serde(default)]
@@ -211,6 +229,8 @@ pub struct Settings {
     pub(crate) file_storage: BlobConfig,
     /// Files whose text this node extracts at once.
     pub(crate) extract_concurrency: usize,
+    /// Webhook URLs allowed, and the retries of deliveries.
+    pub(crate) webhooks: WebhookSettings,
     /// A key accepted for the default organisation (`SCRIPTORIUM_API_KEY`); never printed.
     pub(crate) api_key: Option<ApiKey>,
 }
@@ -268,6 +288,16 @@ impl Settings {
                 org_quota_bytes: o.org_quota_mb.unwrap_or(10 << 10) << 20,
             },
             file_storage: o.file_storage.unwrap_or(BlobConfig::Local),
+            webhooks: WebhookSettings {
+                allow_private: o.webhook_allow_private.unwrap_or(false),
+                backoff: o.webhook_backoff.unwrap_or(Duration::from_secs(5)),
+                backoff_max: o.webhook_backoff_max.unwrap_or(Duration::from_secs(3600)),
+                retry_for: o
+                    .webhook_retry_for
+                    .unwrap_or(Duration::from_secs(24 * 3600)),
+                poll_interval: engine.poll_interval,
+                shutdown_grace: engine.shutdown_grace,
+            },
             extract_concurrency: o
                 .extract_concurrency
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
@@ -302,6 +332,10 @@ impl ServeOptions {
             max_connections: self.max_connections.or(other.max_connections),
             extract_concurrency: self.extract_concurrency.or(other.extract_concurrency),
             file_storage: self.file_storage.or(other.file_storage),
+            webhook_allow_private: self.webhook_allow_private.or(other.webhook_allow_private),
+            webhook_backoff: self.webhook_backoff.or(other.webhook_backoff),
+            webhook_backoff_max: self.webhook_backoff_max.or(other.webhook_backoff_max),
+            webhook_retry_for: self.webhook_retry_for.or(other.webhook_retry_for),
             providers: if self.providers.is_empty() {
                 other.providers
             } else {

@@ -37,6 +37,12 @@
 //!   shares). Its claims take turns across organisations and order each one's work by
 //!   priority.
 //!   Imports none of them (only the leaf [`report`]).
+//! - [`webhooks`]: signed deliveries (Standard Webhooks) of the events the store's triggers
+//!   write into its outbox as batches' items and batches finish: checks of the URLs
+//!   (internal addresses refused, at create and again at each connection), secrets, the
+//!   delivery worker with its retries. Reads the batch or job it tells of through the store
+//!   and shows it with [`api`]'s views; writes nothing but the outbox's attempts and the
+//!   secrets.
 //! - [`claims`]: the claim loop both leased workers run (the engine's, the files').
 //! - [`report`]: the cause an error keeps (its source, with context) and the one-line text of
 //!   an error with all its causes, for wherever an error becomes text for a person. A leaf:
@@ -73,3 +79,4 @@ pub mod providers;
 pub mod report;
 pub mod server;
 pub mod store;
+pub(crate) mod webhooks;

@@ -20,7 +20,7 @@ use super::extract::{Principal, WJson, WPath, WQuery};
 use super::jobs::priority;
 use super::paging;
 use super::views::{BatchListView, BatchView, PaginationView};
-use super::{ApiError, AppState, ErrorCode};
+use super::{ApiError, AppState, ErrorCode, WebhookRequest};
 use crate::store::{BatchId, BatchItem, BatchQuery, BatchStatus, JobId, NewBatch, Priority};
 
 /// Characters a `custom_id` may have at most.
@@ -37,7 +37,7 @@ pub(crate) struct CreateBatchRequest {
     strict: bool,
     metadata: Option<Map<String, Value>>,
     priority: Option<String>,
-    webhook: Option<Value>,
+    webhook: Option<WebhookRequest>,
 }
 
 /// One item: `{custom_id?, inputs}`, the inputs as a job create takes them.
@@ -64,9 +64,6 @@ pub(crate) async fn create(
             "batches from an uploaded file (file_id) are not supported yet; send items",
         ));
     }
-    if body.webhook.is_some() {
-        return Err(invalid("batch webhooks are not supported yet"));
-    }
     let items = match body.items {
         Some(items) if !items.is_empty() => items,
         _ => return Err(invalid("send items: a list of {custom_id?, inputs}")),
@@ -81,6 +78,10 @@ pub(crate) async fn create(
         None => priority(&headers)?.unwrap_or(app.priority),
     };
     let custom_ids = custom_ids(&items)?;
+    let webhook = match &body.webhook {
+        Some(webhook) => Some(webhook.check(&state).await?),
+        None => None,
+    };
 
     let mut refusals = Vec::new();
     let mut checked = Vec::with_capacity(items.len());
@@ -123,6 +124,7 @@ pub(crate) async fn create(
         priority,
         metadata: json_text(&body.metadata.unwrap_or_default())?,
         errors: json_text(&errors)?,
+        webhook,
         items: checked,
     };
     let stored = state.store.insert_batch(batch).await?;

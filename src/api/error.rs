@@ -123,6 +123,9 @@ error_codes! {
     InvalidBatch = (BAD_REQUEST, "batch.invalid"),
     /// A `custom_id` that is empty, over 255 characters, or repeated within the batch.
     InvalidCustomId = (BAD_REQUEST, "batch.invalid_custom_id"),
+    /// A batch's `webhook` with a URL that is not absolute http(s), names or resolves to an
+    /// internal address (without `--webhook-allow-private`), or an unknown event.
+    InvalidWebhook = (BAD_REQUEST, "batch.invalid_webhook"),
     /// No file with this id in the caller's organisation.
     FileNotFound = (NOT_FOUND, "file.not_found"),
     /// An upload without a file name in `Content-Disposition`.

@@ -1,5 +1,6 @@
 //! The HTTP surface: Writer's applications and files APIs, byte for byte where the SDKs look, plus
-//! scriptorium's own routes (batches; `/v1/scriptorium/...`: applications as data, operators' views)
+//! scriptorium's own routes (batches; `/v1/scriptorium/...`: applications as data, webhooks'
+//! secrets and deliveries, operators' views)
 //! and a health check.
 //!
 //! Handlers parse, authenticate and validate, then talk to the store (async jobs) or, for
@@ -18,6 +19,7 @@ mod paging;
 pub(crate) mod requests;
 mod text;
 mod views;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -28,12 +30,15 @@ use axum::routing::{get, post};
 
 pub(crate) use error::{ApiError, ErrorCode};
 pub(crate) use text::refuse_unstorable;
+pub(crate) use views::{BatchView, JobView};
+pub(crate) use webhooks::WebhookRequest;
 
 use crate::apps::Catalog;
 use crate::auth::Keys;
 use crate::files::Files;
 use crate::providers::Providers;
 use crate::store::Store;
+use crate::webhooks::Webhooks;
 
 /// What every handler can reach. Cloning is one reference count: axum clones it for every
 /// request.
@@ -67,6 +72,8 @@ pub(crate) struct Parts {
     pub(crate) keys: Arc<Keys>,
     /// Uploaded files.
     pub(crate) files: Files,
+    /// Webhook subscriptions and secrets.
+    pub(crate) webhooks: Arc<Webhooks>,
 }
 
 /// The whole router. Request bodies over `max_body_bytes` answer 413, except uploads, which
@@ -125,6 +132,15 @@ pub(crate) fn router(state: AppState, max_body_bytes: usize, max_batch_bytes: us
         )
         .route("/v1/scriptorium/providers", get(native::providers))
         .route("/v1/scriptorium/files", get(native::files))
+        .route("/v1/scriptorium/webhooks/secret", get(webhooks::secret))
+        .route(
+            "/v1/scriptorium/webhooks/secret/rotate",
+            post(webhooks::rotate),
+        )
+        .route(
+            "/v1/scriptorium/webhooks/deliveries",
+            get(webhooks::deliveries),
+        )
         .route("/healthz", get(health))
         .fallback(error::unknown_path)
         .method_not_allowed_fallback(error::wrong_method)

@@ -1,5 +1,5 @@
-//! Assembles a server from [`Settings`]: store, applications, providers, keys, files, engine
-//! and router; then serves on a listener it is given (so tests bind port 0) until a shutdown
+//! Assembles a server from [`Settings`]: store, applications, providers, keys, files, engine,
+//! webhooks and router; then serves on a listener it is given (so tests bind port 0) until a shutdown
 //! future resolves, and drains the engine.
 //!
 //! - [`connections`]: the HTTP/1 listener and the limits each connection is held to.
@@ -28,6 +28,7 @@ use crate::store::limits::SharedLimits;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::{Durability, SqliteStore};
 use crate::store::{Store, StoreError};
+use crate::webhooks::Webhooks;
 use connections::HttpLimits;
 
 /// Why a server could not start.
@@ -65,6 +66,7 @@ pub struct Server {
     router: axum::Router,
     engine: Arc<Engine>,
     files: Files,
+    webhooks: Arc<Webhooks>,
     http: HttpLimits,
 }
 
@@ -96,18 +98,21 @@ impl Server {
             files.clone(),
             settings.engine,
         );
+        let webhooks = Webhooks::new(store.clone(), settings.webhooks);
         let state = AppState::new(Parts {
             store,
             apps,
             providers,
             keys,
             files: files.clone(),
+            webhooks: webhooks.clone(),
         });
         Ok(Self {
             listener,
             router: router(state, settings.max_body_bytes, settings.max_batch_bytes),
             engine,
             files,
+            webhooks,
             http: settings.http,
         })
     }
@@ -122,6 +127,7 @@ impl Server {
         let (stop, stopped) = watch::channel(false);
         let engine = tokio::spawn(self.engine.run(stopped.clone()));
         let extractor = tokio::spawn(self.files.extract_files(stopped.clone()));
+        let deliveries = tokio::spawn(self.webhooks.run(stopped.clone()));
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop.send(true);
@@ -133,6 +139,7 @@ impl Server {
         connections::serve(self.listener, self.router, self.http, stopping).await;
         let _ = engine.await;
         let _ = extractor.await;
+        let _ = deliveries.await;
         Ok(())
     }
 }

@@ -1,4 +1,4 @@
-//! Durable state: jobs and the batches they come in, files' metadata, applications and their versions, API keys,
+//! Durable state: jobs and the batches they come in, the webhooks' outbox, files' metadata, applications and their versions, API keys,
 //! organisations and graph lists, behind one [`Store`] trait.
 //!
 //! The store owns every SQL statement and nothing else: it never calls a model and never
@@ -209,4 +209,32 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'a, Vec<FileRecord>>;
     /// Deletes a file of `org`; `false` if there is no such file.
     fn delete_file<'a>(&'a self, org: &'a OrgId, id: FileId) -> StoreFuture<'a, bool>;
+
+    /// The webhooks' outbox and secrets.
+    fn outbox(&self) -> &dyn Outbox;
+}
+
+/// The webhooks' part of the store: each organisation's signing secret, and the outbox the
+/// database's triggers fill as batches' items and batches finish (model `webhooks`). A trait
+/// of its own, reached through [`Store::outbox`], so each backend keeps these statements
+/// and their implementation in its `webhooks` file.
+pub trait Outbox: Send + Sync {
+    /// The organisation's signing secrets; `fresh` becomes the current one if it has none yet.
+    fn webhook_secret<'a>(
+        &'a self,
+        org: &'a OrgId,
+        fresh: String,
+    ) -> StoreFuture<'a, SigningSecrets>;
+    /// Replaces the organisation's signing secret with `fresh`; the one it replaces is kept as
+    /// the previous one, with the time.
+    fn rotate_webhook_secret<'a>(&'a self, org: &'a OrgId, fresh: String) -> StoreFuture<'a, ()>;
+    /// Claims up to `limit` due events, oldest due first, for one attempt each: each gets its
+    /// attempt number raised and is not due again until `lease` has passed (so a node that
+    /// dies mid-attempt only delays it).
+    fn claim_events(&self, limit: usize, lease: Duration) -> StoreFuture<'_, Vec<ClaimedEvent>>;
+    /// Records an attempt and moves its event on, if the attempt's claim still holds (else
+    /// only the attempt is recorded). Answers whether the event moved.
+    fn record_delivery(&self, delivery: Delivery) -> StoreFuture<'_, bool>;
+    /// A page of an organisation's events with their attempts, newest first.
+    fn list_deliveries(&self, query: DeliveryQuery) -> StoreFuture<'_, DeliveryPage>;
 }

@@ -193,7 +193,6 @@ async fn a_create_without_items_or_with_parts_not_there_yet_is_a_400() {
         json!({}),
         json!({"items": []}),
         json!({"file_id": "f"}),
-        json!({"items": one, "webhook": {"url": "https://example.com"}}),
         json!({"items": one, "priority": "urgent"}),
     ] {
         let response = app.create_batch("echo", body.clone()).await;

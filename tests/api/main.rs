@@ -29,3 +29,4 @@ mod push_pull;
 mod scheduler;
 mod sdk;
 mod validation;
+mod webhooks;

@@ -5,7 +5,7 @@
 //! counts are kept by the database (triggers on the jobs' state changes), so reading a batch
 //! costs the same at ten items as at a million.
 
-use super::{Priority, RetryPolicy};
+use super::{Priority, RetryPolicy, Subscription};
 use crate::store::{ApplicationId, BatchId, JobId, OrgId};
 
 /// A batch to insert with all its items, already validated against its application.
@@ -27,6 +27,8 @@ pub struct NewBatch {
     pub metadata: String,
     /// The first refused items, as JSON: `[{custom_id, description}]`.
     pub errors: String,
+    /// Where its events go, if anywhere.
+    pub webhook: Option<Subscription>,
     /// The items, in the order they were sent.
     pub items: Vec<BatchItem>,
 }

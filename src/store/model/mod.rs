@@ -1,5 +1,5 @@
 //! The records the store reads and writes, shared by every backend: [`jobs`]',
-//! [`batches`]', [`files`]' and [`applications`]', and here what both use (time, text, Writer's statuses) and API keys.
+//! [`batches`]', [`webhooks`]', [`files`]' and [`applications`]', and here what both use (time, text, Writer's statuses) and API keys.
 //!
 //! Times are microseconds since the Unix epoch (`i64`), which both SQLite and PostgreSQL store
 //! natively and which sort and compare without parsing.
@@ -12,11 +12,13 @@ mod applications;
 mod batches;
 mod files;
 mod jobs;
+mod webhooks;
 
 pub use applications::*;
 pub use batches::*;
 pub use files::*;
 pub use jobs::*;
+pub use webhooks::*;
 
 /// Microseconds since the Unix epoch, now.
 pub fn now_micros() -> i64 {

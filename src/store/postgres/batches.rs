@@ -60,6 +60,9 @@ pub(super) async fn insert(
         &refused,
     ];
     tx.execute(&head, &params).await.map_err(map_err)?;
+    if let Some(webhook) = &batch.webhook {
+        super::webhooks::subscribe(&tx, batch.id, &batch.org, webhook).await?;
+    }
 
     let items = tx.prepare_cached(INSERT_ITEMS).await.map_err(map_err)?;
     let max_attempts = batch.retry.max_attempts as i32;

@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0008_applications.sql"),
     include_str!("0009_nodes.sql"),
     include_str!("0010_batches.sql"),
+    include_str!("0013_webhooks.sql"),
 ];
 
 /// Taken before anything else, per schema: nodes sharing a schema serialise their

@@ -57,6 +57,7 @@ mod migrate;
 mod nodes;
 mod orgs;
 mod shared;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,8 +71,8 @@ use super::{
     ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
     BatchQuery, BatchRecord, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted, FileLease,
     FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobId, JobPage, JobQuery, JobRecord,
-    KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId, Outcome,
-    RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery, after,
+    KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId, Outbox,
+    Outcome, RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery, after,
 };
 use errors::{map_err, pool_err};
 
@@ -422,6 +423,10 @@ impl Store for PostgresStore {
 
     fn delete_file<'a>(&'a self, org: &'a OrgId, id: FileId) -> StoreFuture<'a, bool> {
         Box::pin(files::delete(&self.pool, org, id))
+    }
+
+    fn outbox(&self) -> &dyn Outbox {
+        self
     }
 }
 

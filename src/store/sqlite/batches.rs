@@ -45,6 +45,9 @@ pub(super) fn insert(
         batch.metadata,
         batch.errors,
     ])?;
+    if let Some(webhook) = &batch.webhook {
+        super::webhooks::subscribe(conn, batch.id, &batch.org, webhook)?;
+    }
     let mut item = conn.prepare_cached(
         "INSERT INTO jobs (id, org, application_id, state, inputs, max_attempts, \
          backoff_initial_ms, backoff_max_ms, run_at, created_at, updated_at, max_wait_ms, \

@@ -13,6 +13,7 @@ mod files;
 mod ids;
 mod jobs;
 mod orgs;
+mod webhooks;
 mod writer;
 
 use std::fs::File;
@@ -27,8 +28,8 @@ use super::{
     ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
     BatchQuery, BatchRecord, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted, FileLease,
     FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobId, JobPage, JobQuery, JobRecord,
-    KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId, Outcome,
-    RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery,
+    KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId, Outbox,
+    Outcome, RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery,
 };
 use crate::report::Cause;
 use writer::Writer;
@@ -42,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0006_job_provider.sql"),
     include_str!("0007_applications.sql"),
     include_str!("0008_batches.sql"),
+    include_str!("0011_webhooks.sql"),
 ];
 /// Page cache of the key-lookup connection.
 const AUTH_CACHE_KIB: u32 = 256;
@@ -102,6 +104,10 @@ impl SqliteStore {
                 "extracting again the files a previous run left unfinished"
             );
         }
+        store
+            .writer
+            .write(false, move |c| webhooks::recover(c, now))
+            .await?;
         Ok(store)
     }
 
@@ -513,5 +519,9 @@ impl Store for SqliteStore {
             self.writer
                 .write(false, move |c| files::delete(c, &org, id)),
         )
+    }
+
+    fn outbox(&self) -> &dyn Outbox {
+        self
     }
 }

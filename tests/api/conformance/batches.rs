@@ -26,6 +26,7 @@ fn batch(name: &str, org: &str, app: &str, items: usize, refused: &[usize]) -> N
         priority: Priority::Low,
         metadata: r#"{"owner":"me"}"#.into(),
         errors: "[]".into(),
+        webhook: None,
         items: (0..items)
             .map(|at| BatchItem {
                 id: job_id(&format!("{name}-{at}")),

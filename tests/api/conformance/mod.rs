@@ -2,7 +2,7 @@
 //! both backends, as `conformance::sqlite::<case>` and `conformance::postgres::<case>`.
 //!
 //! The cases live by topic (`jobs.rs`, `leases.rs`, `keys.rs`, `files.rs`, `applications.rs`,
-//! `batches.rs`); this file holds
+//! `batches.rs`, `webhooks.rs`); this file holds
 //! the harness, the helpers they share and the list of cases. `postgres_only.rs` holds the
 //! tests of PostgreSQL alone, `throughput.rs` a measurement.
 //!
@@ -22,6 +22,7 @@ mod leases;
 mod postgres_only;
 mod scheduling;
 mod throughput;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -131,6 +132,9 @@ conformance!(
     batches::a_batch_is_stored_whole_with_its_refused_items_failed,
     batches::batch_counts_follow_outcomes_and_retries_exactly,
     batches::batches_are_listed_newest_first_per_application_by_status,
+    webhooks::events_are_written_with_the_state_change_and_claimed_under_a_lease,
+    webhooks::a_batch_completed_event_is_written_each_time_the_batch_finishes,
+    webhooks::the_secret_is_kept_per_organisation_until_rotated,
 );
 
 /// The id of job `name` ([`named`]).
