@@ -119,13 +119,16 @@ error_codes! {
     /// No batch with this id in the caller's organisation.
     BatchNotFound = (NOT_FOUND, "batch.not_found"),
     /// A batch create that is not of the expected shape (no items, both `items` and
-    /// `file_id`, a part not supported yet).
+    /// `file_id`, a CSV header naming something else than inputs, a part not supported yet).
     InvalidBatch = (BAD_REQUEST, "batch.invalid"),
     /// A `custom_id` that is empty, over 255 characters, or repeated within the batch.
     InvalidCustomId = (BAD_REQUEST, "batch.invalid_custom_id"),
     /// A batch's `webhook` with a URL that is not absolute http(s), names or resolves to an
     /// internal address (without `--webhook-allow-private`), or an unknown event.
     InvalidWebhook = (BAD_REQUEST, "batch.invalid_webhook"),
+    /// A batch's `file_id` that names no file of the caller's organisation, or a file that
+    /// is not `.jsonl` or `.csv`.
+    InvalidBatchFile = (BAD_REQUEST, "batch.invalid_file"),
     /// No file with this id in the caller's organisation.
     FileNotFound = (NOT_FOUND, "file.not_found"),
     /// An upload without a file name in `Content-Disposition`.

@@ -80,7 +80,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for WJson<T> {
 }
 
 /// `application/json`, or any `application/…+json`, with or without parameters.
-fn json_content_type(headers: &HeaderMap) -> bool {
+pub(super) fn json_content_type(headers: &HeaderMap) -> bool {
     let Some(value) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -89,7 +89,7 @@ fn too_large(limit: u64) -> ApiError {
     )
 }
 
-fn upload_error(e: UploadError) -> ApiError {
+pub(super) fn upload_error(e: UploadError) -> ApiError {
     match e {
         UploadError::OverQuota { .. } => ApiError::new(ErrorCode::FileQuota, e.to_string()),
         UploadError::Blob(cause) => {

@@ -24,7 +24,7 @@ mod webhooks;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Extension};
 use axum::handler::Handler;
 use axum::routing::{get, post};
 
@@ -78,7 +78,7 @@ pub(crate) struct Parts {
 
 /// The whole router. Request bodies over `max_body_bytes` answer 413, except uploads, which
 /// read their raw body themselves and are held to the files' own limit, and batch creates,
-/// held to `max_batch_bytes`.
+/// which stream theirs and are held to `max_batch_bytes`.
 pub(crate) fn router(state: AppState, max_body_bytes: usize, max_batch_bytes: usize) -> Router {
     Router::new()
         .route("/v1/files", get(files::list).post(files::upload))
@@ -100,7 +100,8 @@ pub(crate) fn router(state: AppState, max_body_bytes: usize, max_batch_bytes: us
         .route("/v1/applications/jobs/{job_id}", get(jobs::retrieve))
         .route(
             "/v1/applications/{application_id}/batches",
-            get(batches::list).post(batches::create.layer(DefaultBodyLimit::max(max_batch_bytes))),
+            get(batches::list)
+                .post(batches::create.layer(Extension(batches::BodyLimit(max_batch_bytes)))),
         )
         .route(
             "/v1/applications/batches/{batch_id}",

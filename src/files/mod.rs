@@ -37,7 +37,7 @@ use crate::report::Chain;
 use crate::store::{
     FileId, FileInserted, FileRecord, NewFile, OrgId, Store, StoreError, WriterStatus,
 };
-use blobs::{BlobError, Blobs, Spool};
+use blobs::{BlobError, BlobStream, Blobs, Spool};
 pub(crate) use kind::FileKind;
 pub(crate) use worker::Extraction;
 
@@ -235,6 +235,23 @@ impl Files {
             return Ok(None);
         };
         match self.blobs.get(&id.to_string()).await {
+            Ok(bytes) => Ok(Some((record, bytes))),
+            // Deleted between the two reads.
+            Err(BlobError::NotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A file of `org` and its bytes as a stream, or `None`.
+    pub(crate) async fn open(
+        &self,
+        org: &OrgId,
+        id: FileId,
+    ) -> Result<Option<(FileRecord, BlobStream)>, UploadError> {
+        let Some(record) = self.get(org, id).await? else {
+            return Ok(None);
+        };
+        match self.blobs.stream(&id.to_string()).await {
             Ok(bytes) => Ok(Some((record, bytes))),
             // Deleted between the two reads.
             Err(BlobError::NotFound) => Ok(None),

@@ -86,10 +86,12 @@ pub trait Store: Send + Sync + 'static {
     /// create, which never ran).
     fn retry_job<'a>(&'a self, org: &'a OrgId, id: JobId) -> StoreFuture<'a, RetryOutcome>;
 
-    /// Stores a batch and all its items in one transaction, a few statements per thousands
-    /// of items: valid items `queued`, refused ones `failed` with their error. Durable when
-    /// the future resolves; answers the batch as stored.
-    fn insert_batch(&self, batch: NewBatch) -> StoreFuture<'_, BatchRecord>;
+    /// Stores a batch and the items `parts` bring, in one transaction, as they arrive (a
+    /// statement or a few per chunk): valid items `queued`, refused ones `failed` with their
+    /// error; then the batch row, from the [`BatchPart::End`]. Durable when the future
+    /// resolves; answers the batch as stored. Parts that stop before their end (every
+    /// sender dropped) write nothing and answer an error.
+    fn insert_batch(&self, batch: NewBatch, parts: BatchParts) -> StoreFuture<'_, BatchRecord>;
     /// One batch of `org` with its counts, or `None` (also for another organisation's).
     fn get_batch<'a>(&'a self, org: &'a OrgId, id: BatchId)
     -> StoreFuture<'a, Option<BatchRecord>>;

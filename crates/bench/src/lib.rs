@@ -19,8 +19,9 @@
 //! - `knee`: `max_concurrency = "auto"` against fixed 256 on a server that queues past its
 //!   capacity: throughput, calls open at the server, convergence (see `scheduler`).
 //! - `fairness`: another organisation's 20 jobs behind a 5,000-job backlog, against idle.
-//! - `batches`: one batch create of 100,000 inline items: items stored per second (the 202
-//!   comes once all are durable), and what reading the stored batch costs.
+//! - `batches`: batch creates of 100,000 and 1,000,000 items, inline and from an uploaded CSV
+//!   file: items stored per second (the 202 comes once all are durable) and the peak memory
+//!   meanwhile, and what reading the stored batch costs.
 
 mod batches;
 mod harness;
@@ -46,9 +47,9 @@ pub struct BenchArgs {
     /// Jobs for the burn-down.
     #[arg(long, default_value_t = 100_000)]
     pub jobs: usize,
-    /// Items of the batch the batches scenario creates.
-    #[arg(long, default_value_t = 100_000)]
-    pub batch_items: usize,
+    /// Sizes of the batches the batches scenario creates (comma-separated).
+    #[arg(long, default_value = "100000,1000000", value_delimiter = ',')]
+    pub batch_items: Vec<usize>,
     /// Jobs stored before measuring reads.
     #[arg(long, default_value_t = 1_000_000)]
     pub stored: usize,

@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::BlobError;
+use super::{BlobError, BlobStream};
 use crate::report::Cause;
 
 /// Names of temp files start with this. Ids can never start with it.
 pub(super) const TMP_PREFIX: &str = ".tmp-";
+/// Bytes a streamed read takes from the file at once.
+const READ_CHUNK: usize = 1 << 16;
 /// `check()` removes temp files older than this, which were left by a crash.
 const STALE_TMP_AGE: Duration = Duration::from_secs(3600);
 
@@ -61,6 +63,27 @@ impl Dir {
             Err(e) => Err(io_err("read", &path, e)),
         })
         .await
+    }
+
+    /// The blob's bytes as a stream of chunks of [`READ_CHUNK`].
+    pub(super) async fn stream(&self, id: &str) -> Result<BlobStream, BlobError> {
+        use tokio::io::AsyncReadExt;
+        let path = self.path.join(id);
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::NotFound),
+            Err(e) => return Err(io_err("open", &path, e)),
+        };
+        let chunks = futures_util::stream::unfold(Some((file, path)), |state| async move {
+            let (mut file, path) = state?;
+            let mut chunk = bytes::BytesMut::with_capacity(READ_CHUNK);
+            match file.read_buf(&mut chunk).await {
+                Ok(0) => None,
+                Ok(_) => Some((Ok(chunk.freeze()), Some((file, path)))),
+                Err(e) => Some((Err(io_err("read", &path, e)), None)),
+            }
+        });
+        Ok(Box::pin(chunks))
     }
 
     pub(super) async fn delete(&self, id: &str) -> Result<(), BlobError> {

@@ -67,6 +67,9 @@ pub use spool::Spool;
 
 use crate::report::Cause;
 
+/// A blob's bytes, chunk by chunk ([`Blobs::stream`]).
+pub type BlobStream = futures_util::stream::BoxStream<'static, Result<Bytes, BlobError>>;
+
 /// Longest id accepted. UUIDs are 36 characters, and this stays far below
 /// file name limits.
 const MAX_ID_LEN: usize = 128;
@@ -218,6 +221,16 @@ impl Blobs {
         match &*self.inner {
             Inner::Local(dir) => dir.get(id).await,
             Inner::S3(bucket) => bucket.get(id).await,
+        }
+    }
+
+    /// Returns the blob's bytes as a stream of chunks, or [`BlobError::NotFound`]: a blob of
+    /// any size is read without holding it in memory.
+    pub async fn stream(&self, id: &str) -> Result<BlobStream, BlobError> {
+        check_id(id)?;
+        match &*self.inner {
+            Inner::Local(dir) => dir.stream(id).await,
+            Inner::S3(bucket) => bucket.stream(id).await,
         }
     }
 

@@ -9,7 +9,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientConfigKey, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 
-use super::{BlobError, S3Config};
+use super::{BlobError, BlobStream, S3Config};
 use crate::report::{Cause, Chain};
 
 const DEFAULT_REGION: &str = "us-east-1";
@@ -173,6 +173,23 @@ impl Bucket {
             .await
             .map_err(|e| self.error("get", &key, e))?;
         result.bytes().await.map_err(|e| self.error("get", &key, e))
+    }
+
+    /// The blob's bytes as the stream of chunks the object store answers with.
+    pub(super) async fn stream(&self, id: &str) -> Result<BlobStream, BlobError> {
+        let key = self.key(id);
+        let result = self
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| self.error("get", &key, e))?;
+        let (bucket, at) = (self.bucket.clone(), key.to_string());
+        Ok(Box::pin(result.into_stream().map(move |chunk| {
+            chunk.map_err(|e| {
+                let request = format!("get s3://{bucket}/{at}");
+                BlobError::Store(Cause::context(with_answer(request, &e), e))
+            })
+        })))
     }
 
     pub(super) async fn delete(&self, id: &str) -> Result<(), BlobError> {

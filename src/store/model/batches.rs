@@ -6,9 +6,11 @@
 //! costs the same at ten items as at a million.
 
 use super::{Priority, RetryPolicy, Subscription};
-use crate::store::{ApplicationId, BatchId, JobId, OrgId};
+use crate::report::Cause;
+use crate::store::{ApplicationId, BatchId, JobId, OrgId, StoreError};
 
-/// A batch to insert with all its items, already validated against its application.
+/// A batch to insert: what every one of its items carries, known before the first item is
+/// read. The items follow as [`BatchPart`]s.
 #[derive(Clone, Debug)]
 pub struct NewBatch {
     /// The public id.
@@ -23,17 +25,36 @@ pub struct NewBatch {
     pub retry: RetryPolicy,
     /// How urgent its items are.
     pub priority: Priority,
+}
+
+/// What a batch's items arrive as, through [`BatchParts`]: chunks of items in order, then
+/// the end. Parts that stop before their end (the sender dropped) leave nothing written.
+#[derive(Clone, Debug)]
+pub enum BatchPart {
+    /// The next items, in the order they were sent.
+    Items(Vec<BatchItem>),
+    /// The last part: what the batch's own row keeps, known once every item is read.
+    End(BatchEnd),
+}
+
+/// The receiving end of a batch's parts.
+pub type BatchParts = tokio::sync::mpsc::Receiver<BatchPart>;
+
+/// What the batch's row keeps beside its counts, known once every item has been read.
+#[derive(Clone, Debug)]
+pub struct BatchEnd {
     /// The client's metadata, as a JSON object.
     pub metadata: String,
     /// The first refused items, as JSON: `[{custom_id, description}]`.
     pub errors: String,
+    /// How urgent its items are: when it is not the [`NewBatch`]'s (the request named it
+    /// after its items), the items already stored are moved to it.
+    pub priority: Priority,
     /// Where its events go, if anywhere.
     pub webhook: Option<Subscription>,
-    /// The items, in the order they were sent.
-    pub items: Vec<BatchItem>,
 }
 
-/// One item of a [`NewBatch`]: a job.
+/// One item of a batch: a job.
 #[derive(Clone, Debug)]
 pub struct BatchItem {
     /// The job's public id.
@@ -44,6 +65,46 @@ pub struct BatchItem {
     pub inputs: String,
     /// Why the item was refused: it is stored failed, with this error, and never runs.
     pub refused: Option<String>,
+}
+
+/// The items of a batch counted as its parts pass through a store, and then its record.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct BatchTally {
+    /// Items stored so far.
+    pub(crate) total: u64,
+    /// How many of them were refused (stored failed).
+    pub(crate) refused: u64,
+}
+
+impl BatchTally {
+    /// Counts a chunk of items.
+    pub(crate) fn add(&mut self, items: &[BatchItem]) {
+        self.total += items.len() as u64;
+        self.refused += items.iter().filter(|i| i.refused.is_some()).count() as u64;
+    }
+
+    /// The record of `batch`, stored at `now` with the items counted.
+    pub(crate) fn record(self, batch: &NewBatch, end: BatchEnd, now: i64) -> BatchRecord {
+        BatchRecord {
+            id: batch.id,
+            application_id: batch.application_id.clone(),
+            total: self.total,
+            completed: 0,
+            failed: self.refused,
+            created_at: now,
+            updated_at: now,
+            priority: end.priority,
+            metadata: end.metadata,
+            errors: end.errors,
+        }
+    }
+}
+
+/// The error of a batch insert whose parts stopped before their end: nothing was written.
+pub(crate) fn unfinished_batch() -> StoreError {
+    StoreError::Database(Cause::message(
+        "the batch's items stopped before their end; nothing was written",
+    ))
 }
 
 /// Where a batch is: running until every item has finished (completed or failed).

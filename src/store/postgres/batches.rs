@@ -1,6 +1,7 @@
-//! The batch statements. An insert is one transaction: the batch row, its first counter row,
-//! then the items in chunks of [`CHUNK`], each one `INSERT … SELECT FROM unnest(…)` (the
-//! `jobs_enqueue` trigger queues the valid ones), then the wake-up. The counts are kept by
+//! The batch statements. An insert is one transaction on one connection: the items as their
+//! chunks arrive, each chunk one `INSERT … SELECT FROM unnest(…)` (the `jobs_enqueue`
+//! trigger queues the valid ones), then the batch row and its first counter row, then the
+//! wake-up. Parts that stop before their end roll it all back. The counts are kept by
 //! `jobs_count_update` (0010_batches.sql); reads go through the `batch_records` view, which
 //! sums a batch's counter shards.
 
@@ -12,12 +13,9 @@ use super::errors::map_err;
 use super::jobs::query;
 use super::{connection, notify};
 use crate::store::{
-    BatchId, BatchPage, BatchQuery, BatchRecord, BatchStatus, JobId, NewBatch, OrgId, Priority,
-    StoreError,
+    BatchId, BatchPage, BatchPart, BatchParts, BatchQuery, BatchRecord, BatchStatus, BatchTally,
+    JobId, NewBatch, OrgId, Priority, StoreError, unfinished_batch,
 };
-
-/// Items written by one statement at most.
-const CHUNK: usize = 5_000;
 
 const RECORD_COLUMNS: &str = "id, application_id, total, completed, failed, created_at, \
      changed_at, priority, metadata, errors";
@@ -37,40 +35,42 @@ const INSERT_ITEMS: &str = "INSERT INTO jobs (id, org, application_id, state, in
      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) \
        AS u(id, inputs, custom_id, error)";
 
+/// Items stored before the batch's priority was known moved to it, in the queue too: the
+/// batch's rows are those after the last job before it (no index on `batch_id` needed; a
+/// sequence only grows).
+const MOVE_PRIORITY: &str = "WITH moved AS (UPDATE jobs SET priority = $1 \
+       WHERE seq > $2 AND batch_id = $3 AND priority <> $1 RETURNING seq) \
+     UPDATE job_queue q SET priority = $1 FROM moved WHERE q.seq = moved.seq";
+
+/// Stores `batch` and the items `parts` bring; see the module's doc.
 pub(super) async fn insert(
     pool: &Pool,
     batch: &NewBatch,
+    mut parts: BatchParts,
     now: i64,
 ) -> Result<BatchRecord, StoreError> {
-    let refused = batch.items.iter().filter(|i| i.refused.is_some()).count() as i64;
-    let total = batch.items.len() as i64;
     let priority = batch.priority.index() as i16;
     let mut client = connection(pool).await?;
     let tx = client.transaction().await.map_err(map_err)?;
-    let head = tx.prepare_cached(INSERT_BATCH).await.map_err(map_err)?;
-    let params: [&(dyn ToSql + Sync); 9] = [
-        &batch.id,
-        &batch.org,
-        &batch.application_id,
-        &total,
-        &now,
-        &priority,
-        &batch.metadata,
-        &batch.errors,
-        &refused,
-    ];
-    tx.execute(&head, &params).await.map_err(map_err)?;
-    if let Some(webhook) = &batch.webhook {
-        super::webhooks::subscribe(&tx, batch.id, &batch.org, webhook).await?;
-    }
-
+    let before: i64 = tx
+        .query_one("SELECT coalesce(max(seq), 0) FROM jobs", &[])
+        .await
+        .map_err(map_err)?
+        .get(0);
     let items = tx.prepare_cached(INSERT_ITEMS).await.map_err(map_err)?;
     let max_attempts = batch.retry.max_attempts as i32;
     let initial = batch.retry.backoff_initial_ms as i64;
     let max = batch.retry.backoff_max_ms as i64;
     let max_wait = batch.retry.max_wait_ms as i64;
     let version = batch.application_version.map(|v| v as i32);
-    for chunk in batch.items.chunks(CHUNK) {
+    let mut tally = BatchTally::default();
+    let end = loop {
+        let chunk = match parts.recv().await {
+            Some(BatchPart::Items(chunk)) => chunk,
+            Some(BatchPart::End(end)) => break end,
+            // Dropping the transaction rolls it back.
+            None => return Err(unfinished_batch()),
+        };
         let ids: Vec<JobId> = chunk.iter().map(|i| i.id).collect();
         let inputs: Vec<&str> = chunk.iter().map(|i| i.inputs.as_str()).collect();
         let custom_ids: Vec<&str> = chunk.iter().map(|i| i.custom_id.as_str()).collect();
@@ -92,23 +92,36 @@ pub(super) async fn insert(
             &batch.id,
         ];
         tx.execute(&items, &params).await.map_err(map_err)?;
+        tally.add(&chunk);
+    };
+    let (total, refused) = (tally.total as i64, tally.refused as i64);
+    let priority = end.priority.index() as i16;
+    if end.priority != batch.priority {
+        tx.execute(MOVE_PRIORITY, &[&priority, &before, &batch.id])
+            .await
+            .map_err(map_err)?;
+    }
+    let head = tx.prepare_cached(INSERT_BATCH).await.map_err(map_err)?;
+    let params: [&(dyn ToSql + Sync); 9] = [
+        &batch.id,
+        &batch.org,
+        &batch.application_id,
+        &total,
+        &now,
+        &priority,
+        &end.metadata,
+        &end.errors,
+        &refused,
+    ];
+    tx.execute(&head, &params).await.map_err(map_err)?;
+    if let Some(webhook) = &end.webhook {
+        super::webhooks::subscribe(&tx, batch.id, &batch.org, webhook).await?;
     }
     if refused < total {
         notify(&tx).await?;
     }
     tx.commit().await.map_err(map_err)?;
-    Ok(BatchRecord {
-        id: batch.id,
-        application_id: batch.application_id.clone(),
-        total: total as u64,
-        completed: 0,
-        failed: refused as u64,
-        created_at: now,
-        updated_at: now,
-        priority: batch.priority,
-        metadata: batch.metadata.clone(),
-        errors: batch.errors.clone(),
-    })
+    Ok(tally.record(batch, end, now))
 }
 
 /// One batch of `org`.

@@ -69,10 +69,11 @@ use tokio_postgres::{Config, NoTls};
 
 use super::{
     ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
-    BatchQuery, BatchRecord, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted, FileLease,
-    FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobId, JobPage, JobQuery, JobRecord,
-    KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId, Outbox,
-    Outcome, RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery, after,
+    BatchParts, BatchQuery, BatchRecord, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted,
+    FileLease, FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobId, JobPage, JobQuery,
+    JobRecord, KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId,
+    Outbox, Outcome, RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery,
+    after,
 };
 use errors::{map_err, pool_err};
 
@@ -206,10 +207,10 @@ impl Store for PostgresStore {
         Box::pin(async move { jobs::list(&self.pool, &query).await })
     }
 
-    fn insert_batch(&self, batch: NewBatch) -> StoreFuture<'_, BatchRecord> {
+    fn insert_batch(&self, batch: NewBatch, parts: BatchParts) -> StoreFuture<'_, BatchRecord> {
         let now = self.clock.now();
         Box::pin(async move {
-            let record = batches::insert(&self.pool, &batch, now).await?;
+            let record = batches::insert(&self.pool, &batch, parts, now).await?;
             if record.in_progress() > 0 {
                 self.wakeups.notify_one();
             }

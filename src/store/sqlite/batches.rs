@@ -1,79 +1,167 @@
-//! The batch statements. An insert runs inside the writer's group transaction: the batch row,
-//! then every item through one prepared statement (SQLite has no round trip to save, so a
-//! statement run per row costs what a multi-row one would, without its bound on parameters).
-//! The counts are kept by the `jobs_batch_count` trigger (0008_batches.sql).
+//! The batch statements. An insert runs in a transaction of the writer's own
+//! ([`Writer::write_alone`](super::writer::Writer::write_alone)): the items as their chunks
+//! arrive, [`ROWS`] to a statement (one statement per item would journal every page it
+//! touches once per item: SQLite keeps a statement journal for each statement of a longer
+//! transaction), each chunk counted in `job_counts` at once (the per-row count trigger skips
+//! batch items, 0010_batch_counts.sql), then the batch row with its counts. Parts that stop
+//! before their end roll it all back. The batch's own counts are kept by the
+//! `jobs_batch_count` trigger (0008_batches.sql).
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, Statement, params};
 
+use super::map_err;
 use crate::store::{
-    BatchId, BatchPage, BatchQuery, BatchRecord, BatchStatus, NewBatch, OrgId, Priority,
+    BatchId, BatchItem, BatchPage, BatchPart, BatchParts, BatchQuery, BatchRecord, BatchStatus,
+    BatchTally, NewBatch, OrgId, Priority, StoreError, unfinished_batch,
 };
 
 const RECORD_COLUMNS: &str = "id, application_id, total, completed, failed, created_at, \
      changed_at, priority, metadata, errors";
 
-pub(super) fn insert(
-    conn: &Connection,
-    batch: &NewBatch,
-    now: i64,
-) -> rusqlite::Result<BatchRecord> {
-    let refused = batch.items.iter().filter(|i| i.refused.is_some()).count() as u64;
-    let record = BatchRecord {
-        id: batch.id,
-        application_id: batch.application_id.clone(),
-        total: batch.items.len() as u64,
-        completed: 0,
-        failed: refused,
-        created_at: now,
-        updated_at: now,
-        priority: batch.priority,
-        metadata: batch.metadata.clone(),
-        errors: batch.errors.clone(),
-    };
-    conn.prepare_cached(
-        "INSERT INTO batches (id, org, application_id, total, completed, failed, created_at, \
-         changed_at, priority, metadata, errors) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        batch.id,
-        batch.org,
-        batch.application_id,
-        record.total as i64,
-        refused as i64,
-        now,
-        batch.priority.index() as i64,
-        batch.metadata,
-        batch.errors,
-    ])?;
-    if let Some(webhook) = &batch.webhook {
-        super::webhooks::subscribe(conn, batch.id, &batch.org, webhook)?;
-    }
-    let mut item = conn.prepare_cached(
+/// Items one insert statement writes (4 parameters each, beside the batch's 10).
+const ROWS: usize = 256;
+
+/// Parameters of the batch that every item row repeats.
+const BATCH_PARAMS: usize = 10;
+
+/// Items stored before the batch's priority was known moved to it: the batch's rows are those
+/// after the last job before it (no index on `batch_id` needed).
+const MOVE_PRIORITY: &str =
+    "UPDATE jobs SET priority = ?1 WHERE seq > ?2 AND batch_id = ?3 AND priority <> ?1";
+
+const INSERT_BATCH: &str = "INSERT INTO batches (id, org, application_id, total, completed, \
+     failed, created_at, changed_at, priority, metadata, errors) \
+     VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?6, ?7, ?8, ?9)";
+
+const COUNT: &str = "INSERT INTO job_counts (org, application_id, status, n) \
+     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO UPDATE SET n = n + excluded.n";
+
+/// The insert of `rows` items: each `(id, inputs, custom_id, error)`; a refused item (one with
+/// an error) is inserted failed.
+fn insert_items(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|row| {
+            let at = BATCH_PARAMS + 1 + row * 4;
+            format!("(?{}, ?{}, ?{}, ?{})", at, at + 1, at + 2, at + 3)
+        })
+        .collect();
+    format!(
         "INSERT INTO jobs (id, org, application_id, state, inputs, max_attempts, \
          backoff_initial_ms, backoff_max_ms, run_at, created_at, updated_at, max_wait_ms, \
          priority, application_version, batch_id, custom_id, error, completed_at) \
-         VALUES (?1, ?2, ?3, CASE WHEN ?4 IS NULL THEN 'queued' ELSE 'failed' END, ?5, ?6, ?7, \
-         ?8, ?9, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?4, CASE WHEN ?4 IS NULL THEN NULL ELSE ?9 END)",
-    )?;
-    for job in &batch.items {
-        item.execute(params![
-            job.id,
-            batch.org,
-            batch.application_id,
-            job.refused,
-            job.inputs,
-            batch.retry.max_attempts,
-            batch.retry.backoff_initial_ms as i64,
-            batch.retry.backoff_max_ms as i64,
-            now,
-            batch.retry.max_wait_ms as i64,
-            batch.priority.index() as i64,
-            batch.application_version,
-            batch.id,
-            job.custom_id,
-        ])?;
+         SELECT v.column1, ?1, ?2, CASE WHEN v.column4 IS NULL THEN 'queued' ELSE 'failed' END, \
+           v.column2, ?3, ?4, ?5, ?6, ?6, ?6, ?7, ?8, ?9, ?10, v.column3, v.column4, \
+           CASE WHEN v.column4 IS NULL THEN NULL ELSE ?6 END \
+         FROM (VALUES {}) AS v",
+        values.join(", ")
+    )
+}
+
+/// Stores `batch` and the items `parts` bring, waiting for each chunk (on the writer's
+/// thread: the caller feeds it as fast as it reads them).
+pub(super) fn insert(
+    conn: &Connection,
+    batch: &NewBatch,
+    mut parts: BatchParts,
+    now: i64,
+) -> Result<BatchRecord, StoreError> {
+    let mut tally = BatchTally::default();
+    let before: i64 = conn
+        .query_row("SELECT coalesce(max(seq), 0) FROM jobs", [], |r| r.get(0))
+        .map_err(map_err)?;
+    let end = loop {
+        let items = match parts.blocking_recv() {
+            Some(BatchPart::Items(items)) => items,
+            Some(BatchPart::End(end)) => break end,
+            None => return Err(unfinished_batch()),
+        };
+        insert_chunk(conn, batch, &items, now).map_err(map_err)?;
+        tally.add(&items);
+    };
+    let priority = end.priority.index() as i64;
+    if end.priority != batch.priority {
+        conn.prepare_cached(MOVE_PRIORITY)
+            .and_then(|mut moving| moving.execute(params![priority, before, batch.id]))
+            .map_err(map_err)?;
     }
-    Ok(record)
+    conn.prepare_cached(INSERT_BATCH)
+        .and_then(|mut head| {
+            head.execute(params![
+                batch.id,
+                batch.org,
+                batch.application_id,
+                tally.total as i64,
+                tally.refused as i64,
+                now,
+                priority,
+                end.metadata,
+                end.errors,
+            ])
+        })
+        .map_err(map_err)?;
+    if let Some(webhook) = &end.webhook {
+        super::webhooks::subscribe(conn, batch.id, &batch.org, webhook).map_err(map_err)?;
+    }
+    Ok(tally.record(batch, end, now))
+}
+
+/// Inserts one chunk of items, [`ROWS`] a statement, and counts them.
+fn insert_chunk(
+    conn: &Connection,
+    batch: &NewBatch,
+    items: &[BatchItem],
+    now: i64,
+) -> rusqlite::Result<()> {
+    let full = items.len() / ROWS * ROWS;
+    if full > 0 {
+        let mut many = conn.prepare_cached(&insert_items(ROWS))?;
+        for rows in items[..full].chunks(ROWS) {
+            insert_rows(&mut many, batch, rows, now)?;
+        }
+    }
+    if full < items.len() {
+        let mut one = conn.prepare_cached(&insert_items(1))?;
+        for row in items[full..].chunks(1) {
+            insert_rows(&mut one, batch, row, now)?;
+        }
+    }
+    let refused = items.iter().filter(|i| i.refused.is_some()).count();
+    let mut count = conn.prepare_cached(COUNT)?;
+    for (status, n) in [("in_progress", items.len() - refused), ("failed", refused)] {
+        if n > 0 {
+            count.execute(params![batch.org, batch.application_id, status, n as i64])?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `statement` (the insert of exactly `rows.len()` items) for `rows`.
+fn insert_rows(
+    statement: &mut Statement<'_>,
+    batch: &NewBatch,
+    rows: &[BatchItem],
+    now: i64,
+) -> rusqlite::Result<()> {
+    let retry = &batch.retry;
+    statement.raw_bind_parameter(1, &batch.org)?;
+    statement.raw_bind_parameter(2, &batch.application_id)?;
+    statement.raw_bind_parameter(3, retry.max_attempts)?;
+    statement.raw_bind_parameter(4, retry.backoff_initial_ms as i64)?;
+    statement.raw_bind_parameter(5, retry.backoff_max_ms as i64)?;
+    statement.raw_bind_parameter(6, now)?;
+    statement.raw_bind_parameter(7, retry.max_wait_ms as i64)?;
+    statement.raw_bind_parameter(8, batch.priority.index() as i64)?;
+    statement.raw_bind_parameter(9, batch.application_version)?;
+    statement.raw_bind_parameter(10, batch.id)?;
+    for (row, item) in rows.iter().enumerate() {
+        let at = BATCH_PARAMS + 1 + row * 4;
+        statement.raw_bind_parameter(at, item.id)?;
+        statement.raw_bind_parameter(at + 1, &item.inputs)?;
+        statement.raw_bind_parameter(at + 2, &item.custom_id)?;
+        statement.raw_bind_parameter(at + 3, &item.refused)?;
+    }
+    statement.raw_execute()?;
+    Ok(())
 }
 
 pub(super) fn get(

@@ -26,10 +26,10 @@ use tokio::sync::{Notify, broadcast};
 
 use super::{
     ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
-    BatchQuery, BatchRecord, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted, FileLease,
-    FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobId, JobPage, JobQuery, JobRecord,
-    KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId, Outbox,
-    Outcome, RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery,
+    BatchParts, BatchQuery, BatchRecord, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted,
+    FileLease, FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobId, JobPage, JobQuery,
+    JobRecord, KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId,
+    Outbox, Outcome, RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery,
 };
 use crate::report::Cause;
 use writer::Writer;
@@ -43,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0006_job_provider.sql"),
     include_str!("0007_applications.sql"),
     include_str!("0008_batches.sql"),
+    include_str!("0010_batch_counts.sql"),
     include_str!("0011_webhooks.sql"),
 ];
 /// Page cache of the key-lookup connection.
@@ -264,11 +265,11 @@ impl Store for SqliteStore {
         )
     }
 
-    fn insert_batch(&self, batch: NewBatch) -> StoreFuture<'_, BatchRecord> {
+    fn insert_batch(&self, batch: NewBatch, parts: BatchParts) -> StoreFuture<'_, BatchRecord> {
         let now = self.clock.now();
         Box::pin(
             self.writer
-                .write(true, move |c| batches::insert(c, &batch, now)),
+                .write_alone(true, move |c| batches::insert(c, &batch, parts, now)),
         )
     }
 

@@ -7,7 +7,8 @@
 //! fails, the group is rolled back and each request is replayed in a transaction of its own,
 //! so one bad request cannot undo the others (requests are `Fn`, so replaying is safe).
 //! Every reply is sent only after the commit succeeded: a caller that hears "ok" knows its
-//! write is durable. WAL checkpoints run on a thread of their own ([`checkpoint`]),
+//! write is durable. A request that cannot be replayed (a batch whose items stream in, see
+//! [`Writer::write_alone`]) runs in a transaction of its own, after the group before it. WAL checkpoints run on a thread of their own ([`checkpoint`]),
 //! off the writer's path.
 
 use std::sync::Arc;
@@ -38,6 +39,10 @@ trait WriteOp: Send {
     fn apply(&mut self, conn: &Connection) -> bool;
     /// Whether a successful commit of this request may have made jobs runnable.
     fn wakes(&self) -> bool;
+    /// Whether it runs in a transaction of its own (it cannot be replayed).
+    fn alone(&self) -> bool {
+        false
+    }
     /// Sends the reply once the transaction's fate is known.
     fn settle(self: Box<Self>, committed: Result<(), StoreError>);
 }
@@ -66,14 +71,58 @@ where
     }
 
     fn settle(self: Box<Self>, committed: Result<(), StoreError>) {
-        let answer = match (self.result, committed) {
-            (Some(Err(e)), _) => Err(map_err(e)),
-            (_, Err(e)) => Err(e),
-            (Some(Ok(value)), Ok(())) => Ok(value),
-            (None, Ok(())) => Err(StoreError::Database(Cause::message("request was not run"))),
-        };
         // The caller may have gone away (e.g. a dropped HTTP request); the write stands.
-        let _ = self.reply.send(answer);
+        let result = self.result.map(|r| r.map_err(map_err));
+        let _ = self.reply.send(answer(result, committed));
+    }
+}
+
+/// A request run once, alone: its work may consume what it reads (a channel of items).
+struct OnceOp<T, F> {
+    work: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+    wakes: bool,
+}
+
+impl<T, F> WriteOp for OnceOp<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
+{
+    fn apply(&mut self, conn: &Connection) -> bool {
+        let Some(work) = self.work.take() else {
+            return false;
+        };
+        let result = work(conn);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn wakes(&self) -> bool {
+        self.wakes
+    }
+
+    fn alone(&self) -> bool {
+        true
+    }
+
+    fn settle(self: Box<Self>, committed: Result<(), StoreError>) {
+        let _ = self.reply.send(answer(self.result, committed));
+    }
+}
+
+/// The reply to a request: its result once its transaction committed.
+fn answer<T>(
+    result: Option<Result<T, StoreError>>,
+    committed: Result<(), StoreError>,
+) -> Result<T, StoreError> {
+    match (result, committed) {
+        (Some(Err(e)), _) => Err(e),
+        (_, Err(e)) => Err(e),
+        (Some(Ok(value)), Ok(())) => Ok(value),
+        (None, Ok(())) => Err(StoreError::Database(Cause::message("request was not run"))),
     }
 }
 
@@ -113,17 +162,48 @@ impl Writer {
             reply,
             wakes,
         };
+        self.send(Box::new(op), answer).await
+    }
+
+    /// Runs `work` once, in a transaction of its own after the requests queued before it,
+    /// and answers its result once committed (nothing of it is written if it fails). Other
+    /// writes wait meanwhile: `work` must not wait on anything slower than the database.
+    pub(super) async fn write_alone<T, F>(&self, wakes: bool, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let op = OnceOp {
+            work: Some(work),
+            result: None,
+            reply,
+            wakes,
+        };
+        self.send(Box::new(op), answer).await
+    }
+
+    async fn send<T>(
+        &self,
+        op: Box<dyn WriteOp>,
+        answer: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         let stopped = || StoreError::Unavailable(Cause::message("the database writer has stopped"));
-        self.tx.send(Box::new(op)).map_err(|_| stopped())?;
+        self.tx.send(op).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
 
 fn run(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteOp>>, wakeups: Arc<Notify>) {
-    while let Ok(first) = rx.recv() {
+    let mut next = None;
+    while let Some(first) = next.take().or_else(|| rx.recv().ok()) {
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        while batch.len() < MAX_BATCH && !batch[0].alone() {
             match rx.try_recv() {
+                Ok(op) if op.alone() => {
+                    next = Some(op);
+                    break;
+                }
                 Ok(op) => batch.push(op),
                 Err(_) => break,
             }

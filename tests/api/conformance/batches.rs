@@ -4,15 +4,15 @@
 use std::time::Duration;
 
 use scriptorium::store::{
-    BatchId, BatchItem, BatchQuery, BatchStatus, JobState, NewBatch, OrgId, Priority, RetryOutcome,
-    RetryPolicy, Store, WriterStatus,
+    BatchEnd, BatchId, BatchItem, BatchPart, BatchQuery, BatchRecord, BatchStatus, JobState,
+    NewBatch, OrgId, Priority, RetryOutcome, RetryPolicy, Store, StoreError, WriterStatus,
 };
 
 use super::{Harness, completed, failed, job, job_id, named, org, query};
 
 /// Batch `name` of `app` of `org`: `items` items, the ones at `refused` positions refused.
-fn batch(name: &str, org: &str, app: &str, items: usize, refused: &[usize]) -> NewBatch {
-    NewBatch {
+fn batch(name: &str, org: &str, app: &str, items: usize, refused: &[usize]) -> Batch {
+    let head = NewBatch {
         id: batch_id(name),
         org: org.into(),
         application_id: app.into(),
@@ -24,25 +24,63 @@ fn batch(name: &str, org: &str, app: &str, items: usize, refused: &[usize]) -> N
             max_wait_ms: 60_000,
         },
         priority: Priority::Low,
+    };
+    let items = (0..items)
+        .map(|at| BatchItem {
+            id: job_id(&format!("{name}-{at}")),
+            custom_id: format!("c{at}"),
+            inputs: r#"{"topic":["x"]}"#.into(),
+            refused: refused.contains(&at).then(|| format!("item {at} is bad")),
+        })
+        .collect();
+    (head, items)
+}
+
+/// A batch to insert and its items.
+pub(super) type Batch = (NewBatch, Vec<BatchItem>);
+
+/// The end of a batch whose items come with `priority`.
+fn end(priority: Priority) -> BatchEnd {
+    BatchEnd {
         metadata: r#"{"owner":"me"}"#.into(),
         errors: "[]".into(),
+        priority,
         webhook: None,
-        items: (0..items)
-            .map(|at| BatchItem {
-                id: job_id(&format!("{name}-{at}")),
-                custom_id: format!("c{at}"),
-                inputs: r#"{"topic":["x"]}"#.into(),
-                refused: refused.contains(&at).then(|| format!("item {at} is bad")),
-            })
-            .collect(),
     }
+}
+
+/// Inserts `batch` as a request does: its items in chunks of 5,000 through the channel,
+/// then its end (or no end, when `end` is `None`).
+pub(super) async fn insert(
+    store: &dyn Store,
+    (head, items): Batch,
+    end: Option<BatchEnd>,
+) -> Result<BatchRecord, StoreError> {
+    let (parts, receiver) = tokio::sync::mpsc::channel(2);
+    let feed = async move {
+        for chunk in items.chunks(5_000) {
+            parts.send(BatchPart::Items(chunk.to_vec())).await.ok();
+        }
+        if let Some(end) = end {
+            parts.send(BatchPart::End(end)).await.ok();
+        }
+    };
+    let (stored, ()) = tokio::join!(store.insert_batch(head, receiver), feed);
+    stored
+}
+
+/// Inserts `batch`, ended as it was created (low priority).
+async fn insert_whole(store: &dyn Store, batch: Batch) -> BatchRecord {
+    insert(store, batch, Some(end(Priority::Low)))
+        .await
+        .unwrap()
 }
 
 fn batch_id(name: &str) -> BatchId {
     named(name).into()
 }
 
-async fn read(store: &dyn Store, owner: &OrgId, name: &str) -> scriptorium::store::BatchRecord {
+async fn read(store: &dyn Store, owner: &OrgId, name: &str) -> BatchRecord {
     store
         .get_batch(owner, batch_id(name))
         .await
@@ -53,10 +91,11 @@ async fn read(store: &dyn Store, owner: &OrgId, name: &str) -> scriptorium::stor
 pub(super) async fn a_batch_is_stored_whole_with_its_refused_items_failed(h: Harness) {
     let store = &*h.store;
     // More items than one statement of PostgreSQL's takes.
-    let stored = store
-        .insert_batch(batch("b1", "default", "echo", 12_000, &[0, 5_000, 11_999]))
-        .await
-        .unwrap();
+    let stored = insert_whole(
+        store,
+        batch("b1", "default", "echo", 12_000, &[0, 5_000, 11_999]),
+    )
+    .await;
     assert_eq!(
         (stored.total, stored.completed, stored.failed),
         (12_000, 0, 3)
@@ -130,10 +169,7 @@ pub(super) async fn a_batch_is_stored_whole_with_its_refused_items_failed(h: Har
 pub(super) async fn batch_counts_follow_outcomes_and_retries_exactly(h: Harness) {
     let store = &*h.store;
     let owner = org("default");
-    store
-        .insert_batch(batch("b2", "default", "echo", 3, &[]))
-        .await
-        .unwrap();
+    insert_whole(store, batch("b2", "default", "echo", 3, &[])).await;
     store.insert_job(job("alone")).await.unwrap();
     let claimed = store.claim(10, Duration::from_secs(30)).await.unwrap();
     assert_eq!(claimed.len(), 4);
@@ -190,26 +226,11 @@ pub(super) async fn batch_counts_follow_outcomes_and_retries_exactly(h: Harness)
 
 pub(super) async fn batches_are_listed_newest_first_per_application_by_status(h: Harness) {
     let store = &*h.store;
-    store
-        .insert_batch(batch("l1", "default", "echo", 1, &[0]))
-        .await
-        .unwrap();
-    store
-        .insert_batch(batch("l2", "default", "echo", 2, &[]))
-        .await
-        .unwrap();
-    store
-        .insert_batch(batch("l3", "default", "echo", 2, &[1]))
-        .await
-        .unwrap();
-    store
-        .insert_batch(batch("l4", "default", "other-app", 1, &[]))
-        .await
-        .unwrap();
-    store
-        .insert_batch(batch("l5", "acme", "echo", 1, &[]))
-        .await
-        .unwrap();
+    insert_whole(store, batch("l1", "default", "echo", 1, &[0])).await;
+    insert_whole(store, batch("l2", "default", "echo", 2, &[])).await;
+    insert_whole(store, batch("l3", "default", "echo", 2, &[1])).await;
+    insert_whole(store, batch("l4", "default", "other-app", 1, &[])).await;
+    insert_whole(store, batch("l5", "acme", "echo", 1, &[])).await;
     let page = |status, offset, limit| BatchQuery {
         org: org("default"),
         application_id: "echo".into(),
@@ -239,4 +260,70 @@ pub(super) async fn batches_are_listed_newest_first_per_application_by_status(h:
         .unwrap();
     assert_eq!(running.total, 2);
     assert_eq!(names(&running.batches), [batch_id("l3"), batch_id("l2")]);
+}
+
+pub(super) async fn a_batch_whose_parts_stop_before_their_end_writes_nothing(h: Harness) {
+    let store = &*h.store;
+    let owner = org("default");
+    store.insert_job(job("before")).await.unwrap();
+    // The sender goes away after two chunks (a request that failed or was dropped).
+    let stopped = insert(store, batch("s1", "default", "echo", 9_000, &[3]), None).await;
+    assert!(stopped.is_err());
+    // An item the database refuses (a job id taken) in a later chunk undoes the earlier ones.
+    let (head, mut items) = batch("s2", "default", "echo", 7_000, &[]);
+    items[6_500].id = job_id("before");
+    let refused = insert(store, (head, items), Some(end(Priority::Low))).await;
+    assert!(refused.is_err());
+    for name in ["s1", "s2"] {
+        assert!(
+            store
+                .get_batch(&owner, batch_id(name))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    let jobs = store
+        .list_jobs(query("default", "echo", None, 0, 10))
+        .await
+        .unwrap();
+    assert_eq!(jobs.total, 1);
+    let claimed = store.claim(100, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    // The store is still whole: the next batch goes in.
+    let stored = insert_whole(store, batch("s3", "default", "echo", 2, &[])).await;
+    assert_eq!(stored.total, 2);
+}
+
+pub(super) async fn a_priority_named_after_the_items_moves_the_stored_items(h: Harness) {
+    let store = &*h.store;
+    store.insert_job(job("plain")).await.unwrap();
+    let stored = insert(
+        store,
+        batch("p1", "default", "echo", 6_000, &[1]),
+        Some(end(Priority::High)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stored.priority, Priority::High);
+    let read_back = read(store, &org("default"), "p1").await;
+    assert_eq!(read_back.priority, Priority::High);
+    for at in [0, 1, 5_999] {
+        let item = store
+            .get_job(&org("default"), job_id(&format!("p1-{at}")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(item.priority, Priority::High, "item {at}");
+    }
+    let plain = store
+        .get_job(&org("default"), job_id("plain"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(plain.priority, Priority::Normal);
+    // Claims see the new priority: the batch's items come before the older plain job.
+    let claimed = store.claim(1, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(claimed[0].priority, Priority::High);
+    assert_ne!(claimed[0].id, job_id("plain"));
 }

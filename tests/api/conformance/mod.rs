@@ -135,6 +135,8 @@ conformance!(
     webhooks::events_are_written_with_the_state_change_and_claimed_under_a_lease,
     webhooks::a_batch_completed_event_is_written_each_time_the_batch_finishes,
     webhooks::the_secret_is_kept_per_organisation_until_rotated,
+    batches::a_batch_whose_parts_stop_before_their_end_writes_nothing,
+    batches::a_priority_named_after_the_items_moves_the_stored_items,
 );
 
 /// The id of job `name` ([`named`]).

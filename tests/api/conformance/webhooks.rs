@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use scriptorium::store::{
-    AttemptRecord, BatchId, BatchItem, ClaimedEvent, Delivery, DeliveryQuery, EventKind,
-    EventKinds, EventStatus, NewBatch, NextStep, Priority, RetryPolicy, SigningSecrets, Store,
-    Subscription,
+    AttemptRecord, BatchEnd, BatchId, BatchItem, BatchRecord, ClaimedEvent, Delivery,
+    DeliveryQuery, EventKind, EventKinds, EventStatus, NewBatch, NextStep, Priority, RetryPolicy,
+    SigningSecrets, Store, StoreError, Subscription,
 };
 
 use scriptorium::store::postgres::PostgresStore;
@@ -22,8 +22,8 @@ const LEASE: Duration = Duration::from_secs(40);
 
 /// Batch `name` of the default organisation's echo application with `items` items (those at
 /// `refused` refused), subscribed to `events` when given.
-fn batch(name: &str, items: usize, refused: &[usize], events: Option<&[EventKind]>) -> NewBatch {
-    NewBatch {
+fn batch(name: &str, items: usize, refused: &[usize], events: Option<&[EventKind]>) -> Subscribed {
+    let head = NewBatch {
         id: batch_id(name),
         org: org("default"),
         application_id: "echo".into(),
@@ -35,23 +35,38 @@ fn batch(name: &str, items: usize, refused: &[usize], events: Option<&[EventKind
             max_wait_ms: 60_000,
         },
         priority: Priority::Normal,
+    };
+    let items = (0..items)
+        .map(|at| BatchItem {
+            id: job_id(&format!("{name}-{at}")),
+            custom_id: at.to_string(),
+            inputs: "{}".into(),
+            refused: refused.contains(&at).then(|| "refused".into()),
+        })
+        .collect();
+    let end = BatchEnd {
         metadata: "{}".into(),
         errors: "[]".into(),
+        priority: Priority::Normal,
         webhook: events.map(|kinds| Subscription {
             url: format!("https://hooks.example/{name}"),
             events: kinds
                 .iter()
                 .fold(EventKinds::default(), |set, k| set.with(*k)),
         }),
-        items: (0..items)
-            .map(|at| BatchItem {
-                id: job_id(&format!("{name}-{at}")),
-                custom_id: at.to_string(),
-                inputs: "{}".into(),
-                refused: refused.contains(&at).then(|| "refused".into()),
-            })
-            .collect(),
-    }
+    };
+    (head, items, end)
+}
+
+/// A batch, its items and its end with the subscription.
+type Subscribed = (NewBatch, Vec<BatchItem>, BatchEnd);
+
+/// Inserts a batch as a request does (see [`super::batches::insert`]).
+async fn insert_batch(
+    store: &dyn Store,
+    (head, items, end): Subscribed,
+) -> Result<BatchRecord, StoreError> {
+    super::batches::insert(store, (head, items), Some(end)).await
 }
 
 fn batch_id(name: &str) -> BatchId {
@@ -101,11 +116,12 @@ pub(super) async fn events_are_written_with_the_state_change_and_claimed_under_a
         EventKind::JobCompleted,
         EventKind::JobFailed,
     ];
-    store
-        .insert_batch(batch("w1", 3, &[], Some(&all)))
+    insert_batch(store, batch("w1", 3, &[], Some(&all)))
         .await
         .unwrap();
-    store.insert_batch(batch("w2", 1, &[], None)).await.unwrap();
+    insert_batch(store, batch("w2", 1, &[], None))
+        .await
+        .unwrap();
     store.insert_job(job("plain")).await.unwrap();
     assert!(claim_events(store).await.is_empty(), "nothing finished yet");
 
@@ -240,8 +256,7 @@ pub(super) async fn events_are_written_with_the_state_change_and_claimed_under_a
 pub(super) async fn a_batch_completed_event_is_written_each_time_the_batch_finishes(h: Harness) {
     let store = &*h.store;
     let batch_only = [EventKind::BatchCompleted];
-    store
-        .insert_batch(batch("r1", 2, &[0, 1], Some(&batch_only)))
+    insert_batch(store, batch("r1", 2, &[0, 1], Some(&batch_only)))
         .await
         .unwrap();
     let refused = claim_events(store).await;
@@ -255,8 +270,7 @@ pub(super) async fn a_batch_completed_event_is_written_each_time_the_batch_finis
         (EventKind::BatchCompleted, batch_id("r1"))
     );
 
-    store
-        .insert_batch(batch("r2", 2, &[], Some(&batch_only)))
+    insert_batch(store, batch("r2", 2, &[], Some(&batch_only)))
         .await
         .unwrap();
     let claimed = store.claim(1, LEASE).await.unwrap();
@@ -332,8 +346,7 @@ async fn concurrent_finishers_of_a_batch_write_its_completion_once() {
     };
     let store = PostgresStore::open(&schema.url("t")).await.unwrap();
     let batch_only = [EventKind::BatchCompleted];
-    store
-        .insert_batch(batch("c1", 2, &[], Some(&batch_only)))
+    insert_batch(store, batch("c1", 2, &[], Some(&batch_only)))
         .await
         .unwrap();
     let admin = bootstrap(&schema.base).await;

@@ -1,0 +1,83 @@
+//! The batch routes (ours, NATIVE_API.md "Batches"): create (202), retrieve, list with offset
+//! paging like jobs.
+//!
+//! - [`create`]: the create route, from inline items or an uploaded file;
+//! - [`intake`]: each item checked as a single job is (one that fails the checks is stored
+//!   as a failed job with the check's message and named in the batch's `errors`, unless
+//!   `strict` refuses the whole request), and sent to the store in chunks;
+//! - [`sources`]: the parsers of the body, of JSON Lines and of CSV files, as streams.
+
+mod create;
+mod intake;
+mod sources;
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+
+pub(crate) use create::{BodyLimit, create};
+
+use super::applications::served_app;
+use super::extract::{Principal, WPath, WQuery};
+use super::paging;
+use super::views::{BatchListView, BatchView, PaginationView};
+use super::{ApiError, AppState, ErrorCode};
+use crate::store::{BatchId, BatchQuery, BatchStatus};
+
+/// `GET /v1/applications/batches/{batch_id}`: the batch with its exact counts.
+pub(crate) async fn retrieve(
+    State(state): State<AppState>,
+    principal: Principal,
+    WPath(raw): WPath<String>,
+) -> Result<Json<BatchView>, ApiError> {
+    let not_found = || ApiError::new(ErrorCode::BatchNotFound, format!("no batch {raw}"));
+    let id = BatchId::parse(&raw).ok_or_else(not_found)?;
+    match state.store.get_batch(&principal.org, id).await? {
+        Some(batch) => Ok(Json(batch.into())),
+        None => Err(not_found()),
+    }
+}
+
+/// The query of the batches list.
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    status: Option<String>,
+    offset: Option<u64>,
+    limit: Option<u64>,
+}
+
+/// `GET /v1/applications/{application_id}/batches`: newest first, paged as jobs are.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    WPath(application_id): WPath<String>,
+    WQuery(query): WQuery<ListQuery>,
+) -> Result<Json<BatchListView>, ApiError> {
+    let app = served_app(&state, &principal.org, &application_id).await?;
+    let status = match query.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(BatchStatus::parse(s).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidStatus,
+                format!("unknown status '{s}'; use in_progress or completed"),
+            )
+        })?),
+    };
+    let limit = paging::limit(query.limit, paging::MAX_JOBS_PAGE);
+    let offset = paging::offset(query.offset);
+    let page = state
+        .store
+        .list_batches(BatchQuery {
+            org: principal.org,
+            application_id: app.id.clone(),
+            status,
+            offset,
+            limit,
+        })
+        .await?;
+    Ok(Json(BatchListView {
+        result: page.batches.into_iter().map(BatchView::from).collect(),
+        total_count: page.total,
+        pagination: PaginationView { offset, limit },
+    }))
+}
