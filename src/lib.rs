@@ -37,6 +37,9 @@
 //!   shares). Its claims take turns across organisations and order each one's work by
 //!   priority.
 //!   Imports none of them (only the leaf [`report`]).
+//! - [`metrics`]: the Prometheus families `GET /metrics` answers: what the engine and the
+//!   HTTP layer observe (atomic updates, no lock per job), and what is read at each scrape
+//!   from the store's job counters and the providers' gates. Never scans the jobs.
 //! - [`webhooks`]: signed deliveries (Standard Webhooks) of the events the store's triggers
 //!   write into its outbox as batches' items and batches finish: checks of the URLs
 //!   (internal addresses refused, at create and again at each connection), secrets, the
@@ -75,6 +78,7 @@ pub mod cli;
 pub mod config;
 pub(crate) mod engine;
 pub mod files;
+pub(crate) mod metrics;
 pub mod providers;
 pub mod report;
 pub mod server;

@@ -11,8 +11,10 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, BoxStream, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{Principal, WJson, WPath, WQuery};
+use super::openapi;
 use super::paging;
 use super::views::{ApplicationListView, ApplicationView, GraphsView, ResultView};
 use super::{ApiError, AppState, ErrorCode};
@@ -24,9 +26,10 @@ use crate::report::Chain;
 use crate::store::{OrgId, Priority};
 
 /// The body of a generate request, sync or async: `{inputs: [{id, value}], stream?}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub(crate) struct GenerateBody {
     /// Kept raw so that validation can name the input at fault.
+    #[schema(schema_with = openapi::inputs)]
     pub(crate) inputs: Option<serde_json::Value>,
     /// Stream the answer as server-sent events.
     pub(crate) stream: Option<bool>,
@@ -82,12 +85,18 @@ pub(crate) async fn refused_or_checked(
 }
 
 /// The query of the applications list.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// `asc` or `desc` (the default).
     order: Option<String>,
+    /// Applications before this id.
     before: Option<String>,
+    /// Applications after this id.
     after: Option<String>,
+    /// Applications per page.
     limit: Option<u64>,
+    /// Only `generation` is served.
     #[serde(rename = "type")]
     kind: Option<String>,
 }
@@ -95,6 +104,8 @@ pub(crate) struct ListQuery {
 /// `GET /v1/applications`: the deployed applications the caller's organisation sees (its
 /// own and the provisioned ones) by creation time, newest first unless `order=asc`, paged
 /// with `after`/`before` cursors (application ids).
+#[utoipa::path(get, path = "/v1/applications", tag = "applications", params(ListQuery),
+    responses((status = 200, description = "A page of applications.", body = ApplicationListView)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -152,6 +163,9 @@ pub(crate) async fn list(
 }
 
 /// `GET /v1/applications/{application_id}`.
+#[utoipa::path(get, path = "/v1/applications/{application_id}", tag = "applications",
+    params(("application_id" = String, Path, description = "The application's id.")),
+    responses((status = 200, description = "The application.", body = ApplicationView)))]
 pub(crate) async fn retrieve(
     State(state): State<AppState>,
     principal: Principal,
@@ -162,6 +176,13 @@ pub(crate) async fn retrieve(
 }
 
 /// `POST /v1/applications/{application_id}`: generates now, whole or streamed.
+#[utoipa::path(post, path = "/v1/applications/{application_id}", tag = "applications",
+    params(("application_id" = String, Path, description = "The application's id.")), request_body = GenerateBody,
+    responses(
+        (status = 200, description = "The result; with `stream`, server-sent events instead \
+            (`{\"delta\": ...}` pieces, an `error` event in Writer's error shape).",
+            content((ResultView = "application/json"), (String = "text/event-stream"))),
+    ))]
 pub(crate) async fn generate(
     State(state): State<AppState>,
     principal: Principal,
@@ -259,6 +280,9 @@ fn provider_error(e: &ProviderError) -> ApiError {
 }
 
 /// `GET /v1/applications/{application_id}/graphs`.
+#[utoipa::path(get, path = "/v1/applications/{application_id}/graphs", tag = "applications",
+    params(("application_id" = String, Path, description = "The application's id.")),
+    responses((status = 200, description = "The graph ids.", body = GraphsView)))]
 pub(crate) async fn graphs(
     State(state): State<AppState>,
     principal: Principal,
@@ -270,7 +294,7 @@ pub(crate) async fn graphs(
 }
 
 /// The body of a graph list update.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub(crate) struct GraphsBody {
     graph_ids: Vec<String>,
 }
@@ -287,6 +311,9 @@ pub(crate) fn graph_id(raw: &str) -> Result<String, ApiError> {
 }
 
 /// `PUT /v1/applications/{application_id}/graphs`: replaces the list; ids must be UUIDs.
+#[utoipa::path(put, path = "/v1/applications/{application_id}/graphs", tag = "applications",
+    params(("application_id" = String, Path, description = "The application's id.")), request_body = GraphsBody,
+    responses((status = 200, description = "The graph ids now.", body = GraphsView)))]
 pub(crate) async fn set_graphs(
     State(state): State<AppState>,
     principal: Principal,

@@ -9,9 +9,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
 use super::applications::{checked_inputs, complete, prepare_now};
 use super::extract::{Principal, WJson, WPath, WQuery};
+use super::openapi;
 use super::paging;
 use super::views::{
     ApplicationDeletedView, PaginationView, PreviewView, StoredApplicationView, VersionListView,
@@ -21,6 +23,8 @@ use super::{ApiError, AppState, ErrorCode};
 use crate::apps::{Application, CatalogError};
 
 /// `POST /v1/scriptorium/applications`: 201 with the application at version 1.
+#[utoipa::path(post, path = "/v1/scriptorium/applications", tag = "definitions", request_body(content = Object, description = "An application definition (the apps folder's TOML as JSON: see the README)."),
+    responses((status = 201, description = "Created at version 1.", body = StoredApplicationView)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -32,6 +36,9 @@ pub(crate) async fn create(
 
 /// `GET /v1/scriptorium/applications/{id}`: the application at its current version (drafts
 /// too; provisioned ones without version or definition).
+#[utoipa::path(get, path = "/v1/scriptorium/applications/{application_id}", tag = "definitions",
+    params(("application_id" = String, Path, description = "The application's id.")),
+    responses((status = 200, description = "The application at its current version.", body = StoredApplicationView)))]
 pub(crate) async fn retrieve(
     State(state): State<AppState>,
     principal: Principal,
@@ -44,6 +51,9 @@ pub(crate) async fn retrieve(
 }
 
 /// `PUT /v1/scriptorium/applications/{id}`: replaces the definition, as a new version.
+#[utoipa::path(put, path = "/v1/scriptorium/applications/{application_id}", tag = "definitions",
+    params(("application_id" = String, Path, description = "The application's id.")), request_body(content = Object, description = "An application definition (the apps folder's TOML as JSON: see the README)."),
+    responses((status = 200, description = "The application at its new version.", body = StoredApplicationView)))]
 pub(crate) async fn replace(
     State(state): State<AppState>,
     principal: Principal,
@@ -55,6 +65,9 @@ pub(crate) async fn replace(
 }
 
 /// `DELETE /v1/scriptorium/applications/{id}`: `{id, deleted: true}`; its jobs stay readable.
+#[utoipa::path(delete, path = "/v1/scriptorium/applications/{application_id}", tag = "definitions",
+    params(("application_id" = String, Path, description = "The application's id.")),
+    responses((status = 200, description = "Deleted; its jobs stay readable.", body = ApplicationDeletedView)))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     principal: Principal,
@@ -65,13 +78,19 @@ pub(crate) async fn delete(
 }
 
 /// The query of the versions list.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct VersionsQuery {
+    /// Versions to skip.
     offset: Option<u64>,
+    /// Versions per page.
     limit: Option<u64>,
 }
 
 /// `GET /v1/scriptorium/applications/{id}/versions`: newest first, paged like jobs.
+#[utoipa::path(get, path = "/v1/scriptorium/applications/{application_id}/versions", tag = "definitions",
+    params(("application_id" = String, Path, description = "The application's id."), VersionsQuery),
+    responses((status = 200, description = "A page of versions, newest first.", body = VersionListView)))]
 pub(crate) async fn versions(
     State(state): State<AppState>,
     principal: Principal,
@@ -93,6 +112,11 @@ pub(crate) async fn versions(
 
 /// `POST /v1/scriptorium/applications/{id}/versions/{version}/restore`: the application at a
 /// new version whose definition is that version's.
+#[utoipa::path(post, path = "/v1/scriptorium/applications/{application_id}/versions/{version}/restore",
+    tag = "definitions",
+    params(("application_id" = String, Path, description = "The application's id."), ("version" = String, Path, description = "A version number (1, 2, ...).")),
+    responses((status = 200, description = "The application at a new version equal to that one.",
+        body = StoredApplicationView)))]
 pub(crate) async fn restore(
     State(state): State<AppState>,
     principal: Principal,
@@ -109,10 +133,13 @@ pub(crate) async fn restore(
 
 /// The body of a preview: a definition (saved or not), inputs as a job create takes them,
 /// and whether to send the rendered prompt to the provider once.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub(crate) struct PreviewRequest {
+    /// An application definition, saved or not.
+    #[schema(value_type = Object)]
     definition: serde_json::Value,
     /// Kept raw so that validation can name the input at fault.
+    #[schema(schema_with = openapi::inputs)]
     inputs: Option<serde_json::Value>,
     #[serde(default)]
     run: bool,
@@ -121,6 +148,9 @@ pub(crate) struct PreviewRequest {
 /// `POST /v1/scriptorium/applications/preview`: the prompts exactly as the model would get
 /// them (the definition and inputs checked as a create and a job create are), and with
 /// `run` the provider's answer; no job is made.
+#[utoipa::path(post, path = "/v1/scriptorium/applications/preview", tag = "definitions",
+    request_body = PreviewRequest,
+    responses((status = 200, description = "The prompts as the model would get them.", body = PreviewView)))]
 pub(crate) async fn preview(
     State(state): State<AppState>,
     principal: Principal,

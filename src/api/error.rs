@@ -10,7 +10,8 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::requests;
 use crate::report::Chain;
@@ -182,14 +183,53 @@ impl ApiError {
     /// The body Writer's clients read: `{"tpe", "errors": [{"description", "key", "extras"}],
     /// "extras"}`.
     pub(crate) fn body(&self) -> serde_json::Value {
-        let errors: Vec<serde_json::Value> = self
-            .descriptions
-            .iter()
-            .map(|d| json!({"description": d, "key": self.code.key(), "extras": {}}))
-            .collect();
-        json!({"tpe": tpe(self.code.status()), "errors": errors, "extras": {}})
+        serde_json::json!(self.shape())
+    }
+
+    /// The body, typed: what the OpenAPI document describes.
+    fn shape(&self) -> ErrorBody<'_> {
+        ErrorBody {
+            tpe: tpe(self.code.status()),
+            errors: self
+                .descriptions
+                .iter()
+                .map(|description| ErrorEntry {
+                    description,
+                    key: self.code.key(),
+                    extras: Extras {},
+                })
+                .collect(),
+            extras: Extras {},
+        }
     }
 }
+
+/// Writer's error shape, every error answer's body.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErrorBody<'a> {
+    /// The status's name, e.g. `BadRequest`, `NotFound`, `ServiceUnavailable`.
+    tpe: &'static str,
+    /// One entry per problem.
+    errors: Vec<ErrorEntry<'a>>,
+    /// `{}`; on a 5xx, `{"request_id"}`: the id the server logged the cause under.
+    extras: Extras,
+}
+
+/// One problem.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErrorEntry<'a> {
+    /// For people.
+    description: &'a str,
+    /// For programs: a key from the table in `docs/errors.md`, e.g. `job.not_found`.
+    key: &'static str,
+    /// Always `{}`.
+    extras: Extras,
+}
+
+/// Writer's free-form `extras`: empty as built; on a 5xx the request's id is added on the
+/// way out (`super::requests`).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Extras {}
 
 /// Writer's `tpe` for a status.
 fn tpe(status: StatusCode) -> &'static str {

@@ -9,26 +9,34 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use super::applications::graph_id;
 use super::extract::{Principal, WJson, WPath, WQuery, body_error};
 use super::paging;
-use super::views::{DeletedView, FileListView, FileView};
+use super::views::{DeletedView, FileListView, FileView, SuccessView};
 use super::{ApiError, AppState, ErrorCode};
 use crate::files::{FileKind, UploadError, disposition};
 use crate::report::Chain;
 use crate::store::{FileId, FileQuery};
 
 /// The query of an upload.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct UploadQuery {
+    /// A graph (UUID) to attach the file to.
     #[serde(rename = "graphId")]
     graph_id: Option<String>,
 }
 
 /// `POST /v1/files`: the body is the file's bytes, its name comes from `Content-Disposition`
 /// and its type from the name and the bytes (never from `Content-Type`).
+#[utoipa::path(post, path = "/v1/files", tag = "files",
+    params(UploadQuery, ("Content-Disposition" = String, Header,
+        description = "The file's name: `attachment; filename=\"report.pdf\"`.")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+        description = "The file's bytes; its type is found from the name and the bytes."),
+    responses((status = 200, description = "The file, `in_progress` while its text is extracted.", body = FileView)))]
 pub(crate) async fn upload(
     State(state): State<AppState>,
     principal: Principal,
@@ -105,19 +113,29 @@ pub(super) fn upload_error(e: UploadError) -> ApiError {
 }
 
 /// The query of the files list.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// Files before this file id.
     before: Option<String>,
+    /// Files after this file id.
     after: Option<String>,
+    /// Files per page.
     limit: Option<u64>,
+    /// `asc` or `desc` (the default).
     order: Option<String>,
+    /// Only the files attached to this graph.
     graph_id: Option<String>,
+    /// `in_progress`, `completed` or `failed`.
     status: Option<String>,
+    /// Comma-separated extensions, e.g. `pdf,docx`.
     file_types: Option<String>,
 }
 
 /// `GET /v1/files`: newest first unless `order=asc`, paged with `after`/`before` cursors
 /// (file ids), filtered by `status`, `file_types` (comma-separated extensions) and `graph_id`.
+#[utoipa::path(get, path = "/v1/files", tag = "files", params(ListQuery),
+    responses((status = 200, description = "A page of files.", body = FileListView)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -185,6 +203,8 @@ fn cursor(name: &str, raw: Option<String>) -> Result<Option<FileId>, ApiError> {
 }
 
 /// `GET /v1/files/{file_id}`.
+#[utoipa::path(get, path = "/v1/files/{file_id}", tag = "files", params(("file_id" = String, Path, description = "The file's id.")),
+    responses((status = 200, description = "The file.", body = FileView)))]
 pub(crate) async fn retrieve(
     State(state): State<AppState>,
     principal: Principal,
@@ -197,6 +217,9 @@ pub(crate) async fn retrieve(
 }
 
 /// `GET /v1/files/{file_id}/download`: the bytes as uploaded, with the file's MIME type.
+#[utoipa::path(get, path = "/v1/files/{file_id}/download", tag = "files", params(("file_id" = String, Path, description = "The file's id.")),
+    responses((status = 200, description = "The file's bytes, as its own type (`text/plain`, \
+        `application/pdf`, ...).", body = Vec<u8>, content_type = "*/*")))]
 pub(crate) async fn download(
     State(state): State<AppState>,
     principal: Principal,
@@ -233,6 +256,8 @@ fn attachment(name: &str) -> String {
 }
 
 /// `DELETE /v1/files/{file_id}`. Jobs that still need the file fail when they run.
+#[utoipa::path(delete, path = "/v1/files/{file_id}", tag = "files", params(("file_id" = String, Path, description = "The file's id.")),
+    responses((status = 200, description = "Deleted.", body = DeletedView)))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     principal: Principal,
@@ -247,13 +272,16 @@ pub(crate) async fn delete(
 }
 
 /// The body of a retry: `{file_ids: [...]}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub(crate) struct RetryBody {
     file_ids: Vec<String>,
 }
 
 /// `POST /v1/files/retry`: processes again those of the files that failed; `{success: true}`
 /// whether or not any did.
+#[utoipa::path(post, path = "/v1/files/retry", tag = "files", request_body = RetryBody,
+    responses((status = 200, description = "The failed files among them are processed again.",
+        body = SuccessView)))]
 pub(crate) async fn retry(
     State(state): State<AppState>,
     principal: Principal,
@@ -273,7 +301,7 @@ pub(crate) async fn retry(
         .filter_map(|raw| FileId::parse(raw))
         .collect();
     state.files.retry(&principal.org, &ids).await?;
-    Ok(Json(json!({"success": true})).into_response())
+    Ok(Json(SuccessView { success: true }).into_response())
 }
 
 /// The file id a path names; one in any other form than the server's names no file (404).

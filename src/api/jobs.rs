@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::applications::{GenerateBody, checked_inputs, served_app};
 use super::extract::{Principal, WJson, WPath, WQuery};
@@ -15,6 +16,12 @@ use crate::store::{JobId, JobQuery, NewJob, Priority, RetryOutcome, WriterStatus
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// `POST /v1/applications/{application_id}/jobs`: validates and stores a job; 202 once durable.
+#[utoipa::path(post, path = "/v1/applications/{application_id}/jobs", tag = "jobs",
+    params(("application_id" = String, Path, description = "The application's id."),
+        ("Idempotency-Key" = Option<String>, Header, description = "A repeated key within the organisation answers the job it made."),
+        ("Scriptorium-Priority" = Option<String>, Header, description = "`high`, `normal` or `low` (else the application's).")),
+    request_body = GenerateBody,
+    responses((status = 202, description = "Stored; it runs in the background.", body = JobAcceptedView)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -74,6 +81,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// `GET /v1/applications/jobs/{job_id}`.
+#[utoipa::path(get, path = "/v1/applications/jobs/{job_id}", tag = "jobs", params(("job_id" = String, Path, description = "The job's id.")),
+    responses((status = 200, description = "The job.", body = JobView)))]
 pub(crate) async fn retrieve(
     State(state): State<AppState>,
     principal: Principal,
@@ -86,15 +95,22 @@ pub(crate) async fn retrieve(
 }
 
 /// The query of the jobs list.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// `in_progress`, `completed` or `failed`.
     status: Option<String>,
+    /// Jobs to skip.
     offset: Option<u64>,
+    /// Jobs per page.
     limit: Option<u64>,
 }
 
 /// `GET /v1/applications/{application_id}/jobs`: newest first, always with `totalCount` and
 /// `pagination`, which the Python SDK needs to page on.
+#[utoipa::path(get, path = "/v1/applications/{application_id}/jobs", tag = "jobs",
+    params(("application_id" = String, Path, description = "The application's id."), ListQuery),
+    responses((status = 200, description = "A page of jobs, newest first.", body = JobListView)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -124,6 +140,8 @@ pub(crate) async fn list(
 
 /// `POST /v1/applications/jobs/{job_id}/retry`: a failed job starts a fresh series of
 /// attempts (202); any other job is a 400, never a 409 (which the SDKs would retry).
+#[utoipa::path(post, path = "/v1/applications/jobs/{job_id}/retry", tag = "jobs", params(("job_id" = String, Path, description = "The job's id.")),
+    responses((status = 202, description = "Queued again.", body = JobAcceptedView)))]
 pub(crate) async fn retry(
     State(state): State<AppState>,
     principal: Principal,

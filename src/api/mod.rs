@@ -1,7 +1,8 @@
 //! The HTTP surface: Writer's applications and files APIs, byte for byte where the SDKs look, plus
 //! scriptorium's own routes (batches; `/v1/scriptorium/...`: applications as data, webhooks'
-//! secrets and deliveries, operators' views)
-//! and a health check.
+//! secrets and deliveries, operators' views) and the operators' routes: `/healthz`, `/readyz`,
+//! `/metrics` and `/openapi.json`, the OpenAPI document of every route, derived from the
+//! handlers' annotations ([`openapi`]).
 //!
 //! Handlers parse, authenticate and validate, then talk to the store (async jobs) or, for
 //! synchronous generation only, to a provider. Every error leaves through [`ApiError`] in
@@ -15,6 +16,8 @@ mod extract;
 mod files;
 mod jobs;
 mod native;
+mod openapi;
+mod ops;
 mod paging;
 pub(crate) mod requests;
 mod text;
@@ -26,6 +29,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Extension};
 use axum::handler::Handler;
+use axum::middleware;
 use axum::routing::{get, post};
 
 pub(crate) use error::{ApiError, ErrorCode};
@@ -36,6 +40,7 @@ pub(crate) use webhooks::WebhookRequest;
 use crate::apps::Catalog;
 use crate::auth::Keys;
 use crate::files::Files;
+use crate::metrics::{self, Metrics};
 use crate::providers::Providers;
 use crate::store::Store;
 use crate::webhooks::Webhooks;
@@ -72,6 +77,8 @@ pub(crate) struct Parts {
     pub(crate) keys: Arc<Keys>,
     /// Uploaded files.
     pub(crate) files: Files,
+    /// What `/metrics` answers; the HTTP layer and the engine observe into it.
+    pub(crate) metrics: Arc<Metrics>,
     /// Webhook subscriptions and secrets.
     pub(crate) webhooks: Arc<Webhooks>,
 }
@@ -142,13 +149,16 @@ pub(crate) fn router(state: AppState, max_body_bytes: usize, max_batch_bytes: us
             "/v1/scriptorium/webhooks/deliveries",
             get(webhooks::deliveries),
         )
-        .route("/healthz", get(health))
+        .route("/healthz", get(ops::health))
+        .route("/readyz", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(openapi::document))
         .fallback(error::unknown_path)
         .method_not_allowed_fallback(error::wrong_method)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::http::observe,
+        ))
         .with_state(state)
-}
-
-async fn health() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({"status": "ok"}))
 }

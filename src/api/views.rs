@@ -2,6 +2,7 @@
 //! fields, which both SDKs tolerate).
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::apps::{AppStatus, Application, InputSpec};
 use crate::store::{
@@ -10,7 +11,7 @@ use crate::store::{
 };
 
 /// A job, as `GET /v1/applications/jobs/{id}` and the list show it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct JobView {
     id: JobId,
     status: &'static str,
@@ -94,7 +95,7 @@ impl From<JobRecord> for JobView {
 }
 
 /// `{prompt_tokens, completion_tokens, total_tokens}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct UsageView {
     prompt_tokens: u32,
     completion_tokens: u32,
@@ -102,7 +103,7 @@ pub(crate) struct UsageView {
 }
 
 /// A generation result: `{title?, suggestion}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct ResultView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) title: Option<String>,
@@ -111,7 +112,7 @@ pub(crate) struct ResultView {
 
 /// A preview: the system and user prompts as the model gets them, the title, and the
 /// model's answer when it was run.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct PreviewView {
     pub(crate) system: Option<String>,
     pub(crate) user: String,
@@ -121,7 +122,7 @@ pub(crate) struct PreviewView {
 }
 
 /// The answer to a create or a retry: `{id, status, created_at}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct JobAcceptedView {
     id: JobId,
     status: &'static str,
@@ -139,7 +140,7 @@ impl From<Inserted> for JobAcceptedView {
 }
 
 /// A page of jobs: `{result, totalCount, pagination: {offset, limit}}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct JobListView {
     pub(crate) result: Vec<JobView>,
     #[serde(rename = "totalCount")]
@@ -150,7 +151,7 @@ pub(crate) struct JobListView {
 /// A batch: `{id, application_id, status, counts, created_at, updated_at, completed_at,
 /// cancelled_at, eta, metadata, priority, errors}`; every field is always present (null when
 /// not known or not reached).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct BatchView {
     id: BatchId,
     application_id: ApplicationId,
@@ -169,7 +170,7 @@ pub(crate) struct BatchView {
 }
 
 /// A batch's items by state; they add up to `total`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct BatchCountsView {
     total: u64,
     in_progress: u64,
@@ -206,7 +207,7 @@ impl From<BatchRecord> for BatchView {
 }
 
 /// A page of batches: `{result, totalCount, pagination: {offset, limit}}`, as jobs are paged.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct BatchListView {
     pub(crate) result: Vec<BatchView>,
     #[serde(rename = "totalCount")]
@@ -215,20 +216,24 @@ pub(crate) struct BatchListView {
 }
 
 /// The offset and limit a job page was read with.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct PaginationView {
     pub(crate) offset: u64,
     pub(crate) limit: u64,
 }
 
 /// An application: `{id, name, type, status, inputs, created_at, updated_at, last_deployed_at?}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct ApplicationView<'a> {
+    #[schema(value_type = String)]
     id: &'a str,
+    #[schema(value_type = String)]
     name: &'a str,
+    /// Always `generation`.
     #[serde(rename = "type")]
     kind: &'static str,
     status: AppStatus,
+    #[schema(value_type = Vec<InputSpec>)]
     inputs: &'a [InputSpec],
     created_at: String,
     updated_at: String,
@@ -259,11 +264,13 @@ impl<'a> From<&'a Application> for ApplicationView<'a> {
 /// An application as our own routes show it: Writer's object plus its `version` and JSON
 /// `definition` (both null for a provisioned application, which has neither) and whether it
 /// is `provisioned` (from the apps folder, read-only).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct StoredApplicationView<'a> {
     #[serde(flatten)]
     app: ApplicationView<'a>,
     version: Option<u32>,
+    /// The definition as JSON (see `docs/`); null for a provisioned application.
+    #[schema(value_type = Option<Object>)]
     definition: Option<&'a serde_json::Value>,
     provisioned: bool,
 }
@@ -280,7 +287,7 @@ impl<'a> From<&'a Application> for StoredApplicationView<'a> {
 }
 
 /// One version of an application: `{version, created_at, definition}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct VersionView {
     version: u32,
     created_at: String,
@@ -298,7 +305,7 @@ impl From<ApplicationVersion> for VersionView {
 }
 
 /// A page of an application's versions, paged like jobs.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct VersionListView {
     pub(crate) result: Vec<VersionView>,
     #[serde(rename = "totalCount")]
@@ -307,32 +314,34 @@ pub(crate) struct VersionListView {
 }
 
 /// The answer to an application's delete.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct ApplicationDeletedView {
     pub(crate) id: String,
     pub(crate) deleted: bool,
 }
 
 /// A cursor page of applications: `{data, has_more, first_id?, last_id?}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct ApplicationListView<'a> {
     pub(crate) data: Vec<ApplicationView<'a>>,
     pub(crate) has_more: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub(crate) first_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub(crate) last_id: Option<&'a str>,
 }
 
 /// `{graph_ids: [...]}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct GraphsView {
     pub(crate) graph_ids: Vec<String>,
 }
 
 /// A file, as the Files API shows it: Writer's `{id, created_at, name, graph_ids, status}`
 /// plus our own `type`, `size` and, once failed, `error`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct FileView {
     id: FileId,
     created_at: String,
@@ -365,7 +374,7 @@ impl From<FileRecord> for FileView {
 }
 
 /// A cursor page of files.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct FileListView {
     pub(crate) data: Vec<FileView>,
     pub(crate) has_more: bool,
@@ -375,8 +384,14 @@ pub(crate) struct FileListView {
     pub(crate) last_id: Option<FileId>,
 }
 
+/// `{"success": true}`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SuccessView {
+    pub(crate) success: bool,
+}
+
 /// The answer to a delete.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct DeletedView {
     pub(crate) id: FileId,
     pub(crate) deleted: bool,

@@ -5,6 +5,7 @@
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{Principal, WQuery};
 use super::paging;
@@ -15,7 +16,7 @@ use crate::store::{
 };
 
 /// A batch create's `webhook`: where its events go and which ones.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct WebhookRequest {
     url: String,
@@ -34,12 +35,14 @@ impl WebhookRequest {
 }
 
 /// `{"secret": "whsec_..."}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct SecretView {
     secret: String,
 }
 
 /// `GET /v1/scriptorium/webhooks/secret`: the organisation's signing secret, made on first use.
+#[utoipa::path(get, path = "/v1/scriptorium/webhooks/secret", tag = "webhooks",
+    responses((status = 200, description = "The signing secret.", body = SecretView)))]
 pub(crate) async fn secret(
     State(state): State<AppState>,
     principal: Principal,
@@ -50,6 +53,8 @@ pub(crate) async fn secret(
 
 /// `POST /v1/scriptorium/webhooks/secret/rotate`: a new signing secret, used from the next
 /// attempt on (beside the old one, for a day).
+#[utoipa::path(post, path = "/v1/scriptorium/webhooks/secret/rotate", tag = "webhooks",
+    responses((status = 200, description = "The new signing secret.", body = SecretView)))]
 pub(crate) async fn rotate(
     State(state): State<AppState>,
     principal: Principal,
@@ -59,15 +64,19 @@ pub(crate) async fn rotate(
 }
 
 /// The query of the deliveries list.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct DeliveriesQuery {
+    /// Only this batch's events.
     batch_id: Option<String>,
+    /// Events to skip.
     offset: Option<u64>,
+    /// Events per page.
     limit: Option<u64>,
 }
 
 /// An event with its attempts.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct DeliveryView {
     /// The `webhook-id`.
     id: String,
@@ -85,7 +94,7 @@ pub(crate) struct DeliveryView {
 }
 
 /// One attempt: when, how long, and the receiver's status code or the error.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct AttemptView {
     attempt: u32,
     at: String,
@@ -123,7 +132,7 @@ impl From<EventRecord> for DeliveryView {
 }
 
 /// A page of deliveries: `{result, totalCount, pagination: {offset, limit}}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct DeliveryListView {
     result: Vec<DeliveryView>,
     #[serde(rename = "totalCount")]
@@ -134,6 +143,10 @@ pub(crate) struct DeliveryListView {
 /// `GET /v1/scriptorium/webhooks/deliveries?batch_id=...`: the organisation's events (one
 /// batch's, when `batch_id` is given; another organisation's batch is a 404), newest first,
 /// each with every attempt.
+#[utoipa::path(get, path = "/v1/scriptorium/webhooks/deliveries", tag = "webhooks",
+    params(DeliveriesQuery),
+    responses((status = 200, description = "A page of events with their attempts, newest first.",
+        body = DeliveryListView)))]
 pub(crate) async fn deliveries(
     State(state): State<AppState>,
     principal: Principal,

@@ -42,7 +42,7 @@ pub(crate) use render::{InputFile, InputFiles, Prompt, RenderError};
 pub(crate) use spec::{InputOptions, InputSpec, InputType};
 
 /// Whether an application is served (`deployed`) or only loaded and validated (`draft`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum AppStatus {
     /// Served by the API.

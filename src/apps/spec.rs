@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// Serialises to `{name, input_type, required, description?, options?}`; `description` and
 /// `options` are omitted when absent (an empty `options: {}` would fail the SDKs' validation).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub(crate) struct InputSpec {
     /// The input's name, which is what a client passes as `inputs[].id`.
     pub(crate) name: String,
@@ -27,7 +27,7 @@ pub(crate) struct InputSpec {
 }
 
 /// The kind of an input, serialised in lowercase (`text`, `dropdown`, `file`, `media`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum InputType {
     /// Free text; possibly several values (fields).
@@ -64,7 +64,7 @@ impl std::fmt::Display for InputType {
 }
 
 /// Type-specific options of an input, serialised UNTAGGED: only the variant's own fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub(crate) enum InputOptions {
     /// Options of a `text` input.
@@ -78,7 +78,7 @@ pub(crate) enum InputOptions {
 }
 
 /// `{min_fields, max_fields}`: how many values a text input takes when given.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TextOptions {
     /// Fewest values accepted when the input is given (0 ..= `max_fields`).
@@ -88,7 +88,7 @@ pub(crate) struct TextOptions {
 }
 
 /// `{list}`: the choices of a dropdown input (non-empty, unique, non-blank).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DropdownOptions {
     /// The accepted values, in display order.
@@ -96,7 +96,7 @@ pub(crate) struct DropdownOptions {
 }
 
 /// `{file_types, max_file_size_mb, max_files, max_word_count, upload_types}` of a file input.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileOptions {
     /// Accepted file extensions, e.g. `["pdf", "docx"]`.
@@ -112,7 +112,7 @@ pub(crate) struct FileOptions {
 }
 
 /// How a client may provide a file: by URL or by Files API id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum UploadType {
     /// `"url"`
@@ -122,7 +122,7 @@ pub(crate) enum UploadType {
 }
 
 /// `{file_types, max_image_size_mb}` of a media (image) input.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MediaOptions {
     /// Accepted image types, e.g. `["png", "jpg"]`.

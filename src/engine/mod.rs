@@ -34,7 +34,7 @@ mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
@@ -44,6 +44,7 @@ pub(crate) use attempt::{PrepareError, Prepared, prepare};
 use crate::apps::Catalog;
 use crate::claims::{self, Pace};
 use crate::files::Files;
+use crate::metrics::Metrics;
 use crate::providers::Providers;
 use crate::report::Chain;
 use crate::store::{ClaimedJob, Lease, Outcome, Store, StoreError};
@@ -74,6 +75,8 @@ pub(crate) struct Engine {
     providers: Arc<Providers>,
     files: Files,
     settings: EngineSettings,
+    /// Where the queue wait and run time of each attempt are observed.
+    metrics: Arc<Metrics>,
     /// The leases of the attempts under way, each with what stops it.
     in_flight: Mutex<HashMap<Lease, Arc<Notify>>>,
 }
@@ -86,6 +89,7 @@ impl Engine {
         providers: Arc<Providers>,
         files: Files,
         settings: EngineSettings,
+        metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -93,6 +97,7 @@ impl Engine {
             providers,
             files,
             settings,
+            metrics,
             in_flight: Mutex::new(HashMap::new()),
         })
     }
@@ -165,6 +170,7 @@ impl Engine {
             claimed
         };
         let start = |job: ClaimedJob| {
+            self.metrics.jobs.claimed(&job);
             let stop = self.track(job.lease);
             let (engine, done) = (self.clone(), done.clone());
             async move {
@@ -275,7 +281,9 @@ impl Engine {
     /// Runs one attempt of a claimed job, to the outcome its lease will write; what a model
     /// returns is kept as both backends can hold it.
     async fn work(&self, job: ClaimedJob) -> Outcome {
+        let started = Instant::now();
         let kind = attempt::run(&self.apps, &self.providers, &self.files, &job).await;
+        self.metrics.jobs.ran(&kind, started.elapsed());
         Outcome {
             lease: job.lease,
             kind: kind.storable(),

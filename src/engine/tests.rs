@@ -13,6 +13,7 @@ use crate::apps::{Catalog, Registry};
 use crate::config::{ServeOptions, Settings};
 use crate::files::blobs::Blobs;
 use crate::files::{Extraction, Files};
+use crate::metrics::Metrics;
 use crate::providers::Providers;
 use crate::store::sqlite::{Durability, SqliteStore};
 use crate::store::{Clock, JobId, JobRecord, JobState, NewJob, Priority, RetryPolicy, Store};
@@ -51,7 +52,14 @@ impl Bench {
             shutdown_grace: settings.engine.shutdown_grace,
         };
         let files = Files::new(store.clone(), blobs, settings.file_limits, extraction);
-        let engine = Engine::new(store.clone(), apps, providers, files, settings.engine);
+        let engine = Engine::new(
+            store.clone(),
+            apps,
+            providers,
+            files,
+            settings.engine,
+            Arc::new(Metrics::new()),
+        );
         Self {
             engine,
             store,

@@ -211,7 +211,7 @@ pub(crate) struct Backend {
 }
 
 /// A provider as operators see it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct BackendView {
     /// Its name in the configuration.
     pub(crate) name: String,

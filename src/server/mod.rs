@@ -23,6 +23,7 @@ use crate::config::{Database, Settings};
 use crate::engine::Engine;
 use crate::files::blobs::{BlobConfig, BlobError, Blobs};
 use crate::files::{Extraction, Files};
+use crate::metrics::Metrics;
 use crate::providers::{ProviderConfigError, Providers};
 use crate::store::limits::SharedLimits;
 use crate::store::postgres::PostgresStore;
@@ -91,12 +92,14 @@ impl Server {
         let keys = Arc::new(Keys::new(store.clone(), settings.api_key.as_ref()));
         let apps = Arc::new(Catalog::new(apps, store.clone(), providers.clone()));
         apps.follow_changes();
+        let metrics = Arc::new(Metrics::new());
         let engine = Engine::new(
             store.clone(),
             apps.clone(),
             providers.clone(),
             files.clone(),
             settings.engine,
+            metrics.clone(),
         );
         let webhooks = Webhooks::new(store.clone(), settings.webhooks);
         let state = AppState::new(Parts {
@@ -105,6 +108,7 @@ impl Server {
             providers,
             keys,
             files: files.clone(),
+            metrics,
             webhooks: webhooks.clone(),
         });
         Ok(Self {

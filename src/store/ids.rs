@@ -76,6 +76,17 @@ uuid_id!(
     JobId
 );
 
+impl JobId {
+    /// When the id was made (microseconds since the Unix epoch), from the time a UUIDv7
+    /// carries: the job's creation, to the millisecond; 0 for an id that is not a v7.
+    pub(crate) fn created_at_micros(&self) -> i64 {
+        self.0.get_timestamp().map_or(0, |t| {
+            let (secs, nanos) = t.to_unix();
+            (secs as i64).saturating_mul(1_000_000) + i64::from(nanos / 1000)
+        })
+    }
+}
+
 uuid_id!(
     /// A file's public id, also the name of its blob.
     FileId

@@ -118,6 +118,13 @@ pub trait Store: Send + Sync + 'static {
     /// Signalled whenever jobs may have become runnable (inserted, retried, reaped).
     fn wakeups(&self) -> Arc<Notify>;
 
+    /// Jobs per organisation, application and status, from the counters the store keeps
+    /// (a read of a few rows whatever the number of jobs); counts of zero are left out.
+    fn job_counts(&self) -> StoreFuture<'_, Vec<JobCount>>;
+    /// The schema the database is at and the one this build expects, in one cheap round
+    /// trip: what readiness asks to learn that the database answers.
+    fn schema_version(&self) -> StoreFuture<'_, SchemaVersion>;
+
     /// The organisation of an unrevoked key with this SHA-256 hash.
     fn authenticate(&self, key_hash: [u8; 32]) -> StoreFuture<'_, Option<OrgId>>;
     /// Stores a new key for `org` (creating the organisation if needed).

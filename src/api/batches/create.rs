@@ -21,6 +21,7 @@ use super::super::jobs::priority;
 use super::super::views::BatchView;
 use super::super::{ApiError, AppState, ErrorCode};
 use super::intake::{Intake, panicked};
+use super::sources::body::CreateBatchRequest;
 use super::sources::{Chunk, ChunkReader, body, jsonl, table};
 use crate::store::{FileId, OrgId};
 
@@ -38,6 +39,11 @@ enum Format {
 }
 
 /// The route: see the module's doc.
+#[utoipa::path(post, path = "/v1/applications/{application_id}/batches", tag = "batches",
+    params(("application_id" = String, Path, description = "The application's id."),
+        ("Scriptorium-Priority" = Option<String>, Header, description = "`high`, `normal` or `low`.")),
+    request_body = CreateBatchRequest,
+    responses((status = 202, description = "Stored with all its items.", body = BatchView)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     principal: Principal,

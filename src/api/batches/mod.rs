@@ -14,8 +14,9 @@ mod sources;
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
-pub(crate) use create::{BodyLimit, create};
+pub(crate) use create::{__path_create, BodyLimit, create};
 
 use super::applications::served_app;
 use super::extract::{Principal, WPath, WQuery};
@@ -25,6 +26,8 @@ use super::{ApiError, AppState, ErrorCode};
 use crate::store::{BatchId, BatchQuery, BatchStatus};
 
 /// `GET /v1/applications/batches/{batch_id}`: the batch with its exact counts.
+#[utoipa::path(get, path = "/v1/applications/batches/{batch_id}", tag = "batches", params(("batch_id" = String, Path, description = "The batch's id.")),
+    responses((status = 200, description = "The batch with its counts.", body = BatchView)))]
 pub(crate) async fn retrieve(
     State(state): State<AppState>,
     principal: Principal,
@@ -39,14 +42,21 @@ pub(crate) async fn retrieve(
 }
 
 /// The query of the batches list.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// A batch status.
     status: Option<String>,
+    /// Batches to skip.
     offset: Option<u64>,
+    /// Batches per page.
     limit: Option<u64>,
 }
 
 /// `GET /v1/applications/{application_id}/batches`: newest first, paged as jobs are.
+#[utoipa::path(get, path = "/v1/applications/{application_id}/batches", tag = "batches",
+    params(("application_id" = String, Path, description = "The application's id."), ListQuery),
+    responses((status = 200, description = "A page of batches, newest first.", body = BatchListView)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     principal: Principal,

@@ -66,7 +66,7 @@ impl std::fmt::Debug for Recent {
 }
 
 /// The recent window as operators see it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub(crate) struct RecentView {
     /// Calls in the window, answered or failed.
     pub(crate) calls: usize,
@@ -93,7 +93,7 @@ pub(crate) struct RecentView {
 
 /// Mean and percentiles of some durations, in milliseconds; percentiles interpolate between
 /// the nearest samples, as numpy and so `vllm bench serve` compute them.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub(crate) struct Spread {
     pub(crate) mean: f64,
     /// The median.

@@ -82,7 +82,7 @@ impl Round {
 }
 
 /// One change of the limit, for operators.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub(crate) struct Change {
     /// When, in milliseconds since the epoch.
     pub(crate) at_ms: u64,

@@ -76,7 +76,7 @@ pub(crate) struct Admission {
 }
 
 /// What operators see of a gate.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct GateView {
     /// Requests in flight now.
     pub(crate) in_flight: usize,
@@ -109,7 +109,7 @@ pub(crate) struct GateView {
 }
 
 /// What operators see of the backpressure a provider applied, since the process started.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct BackpressureView {
     /// 429, 503 and 529 answers.
     pub(crate) events: u64,
@@ -118,7 +118,7 @@ pub(crate) struct BackpressureView {
 }
 
 /// What operators see of an "auto" limit.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct AutoView {
     /// The lowest limit it may choose.
     pub(crate) min: usize,

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::OrgId;
+use super::{ApplicationId, OrgId};
 
 mod applications;
 mod batches;
@@ -79,6 +79,29 @@ impl WriterStatus {
             _ => return None,
         })
     }
+}
+
+/// How many jobs one application of one organisation has in one Writer status, read from the
+/// counters the store keeps as jobs change (never by counting jobs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobCount {
+    /// The organisation.
+    pub org: OrgId,
+    /// The application.
+    pub application_id: ApplicationId,
+    /// The status.
+    pub status: WriterStatus,
+    /// How many jobs.
+    pub n: i64,
+}
+
+/// The schema version a database is at, beside the one this build migrates it to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchemaVersion {
+    /// The migrations applied to the database.
+    pub applied: u32,
+    /// The migrations this build has.
+    pub expected: u32,
 }
 
 /// An API key as listed (never the key itself).

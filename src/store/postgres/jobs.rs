@@ -15,8 +15,8 @@ use super::errors::map_err;
 use super::{connection, notify};
 use crate::report::Cause;
 use crate::store::{
-    ClaimedJob, Inserted, JobId, JobPage, JobQuery, JobRecord, JobState, Lease, OrgId, Priority,
-    RetryOutcome, RetryPolicy, StoreError, Usage,
+    ClaimedJob, Inserted, JobCount, JobId, JobPage, JobQuery, JobRecord, JobState, Lease, OrgId,
+    Priority, RetryOutcome, RetryPolicy, StoreError, Usage, WriterStatus,
 };
 
 const RECORD_COLUMNS: &str = "id, application_id, state, attempt, created_at, updated_at, \
@@ -35,6 +35,27 @@ pub(super) async fn query(
     let client = connection(pool).await?;
     let stmt = client.prepare_cached(sql).await.map_err(map_err)?;
     client.query(&stmt, params).await.map_err(map_err)
+}
+
+/// Every non-zero counter of `job_counts`, its shards summed.
+pub(super) async fn counts(pool: &Pool) -> Result<Vec<JobCount>, StoreError> {
+    let rows = query(
+        pool,
+        "SELECT org, application_id, status, sum(n)::bigint FROM job_counts \
+         GROUP BY org, application_id, status HAVING sum(n) <> 0 \
+         ORDER BY org, application_id, status",
+        &[],
+    )
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| JobCount {
+            org: r.get(0),
+            application_id: r.get(1),
+            status: WriterStatus::parse(r.get(2)).unwrap_or(WriterStatus::Failed),
+            n: r.get(3),
+        })
+        .collect())
 }
 
 /// Runs one statement in a transaction and notifies listeners before committing when

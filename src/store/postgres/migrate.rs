@@ -5,11 +5,13 @@
 //! find nothing left to do. DDL is transactional in PostgreSQL: a failed migration leaves
 //! nothing half-applied.
 
+use deadpool_postgres::Pool;
 use tokio_postgres::{Client, Config, NoTls};
 
+use super::connection;
 use super::errors::map_err;
 use crate::report::{Cause, Chain};
-use crate::store::{StoreError, now_micros};
+use crate::store::{SchemaVersion, StoreError, now_micros};
 
 /// The migrations in order; version `i + 1` is `MIGRATIONS[i]`. Never edit a released one:
 /// add the next.
@@ -78,6 +80,23 @@ async fn apply(client: &mut Client) -> Result<(), StoreError> {
         tracing::info!(version, "applied PostgreSQL migration");
     }
     tx.commit().await.map_err(map_err)
+}
+
+/// The schema version of the database the pool reaches, beside this build's.
+pub(super) async fn version(pool: &Pool) -> Result<SchemaVersion, StoreError> {
+    let client = connection(pool).await?;
+    let applied: i32 = client
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(map_err)?
+        .get(0);
+    Ok(SchemaVersion {
+        applied: applied.max(0) as u32,
+        expected: MIGRATIONS.len() as u32,
+    })
 }
 
 /// A failure to connect at all is always "unavailable", whatever the cause.

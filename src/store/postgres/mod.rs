@@ -70,10 +70,10 @@ use tokio_postgres::{Config, NoTls};
 use super::{
     ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
     BatchParts, BatchQuery, BatchRecord, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted,
-    FileLease, FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobId, JobPage, JobQuery,
-    JobRecord, KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId,
-    Outbox, Outcome, RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery,
-    after,
+    FileLease, FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobCount, JobId, JobPage,
+    JobQuery, JobRecord, KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications,
+    OrgId, Outbox, Outcome, RetryOutcome, SchemaVersion, Store, StoreError, StoreFuture,
+    VersionPage, VersionQuery, after,
 };
 use errors::{map_err, pool_err};
 
@@ -288,6 +288,14 @@ impl Store for PostgresStore {
 
     fn wakeups(&self) -> Arc<Notify> {
         self.wakeups.clone()
+    }
+
+    fn job_counts(&self) -> StoreFuture<'_, Vec<JobCount>> {
+        Box::pin(jobs::counts(&self.pool))
+    }
+
+    fn schema_version(&self) -> StoreFuture<'_, SchemaVersion> {
+        Box::pin(migrate::version(&self.pool))
     }
 
     fn authenticate(&self, key_hash: [u8; 32]) -> StoreFuture<'_, Option<OrgId>> {

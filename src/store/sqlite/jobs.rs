@@ -4,8 +4,8 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::store::{
-    Inserted, JobId, JobPage, JobQuery, JobRecord, JobState, Lease, NewJob, OrgId, Outcome,
-    OutcomeKind, Priority, RetryOutcome, Usage, after,
+    Inserted, JobCount, JobId, JobPage, JobQuery, JobRecord, JobState, Lease, NewJob, OrgId,
+    Outcome, OutcomeKind, Priority, RetryOutcome, Usage, WriterStatus, after,
 };
 
 const RECORD_COLUMNS: &str = "id, application_id, state, attempt, created_at, updated_at, \
@@ -107,6 +107,24 @@ pub(super) fn list(conn: &Connection, q: &JobQuery) -> rusqlite::Result<JobPage>
         jobs,
         total: total.max(0) as u64,
     })
+}
+
+/// Every non-zero counter of `job_counts`.
+pub(super) fn counts(conn: &Connection) -> rusqlite::Result<Vec<JobCount>> {
+    conn.prepare_cached(
+        "SELECT org, application_id, status, n FROM job_counts WHERE n <> 0 \
+         ORDER BY org, application_id, status",
+    )?
+    .query_map([], |r| {
+        let status: String = r.get(2)?;
+        Ok(JobCount {
+            org: r.get(0)?,
+            application_id: r.get(1)?,
+            status: WriterStatus::parse(&status).unwrap_or(WriterStatus::Failed),
+            n: r.get(3)?,
+        })
+    })?
+    .collect()
 }
 
 pub(super) fn retry(

@@ -27,9 +27,10 @@ use tokio::sync::{Notify, broadcast};
 use super::{
     ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
     BatchParts, BatchQuery, BatchRecord, ClaimedFile, ClaimedJob, Clock, FileId, FileInserted,
-    FileLease, FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobId, JobPage, JobQuery,
-    JobRecord, KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId,
-    Outbox, Outcome, RetryOutcome, Store, StoreError, StoreFuture, VersionPage, VersionQuery,
+    FileLease, FilePage, FileProcessed, FileQuery, FileRecord, Inserted, JobCount, JobId, JobPage,
+    JobQuery, JobRecord, KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications,
+    OrgId, Outbox, Outcome, RetryOutcome, SchemaVersion, Store, StoreError, StoreFuture,
+    VersionPage, VersionQuery,
 };
 use crate::report::Cause;
 use writer::Writer;
@@ -190,6 +191,15 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// The schema version of the database `conn` reads, beside this build's.
+fn schema_version(conn: &Connection) -> rusqlite::Result<SchemaVersion> {
+    let applied: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    Ok(SchemaVersion {
+        applied,
+        expected: MIGRATIONS.len() as u32,
+    })
+}
+
 /// Read connections, opened on demand and kept for reuse.
 struct Readers {
     path: PathBuf,
@@ -331,6 +341,14 @@ impl Store for SqliteStore {
 
     fn wakeups(&self) -> Arc<Notify> {
         self.wakeups.clone()
+    }
+
+    fn job_counts(&self) -> StoreFuture<'_, Vec<JobCount>> {
+        Box::pin(read(&self.readers, jobs::counts))
+    }
+
+    fn schema_version(&self) -> StoreFuture<'_, SchemaVersion> {
+        Box::pin(read(&self.readers, schema_version))
     }
 
     fn authenticate(&self, key_hash: [u8; 32]) -> StoreFuture<'_, Option<OrgId>> {

@@ -2,7 +2,7 @@
 //! both backends, as `conformance::sqlite::<case>` and `conformance::postgres::<case>`.
 //!
 //! The cases live by topic (`jobs.rs`, `leases.rs`, `keys.rs`, `files.rs`, `applications.rs`,
-//! `batches.rs`, `webhooks.rs`); this file holds
+//! `batches.rs`, `operations.rs`, `webhooks.rs`); this file holds
 //! the harness, the helpers they share and the list of cases. `postgres_only.rs` holds the
 //! tests of PostgreSQL alone, `throughput.rs` a measurement.
 //!
@@ -19,6 +19,7 @@ mod files;
 mod jobs;
 mod keys;
 mod leases;
+mod operations;
 mod postgres_only;
 mod scheduling;
 mod throughput;
@@ -132,6 +133,8 @@ conformance!(
     batches::a_batch_is_stored_whole_with_its_refused_items_failed,
     batches::batch_counts_follow_outcomes_and_retries_exactly,
     batches::batches_are_listed_newest_first_per_application_by_status,
+    operations::job_counts_follow_inserts_outcomes_and_retries_per_org_and_application,
+    operations::the_schema_is_at_the_version_this_build_migrates_to,
     webhooks::events_are_written_with_the_state_change_and_claimed_under_a_lease,
     webhooks::a_batch_completed_event_is_written_each_time_the_batch_finishes,
     webhooks::the_secret_is_kept_per_organisation_until_rotated,

@@ -346,7 +346,7 @@ async fn concurrent_finishers_of_a_batch_write_its_completion_once() {
     };
     let store = PostgresStore::open(&schema.url("t")).await.unwrap();
     let batch_only = [EventKind::BatchCompleted];
-    insert_batch(store, batch("c1", 2, &[], Some(&batch_only)))
+    insert_batch(&store, batch("c1", 2, &[], Some(&batch_only)))
         .await
         .unwrap();
     let admin = bootstrap(&schema.base).await;

@@ -11,8 +11,9 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
-use super::super::super::{ApiError, ErrorCode, WebhookRequest};
+use super::super::super::{ApiError, ErrorCode, WebhookRequest, openapi};
 use super::super::intake::{Intake, Place, Raw};
 use super::{ChunkReader, holds_nul};
 use crate::store::Priority;
@@ -34,10 +35,28 @@ pub(in crate::api::batches) struct Fields {
 
 /// One item: `{custom_id?, inputs}`, the inputs as a job create takes them (kept raw, so a
 /// refusal can name the input at fault).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub(super) struct ItemRequest {
     pub(super) custom_id: Option<String>,
+    #[schema(schema_with = openapi::inputs)]
     pub(super) inputs: Option<Value>,
+}
+
+/// The body of a batch create, one of `items` or `file_id`, for the OpenAPI document: [`read`]
+/// takes it field by field as it arrives, never whole into this.
+#[derive(ToSchema)]
+#[expect(
+    dead_code,
+    reason = "the body's shape, for the document; read by the visitor below"
+)]
+pub(crate) struct CreateBatchRequest {
+    items: Option<Vec<ItemRequest>>,
+    file_id: Option<String>,
+    strict: Option<bool>,
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<Map<String, Value>>,
+    priority: Option<String>,
+    webhook: Option<WebhookRequest>,
 }
 
 /// Reads the body from `reader`, its items into `intake`; answers its other fields.
