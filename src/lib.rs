@@ -58,8 +58,9 @@
 //! - [`ui`]: the dashboard at `/ui/`: server-rendered pages and their assets, compiled in;
 //!   sessions opened with an API key. Reads and writes through what [`api`]'s handlers use
 //!   (often the handlers themselves), never over HTTP, and keeps no rule of its own.
-//! - [`cli`]: the subcommands; `main.rs` only dispatches to it. `apps push`/`pull` talk to a
-//!   running server over HTTP only, never to its store.
+//! - [`cli`]: the subcommands; `main.rs` only dispatches to it. `apps push|pull|list|show`,
+//!   `jobs` and `batch` talk to a running server over HTTP only (one client, `cli::remote`),
+//!   never to its store.
 //!
 //! Beside this crate, in the same workspace, and never depended on by it:
 //! - `crates/mock-llm` (`mock-llm`): an OpenAI-compatible mock model server with seeded

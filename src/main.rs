@@ -12,7 +12,8 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Runs the command; a failure prints its error with every cause once and exits with 1.
+/// Runs the command; a failure prints its error with every cause once and exits with 2 (1 is
+/// for commands that ran but saw items fail, 130 for an interrupted run: see `cli`).
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = scriptorium::cli::Cli::parse();
@@ -24,10 +25,10 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match scriptorium::cli::run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("Error: {}", Chain(e.as_ref()));
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }

@@ -1,10 +1,19 @@
-//! The command line: `serve`, `keys`, `apps validate`, `apps push`/`pull` (remote.rs),
-//! `migrate`. Each subcommand parses its arguments and calls one library function; output
-//! meant for scripts goes to stdout.
+//! The command line: `serve`, `keys`, `migrate`, `apps validate`, and the commands that talk
+//! to a running server over HTTP through [`remote`]: `apps push|pull|list|show` (apps.rs),
+//! `jobs` (jobs.rs) and `batch` (batch/). Each subcommand parses its arguments and calls one
+//! library function; output meant for scripts goes to stdout (`--json` where offered),
+//! messages and progress to stderr.
+//!
+//! Exit codes: 0 done; 1 done, but some items (or files) failed; 2 the command could not do
+//! its work (usage, connection, refusal: main.rs); 130 interrupted (`batch run`).
 
+mod apps;
+mod batch;
+mod jobs;
 mod remote;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -49,6 +58,16 @@ enum Command {
     Migrate {
         #[command(flatten)]
         db: DbArgs,
+    },
+    /// Run a spreadsheet of rows through an application, and follow or manage batches.
+    Batch {
+        #[command(subcommand)]
+        command: batch::BatchCommand,
+    },
+    /// Read and manage a server's jobs.
+    Jobs {
+        #[command(subcommand)]
+        command: jobs::JobsCommand,
     },
 }
 
@@ -105,6 +124,24 @@ enum AppsCommand {
         #[command(flatten)]
         server: remote::ServerArgs,
     },
+    /// List the applications a server serves to this key.
+    List {
+        /// Print the applications as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: remote::ServerArgs,
+    },
+    /// Show an application and its inputs.
+    Show {
+        /// The application's id.
+        id: String,
+        /// Print the application as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: remote::ServerArgs,
+    },
 }
 
 /// Which database a tool works on.
@@ -127,13 +164,31 @@ impl DbArgs {
     }
 }
 
-/// Runs the parsed command line.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the parsed command line; the exit code, unless it failed (then main.rs exits 2).
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let done = |()| ExitCode::SUCCESS;
     match cli.command {
-        Command::Serve { config, options } => serve(*options, config).await,
-        Command::Keys { command } => keys(command).await,
+        Command::Serve { config, options } => serve(*options, config).await.map(done),
+        Command::Keys { command } => keys(command).await.map(done),
         Command::Apps { command } => apps(command).await,
-        Command::Migrate { db } => migrate(&db).await,
+        Command::Migrate { db } => migrate(&db).await.map(done),
+        Command::Batch { command } => batch::run(command).await,
+        Command::Jobs { command } => jobs::run(command).await.map(done),
+    }
+}
+
+/// Prints `value` as pretty JSON on stdout (the `--json` output).
+fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// A JSON string as text; anything else as JSON (`-` for null), for human output.
+fn text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".to_owned(),
+        other => other.to_string(),
     }
 }
 
@@ -213,13 +268,19 @@ async fn migrate(db: &DbArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn apps(command: AppsCommand) -> anyhow::Result<()> {
+async fn apps(command: AppsCommand) -> anyhow::Result<ExitCode> {
     match command {
-        AppsCommand::Validate { dir } => validate_apps(&dir),
-        AppsCommand::Push { path, server } => remote::push(&path, server).await,
-        AppsCommand::Pull { id, output, server } => {
-            remote::pull(&id, output.as_deref(), server).await
+        AppsCommand::Validate { dir } => validate_apps(&dir).map(|()| ExitCode::SUCCESS),
+        AppsCommand::Push { path, server } => apps::push(&path, server).await,
+        AppsCommand::Pull { id, output, server } => apps::pull(&id, output.as_deref(), server)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        AppsCommand::List { json, server } => {
+            apps::list(server, json).await.map(|()| ExitCode::SUCCESS)
         }
+        AppsCommand::Show { id, json, server } => apps::show(&id, server, json)
+            .await
+            .map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -1,23 +1,12 @@
-//! `apps push` and `apps pull`: application files to and from a running server, through its
-//! applications-as-data routes, so that definitions can live in git.
-//!
-//! A push is idempotent: a file whose definition is the server's current one (nulls aside,
-//! which mean "not given") is reported unchanged and makes no new version, so push, pull,
-//! push leaves the server as it was.
+//! The one HTTP client of the command line: a server (ours, or any Writer-compatible one such
+//! as api.writer.com), a key, and the answers read in Writer's error shape.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use reqwest::{Client, Method, Response, StatusCode};
-use serde_json::{Map, Value};
-
-use crate::apps::{definition_of, file_text};
-use crate::report::Chain;
-
-/// Our applications routes.
-const ROUTE: &str = "/v1/scriptorium/applications";
+use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
+use serde::Serialize;
+use serde_json::Value;
 
 /// Which server, and whose key.
 #[derive(clap::Args)]
@@ -34,154 +23,18 @@ pub(super) struct ServerArgs {
     api_key: String,
 }
 
-/// What a push did to one application.
-enum Pushed {
-    Created(u64),
-    Updated(u64),
-    Unchanged(u64),
-}
-
-impl fmt::Display for Pushed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Pushed::Created(v) => write!(f, "created v{v}"),
-            Pushed::Updated(v) => write!(f, "updated to v{v}"),
-            Pushed::Unchanged(v) => write!(f, "unchanged (v{v})"),
-        }
-    }
-}
-
-/// Creates or updates the application of each TOML file at `path` (a file, or a folder's
-/// `*.toml`), printing one line per file; fails if any file did.
-pub(super) async fn push(path: &Path, server: ServerArgs) -> anyhow::Result<()> {
-    let files = toml_files(path)?;
-    let remote = Remote::new(server)?;
-    let mut failed = 0;
-    for file in &files {
-        match push_file(&remote, file).await {
-            Ok((id, pushed)) => println!("{}: {id} {pushed}", file.display()),
-            Err(e) => {
-                failed += 1;
-                println!("{}: error: {}", file.display(), Chain(e.as_ref()));
-            }
-        }
-    }
-    if failed > 0 {
-        bail!("{failed} of {} files failed", files.len());
-    }
-    Ok(())
-}
-
-/// Writes the current definition of application `id` as a TOML file: to `output` (replaced
-/// if it exists), else to stdout.
-pub(super) async fn pull(
-    id: &str,
-    output: Option<&Path>,
-    server: ServerArgs,
-) -> anyhow::Result<()> {
-    let remote = Remote::new(server)?;
-    let app = remote
-        .current(id)
-        .await?
-        .with_context(|| format!("no application '{id}'"))?;
-    let Some(definition) = app["definition"].as_object() else {
-        bail!("application '{id}' is provisioned from the server's apps folder: its file is there");
-    };
-    let header = format!(
-        "# {id}, version {}: written by `scriptorium apps pull`",
-        app["version"]
-    );
-    let text = file_text(definition, &header).map_err(anyhow::Error::msg)?;
-    match output {
-        None => print!("{text}"),
-        Some(path) => {
-            std::fs::write(path, text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            println!("{}: {id} version {}", path.display(), app["version"]);
-        }
-    }
-    Ok(())
-}
-
-/// `path` itself, or the `*.toml` files of the folder `path`, by name.
-fn toml_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    if !path.is_dir() {
-        return Ok(vec![path.to_owned()]);
-    }
-    let mut files = Vec::new();
-    for entry in
-        std::fs::read_dir(path).with_context(|| format!("cannot read {}", path.display()))?
-    {
-        let file = entry?.path();
-        if file.extension().is_some_and(|e| e == "toml") {
-            files.push(file);
-        }
-    }
-    if files.is_empty() {
-        bail!("no .toml files in {}", path.display());
-    }
-    files.sort();
-    Ok(files)
-}
-
-/// Creates the application of `file`, or makes its definition the current one.
-async fn push_file(remote: &Remote, file: &Path) -> anyhow::Result<(String, Pushed)> {
-    let text = std::fs::read_to_string(file).context("cannot read it")?;
-    let definition = definition_of(&text).map_err(anyhow::Error::msg)?;
-    let Some(Value::String(id)) = definition.get("id") else {
-        bail!("no id: a pushed file needs one, so that pushing it again updates it");
-    };
-    let id = id.clone();
-    let pushed = match remote.current(&id).await? {
-        None => Pushed::Created(version(
-            &remote.call(Method::POST, ROUTE, &definition).await?,
-        )),
-        Some(current) if same(&current["definition"], &definition) => {
-            Pushed::Unchanged(version(&current))
-        }
-        Some(_) => {
-            let path = format!("{ROUTE}/{id}");
-            Pushed::Updated(version(
-                &remote.call(Method::PUT, &path, &definition).await?,
-            ))
-        }
-    };
-    Ok((id, pushed))
-}
-
-/// Whether the server's definition is `ours`, nulls aside.
-fn same(theirs: &Value, ours: &Map<String, Value>) -> bool {
-    without_nulls(theirs) == without_nulls(&Value::Object(ours.clone()))
-}
-
-fn without_nulls(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), without_nulls(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
-        other => other.clone(),
-    }
-}
-
-fn version(app: &Value) -> u64 {
-    app["version"].as_u64().unwrap_or_default()
-}
-
 /// A server and the key to call it with.
-struct Remote {
+pub(super) struct Remote {
     http: Client,
     base: String,
     key: String,
 }
 
 impl Remote {
-    fn new(server: ServerArgs) -> anyhow::Result<Self> {
+    /// A client for `server`; every request but a streamed one times out after 60 s.
+    pub(super) fn new(server: ServerArgs) -> anyhow::Result<Self> {
         let http = Client::builder()
-            .timeout(Duration::from_secs(60))
+            .connect_timeout(Duration::from_secs(10))
             .build()
             .context("cannot make an HTTP client")?;
         Ok(Self {
@@ -191,49 +44,59 @@ impl Remote {
         })
     }
 
-    /// The application `id` at its current version; `None` when the server has none.
-    async fn current(&self, id: &str) -> anyhow::Result<Option<Value>> {
-        let response = self
-            .send(Method::GET, &format!("{ROUTE}/{id}"), None)
-            .await?;
+    /// The server's base URL, for messages.
+    pub(super) fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `method path`, authenticated, with the default timeout; add a body or headers to it.
+    pub(super) fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .timeout(Duration::from_secs(60))
+    }
+
+    /// Sends `request`; an error says the server could not be reached.
+    pub(super) async fn send(&self, request: RequestBuilder) -> anyhow::Result<Response> {
+        request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))
+    }
+
+    /// `GET path`: the answer, or the server's message as the error.
+    pub(super) async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        answer(self.send(self.request(Method::GET, path)).await?).await
+    }
+
+    /// `GET path`, where a 404 is `None`.
+    pub(super) async fn find(&self, path: &str) -> anyhow::Result<Option<Value>> {
+        let response = self.send(self.request(Method::GET, path)).await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
         answer(response).await.map(Some)
     }
 
-    /// `method path` with `body`: the answer, or the server's message as the error.
-    async fn call(
+    /// `method path` with the JSON `body`: the answer, or the server's message as the error.
+    pub(super) async fn call<T: Serialize + ?Sized>(
         &self,
         method: Method,
         path: &str,
-        body: &Map<String, Value>,
+        body: &T,
     ) -> anyhow::Result<Value> {
-        answer(self.send(method, path, Some(body)).await?).await
+        answer(self.send(self.request(method, path).json(body)).await?).await
     }
 
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Map<String, Value>>,
-    ) -> anyhow::Result<Response> {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.key);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {}", self.base))
+    /// `POST path` without a body (cancel, retry).
+    pub(super) async fn post_empty(&self, path: &str) -> anyhow::Result<Value> {
+        answer(self.send(self.request(Method::POST, path)).await?).await
     }
 }
 
 /// A 2xx answer's JSON; else an error carrying the server's descriptions.
-async fn answer(response: Response) -> anyhow::Result<Value> {
+pub(super) async fn answer(response: Response) -> anyhow::Result<Value> {
     let status = response.status();
     let body: Value = response
         .json()
@@ -242,6 +105,11 @@ async fn answer(response: Response) -> anyhow::Result<Value> {
     if status.is_success() {
         return Ok(body);
     }
+    bail!("{}", refusal(status, &body))
+}
+
+/// The server's descriptions of why it answered `status` with `body` (Writer's error shape).
+pub(super) fn refusal(status: StatusCode, body: &Value) -> String {
     let descriptions: Vec<&str> = body["errors"]
         .as_array()
         .into_iter()
@@ -249,7 +117,7 @@ async fn answer(response: Response) -> anyhow::Result<Value> {
         .filter_map(|e| e["description"].as_str())
         .collect();
     if descriptions.is_empty() {
-        bail!("the server answered {status}: {body}");
+        return format!("the server answered {status}: {body}");
     }
-    bail!("{} ({status})", descriptions.join("; "))
+    format!("{} ({status})", descriptions.join("; "))
 }

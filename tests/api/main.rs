@@ -10,6 +10,7 @@ mod batch_intake;
 mod batches;
 mod blobs;
 mod cli;
+mod cli_batch;
 mod cluster;
 mod cluster_apps;
 mod conformance;
