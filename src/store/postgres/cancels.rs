@@ -1,6 +1,6 @@
 //! Cancelling: of one job, of a batch's items in progress (one statement), and the end of a
 //! running job's cancel, when its heartbeat finds the lease gone or its lease lapses. Same
-//! semantics as SQLite's `cancels.rs` (0014_batch_lifecycle.sql tells the model). A job in
+//! semantics as SQLite's `cancels.rs` (0012_batch_lifecycle.sql tells the model). A job in
 //! progress has a queue row: a waiting one leaves the queue, cancelled, in the statement
 //! that cancels it; a running one's row becomes `cancelling` (and keeps its lease, so the
 //! reaper still finds it), and the statement notifies every node's heartbeat (through

@@ -26,8 +26,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0008_applications.sql"),
     include_str!("0009_nodes.sql"),
     include_str!("0010_batches.sql"),
-    include_str!("0013_webhooks.sql"),
-    include_str!("0014_batch_lifecycle.sql"),
+    include_str!("0011_webhooks.sql"),
+    include_str!("0012_batch_lifecycle.sql"),
 ];
 
 /// Taken before anything else, per schema: nodes sharing a schema serialise their

@@ -4,7 +4,7 @@
 //! transaction still numbering the batch's items (they hold its advisory lock shared; the
 //! reader takes it exclusively, for as long as it takes to read the sequence) and then shows
 //! only items numbered up to the sequence's value then: every one of those has committed, so
-//! none can appear later behind the cursor (0014_batch_lifecycle.sql).
+//! none can appear later behind the cursor (0012_batch_lifecycle.sql).
 
 use deadpool_postgres::Pool;
 use tokio_postgres::Row;

@@ -1,7 +1,7 @@
 //! The webhook statements: a batch's subscription (written in the batch's insert), the
 //! secrets, and the outbox's claims (`FOR UPDATE SKIP LOCKED`, so nodes take disjoint
 //! events), attempts and listing. The same semantics as SQLite's `webhooks.rs`; the events
-//! themselves are written by the triggers of 0013_webhooks.sql.
+//! themselves are written by the triggers of 0011_webhooks.sql.
 
 use std::time::Duration;
 

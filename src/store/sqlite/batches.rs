@@ -3,9 +3,9 @@
 //! arrive, [`ROWS`] to a statement (one statement per item would journal every page it
 //! touches once per item: SQLite keeps a statement journal for each statement of a longer
 //! transaction), each chunk counted in `job_counts` at once (the per-row count trigger skips
-//! batch items, 0010_batch_counts.sql), then the batch row with its counts. Parts that stop
+//! batch items, 0009_batch_counts.sql), then the batch row with its counts. Parts that stop
 //! before their end roll it all back. The batch's own counts, and the finishing order of its
-//! items, are kept by the `jobs_batch_count` trigger (0012_batch_lifecycle.sql). A batch read
+//! items, are kept by the `jobs_batch_count` trigger (0011_batch_lifecycle.sql). A batch read
 //! also reads its recent pace: the last [`THROUGHPUT_WINDOW`] items to run to their end,
 //! walked back in `jobs_finished`.
 
@@ -41,7 +41,7 @@ const COUNT: &str = "INSERT INTO job_counts (org, application_id, status, n) \
 
 /// The insert of `rows` items: each `(id, inputs, custom_id, error, position)`; a refused item
 /// (one with an error) is inserted failed, its position its place in the finishing order
-/// (before every item that runs: see 0012_batch_lifecycle.sql).
+/// (before every item that runs: see 0011_batch_lifecycle.sql).
 fn insert_items(rows: usize) -> String {
     let values: Vec<String> = (0..rows)
         .map(|row| {

@@ -1,6 +1,6 @@
 //! Cancelling: of one job, of a batch's items in progress (one statement), and the end of a
 //! running job's cancel, when its heartbeat finds the lease gone or its lease lapses
-//! (0012_batch_lifecycle.sql tells the model).
+//! (0011_batch_lifecycle.sql tells the model).
 
 use rusqlite::{Connection, OptionalExtension, params};
 

@@ -47,9 +47,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0006_job_provider.sql"),
     include_str!("0007_applications.sql"),
     include_str!("0008_batches.sql"),
-    include_str!("0010_batch_counts.sql"),
-    include_str!("0011_webhooks.sql"),
-    include_str!("0012_batch_lifecycle.sql"),
+    include_str!("0009_batch_counts.sql"),
+    include_str!("0010_webhooks.sql"),
+    include_str!("0011_batch_lifecycle.sql"),
 ];
 /// Page cache of the key-lookup connection.
 const AUTH_CACHE_KIB: u32 = 256;

@@ -1,6 +1,6 @@
 //! The webhook statements: a batch's subscription (written with the batch), the secrets, and
 //! the outbox's claims, attempts and listing. The events themselves are written by the
-//! triggers of 0011_webhooks.sql.
+//! triggers of 0010_webhooks.sql.
 
 use std::time::Duration;
 

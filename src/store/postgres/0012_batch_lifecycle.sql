@@ -1,5 +1,5 @@
 -- A batch's lifecycle: cancellation, the order its items finish in, and its retry. The same
--- model as SQLite's 0012_batch_lifecycle.sql:
+-- model as SQLite's 0011_batch_lifecycle.sql:
 --
 -- Cancelling: a waiting job leaves the queue and is stored `failed` with `cancelled_at` set
 -- and the error 'cancelled' (its Writer status is `failed`; `job_records` shows its state as
