@@ -56,7 +56,8 @@
 //!   server to a connection cap; its `peers` checks at start that the nodes sharing a
 //!   database serve the same apps folder.
 //! - [`ui`]: the dashboard at `/ui/`: server-rendered pages and their assets, compiled in;
-//!   sessions opened with an API key. Reads and writes through what [`api`]'s handlers use
+//!   sessions opened with an API key (kept in the store), and the task that rolls finished
+//!   jobs up per minute for its charts. Reads and writes through what [`api`]'s handlers use
 //!   (often the handlers themselves), never over HTTP, and keeps no rule of its own.
 //! - [`cli`]: the subcommands; `main.rs` only dispatches to it. `apps push|pull|list|show`,
 //!   `jobs` and `batch` talk to a running server over HTTP only (one client, `cli::remote`),

@@ -6,15 +6,19 @@
 //!   latency ([`http`]). Each observation is a few atomic operations on a
 //!   metric resolved once (the engine's) or looked up by its labels (HTTP's); no lock is held
 //!   per job.
+//!   The webhook worker counts its delivery attempts the same way ([`webhooks`]).
 //! - read when scraped ([`scrape`]): jobs by organisation, application and status from the
-//!   store's counters (never a count of the jobs table), and each provider's gate (in flight,
-//!   limit, calls, errors by class, tokens, backpressure), which keeps its own figures.
+//!   store's counters (never a count of the jobs table), the webhook events waiting for
+//!   delivery (a counter the outbox's triggers keep, never a count of the events), and each
+//!   provider's gate (in flight, limit, calls, errors by class, tokens, backpressure), which
+//!   keeps its own figures.
 //!
 //! Everything is per process: in a cluster each node is scraped, and the job counts, which
 //! come from the shared database, are the same on every node.
 
 pub(crate) mod http;
 mod scrape;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -23,6 +27,7 @@ use prometheus::{Histogram, HistogramOpts, HistogramVec, Registry, TextEncoder};
 use crate::providers::Providers;
 use crate::store::{ClaimedJob, OutcomeKind, Store, StoreError};
 use http::HttpFigures;
+use webhooks::WebhookFigures;
 
 /// The prefix of every family.
 const PREFIX: &str = "scriptorium";
@@ -53,6 +58,8 @@ pub(crate) struct Metrics {
     pub(crate) jobs: JobTimes,
     /// The HTTP requests.
     pub(crate) http: HttpFigures,
+    /// The webhook delivery attempts.
+    pub(crate) webhooks: WebhookFigures,
 }
 
 impl Metrics {
@@ -61,15 +68,17 @@ impl Metrics {
         let registry = Registry::new();
         let jobs = JobTimes::new(&registry);
         let http = HttpFigures::new(&registry);
+        let webhooks = WebhookFigures::new(&registry);
         Self {
             registry,
             jobs,
             http,
+            webhooks,
         }
     }
 
     /// Every family as Prometheus text: the observed ones and those read now from the
-    /// store's counters and the providers' gates.
+    /// store's counters (jobs, pending webhook events) and the providers' gates.
     pub(crate) async fn render(
         &self,
         store: &dyn Store,
@@ -77,6 +86,9 @@ impl Metrics {
     ) -> Result<String, ScrapeError> {
         let mut families = self.registry.gather();
         families.extend(scrape::jobs(store.job_counts().await?)?);
+        families.extend(scrape::pending_events(
+            store.outbox().pending_events().await?,
+        )?);
         families.extend(scrape::providers(&providers.views())?);
         // A family with no series yet (no job, no provider call) cannot be written as text.
         families.retain(|family| !family.get_metric().is_empty());

@@ -1,11 +1,11 @@
-//! The families read at each scrape, from figures others keep: the store's job counters and
-//! the providers' gates. Built afresh each time (a label set that is gone, such as a deleted
+//! The families read at each scrape, from figures others keep: the store's job counters, the
+//! outbox's pending counter and the providers' gates. Built afresh each time (a label set that is gone, such as a deleted
 //! application's, leaves with it); the counters among them are totals their owners keep
 //! since the process started, so they only grow, as Prometheus counters must.
 
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
-use prometheus::{CounterVec, IntCounterVec, IntGaugeVec, Opts};
+use prometheus::{CounterVec, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 use super::PREFIX;
 use crate::providers::BackendView;
@@ -32,6 +32,16 @@ pub(super) fn jobs(counts: Vec<JobCount>) -> prometheus::Result<Vec<MetricFamily
         .set(count.n);
     }
     Ok(jobs.collect())
+}
+
+/// `scriptorium_webhook_events_pending`: events waiting for delivery, in the whole database.
+pub(super) fn pending_events(n: i64) -> prometheus::Result<Vec<MetricFamily>> {
+    let pending = IntGauge::with_opts(opts(
+        "webhook_events_pending",
+        "Webhook events waiting for delivery (their next attempt is due or scheduled).",
+    ))?;
+    pending.set(n);
+    Ok(pending.collect())
 }
 
 /// The `scriptorium_provider_*` families, one series per provider (and class, direction or

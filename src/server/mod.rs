@@ -1,5 +1,5 @@
 //! Assembles a server from [`Settings`]: store, applications, providers, keys, files, engine,
-//! webhooks and router; then serves on a listener it is given (so tests bind port 0) until a shutdown
+//! webhooks, the dashboard's roll-up and router; then serves on a listener it is given (so tests bind port 0) until a shutdown
 //! future resolves, and drains the engine.
 //!
 //! - [`connections`]: the HTTP/1 listener and the limits each connection is held to.
@@ -65,6 +65,7 @@ impl From<LoadError> for StartError {
 pub struct Server {
     listener: TcpListener,
     router: axum::Router,
+    store: Arc<dyn Store>,
     engine: Arc<Engine>,
     files: Files,
     webhooks: Arc<Webhooks>,
@@ -101,9 +102,9 @@ impl Server {
             settings.engine,
             metrics.clone(),
         );
-        let webhooks = Webhooks::new(store.clone(), settings.webhooks);
+        let webhooks = Webhooks::new(store.clone(), settings.webhooks, metrics.clone());
         let state = AppState::new(Parts {
-            store,
+            store: store.clone(),
             apps,
             providers,
             keys,
@@ -113,6 +114,7 @@ impl Server {
         });
         Ok(Self {
             listener,
+            store,
             router: router(state, settings.max_body_bytes, settings.max_batch_bytes),
             engine,
             files,
@@ -132,6 +134,7 @@ impl Server {
         let engine = tokio::spawn(self.engine.run(stopped.clone()));
         let extractor = tokio::spawn(self.files.extract_files(stopped.clone()));
         let deliveries = tokio::spawn(self.webhooks.run(stopped.clone()));
+        let rollup = tokio::spawn(crate::ui::rollup::run(self.store, stopped.clone()));
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop.send(true);
@@ -144,6 +147,7 @@ impl Server {
         let _ = engine.await;
         let _ = extractor.await;
         let _ = deliveries.await;
+        let _ = rollup.await;
         Ok(())
     }
 }

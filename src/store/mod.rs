@@ -254,6 +254,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// The webhooks' outbox and secrets.
     fn outbox(&self) -> &dyn Outbox;
+    /// What only the dashboard reads and writes.
+    fn dashboard(&self) -> &dyn Dashboard;
 }
 
 /// The webhooks' part of the store: each organisation's signing secret, and the outbox the
@@ -279,4 +281,31 @@ pub trait Outbox: Send + Sync {
     fn record_delivery(&self, delivery: Delivery) -> StoreFuture<'_, bool>;
     /// A page of an organisation's events with their attempts, newest first.
     fn list_deliveries(&self, query: DeliveryQuery) -> StoreFuture<'_, DeliveryPage>;
+    /// How many events wait to be delivered, from a counter the outbox's triggers keep (a
+    /// read of a few rows, never a count of the events).
+    fn pending_events(&self) -> StoreFuture<'_, i64>;
+}
+
+/// The dashboard's part of the store (model `dashboard`), reached through
+/// [`Store::dashboard`]: the per-minute roll-up of finished jobs its charts draw, its
+/// sessions (shared by every node of a cluster), and its jobs list by keyset. Nothing here is
+/// on the path of a claim or a finish.
+pub trait Dashboard: Send + Sync {
+    /// Rolls up the jobs that finished in the minutes from where the last roll-up (of any
+    /// node) stopped, at most a day back, to `until` (a minute's start, excluded): one row per
+    /// organisation, application and minute, written once (a minute already written is left as
+    /// it is, so nodes rolling up together write it once). Then forgets the minutes older
+    /// than two days and the sessions that have expired. Answers the rows written.
+    fn roll_up(&self, until: i64) -> StoreFuture<'_, usize>;
+    /// The rolled-up minutes of `org` from `since` on, oldest first.
+    fn minutes<'a>(&'a self, org: &'a OrgId, since: i64) -> StoreFuture<'a, Vec<MinuteFigures>>;
+    /// Stores a new session.
+    fn open_session(&self, session: StoredSession) -> StoreFuture<'_, ()>;
+    /// The unexpired session whose id has this hash.
+    fn session(&self, id_hash: [u8; 32]) -> StoreFuture<'_, Option<StoredSession>>;
+    /// Ends the session whose id has this hash.
+    fn close_session(&self, id_hash: [u8; 32]) -> StoreFuture<'_, ()>;
+    /// A page of jobs, newest first, by keyset: however deep the page, only its own rows and
+    /// the index entries of the filter are read.
+    fn browse_jobs(&self, filter: JobFilter) -> StoreFuture<'_, Vec<JobRecord>>;
 }

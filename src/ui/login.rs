@@ -10,7 +10,6 @@ use serde::Deserialize;
 use super::pages::Pages;
 use super::session::{LoggedIn, cookie, expired_cookie, same_origin};
 use super::{UiError, UiState};
-use crate::api::{ApiError, ErrorCode};
 
 /// `GET /ui/login`: the form.
 pub(crate) async fn form() -> Result<Response, UiError> {
@@ -36,10 +35,7 @@ pub(crate) async fn log_in(
         let page = Pages::public("Log in", "login.html", context! { error => true })?;
         return Ok((StatusCode::UNAUTHORIZED, page).into_response());
     };
-    let id = state.sessions.open(org).map_err(|e| {
-        tracing::error!(error = %e, "no randomness for a session id");
-        ApiError::new(ErrorCode::Internal, "internal server error")
-    })?;
+    let id = state.sessions.open(org).await?;
     Ok(([(header::SET_COOKIE, cookie(&id))], Redirect::to("/ui/")).into_response())
 }
 
@@ -49,14 +45,14 @@ pub(crate) struct LogOut {
     csrf: String,
 }
 
-/// `POST /ui/logout`: ends the session; its cookie no longer opens any page.
+/// `POST /ui/logout`: ends the session (on every node); its cookie no longer opens any page.
 pub(crate) async fn log_out(
     State(state): State<UiState>,
     user: LoggedIn,
     Form(form): Form<LogOut>,
 ) -> Result<Response, UiError> {
     user.check(&form.csrf)?;
-    state.sessions.close(&user.id);
+    state.sessions.close(&user.id).await?;
     Ok((
         [(header::SET_COOKIE, expired_cookie())],
         Redirect::to("/ui/login"),

@@ -13,18 +13,23 @@
 //! the wire. Every page is scoped to the organisation of the session ([`session`]); another
 //! organisation's job, batch or application is a 404 here as it is in the API.
 //!
-//! Sections, one module each: [`overview`], [`applications`] (with the [`editor`]),
-//! [`jobs`], [`batches`]; [`login`] opens and closes sessions; [`pages`] renders.
+//! Sections, one module each: [`overview`] (its [`charts`] drawn from the per-minute figures
+//! the [`rollup`] task writes), [`applications`] (with the [`editor`]), [`job_list`] and
+//! [`jobs`], [`batches`]; [`login`] opens and closes sessions, kept in the store ([`session`]);
+//! [`pages`] renders.
 //!
 //! [`Catalog`]: crate::apps::Catalog
 
 mod applications;
 mod batches;
+mod charts;
 mod editor;
+mod job_list;
 mod jobs;
 mod login;
 mod overview;
 mod pages;
+pub(crate) mod rollup;
 mod session;
 
 use std::sync::Arc;
@@ -38,21 +43,19 @@ use crate::api::{ApiError, AppState};
 use pages::Pages;
 use session::Sessions;
 
-/// What every page can reach: the API's parts and this process's sessions.
+/// What every page can reach: the API's parts and the sessions.
 #[derive(Clone)]
 pub(crate) struct UiState {
     /// The parts the API's handlers use.
     api: AppState,
-    /// Who is logged in.
+    /// Who is logged in (sessions in the store, cached for a moment).
     sessions: Arc<Sessions>,
 }
 
 /// The dashboard's routes, all under `/ui`, ready to merge into the API's router.
 pub(crate) fn router<S>(api: AppState) -> Router<S> {
-    let state = UiState {
-        api,
-        sessions: Arc::default(),
-    };
+    let sessions = Arc::new(Sessions::new(api.store.clone()));
+    let state = UiState { api, sessions };
     Router::new()
         .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
         .route("/ui/", get(overview::page))
@@ -72,8 +75,8 @@ pub(crate) fn router<S>(api: AppState) -> Router<S> {
         )
         .route("/ui/editor/preview", post(editor::preview))
         .route("/ui/editor/save", post(editor::save))
-        .route("/ui/jobs", get(jobs::list))
-        .route("/ui/jobs/retry-failed", post(jobs::retry_failed))
+        .route("/ui/jobs", get(job_list::list))
+        .route("/ui/jobs/retry-failed", post(job_list::retry_failed))
         .route("/ui/jobs/{id}", get(jobs::page))
         .route("/ui/jobs/{id}/retry", post(jobs::retry))
         .route("/ui/batches", get(batches::list))

@@ -1,23 +1,31 @@
-//! The overview: jobs by state per application, each provider's load and limits, and the
-//! running batches; its live part is fetched again every few seconds while the page is open.
+//! The overview: jobs by state per application, charts of the jobs finished and their times
+//! over the last hour and day, each provider's load and limits, and the running batches; its
+//! live part is fetched again every few seconds while the page is open.
 //!
 //! Every figure is cheap at any number of jobs: the counts are the store's `job_counts`
 //! counters (the totals of the jobs list, read with an empty page, three per application),
 //! the providers' figures are this node's gates in memory (the same as
 //! `GET /v1/scriptorium/providers`: throughput and latencies over their latest calls, at
 //! most 1,024 calls or five minutes), and the batches are a page of each application's
-//! batches in progress, with their kept counts.
+//! batches in progress, with their kept counts. The charts read the store's per-minute
+//! roll-up of the last day ([`charts`]): at most 1,440 rows per application.
+//!
+//! [`charts`]: super::charts
 
 use axum::extract::State;
 use axum::response::Html;
 use minijinja::{Value, context};
 use serde::Serialize;
 
+use super::charts::charts;
 use super::pages::Pages;
 use super::session::LoggedIn;
 use super::{UiError, UiState};
 use crate::api::views::BatchView;
-use crate::store::{BatchQuery, BatchStatus, JobQuery, OrgId, WriterStatus};
+use crate::store::{BatchQuery, BatchStatus, JobQuery, OrgId, WriterStatus, now_micros};
+
+/// How far back the charts read: the day chart's 24 hours and the hour it begins in.
+const CHARTED: i64 = 25 * 3_600_000_000;
 
 /// Running batches shown per application at most.
 const BATCHES_PER_APP: u64 = 20;
@@ -99,10 +107,18 @@ async fn figures(state: &UiState, org: &OrgId) -> Result<Value, UiError> {
         let page = state.api.store.list_batches(query).await?;
         batches.extend(page.batches.into_iter().map(BatchView::from));
     }
+    let now = now_micros();
+    let minutes = state
+        .api
+        .store
+        .dashboard()
+        .minutes(org, now - CHARTED)
+        .await?;
     Ok(context! {
         counts,
         total,
         batches,
+        charts => charts(&minutes, now),
         providers => state.api.providers.views(),
     })
 }

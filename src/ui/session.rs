@@ -2,11 +2,13 @@
 //! checks every form passes (its CSRF token, and the request's origin).
 //!
 //! A session is a random 256-bit id, sent as an `HttpOnly; SameSite=Strict` cookie scoped to
-//! `/ui/`, and kept in this process's memory with its organisation and its CSRF token. Memory,
-//! not the store: a session is worth only a log-in, so losing them on restart costs a
-//! person one more log-in, and a page view never writes to the database. The price is that a
-//! cluster of nodes behind one address needs sticky sessions (or a person logs in once per
-//! node); docs/dashboard.md says so.
+//! `/ui/`, and kept in the store (only the SHA-256 of its id, with its organisation, its CSRF
+//! token and its expiry), so every node sharing a database knows it: behind a load balancer a
+//! person stays logged in whichever node answers, and a restart logs nobody out. Each node
+//! keeps the sessions it has read for a few seconds ([`CACHED_FOR`]), so page views and the
+//! overview's refresh do not read the database each time; an unsafe request (POST) always
+//! reads it, so a session closed on one node changes nothing anywhere from then on, and opens
+//! no page on another node after at most [`CACHED_FOR`].
 //!
 //! Every unsafe request (POST) must come from our own pages: its `Origin` (or, failing that,
 //! its `Referer`) must name the host it was sent to, a browser's `Sec-Fetch-Site` must not
@@ -14,7 +16,7 @@
 //! hidden `csrf` field or the `X-CSRF-Token` header of a script's request).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
@@ -23,22 +25,26 @@ use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
 
 use super::{UiError, UiState};
-use crate::store::OrgId;
+use crate::api::{ApiError, ErrorCode};
+use crate::store::{OrgId, Store, StoredSession, after, now_micros};
 
 /// The cookie's name.
 const COOKIE: &str = "scriptorium_session";
 /// How long a session lasts after its log-in.
 const LIFETIME: Duration = Duration::from_secs(12 * 3600);
-/// Sessions held at most; past this, expired ones are dropped at the next log-in, and if
-/// none has expired the oldest goes.
-const MAX_SESSIONS: usize = 10_000;
+/// How long a node trusts a session it read from the store before reading it again (for
+/// page views; unsafe requests always read it).
+pub(crate) const CACHED_FOR: Duration = Duration::from_secs(5);
+/// Sessions a node keeps in its cache at most; past this the cache starts afresh.
+const MAX_CACHED: usize = 10_000;
 
-/// The open sessions of this process.
-#[derive(Default)]
+/// The sessions, in the store, and the ones this node read lately.
 pub(crate) struct Sessions {
-    open: Mutex<HashMap<String, Session>>,
+    store: Arc<dyn Store>,
+    cache: Mutex<HashMap<String, (Session, Instant)>>,
 }
 
 /// One logged-in browser.
@@ -48,61 +54,99 @@ pub(crate) struct Session {
     pub(crate) org: OrgId,
     /// The token every form of this session carries.
     pub(crate) csrf: String,
-    expires: Instant,
+    /// When it ends (microseconds since the epoch).
+    expires_at: i64,
 }
 
 impl Sessions {
+    /// The sessions kept in `store`.
+    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            cache: Mutex::default(),
+        }
+    }
+
     /// Opens a session for `org`; answers its id (the cookie's value).
-    pub(crate) fn open(&self, org: OrgId) -> Result<String, getrandom::Error> {
-        let id = random_token()?;
+    pub(crate) async fn open(&self, org: OrgId) -> Result<String, UiError> {
+        let (id, csrf) = (random_token()?, random_token()?);
         let session = Session {
             org,
-            csrf: random_token()?,
-            expires: Instant::now() + LIFETIME,
+            csrf,
+            expires_at: after(now_micros(), LIFETIME),
         };
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if open.len() >= MAX_SESSIONS {
-            let now = Instant::now();
-            open.retain(|_, s| s.expires > now);
-            if open.len() >= MAX_SESSIONS
-                && let Some(oldest) = open
-                    .iter()
-                    .min_by_key(|(_, s)| s.expires)
-                    .map(|(id, _)| id.clone())
-            {
-                open.remove(&oldest);
-            }
-        }
-        open.insert(id.clone(), session);
+        let stored = StoredSession {
+            id_hash: hash(&id),
+            org: session.org.clone(),
+            csrf: session.csrf.clone(),
+            expires_at: session.expires_at,
+        };
+        self.store.dashboard().open_session(stored).await?;
+        self.remember(&id, session);
         Ok(id)
     }
 
-    /// The live session with this id.
-    fn get(&self, id: &str) -> Option<Session> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        match open.get(id) {
-            Some(s) if s.expires > Instant::now() => Some(s.clone()),
-            Some(_) => {
-                open.remove(id);
-                None
+    /// The live session with this id: from this node's cache when `fresh` is false and it
+    /// was read lately, else from the store.
+    async fn get(&self, id: &str, fresh: bool) -> Result<Option<Session>, UiError> {
+        if !fresh {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((session, read)) = cache.get(id)
+                && read.elapsed() < CACHED_FOR
+                && session.expires_at > now_micros()
+            {
+                return Ok(Some(session.clone()));
             }
-            None => None,
         }
+        let stored = self.store.dashboard().session(hash(id)).await?;
+        let session = stored.map(|s| Session {
+            org: s.org,
+            csrf: s.csrf,
+            expires_at: s.expires_at,
+        });
+        match &session {
+            Some(session) => self.remember(id, session.clone()),
+            None => self.forget(id),
+        }
+        Ok(session)
     }
 
-    /// Ends the session with this id, if there is one.
-    pub(crate) fn close(&self, id: &str) {
-        self.open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+    /// Ends the session with this id, if there is one, on every node.
+    pub(crate) async fn close(&self, id: &str) -> Result<(), UiError> {
+        self.forget(id);
+        self.store.dashboard().close_session(hash(id)).await?;
+        Ok(())
+    }
+
+    fn remember(&self, id: &str, session: Session) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_CACHED {
+            cache.retain(|_, (_, read)| read.elapsed() < CACHED_FOR);
+            if cache.len() >= MAX_CACHED {
+                cache.clear();
+            }
+        }
+        cache.insert(id.to_owned(), (session, Instant::now()));
+    }
+
+    fn forget(&self, id: &str) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.remove(id);
     }
 }
 
+/// What the store keeps of a session's id.
+fn hash(id: &str) -> [u8; 32] {
+    Sha256::digest(id.as_bytes()).into()
+}
+
 /// 32 random bytes, URL-safe base64.
-fn random_token() -> Result<String, getrandom::Error> {
+fn random_token() -> Result<String, UiError> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)?;
+    getrandom::fill(&mut bytes).map_err(|e| {
+        tracing::error!(error = %e, "no randomness for a session");
+        ApiError::new(ErrorCode::Internal, "internal server error")
+    })?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
@@ -173,11 +217,18 @@ impl FromRequestParts<UiState> for LoggedIn {
 
     async fn from_request_parts(parts: &mut Parts, state: &UiState) -> Result<Self, Response> {
         same_origin(&parts.method, &parts.headers).map_err(IntoResponse::into_response)?;
-        let found = cookie_value(&parts.headers)
-            .and_then(|id| state.sessions.get(id).map(|s| (id.to_owned(), s)));
-        match found {
-            Some((id, session)) => Ok(LoggedIn { id, session }),
-            None => Err(Redirect::to("/ui/login").into_response()),
+        let login = || Redirect::to("/ui/login").into_response();
+        let Some(id) = cookie_value(&parts.headers) else {
+            return Err(login());
+        };
+        let safe = parts.method == Method::GET || parts.method == Method::HEAD;
+        match state.sessions.get(id, !safe).await {
+            Ok(Some(session)) => Ok(LoggedIn {
+                id: id.to_owned(),
+                session,
+            }),
+            Ok(None) => Err(login()),
+            Err(e) => Err(e.into_response()),
         }
     }
 }
@@ -244,16 +295,5 @@ mod tests {
             "a=1; scriptorium_session=abc; b=2".parse().unwrap(),
         );
         assert_eq!(cookie_value(&headers), Some("abc"));
-    }
-
-    #[test]
-    fn an_expired_session_is_gone() {
-        let sessions = Sessions::default();
-        let id = sessions.open(OrgId::from("acme")).unwrap();
-        assert!(sessions.get(&id).is_some());
-        sessions.open.lock().unwrap().get_mut(&id).unwrap().expires =
-            Instant::now() - Duration::from_secs(1);
-        assert!(sessions.get(&id).is_none());
-        sessions.close(&id);
     }
 }

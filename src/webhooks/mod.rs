@@ -15,7 +15,7 @@
 //!    client's resolver checks every address it connects to ([`address`]). A 2xx ends the
 //!    event; anything else is tried again after a backoff that doubles from `backoff` up to
 //!    `backoff_max`, until `retry_for` has passed since the event, when it is given up.
-//!    Every attempt is recorded.
+//!    Every attempt is recorded, and counted in `/metrics` by type and outcome.
 //!
 //! Delivery is at least once: a node that dies mid-attempt leaves the claim to lapse and the
 //! event is tried again; receivers deduplicate by `webhook-id`, the same across attempts.
@@ -31,6 +31,7 @@ mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::metrics::Metrics;
 use crate::store::{EventKind, EventKinds, OrgId, Store, StoreError, Subscription};
 
 /// How long one delivery may take.
@@ -59,6 +60,7 @@ pub(crate) struct WebhookSettings {
 /// The webhooks service: checks subscriptions, hands out secrets, delivers events.
 pub(crate) struct Webhooks {
     store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
     client: reqwest::Client,
     settings: WebhookSettings,
 }
@@ -70,7 +72,11 @@ pub(crate) struct Refused(pub(crate) String);
 
 impl Webhooks {
     /// The service over `store`.
-    pub(crate) fn new(store: Arc<dyn Store>, settings: WebhookSettings) -> Arc<Self> {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        settings: WebhookSettings,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         let resolver = address::CheckedResolver {
             allow_private: settings.allow_private,
         };
@@ -84,6 +90,7 @@ impl Webhooks {
             .expect("the webhook client's settings are valid");
         Arc::new(Self {
             store,
+            metrics,
             client,
             settings,
         })

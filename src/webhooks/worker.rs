@@ -107,6 +107,7 @@ impl Webhooks {
             error,
         };
         tracing::debug!(event = %event.id, attempt = event.attempt, ?record.status_code, ?next, "webhook attempt");
+        self.metrics.webhooks.attempted(event.kind, &next);
         let delivery = Delivery {
             seq: event.seq,
             record,

@@ -1,15 +1,19 @@
-//! The operators' routes: `/metrics` read by a Prometheus text parser after real jobs ran,
+//! The operators' routes: `/metrics` read by a Prometheus text parser after real jobs ran
+//! (and webhooks were delivered),
 //! `/readyz` on a working database and on a gone one, and `/openapi.json` (its coverage of
 //! the router is a unit test in `src/api/openapi.rs`; schemathesis drives it in
 //! `schemathesis.rs`).
 
+use std::time::{Duration, Instant};
+
 use openmetrics_parser::prometheus::parse_prometheus;
 use openmetrics_parser::{MetricsExposition, PrometheusType, PrometheusValue, Sample};
 use scriptorium::config::ServeOptions;
-use serde_json::Value as Json;
+use serde_json::{Value as Json, json};
 
 use crate::helpers::{self, TestApp};
 use crate::pg::Schema;
+use crate::webhooks::receiver::Receiver;
 
 /// `/metrics`, parsed as Prometheus' text format 0.0.4; it needs no key.
 type Scrape = MetricsExposition<PrometheusType, PrometheusValue>;
@@ -242,4 +246,68 @@ async fn openapi_json_is_an_openapi_3_1_document_served_without_a_key() {
         serde_json::json!(["tpe", "errors", "extras"])
     );
     app.stop().await;
+}
+
+/// Webhook deliveries in `/metrics`: attempts by event type and outcome (this node's), and
+/// the events waiting, from the outbox's counter.
+#[tokio::test]
+async fn metrics_count_webhook_attempts_by_type_and_outcome_and_the_events_waiting() {
+    let options = ServeOptions {
+        webhook_allow_private: Some(true),
+        webhook_backoff: Some(Duration::from_millis(100)),
+        webhook_backoff_max: Some(Duration::from_millis(200)),
+        ..ServeOptions::default()
+    };
+    let app = helpers::spawn_with(options).await;
+    let secret = app.get_json("/v1/scriptorium/webhooks/secret").await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Every attempt is refused until the test says otherwise.
+    let receiver = Receiver::start(&secret, usize::MAX).await;
+    let items: Vec<Json> = ["one", "two"]
+        .iter()
+        .map(|t| json!({"custom_id": t, "inputs": [{"id": "Text", "value": [t]}]}))
+        .collect();
+    let webhook = json!({"url": receiver.url, "events": ["batch.completed", "job.completed"]});
+    let response = app
+        .create_batch("echo", json!({"items": items, "webhook": webhook}))
+        .await;
+    assert_eq!(response.status(), 202);
+
+    // Three events (two items, the batch), each refused at least once, all still waiting.
+    // Every series is there from the start, at zero.
+    let count =
+        |s: &Scrape, kind, outcome| value(s, DELIVERIES, &[("type", kind), ("outcome", outcome)]);
+    let refused = scrape_until(&app, |s| {
+        count(s, "job.completed", "failed") >= 2.0 && count(s, "batch.completed", "failed") >= 1.0
+    })
+    .await;
+    assert_eq!(value(&refused, PENDING, &[]), 3.0);
+    assert_eq!(count(&refused, "job.completed", "delivered"), 0.0);
+
+    receiver.accept();
+    receiver.wait_accepted(3).await;
+    let delivered = scrape_until(&app, |s| value(s, PENDING, &[]) == 0.0).await;
+    assert_eq!(count(&delivered, "job.completed", "delivered"), 2.0);
+    assert_eq!(count(&delivered, "batch.completed", "delivered"), 1.0);
+    assert_eq!(count(&delivered, "job.failed", "delivered"), 0.0);
+    assert_eq!(count(&delivered, "job.failed", "given_up"), 0.0);
+    app.stop().await;
+}
+
+const DELIVERIES: &str = "scriptorium_webhook_deliveries_total";
+const PENDING: &str = "scriptorium_webhook_events_pending";
+
+/// Scrapes until `done` holds (at most 20 s); answers that scrape.
+async fn scrape_until(app: &TestApp, done: impl Fn(&Scrape) -> bool) -> Scrape {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let scraped = scrape(app).await;
+        if done(&scraped) {
+            return scraped;
+        }
+        assert!(Instant::now() < deadline, "the metrics never got there");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -356,3 +356,43 @@ async fn a_person_builds_runs_and_retries_in_a_real_browser_without_a_console_er
     assert!(errors.is_empty(), "the browser's console: {errors:#?}");
     c.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_overview_draws_its_charts_in_a_real_browser_without_a_console_error() {
+    let Some(driver) = driver().await else {
+        return;
+    };
+    let app = helpers::spawn_app().await;
+    let base = app.base.clone();
+    // Jobs finished (two completed, one failed), rolled up as the server would once their
+    // minute has ended.
+    for text in ["one", "two", "[[mock:fatal-first=1]]"] {
+        let job = app.create_job("echo", &[("Text", &[text])]).await;
+        app.wait_finished(job["id"].as_str().unwrap()).await;
+    }
+    crate::ui::roll_up_now(&app).await;
+
+    let c = browser(&driver).await;
+    c.goto(&format!("{base}/ui/login")).await.unwrap();
+    type_into(&c, "input[name=key]", KEY).await;
+    click(&c, "main form button[type=submit]").await;
+    until(&c, "the overview", |c| async move {
+        path_of(&c).await == "/ui/"
+    })
+    .await;
+    for width in [1280, 390] {
+        c.set_window_size(width, 1400).await.unwrap();
+        c.refresh().await.unwrap();
+        c.find(Locator::Css("figure.chart svg rect.failed"))
+            .await
+            .expect("the failed job's bar");
+        shot(&c, width, "overview-charts").await;
+    }
+    let charts = c.find_all(Locator::Css("figure.chart")).await.unwrap();
+    assert_eq!(charts.len(), 6);
+    let caption = text_of(&c, "figure.chart figcaption").await;
+    assert!(caption.contains("2 completed, 1 failed"), "{caption}");
+    let errors = console_errors(&c).await;
+    assert!(errors.is_empty(), "the browser's console: {errors:#?}");
+    c.close().await.unwrap();
+}

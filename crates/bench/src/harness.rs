@@ -9,7 +9,7 @@ use scriptorium::apps::Inputs;
 use scriptorium::config::{Database, ServeOptions, Settings};
 use scriptorium::server::{Server, open_store};
 use scriptorium::store::sqlite::Durability;
-use scriptorium::store::{JobId, NewJob, Priority, RetryPolicy};
+use scriptorium::store::{JobId, NewJob, Priority, RetryPolicy, Store};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -105,6 +105,11 @@ impl Workspace {
             task.await??;
         }
         Ok(())
+    }
+
+    /// The workspace's database, opened as the command-line tools open it.
+    pub async fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
+        Ok(open_store(&self.database, Durability::Normal).await?)
     }
 
     /// A new API key of organisation `org`, straight through the store.

@@ -1,5 +1,5 @@
 //! The records the store reads and writes, shared by every backend: [`jobs`]',
-//! [`batches`]', [`webhooks`]', [`files`]' and [`applications`]', and here what both use (time, text, Writer's statuses) and API keys.
+//! [`batches`]', [`webhooks`]', [`files`]', [`applications`]' and the [`dashboard`]'s, and here what both use (time, text, Writer's statuses) and API keys.
 //!
 //! Times are microseconds since the Unix epoch (`i64`), which both SQLite and PostgreSQL store
 //! natively and which sort and compare without parsing.
@@ -10,12 +10,14 @@ use super::{ApplicationId, OrgId};
 
 mod applications;
 mod batches;
+mod dashboard;
 mod files;
 mod jobs;
 mod webhooks;
 
 pub use applications::*;
 pub use batches::*;
+pub use dashboard::*;
 pub use files::*;
 pub use jobs::*;
 pub use webhooks::*;

@@ -19,7 +19,7 @@ use crate::store::{
     Lease, OrgId, Priority, RetryOutcome, RetryPolicy, StoreError, Usage, WriterStatus,
 };
 
-const RECORD_COLUMNS: &str = "id, application_id, state, attempt, created_at, updated_at, \
+pub(super) const RECORD_COLUMNS: &str = "id, application_id, state, attempt, created_at, updated_at, \
      started_at, completed_at, title, suggestion, error, prompt_tokens, completion_tokens, \
      priority, provider, model, batch_id, custom_id";
 

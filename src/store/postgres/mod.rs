@@ -47,6 +47,7 @@
 mod applications;
 mod batches;
 mod cancels;
+mod dashboard;
 mod errors;
 mod files;
 mod ids;
@@ -72,11 +73,11 @@ use tokio_postgres::{Config, NoTls};
 use super::{
     ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
     BatchParts, BatchQuery, BatchRecord, BatchResult, BatchRetryOutcome, CancelOutcome,
-    ClaimedFile, ClaimedJob, Clock, FileId, FileInserted, FileLease, FilePage, FileProcessed,
-    FileQuery, FileRecord, Inserted, JobCount, JobId, JobInputs, JobPage, JobQuery, JobRecord,
-    KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId, Outbox,
-    Outcome, ResultQuery, RetryOutcome, SchemaVersion, Store, StoreError, StoreFuture, VersionPage,
-    VersionQuery, after,
+    ClaimedFile, ClaimedJob, Clock, Dashboard, FileId, FileInserted, FileLease, FilePage,
+    FileProcessed, FileQuery, FileRecord, Inserted, JobCount, JobId, JobInputs, JobPage, JobQuery,
+    JobRecord, KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId,
+    Outbox, Outcome, ResultQuery, RetryOutcome, SchemaVersion, Store, StoreError, StoreFuture,
+    VersionPage, VersionQuery, after,
 };
 use errors::{map_err, pool_err};
 
@@ -504,6 +505,10 @@ impl Store for PostgresStore {
     }
 
     fn outbox(&self) -> &dyn Outbox {
+        self
+    }
+
+    fn dashboard(&self) -> &dyn Dashboard {
         self
     }
 }

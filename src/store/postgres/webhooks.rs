@@ -234,4 +234,12 @@ impl Outbox for PostgresStore {
     fn list_deliveries(&self, query: DeliveryQuery) -> StoreFuture<'_, DeliveryPage> {
         Box::pin(async move { list(&self.pool, &query).await })
     }
+
+    fn pending_events(&self) -> StoreFuture<'_, i64> {
+        Box::pin(async move {
+            let sql = "SELECT coalesce(sum(n), 0)::bigint FROM webhook_pending";
+            let rows = query(&self.pool, sql, &[]).await?;
+            Ok(rows.first().map_or(0, |r| r.get(0)))
+        })
+    }
 }

@@ -17,7 +17,7 @@ macro_rules! state_column {
 }
 pub(super) use state_column;
 
-const RECORD_COLUMNS: &str = concat!(
+pub(super) const RECORD_COLUMNS: &str = concat!(
     "id, application_id, ",
     state_column!(),
     ", attempt, created_at, updated_at, started_at, completed_at, title, suggestion, error, \

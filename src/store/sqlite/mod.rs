@@ -10,6 +10,7 @@ mod applications;
 mod batches;
 mod cancels;
 mod claims;
+mod dashboard;
 mod files;
 mod ids;
 mod jobs;
@@ -29,11 +30,11 @@ use tokio::sync::{Notify, broadcast};
 use super::{
     ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
     BatchParts, BatchQuery, BatchRecord, BatchResult, BatchRetryOutcome, CancelOutcome,
-    ClaimedFile, ClaimedJob, Clock, FileId, FileInserted, FileLease, FilePage, FileProcessed,
-    FileQuery, FileRecord, Inserted, JobCount, JobId, JobInputs, JobPage, JobQuery, JobRecord,
-    KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId, Outbox,
-    Outcome, ResultQuery, RetryOutcome, SchemaVersion, Store, StoreError, StoreFuture, VersionPage,
-    VersionQuery,
+    ClaimedFile, ClaimedJob, Clock, Dashboard, FileId, FileInserted, FileLease, FilePage,
+    FileProcessed, FileQuery, FileRecord, Inserted, JobCount, JobId, JobInputs, JobPage, JobQuery,
+    JobRecord, KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId,
+    Outbox, Outcome, ResultQuery, RetryOutcome, SchemaVersion, Store, StoreError, StoreFuture,
+    VersionPage, VersionQuery,
 };
 use crate::report::Cause;
 use writer::Writer;
@@ -50,6 +51,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0009_batch_counts.sql"),
     include_str!("0010_webhooks.sql"),
     include_str!("0011_batch_lifecycle.sql"),
+    // 0012 is another branch's; the lead renumbers at merge.
+    include_str!("0013_dashboard.sql"),
 ];
 /// Page cache of the key-lookup connection.
 const AUTH_CACHE_KIB: u32 = 256;
@@ -607,6 +610,10 @@ impl Store for SqliteStore {
     }
 
     fn outbox(&self) -> &dyn Outbox {
+        self
+    }
+
+    fn dashboard(&self) -> &dyn Dashboard {
         self
     }
 }

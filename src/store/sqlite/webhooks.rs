@@ -239,4 +239,11 @@ impl Outbox for SqliteStore {
     fn list_deliveries(&self, query: DeliveryQuery) -> StoreFuture<'_, DeliveryPage> {
         Box::pin(read(&self.readers, move |c| list(c, &query)))
     }
+
+    fn pending_events(&self) -> StoreFuture<'_, i64> {
+        Box::pin(read(&self.readers, |c| {
+            c.prepare_cached("SELECT n FROM webhook_pending")?
+                .query_row([], |r| r.get(0))
+        }))
+    }
 }

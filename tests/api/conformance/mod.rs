@@ -2,7 +2,7 @@
 //! both backends, as `conformance::sqlite::<case>` and `conformance::postgres::<case>`.
 //!
 //! The cases live by topic (`jobs.rs`, `leases.rs`, `keys.rs`, `files.rs`, `applications.rs`,
-//! `batches.rs`, `operations.rs`, `webhooks.rs`); this file holds
+//! `batches.rs`, `operations.rs`, `webhooks.rs`, `dashboard.rs`); this file holds
 //! the harness, the helpers they share and the list of cases. `postgres_only.rs` holds the
 //! tests of PostgreSQL alone, `throughput.rs` a measurement.
 //!
@@ -15,6 +15,7 @@
 
 mod applications;
 mod batches;
+mod dashboard;
 mod files;
 mod jobs;
 mod keys;
@@ -146,6 +147,9 @@ conformance!(
     webhooks::the_secret_is_kept_per_organisation_until_rotated,
     batches::a_batch_whose_parts_stop_before_their_end_writes_nothing,
     batches::a_priority_named_after_the_items_moves_the_stored_items,
+    dashboard::finished_jobs_are_rolled_up_once_per_minute_and_organisation,
+    dashboard::sessions_are_shared_and_end_when_closed_or_expired,
+    dashboard::the_jobs_list_pages_by_keyset_and_filters_by_status_batch_and_time,
 );
 
 /// The id of job `name` ([`named`]).

@@ -5,7 +5,7 @@
 //! internal URLs are refused without `--webhook-allow-private` (at create, and again at
 //! delivery), the secret and its rotation, and tenancy.
 
-mod receiver;
+pub(crate) mod receiver;
 
 use std::time::Duration;
 
