@@ -335,7 +335,7 @@ fn rows(page: &str) -> usize {
 
 /// The `older` cursor of a page of the jobs list, if it links to an older page.
 fn older(page: &str) -> Option<String> {
-    let start = page.find("older=")? + 6;
+    let start = page.find("&amp;older=")? + 11;
     Some(page[start..].split('"').next().unwrap().to_owned())
 }
 
@@ -358,7 +358,8 @@ async fn the_overview_charts_the_jobs_finished_once_their_minute_is_rolled_up() 
     for path in ["/ui/", "/ui/overview/live"] {
         let page = get(&app, &cookie, path).await.text().await.unwrap();
         // The hour's chart and the day's.
-        assert_eq!(page.matches("2 completed, 1 failed").count(), 2, "{path}");
+        let summary = r#"<span class="muted">2 completed, 1 failed</span>"#;
+        assert_eq!(page.matches(summary).count(), 2, "{path}");
         assert!(page.contains(r#"<rect class="completed""#), "{path}");
         assert!(page.contains(r#"<rect class="failed""#), "{path}");
         assert!(page.contains(r#"<polyline class="mean""#), "{path}");
