@@ -104,10 +104,8 @@ pub(crate) struct Chart {
     /// The first bucket's start and the last's, under it.
     begins: String,
     ends: String,
-    /// The bars (throughput) ...
+    /// The bars: completed under failed (throughput); the mean over the longest (times).
     bars: Vec<Bar>,
-    /// ... or the lines (times).
-    lines: Vec<Line>,
     /// What each colour is.
     legend: Vec<Legend>,
 }
@@ -121,13 +119,6 @@ struct Bar {
     h: f64,
     class: &'static str,
     tip: String,
-}
-
-/// A polyline.
-#[derive(Serialize)]
-struct Line {
-    points: String,
-    class: &'static str,
 }
 
 #[derive(Serialize)]
@@ -200,7 +191,6 @@ fn throughput(period: &Period, buckets: &[Bucket], unit: &str) -> Chart {
         begins: period.label(0),
         ends: period.label(period.count - 1),
         bars,
-        lines: Vec::new(),
         legend: vec![
             Legend {
                 class: "completed",
@@ -248,23 +238,28 @@ fn times(period: &Period, buckets: &[Bucket], unit: &str, time: Time) -> Chart {
         .fold(0.0, f64::max);
     let scale = if top > 0.0 { HEIGHT / top } else { 0.0 };
     let w = WIDTH / buckets.len() as f64;
-    let point = |i: usize, ms: f64| {
-        format!(
-            "{},{}",
-            round(w * (i as f64 + 0.5)),
-            round(HEIGHT - ms * scale)
-        )
-    };
-    let line = |pick: fn(&(f64, f64)) -> f64, class| Line {
-        points: figures
-            .iter()
-            .enumerate()
-            .filter_map(|(i, f)| f.as_ref().map(|f| point(i, pick(f))))
-            .collect::<Vec<_>>()
-            .join(" "),
-        class,
-    };
-    let lines = vec![line(|f| f.1, "max"), line(|f| f.0, "mean")];
+    let mut bars = Vec::new();
+    for (i, figure) in figures.iter().enumerate() {
+        let Some((mean, max)) = *figure else {
+            continue;
+        };
+        let x = w * i as f64;
+        let tip = format!(
+            "{}: mean {}, longest {}",
+            period.label(i),
+            millis(mean),
+            millis(max)
+        );
+        bars.push(bar(
+            x,
+            HEIGHT - max * scale,
+            w,
+            max * scale,
+            "max",
+            tip.clone(),
+        ));
+        bars.push(bar(x, HEIGHT - mean * scale, w, mean * scale, "mean", tip));
+    }
     let ran: i64 = buckets.iter().map(|b| b.ran).sum();
     let (total, longest) = buckets.iter().fold((0, 0), |(t, m), b| match time {
         Time::Wait => (t + b.wait_total, m.max(b.wait_max)),
@@ -295,8 +290,7 @@ fn times(period: &Period, buckets: &[Bucket], unit: &str, time: Time) -> Chart {
         top: millis(top),
         begins: period.label(0),
         ends: period.label(period.count - 1),
-        bars: Vec::new(),
-        lines,
+        bars,
         legend: vec![
             Legend {
                 class: "mean",

@@ -362,7 +362,7 @@ async fn the_overview_charts_the_jobs_finished_once_their_minute_is_rolled_up() 
         assert_eq!(page.matches(summary).count(), 2, "{path}");
         assert!(page.contains(r#"<rect class="completed""#), "{path}");
         assert!(page.contains(r#"<rect class="failed""#), "{path}");
-        assert!(page.contains(r#"<polyline class="mean""#), "{path}");
+        assert!(page.contains(r#"<rect class="mean""#), "{path}");
     }
     // Another organisation's figures are its own.
     let theirs = log_in(&app, &app.key_for("other").await).await;
