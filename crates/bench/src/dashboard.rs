@@ -38,9 +38,9 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let cookie = log_in(&client, &server.base).await?;
-    // `datetime-local` times: the first half of the seeding, and after it.
-    let minute = |micros: i64| rfc3339(micros)[..16].to_owned();
-    let (from, to) = (minute(first_half), minute(middle));
+    // The first half of the seeding, to the second (as `YYYY-MM-DDTHH:MM:SS`, UTC).
+    let second = |micros: i64| rfc3339(micros)[..19].to_owned();
+    let (from, to) = (second(first_half), second(middle + 1_000_000));
     for (what, path) in [
         ("the overview, with its charts", "/ui/".to_owned()),
         ("the overview's live part", "/ui/overview/live".to_owned()),
