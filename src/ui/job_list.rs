@@ -79,12 +79,7 @@ pub(crate) async fn list(
         "" => apps.first().cloned(),
         id => Some(served_app(&state.api, org, id).await?),
     };
-    let older = match filter.older.as_str() {
-        "" => None,
-        id => Some(JobId::parse(id).ok_or_else(|| {
-            ApiError::new(ErrorCode::InvalidCursor, format!("'{id}' names no job"))
-        })?),
-    };
+    let older = cursor(&filter.older)?;
     let (mut jobs, total) = match &chosen {
         Some(app) => {
             let mut query = job_filter(&filter, org, &app.id)?;
@@ -135,6 +130,16 @@ pub(crate) async fn list(
             retried => filter.retried,
         },
     )
+}
+
+/// The job a page's `older` cursor names (none when empty).
+fn cursor(raw: &str) -> Result<Option<JobId>, ApiError> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let id = JobId::parse(raw)
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidCursor, format!("'{raw}' names no job")))?;
+    Ok(Some(id))
 }
 
 /// The batch a filter names, of the organisation (another's, or none, is a 404).
