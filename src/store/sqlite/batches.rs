@@ -5,7 +5,7 @@
 //! transaction), each chunk counted in `job_counts` at once (the per-row count trigger skips
 //! batch items, 0009_batch_counts.sql), then the batch row with its counts. Parts that stop
 //! before their end roll it all back. The batch's own counts, and the finishing order of its
-//! items, are kept by the `jobs_batch_count` trigger (0011_batch_lifecycle.sql). A batch read
+//! items, are kept by the `jobs_status_change` trigger (0012_one_state_trigger.sql). A batch read
 //! also reads its recent pace: the last [`THROUGHPUT_WINDOW`] items to run to their end,
 //! walked back in `jobs_finished`.
 
