@@ -84,7 +84,8 @@ pub(crate) async fn live(
 async fn figures(state: &UiState, user: &LoggedIn, id: &str) -> Result<Value, UiError> {
     let org = &user.session.org;
     let principal = Principal { org: org.clone() };
-    let batch = batches::retrieve(State(state.api.clone()), principal, WPath(id.to_owned())).await?;
+    let batch =
+        batches::retrieve(State(state.api.clone()), principal, WPath(id.to_owned())).await?;
     let batch = serde_json::to_value(batch.0).unwrap_or_default();
     let failures = match BatchId::parse(id) {
         Some(id) => recent_failures(state, org, id).await?,
@@ -162,9 +163,13 @@ pub(crate) async fn results(
     let principal = Principal {
         org: user.session.org.clone(),
     };
-    let mut response =
-        batches::results(State(state.api.clone()), principal, WPath(id.clone()), WQuery(query))
-            .await?;
+    let mut response = batches::results(
+        State(state.api.clone()),
+        principal,
+        WPath(id.clone()),
+        WQuery(query),
+    )
+    .await?;
     let name = format!("attachment; filename=\"batch-{id}.{extension}\"");
     if let Ok(value) = HeaderValue::from_str(&name) {
         response

@@ -48,10 +48,15 @@ impl Session {
     /// A POST to `path` with the session's cookie, from the dashboard's own origin; the
     /// caller adds the body (and the token, or not).
     pub fn post(&self, path: &str) -> RequestBuilder {
+        self.post_from(&self.base, path)
+    }
+
+    /// A POST to `path` with the session's cookie, from a page of `origin`.
+    pub fn post_from(&self, origin: &str, path: &str) -> RequestBuilder {
         client()
             .post(format!("{}{path}", self.base))
             .header(header::COOKIE, &self.cookie)
-            .header(header::ORIGIN, &self.base)
+            .header(header::ORIGIN, origin)
     }
 
     /// A form posted as the dashboard posts it: `fields` and the session's token.
@@ -222,8 +227,7 @@ async fn a_form_without_the_sessions_token_or_from_another_site_is_refused() {
         .unwrap();
     assert_eq!(wrong_token.status(), StatusCode::FORBIDDEN);
     let foreign = session
-        .post(&path)
-        .header(header::ORIGIN, "https://evil.example")
+        .post_from("https://evil.example", &path)
         .form(&[("csrf", &session.token)])
         .send()
         .await
@@ -282,10 +286,10 @@ async fn the_editor_names_a_definitions_problem_then_previews_and_saves_it() {
             "/ui/editor/preview",
             &json!({"definition": definition, "inputs": inputs}),
         )
-    .await
-    .json()
-    .await
-    .unwrap();
+        .await
+        .json()
+        .await
+        .unwrap();
     let problem = bad["problems"][0].as_str().unwrap();
     assert!(problem.starts_with("prompt, line 1"), "{bad}");
 
@@ -295,10 +299,10 @@ async fn the_editor_names_a_definitions_problem_then_previews_and_saves_it() {
             "/ui/editor/preview",
             &json!({"definition": definition, "inputs": inputs}),
         )
-    .await
-    .json()
-    .await
-    .unwrap();
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(good["preview"]["user"], "Hello Ada", "{good}");
 
     let saved: Value = session

@@ -41,7 +41,9 @@ async fn uploaded(session: &Session, name: &str, body: &str) -> String {
 
 /// The part of `page` from `start` to the end of its table.
 fn table<'a>(page: &'a str, start: &str) -> &'a str {
-    let from = page.find(start).unwrap_or_else(|| panic!("{start} in {page}"));
+    let from = page
+        .find(start)
+        .unwrap_or_else(|| panic!("{start} in {page}"));
     let part = &page[from..];
     &part[..part.find("</table>").unwrap_or(part.len())]
 }
@@ -89,7 +91,9 @@ async fn a_csv_is_checked_before_anything_exists_then_started_and_its_results_do
     let file_id = uploaded(&session, "items.csv", CSV).await;
 
     let check = session
-        .get(&format!("/ui/batches/new?application=echo&file_id={file_id}"))
+        .get(&format!(
+            "/ui/batches/new?application=echo&file_id={file_id}"
+        ))
         .await;
     assert_eq!(check.status(), StatusCode::OK);
     let page = check.text().await.unwrap();
@@ -120,21 +124,41 @@ async fn a_csv_is_checked_before_anything_exists_then_started_and_its_results_do
         .unwrap();
     assert!(page.contains("data-finished"), "the refresh stops");
     let failures = table(&page, r#"id="failures""#);
-    assert!(failures.contains("chair") && failures.contains("shout"), "{failures}");
+    assert!(
+        failures.contains("chair") && failures.contains("shout"),
+        "{failures}"
+    );
 
     let csv = session
         .get(&format!("/ui/batches/{id}/results?format=csv"))
         .await;
     assert_eq!(csv.status(), StatusCode::OK);
-    assert!(csv.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/csv"));
+    assert!(
+        csv.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
     let disposition = csv.headers()[header::CONTENT_DISPOSITION].to_str().unwrap();
-    assert_eq!(disposition, format!("attachment; filename=\"batch-{id}.csv\""));
+    assert_eq!(
+        disposition,
+        format!("attachment; filename=\"batch-{id}.csv\"")
+    );
     let body = csv.text().await.unwrap();
     let mut rows = csv::Reader::from_reader(body.as_bytes());
     let head: Vec<String> = rows.headers().unwrap().iter().map(str::to_owned).collect();
     assert_eq!(
         head,
-        ["Text", "Mode", "Note", "custom_id", "status", "title", "suggestion", "error"]
+        [
+            "Text",
+            "Mode",
+            "Note",
+            "custom_id",
+            "status",
+            "title",
+            "suggestion",
+            "error"
+        ]
     );
     let mut got: Vec<(String, String, String)> = rows
         .records()
@@ -184,12 +208,17 @@ async fn a_file_the_create_would_refuse_is_said_on_the_check_and_strict_refuses_
         .unwrap();
     assert!(page.contains(r#"id="check-refused""#), "{page}");
     let mapping = table(&page, r#"id="mapping""#);
-    assert!(mapping.contains("column 2 &#x27;Colour&#x27; is not an input"), "{mapping}");
+    assert!(
+        mapping.contains("column 2 &#x27;Colour&#x27; is not an input"),
+        "{mapping}"
+    );
     assert!(!page.contains(r#"action="/ui/batches/start""#), "no start");
 
     let missing = uploaded(&session, "missing.csv", "Mode\r\nplain\r\n").await;
     let page = session
-        .get(&format!("/ui/batches/new?application=echo&file_id={missing}"))
+        .get(&format!(
+            "/ui/batches/new?application=echo&file_id={missing}"
+        ))
         .await
         .text()
         .await
@@ -212,8 +241,15 @@ async fn a_file_the_create_would_refuse_is_said_on_the_check_and_strict_refuses_
     let file_id = uploaded(&session, "items.csv", CSV).await;
     let strict = start(&session, &file_id, true).await;
     assert_eq!(strict.status(), StatusCode::BAD_REQUEST);
-    assert!(strict.text().await.unwrap().contains("chair"), "names the bad item");
-    assert_eq!(batches_of_echo(&app).await["totalCount"], 0, "nothing written");
+    assert!(
+        strict.text().await.unwrap().contains("chair"),
+        "names the bad item"
+    );
+    assert_eq!(
+        batches_of_echo(&app).await["totalCount"],
+        0,
+        "nothing written"
+    );
 }
 
 #[tokio::test]
@@ -222,13 +258,20 @@ async fn the_new_forms_need_the_token_and_another_organisations_batch_is_a_404()
     let session = Session::open(&app, KEY).await;
     let no_token = session
         .post("/ui/batches/upload")
-        .header(header::CONTENT_DISPOSITION, "attachment; filename=\"a.csv\"")
+        .header(
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"a.csv\"",
+        )
         .body(CSV)
         .send()
         .await
         .unwrap();
     assert_eq!(no_token.status(), StatusCode::FORBIDDEN);
-    assert_eq!(app.get_json("/v1/files").await["data"], json!([]), "no file");
+    assert_eq!(
+        app.get_json("/v1/files").await["data"],
+        json!([]),
+        "no file"
+    );
     let file_id = uploaded(&session, "items.csv", CSV).await;
     let job = crate::ui::failed_job(&app).await;
     for path in [
@@ -237,7 +280,11 @@ async fn the_new_forms_need_the_token_and_another_organisations_batch_is_a_404()
     ] {
         let response = session
             .post(&path)
-            .form(&[("csrf", "wrong"), ("application", "echo"), ("file_id", &file_id)])
+            .form(&[
+                ("csrf", "wrong"),
+                ("application", "echo"),
+                ("file_id", file_id.as_str()),
+            ])
             .send()
             .await
             .unwrap();
@@ -259,20 +306,33 @@ async fn the_new_forms_need_the_token_and_another_organisations_batch_is_a_404()
         format!("/ui/batches/{id}/live"),
         format!("/ui/batches/{id}/results?format=csv"),
     ] {
-        assert_eq!(theirs.get(&path).await.status(), StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(
+            theirs.get(&path).await.status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
     }
     for action in ["cancel", "retry"] {
-        let response = theirs.submit(&format!("/ui/batches/{id}/{action}"), &[]).await;
+        let response = theirs
+            .submit(&format!("/ui/batches/{id}/{action}"), &[])
+            .await;
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{action}");
     }
     let check = theirs
-        .get(&format!("/ui/batches/new?application=echo&file_id={file_id}"))
+        .get(&format!(
+            "/ui/batches/new?application=echo&file_id={file_id}"
+        ))
         .await
         .text()
         .await
         .unwrap();
-    assert!(check.contains("no such file"), "our file is not theirs: {check}");
-    let batch = app.get_json(&format!("/v1/applications/batches/{id}")).await;
+    assert!(
+        check.contains("no such file"),
+        "our file is not theirs: {check}"
+    );
+    let batch = app
+        .get_json(&format!("/v1/applications/batches/{id}"))
+        .await;
     assert_eq!(batch["counts"]["failed"], 1, "nothing changed");
 }
 
@@ -304,10 +364,18 @@ async fn a_running_job_and_batch_are_cancelled_and_a_batch_retried_from_their_pa
         .await
         .unwrap();
     let slow = slow["id"].as_str().unwrap();
-    let page = session.get(&format!("/ui/batches/{slow}")).await.text().await;
+    let page = session
+        .get(&format!("/ui/batches/{slow}"))
+        .await
+        .text()
+        .await;
     let page = page.unwrap();
     assert!(page.contains("Cancel batch") && !page.contains("data-finished"));
-    batch_of(&session.submit(&format!("/ui/batches/{slow}/cancel"), &[]).await);
+    batch_of(
+        &session
+            .submit(&format!("/ui/batches/{slow}/cancel"), &[])
+            .await,
+    );
     let done = wait_batch_until(&app, slow, |b| b["status"] == "cancelled").await;
     assert_eq!(done["counts"]["cancelled"], 2, "{done}");
 
@@ -319,9 +387,17 @@ async fn a_running_job_and_batch_are_cancelled_and_a_batch_retried_from_their_pa
         .unwrap();
     let failing = failing["id"].as_str().unwrap();
     assert_eq!(app.wait_batch(failing).await["counts"]["failed"], 2);
-    let page = session.get(&format!("/ui/batches/{failing}")).await.text().await;
+    let page = session
+        .get(&format!("/ui/batches/{failing}"))
+        .await
+        .text()
+        .await;
     assert!(page.unwrap().contains("Retry failed"));
-    batch_of(&session.submit(&format!("/ui/batches/{failing}/retry"), &[]).await);
+    batch_of(
+        &session
+            .submit(&format!("/ui/batches/{failing}/retry"), &[])
+            .await,
+    );
     let done = wait_batch_until(&app, failing, |b| b["counts"]["completed"] == 2).await;
     assert_eq!(done["status"], "completed");
 }

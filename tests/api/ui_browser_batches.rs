@@ -9,8 +9,7 @@ use serde_json::json;
 
 use crate::helpers::{self, KEY};
 use crate::ui_browser::{
-    browser, click, console_errors, driver, path_of, reload_until, shot, text_of, type_into,
-    until,
+    browser, click, console_errors, driver, path_of, reload_until, shot, text_of, type_into, until,
 };
 
 /// Three items for `echo`; row 3 (`chair`) gives Mode a value it does not list.
@@ -46,10 +45,15 @@ async fn a_csv_batch_is_checked_started_followed_and_downloaded_in_a_real_browse
     c.goto(&format!("{base}/ui/login")).await.unwrap();
     type_into(&c, "input[name=key]", KEY).await;
     click(&c, "main form button[type=submit]").await;
-    until(&c, "the overview", |c| async move { path_of(&c).await == "/ui/" }).await;
+    until(&c, "the overview", |c| async move {
+        path_of(&c).await == "/ui/"
+    })
+    .await;
 
     // From the application's page to the upload form, a file chosen, its check.
-    c.goto(&format!("{base}/ui/applications/echo")).await.unwrap();
+    c.goto(&format!("{base}/ui/applications/echo"))
+        .await
+        .unwrap();
     click(&c, "a[href='/ui/batches/new?application=echo']").await;
     until(&c, "the upload form", |c| async move {
         path_of(&c).await == "/ui/batches/new"
@@ -79,9 +83,11 @@ async fn a_csv_batch_is_checked_started_followed_and_downloaded_in_a_real_browse
     })
     .await;
     let batch_url = c.current_url().await.unwrap();
-    until(&c, "the batch finished, by the page's own refresh", |c| async move {
-        text_of(&c, "#batch-status").await == "completed"
-    })
+    until(
+        &c,
+        "the batch finished, by the page's own refresh",
+        |c| async move { text_of(&c, "#batch-status").await == "completed" },
+    )
     .await;
     assert_eq!(text_of(&c, "#count-failed").await, "1");
     assert!(text_of(&c, "#failures").await.contains("chair"));
@@ -97,8 +103,15 @@ async fn a_csv_batch_is_checked_started_followed_and_downloaded_in_a_real_browse
         })
         .collect();
     got.sort();
-    let want = [("chair", "failed"), ("desk", "completed"), ("shelf", "completed")];
-    let want: Vec<_> = want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    let want = [
+        ("chair", "failed"),
+        ("desk", "completed"),
+        ("shelf", "completed"),
+    ];
+    let want: Vec<_> = want
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
     assert_eq!(got, want, "{body}");
 
     // A running job, cancelled from its page.

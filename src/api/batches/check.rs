@@ -77,16 +77,14 @@ pub(crate) async fn check(
         Err(e) if e.status().is_client_error() => Some(e),
         Err(e) => return Err(e),
     };
-    let missing = match columns.is_empty() {
-        true => Vec::new(),
-        false => app
-            .inputs
-            .iter()
-            .filter(|spec| spec.required)
-            .filter(|spec| !columns.iter().any(|c| c.input.as_ref() == Some(&spec.name)))
-            .map(|spec| spec.name.clone())
-            .collect(),
-    };
+    // A JSON Lines file has no header: each line names its own inputs.
+    let given = |name: &String| columns.iter().any(|c| c.input.as_ref() == Some(name));
+    let missing = app
+        .inputs
+        .iter()
+        .filter(|spec| spec.required && !columns.is_empty() && !given(&spec.name))
+        .map(|spec| spec.name.clone())
+        .collect();
     let refused_items = refusals
         .into_iter()
         .map(|r| RefusedItem {
@@ -109,4 +107,3 @@ pub(crate) async fn check(
         refused: refused.map(|e| e.descriptions().join("; ")),
     })
 }
-

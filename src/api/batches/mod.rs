@@ -22,7 +22,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-pub(crate) use check::{FileCheck, check};
+pub(crate) use check::check;
 pub(crate) use create::{__path_create, BodyLimit, create};
 pub(crate) use lifecycle::{__path_cancel, __path_retry, cancel, retry};
 pub(crate) use results::{__path_results, ResultsQuery, results};

@@ -82,7 +82,10 @@ fn named_columns(record: &csv::ByteRecord, app: &Application) -> Named {
         };
         let Ok(name) = std::str::from_utf8(cell) else {
             let lossy = String::from_utf8_lossy(cell).into_owned();
-            named.push((lossy, Err(format!("header: column {} is not UTF-8", at + 1))));
+            named.push((
+                lossy,
+                Err(format!("header: column {} is not UTF-8", at + 1)),
+            ));
             continue;
         };
         let name = name.trim();
@@ -101,10 +104,10 @@ fn named_columns(record: &csv::ByteRecord, app: &Application) -> Named {
             ))
         };
         let column = column.and_then(|column| {
-            let repeated = named.iter().any(|(_, c)| c.as_ref() == Ok(&column));
-            match repeated {
-                true => Err(format!("header: column '{name}' is given twice")),
-                false => Ok(column),
+            if named.iter().any(|(_, c)| c.as_ref() == Ok(&column)) {
+                Err(format!("header: column '{name}' is given twice"))
+            } else {
+                Ok(column)
             }
         });
         named.push((name.to_owned(), column));
@@ -140,7 +143,11 @@ fn row(columns: &[Column], record: &csv::ByteRecord) -> (Option<String>, Raw) {
     let mut inputs = Vec::with_capacity(columns.len());
     let mut problem: Option<(String, Option<&str>)> = None;
     if record.len() != columns.len() {
-        let message = format!("has {} cells; the header has {}", record.len(), columns.len());
+        let message = format!(
+            "has {} cells; the header has {}",
+            record.len(),
+            columns.len()
+        );
         problem = Some((message, None));
     }
     for (column, cell) in columns.iter().zip(record.iter()) {
