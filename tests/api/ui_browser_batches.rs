@@ -1,7 +1,8 @@
 //! Batches in a real headless Chromium (the driver and helpers of `ui_browser.rs`): upload
 //! a CSV with one bad row through the page's `<input type=file>`, see the bad row named on
 //! the check, start the batch, watch its page finish without a reload, download its
-//! results as CSV (fetched by the page, rows checked), cancel a running job from its page.
+//! results as CSV (fetched by the page, rows checked), cancel a running job and a running
+//! batch from their pages (the batch's page following it to `cancelled` by itself).
 //! The new pages are photographed at 1280 and 390 pixels wide; the console must stay clean.
 
 use fantoccini::{Client, Locator};
@@ -126,6 +127,35 @@ async fn a_csv_batch_is_checked_started_followed_and_downloaded_in_a_real_browse
     reload_until(&c, ".state.failed").await;
     assert_eq!(text_of(&c, ".state.failed").await, "cancelled");
     shot(&c, 1280, "job-cancelled").await;
+
+    // A running batch, cancelled from its page; its page follows it to the end.
+    let slow = |name: &str| {
+        json!({"custom_id": name, "inputs": [{"id": "Text",
+        "value": [format!("{name} [[mock:sleep=30000]]")]}]})
+    };
+    let running: serde_json::Value = app
+        .create_batch("echo", json!({"items": [slow("a"), slow("b")]}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let running_url = format!("{base}/ui/batches/{}", running["id"].as_str().unwrap());
+    c.goto(&running_url).await.unwrap();
+    assert_eq!(text_of(&c, "#batch-status").await, "in progress");
+    shot(&c, 1280, "batch-running").await;
+    c.set_window_size(390, 900).await.unwrap();
+    shot(&c, 390, "batch-running").await;
+    c.set_window_size(1280, 900).await.unwrap();
+    click(&c, "form[action$='/cancel'] button").await;
+    c.accept_alert().await.unwrap();
+    until(
+        &c,
+        "the batch cancelled, by the page's own refresh",
+        |c| async move { text_of(&c, "#batch-status").await == "cancelled" },
+    )
+    .await;
+    assert_eq!(text_of(&c, "#count-cancelled").await, "2");
+    shot(&c, 1280, "batch-cancelled").await;
 
     // The new pages at a phone's width.
     c.set_window_size(390, 900).await.unwrap();
