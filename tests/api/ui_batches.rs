@@ -69,9 +69,11 @@ async fn batches_of_echo(app: &TestApp) -> Value {
     app.get_json("/v1/applications/echo/batches").await
 }
 
-/// Polls the API until `ready` holds for the batch (at most 20 s).
+/// Polls the API until `ready` holds for the batch (at most 60 s: a running item whose
+/// cancel reaches its node before its attempt is tracked stops at the next heartbeat, a
+/// third of the 30 s lease, later on a loaded machine).
 async fn wait_batch_until(app: &TestApp, id: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let batch = app
             .get_json(&format!("/v1/applications/batches/{id}"))
