@@ -1,7 +1,7 @@
 //! The dashboard in a real headless Chromium, driven over WebDriver (Debian's `chromium` and
 //! `chromium-driver`; the test starts chromedriver on a free port): log in, build an
-//! application in the editor (a problem named as you type, then the preview, a try, a
-//! save), run it once, watch the job fail, retry it, see it complete, see the overview
+//! application in the editor (a problem named as you type and Save disabled, then the
+//! preview, a try, a save), run it once, watch the job fail, retry it, see it complete, see the overview
 //! refresh itself, look at the jobs and batches, log out and be refused. The browser's log
 //! must hold no error (a script error, a failed request, a refused script or style), and
 //! every page is photographed at 1280 and 390 pixels wide into `target/ui-screenshots/`.
@@ -194,6 +194,12 @@ pub async fn type_into(c: &Client, css: &str, text: &str) {
         .unwrap();
 }
 
+/// Whether the editor's Save button can be clicked.
+async fn save_enabled(c: &Client) -> bool {
+    let save = c.find(Locator::Css("#save")).await.unwrap();
+    save.is_enabled().await.unwrap()
+}
+
 /// Reloads the page until `css` is on it.
 pub async fn reload_until(c: &Client, css: &str) {
     until(c, css, |c| async move {
@@ -244,12 +250,17 @@ async fn a_person_builds_runs_and_retries_in_a_real_browser_without_a_console_er
     })
     .await;
     shot(&c, 1280, "editor-problem").await;
+    assert!(
+        !save_enabled(&c).await,
+        "no save while the definition has a problem"
+    );
     type_into(&c, "textarea[name=prompt]", "}}").await;
     until(&c, "the preview", |c| async move {
         text_of(&c, "#preview-user").await == "Hello Ada"
     })
     .await;
     shot(&c, 1280, "editor-preview").await;
+    assert!(save_enabled(&c).await, "a valid definition can be saved");
     click(&c, "#try").await;
     until(&c, "the model's answer", |c| async move {
         !text_of(&c, "#answer-text").await.is_empty()
