@@ -60,11 +60,16 @@ pub(crate) async fn page(
     user: LoggedIn,
     Path(id): Path<String>,
 ) -> Result<Html<String>, UiError> {
-    let live = Pages::fragment("batch_live.html", figures(&state, &user, &id).await?)?;
+    let figures = figures(&state, &user, &id).await?;
+    let app = figures
+        .get_attr("batch")
+        .and_then(|batch| batch.get_attr("application_id"))
+        .unwrap_or_default();
+    let live = Pages::fragment("batch_live.html", figures)?;
     Pages::page(
         &user,
         "/ui/batches",
-        "Batch",
+        &format!("Batch of {app}"),
         "batch.html",
         context! { id, live => Value::from_safe_string(live.0) },
     )
