@@ -4,8 +4,8 @@
 //! wrapped in `layout.html`, which holds the one `<nav>`), styled by one stylesheet and
 //! given a little behaviour by one small script (`assets/ui.js`: the overview's and a
 //! batch's polling, the editor's validation as you type, a batch file's upload,
-//! confirmations). No node toolchain, nothing fetched at run
-//! time: `include_str!` puts the templates and assets in the binary.
+//! confirmations). No node toolchain, nothing fetched at run time: `include_str!` puts the
+//! templates and assets in the binary.
 //!
 //! The pages never hold business rules of their own and never call the server over HTTP:
 //! they read and write through what the API's handlers use (the [`Catalog`], the store, the

@@ -152,3 +152,29 @@ fn render(template: &str, ctx: Value) -> Result<String, UiError> {
             UiError::Api(ApiError::new(ErrorCode::Internal, "internal server error"))
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::from_now;
+
+    fn ahead(seconds: u64) -> Option<String> {
+        let at = SystemTime::now() + Duration::from_secs(seconds);
+        Some(humantime::format_rfc3339_micros(at).to_string())
+    }
+
+    #[test]
+    fn an_eta_reads_as_the_time_left_in_words() {
+        assert_eq!(from_now(ahead(185)), "in about 3 min");
+        assert_eq!(
+            from_now(ahead(2 * 3600 + 10 * 60 + 20)),
+            "in about 2 h 10 min"
+        );
+        assert_eq!(
+            from_now(Some("2020-01-01T00:00:00.000000Z".to_owned())),
+            "any moment now"
+        );
+        assert_eq!(from_now(None), "—");
+    }
+}
