@@ -2,9 +2,10 @@
 //!
 //! Every page is HTML rendered here from a minijinja template in `templates/` (each a body,
 //! wrapped in `layout.html`, which holds the one `<nav>`), styled by one stylesheet and
-//! given a little behaviour by one small script (`assets/ui.js`: the overview's polling, the
-//! editor's validation as you type, confirmations). No node toolchain, nothing fetched at run
-//! time: `include_str!` puts the templates and assets in the binary.
+//! given a little behaviour by one small script (`assets/ui.js`: the overview's and a
+//! batch's polling, the editor's validation as you type, a batch file's upload,
+//! confirmations). No node toolchain, nothing fetched at run time: `include_str!` puts the
+//! templates and assets in the binary.
 //!
 //! The pages never hold business rules of their own and never call the server over HTTP:
 //! they read and write through what the API's handlers use (the [`Catalog`], the store, the
@@ -14,7 +15,8 @@
 //! organisation's job, batch or application is a 404 here as it is in the API.
 //!
 //! Sections, one module each: [`overview`], [`applications`] (with the [`editor`]),
-//! [`jobs`], [`batches`]; [`login`] opens and closes sessions; [`pages`] renders.
+//! [`jobs`], [`batches`] (with the [`upload`] of a batch file); [`login`] opens and closes
+//! sessions; [`pages`] renders.
 //!
 //! [`Catalog`]: crate::apps::Catalog
 
@@ -26,6 +28,7 @@ mod login;
 mod overview;
 mod pages;
 mod session;
+mod upload;
 
 use std::sync::Arc;
 
@@ -76,8 +79,16 @@ pub(crate) fn router<S>(api: AppState) -> Router<S> {
         .route("/ui/jobs/retry-failed", post(jobs::retry_failed))
         .route("/ui/jobs/{id}", get(jobs::page))
         .route("/ui/jobs/{id}/retry", post(jobs::retry))
+        .route("/ui/jobs/{id}/cancel", post(jobs::cancel))
         .route("/ui/batches", get(batches::list))
+        .route("/ui/batches/new", get(upload::new))
+        .route("/ui/batches/upload", post(upload::upload))
+        .route("/ui/batches/start", post(upload::start))
         .route("/ui/batches/{id}", get(batches::page))
+        .route("/ui/batches/{id}/live", get(batches::live))
+        .route("/ui/batches/{id}/cancel", post(batches::cancel))
+        .route("/ui/batches/{id}/retry", post(batches::retry))
+        .route("/ui/batches/{id}/results", get(batches::results))
         .layer(axum::middleware::map_response(guarded))
         .with_state(state)
 }

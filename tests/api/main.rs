@@ -33,6 +33,8 @@ mod scheduler;
 mod schemathesis;
 mod sdk;
 mod ui;
+mod ui_batches;
 mod ui_browser;
+mod ui_browser_batches;
 mod validation;
 mod webhooks;
