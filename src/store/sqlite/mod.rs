@@ -45,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0009_batch_counts.sql"),
     include_str!("0010_webhooks.sql"),
     include_str!("0011_batch_lifecycle.sql"),
+    include_str!("0012_insert_counts.sql"),
 ];
 /// Page cache of the key-lookup connection.
 const AUTH_CACHE_KIB: u32 = 256;
