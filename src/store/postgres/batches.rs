@@ -1,26 +1,23 @@
 //! The batch statements. An insert is one transaction on one connection: the items as their
-//! chunks arrive, each chunk one binary `COPY` into `jobs` (whose statement-level triggers
-//! then count the chunk and queue its valid items, once per chunk), then the batch row and
-//! its first counter row, then the wake-up. Parts that stop before their end roll it all back. The counts are kept by
+//! chunks arrive, each chunk one `INSERT … SELECT FROM unnest(…)` (the `jobs_enqueue`
+//! trigger queues the valid ones), then the batch row and its first counter row, then the
+//! wake-up. Parts that stop before their end roll it all back. The counts are kept by
 //! `jobs_count_update` (0012_batch_lifecycle.sql); reads go through the `batch_records` view,
 //! which sums a batch's counter shards, with the batch's recent pace: the last
 //! [`THROUGHPUT_WINDOW`] items to run to their end, walked back in `jobs_finished`.
 
-use std::pin::pin;
-
-use deadpool_postgres::{Pool, Transaction};
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Row, Statement};
+use deadpool_postgres::Pool;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use super::errors::map_err;
 use super::jobs::query;
 use super::jobs::query_then_notify;
 use super::{connection, notify};
 use crate::store::{
-    BatchId, BatchItem, BatchPage, BatchPart, BatchParts, BatchQuery, BatchRecord,
-    BatchRetryOutcome, BatchStatus, BatchTally, NewBatch, OrgId, Priority, StoreError,
-    THROUGHPUT_WINDOW, Throughput, unfinished_batch,
+    BatchId, BatchPage, BatchPart, BatchParts, BatchQuery, BatchRecord, BatchRetryOutcome,
+    BatchStatus, BatchTally, JobId, NewBatch, OrgId, Priority, StoreError, THROUGHPUT_WINDOW,
+    Throughput, unfinished_batch,
 };
 
 /// A batch's columns, with its pace over `jobs_finished` (read by [`record`]): over the last
@@ -42,39 +39,17 @@ const INSERT_BATCH: &str = "WITH b AS (INSERT INTO batches (id, org, application
      INSERT INTO batch_counts (batch_id, shard, completed, failed, changed_at) \
      VALUES ($1, 0, 0, $9, $5)";
 
-/// A chunk of items, in binary: the batch's values repeated in each row. A refused item (one
-/// with an error) is stored failed, with its place in the finishing order, and not queued.
-const COPY_ITEMS: &str = "COPY jobs (id, org, application_id, state, inputs, max_attempts, \
-       backoff_initial_ms, backoff_max_ms, run_at, created_at, updated_at, max_wait_ms, \
-       priority, application_version, batch_id, custom_id, error, completed_at, position, \
-       finished_seq) FROM STDIN (FORMAT binary)";
-
-/// The types of [`COPY_ITEMS`]' columns, in order.
-const COPY_TYPES: [Type; 20] = [
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT4,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::INT2,
-    Type::INT4,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-];
-
-/// Places in the finishing order for `$1` refused items (a refused item has finished).
-const FINISH_ORDER: &str = "SELECT nextval('job_finished_seq') FROM generate_series(1, $1::int)";
+/// A chunk of items; a refused item (one with an error) is inserted failed, and not queued.
+const INSERT_ITEMS: &str = "INSERT INTO jobs (id, org, application_id, state, inputs, \
+       max_attempts, backoff_initial_ms, backoff_max_ms, run_at, created_at, updated_at, \
+       max_wait_ms, priority, application_version, batch_id, custom_id, error, completed_at, \
+       position, finished_seq) \
+     SELECT u.id, $5, $6, CASE WHEN u.error IS NULL THEN 'queued' ELSE 'failed' END, u.inputs, \
+       $7, $8, $9, $10, $10, $10, $11, $12, $13, $14, u.custom_id, u.error, \
+       CASE WHEN u.error IS NOT NULL THEN $10::bigint END, $15::bigint + u.at, \
+       CASE WHEN u.error IS NOT NULL THEN nextval('job_finished_seq') END \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY \
+       AS u(id, inputs, custom_id, error, at)";
 
 /// Items stored before the batch's priority was known moved to it, in the queue too: the
 /// batch's rows are those after the last job before it (no index on `batch_id` needed; a
@@ -90,6 +65,7 @@ pub(super) async fn insert(
     mut parts: BatchParts,
     now: i64,
 ) -> Result<BatchRecord, StoreError> {
+    let priority = batch.priority.index() as i16;
     let mut client = connection(pool).await?;
     let tx = client.transaction().await.map_err(map_err)?;
     let before: i64 = tx
@@ -97,8 +73,12 @@ pub(super) async fn insert(
         .await
         .map_err(map_err)?
         .get(0);
-    let copy = tx.prepare_cached(COPY_ITEMS).await.map_err(map_err)?;
-    let shared = Shared::of(batch, now);
+    let items = tx.prepare_cached(INSERT_ITEMS).await.map_err(map_err)?;
+    let max_attempts = batch.retry.max_attempts as i32;
+    let initial = batch.retry.backoff_initial_ms as i64;
+    let max = batch.retry.backoff_max_ms as i64;
+    let max_wait = batch.retry.max_wait_ms as i64;
+    let version = batch.application_version.map(|v| v as i32);
     let mut tally = BatchTally::default();
     let end = loop {
         let chunk = match parts.recv().await {
@@ -107,8 +87,31 @@ pub(super) async fn insert(
             // Dropping the transaction rolls it back.
             None => return Err(unfinished_batch()),
         };
-        // Positions go on from the chunks before.
-        copy_chunk(&tx, &copy, &shared, &chunk, tally.total as i64 + 1).await?;
+        let ids: Vec<JobId> = chunk.iter().map(|i| i.id).collect();
+        let inputs: Vec<&str> = chunk.iter().map(|i| i.inputs.as_str()).collect();
+        let custom_ids: Vec<&str> = chunk.iter().map(|i| i.custom_id.as_str()).collect();
+        let errors: Vec<Option<&str>> = chunk.iter().map(|i| i.refused.as_deref()).collect();
+        // Positions go on from the chunks before; a refused item has finished, and takes its
+        // place in the finishing order now.
+        let start = tally.total as i64;
+        let params: [&(dyn ToSql + Sync); 15] = [
+            &ids,
+            &inputs,
+            &custom_ids,
+            &errors,
+            &batch.org,
+            &batch.application_id,
+            &max_attempts,
+            &initial,
+            &max,
+            &now,
+            &max_wait,
+            &priority,
+            &version,
+            &batch.id,
+            &start,
+        ];
+        tx.execute(&items, &params).await.map_err(map_err)?;
         tally.add(&chunk);
     };
     let (total, refused) = (tally.total as i64, tally.refused as i64);
@@ -139,89 +142,6 @@ pub(super) async fn insert(
     }
     tx.commit().await.map_err(map_err)?;
     Ok(tally.record(batch, end, now))
-}
-
-/// The values every item of a batch has in common.
-struct Shared<'a> {
-    batch: &'a NewBatch,
-    max_attempts: i32,
-    backoff_initial_ms: i64,
-    backoff_max_ms: i64,
-    max_wait_ms: i64,
-    priority: i16,
-    application_version: Option<i32>,
-    now: i64,
-}
-
-impl<'a> Shared<'a> {
-    fn of(batch: &'a NewBatch, now: i64) -> Self {
-        let retry = &batch.retry;
-        Self {
-            batch,
-            max_attempts: retry.max_attempts as i32,
-            backoff_initial_ms: retry.backoff_initial_ms as i64,
-            backoff_max_ms: retry.backoff_max_ms as i64,
-            max_wait_ms: retry.max_wait_ms as i64,
-            priority: batch.priority.index() as i16,
-            application_version: batch.application_version.map(|v| v as i32),
-            now,
-        }
-    }
-}
-
-/// Copies one chunk of items into `jobs`, the first at `position` in the batch. Its refused
-/// items take their places in the finishing order first (one query, only if there are any).
-async fn copy_chunk(
-    tx: &Transaction<'_>,
-    copy: &Statement,
-    shared: &Shared<'_>,
-    items: &[BatchItem],
-    position: i64,
-) -> Result<(), StoreError> {
-    let refused = items.iter().filter(|i| i.refused.is_some()).count();
-    let mut finish_order = Vec::with_capacity(refused);
-    if refused > 0 {
-        let rows = tx
-            .query(FINISH_ORDER, &[&(refused as i32)])
-            .await
-            .map_err(map_err)?;
-        finish_order.extend(rows.iter().map(|r| r.get::<_, i64>(0)));
-    }
-    let mut finish_order = finish_order.into_iter();
-    let sink = tx.copy_in(copy).await.map_err(map_err)?;
-    let mut writer = pin!(BinaryCopyInWriter::new(sink, &COPY_TYPES));
-    let s = shared;
-    for (item, position) in items.iter().zip(position..) {
-        let (state, completed_at, finished_seq) = match item.refused {
-            None => ("queued", None, None),
-            Some(_) => ("failed", Some(s.now), finish_order.next()),
-        };
-        let row: [&(dyn ToSql + Sync); 20] = [
-            &item.id,
-            &s.batch.org,
-            &s.batch.application_id,
-            &state,
-            &item.inputs,
-            &s.max_attempts,
-            &s.backoff_initial_ms,
-            &s.backoff_max_ms,
-            &s.now,
-            &s.now,
-            &s.now,
-            &s.max_wait_ms,
-            &s.priority,
-            &s.application_version,
-            &s.batch.id,
-            &item.custom_id,
-            &item.refused,
-            &completed_at,
-            &position,
-            &finished_seq,
-        ];
-        writer.as_mut().write(&row).await.map_err(map_err)?;
-    }
-    writer.as_mut().finish().await.map_err(map_err)?;
-    Ok(())
 }
 
 /// One batch of `org`.
