@@ -6,6 +6,7 @@ mod helpers;
 mod abuse;
 mod applications;
 mod auth;
+mod batch_crash;
 mod batch_intake;
 mod batches;
 mod blobs;
