@@ -230,7 +230,11 @@ impl Engine {
         let cancels = self.store.cancels();
         let mut recheck = false;
         loop {
-            let wait = if recheck { CANCEL_RECHECK.min(every) } else { every };
+            let wait = if recheck {
+                CANCEL_RECHECK.min(every)
+            } else {
+                every
+            };
             recheck = tokio::select! {
                 () = tokio::time::sleep(wait) => false,
                 () = cancels.notified() => true,
