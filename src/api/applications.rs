@@ -18,7 +18,7 @@ use super::openapi;
 use super::paging;
 use super::views::{ApplicationListView, ApplicationView, GraphsView, ResultView};
 use super::{ApiError, AppState, ErrorCode};
-use crate::apps::{Application, Inputs};
+use crate::apps::{Application, InputError, Inputs};
 use crate::engine::{PrepareError, Prepared, prepare};
 use crate::files::rules::Refusal;
 use crate::providers::{Caller, ProviderError};
@@ -61,25 +61,25 @@ pub(crate) async fn checked_inputs(
 ) -> Result<Inputs, ApiError> {
     refused_or_checked(state, org, app, raw)
         .await?
-        .map_err(|message| ApiError::new(ErrorCode::InvalidInputs, message))
+        .map_err(|e| ApiError::new(ErrorCode::InvalidInputs, e.message))
 }
 
 /// The same checks as [`checked_inputs`], for a batch's item, which fails alone: the inputs,
-/// or why they are refused (the description naming the input). The outer error is the
-/// server's own (the store), never the item's.
+/// or why they are refused (the description naming the input, and the input it is about).
+/// The outer error is the server's own (the store), never the item's.
 pub(crate) async fn refused_or_checked(
     state: &AppState,
     org: &OrgId,
     app: &Application,
     raw: Option<&serde_json::Value>,
-) -> Result<Result<Inputs, String>, ApiError> {
+) -> Result<Result<Inputs, InputError>, ApiError> {
     let inputs = match app.validate_inputs(raw) {
         Ok(inputs) => inputs,
-        Err(e) => return Ok(Err(e.message)),
+        Err(e) => return Ok(Err(e)),
     };
     match state.files.check_inputs(org, app, &inputs).await {
         Ok(()) => Ok(Ok(inputs)),
-        Err(Refusal::Input(e)) => Ok(Err(e.message)),
+        Err(Refusal::Input(e)) => Ok(Err(e)),
         Err(Refusal::Store(e)) => Err(e.into()),
     }
 }

@@ -186,6 +186,16 @@ impl ApiError {
         Self { code, descriptions }
     }
 
+    /// The status it is answered with.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    /// What went wrong, one description per problem.
+    pub(crate) fn descriptions(&self) -> &[String] {
+        &self.descriptions
+    }
+
     /// The body Writer's clients read: `{"tpe", "errors": [{"description", "key", "extras"}],
     /// "extras"}`.
     pub(crate) fn body(&self) -> serde_json::Value {

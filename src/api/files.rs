@@ -21,7 +21,7 @@ use crate::report::Chain;
 use crate::store::{FileId, FileQuery};
 
 /// The query of an upload.
-#[derive(Deserialize, IntoParams)]
+#[derive(Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct UploadQuery {
     /// A graph (UUID) to attach the file to.

@@ -13,7 +13,7 @@ pub(crate) mod batches;
 pub(crate) mod definitions;
 mod error;
 pub(crate) mod extract;
-mod files;
+pub(crate) mod files;
 pub(crate) mod jobs;
 mod native;
 mod openapi;

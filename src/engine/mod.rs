@@ -54,6 +54,8 @@ use failpoint::FailurePoint;
 
 /// Outcomes written in one call at most.
 const MAX_COMPLETION_BATCH: usize = 4096;
+/// How soon after a cancel the leases are renewed once more (see `Engine::heartbeat`).
+const CANCEL_RECHECK: Duration = Duration::from_secs(1);
 
 /// How the engine paces itself.
 #[derive(Clone, Copy, Debug)]
@@ -220,15 +222,23 @@ impl Engine {
     }
 
     /// Renews every in-flight lease each `lease / 3`, and at once when the store says a
-    /// running job was cancelled (so its call stops now, not at the next beat).
+    /// running job was cancelled (so its call stops now, not at the next beat). A cancel can
+    /// name a job claimed here whose attempt is not tracked yet (it is starting): the renewal
+    /// a cancel causes is made once more [`CANCEL_RECHECK`] later, to stop that one too.
     async fn heartbeat(self: Arc<Self>) {
         let every = self.settings.lease / 3;
         let cancels = self.store.cancels();
+        let mut recheck = false;
         loop {
-            tokio::select! {
-                () = tokio::time::sleep(every) => {}
-                () = cancels.notified() => {}
-            }
+            let wait = if recheck {
+                CANCEL_RECHECK.min(every)
+            } else {
+                every
+            };
+            recheck = tokio::select! {
+                () = tokio::time::sleep(wait) => false,
+                () = cancels.notified() => true,
+            };
             let leases = self.leases();
             if leases.is_empty() {
                 continue;

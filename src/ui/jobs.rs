@@ -1,4 +1,4 @@
-//! A job's page and its retry (the list of jobs is [`super::job_list`]).
+//! A job's page, its retry and its cancel (the list of jobs is [`super::job_list`]).
 
 use axum::Form;
 use axum::extract::{Path, State};
@@ -90,7 +90,7 @@ async fn prompt_of(
 /// A form with only its CSRF token.
 #[derive(Deserialize)]
 pub(crate) struct Plain {
-    csrf: String,
+    pub(super) csrf: String,
 }
 
 /// `POST /ui/jobs/{id}/retry`: the API's retry (a job that has not failed is the API's
@@ -106,5 +106,21 @@ pub(crate) async fn retry(
         org: user.session.org.clone(),
     };
     let _accepted = jobs::retry(State(state.api.clone()), principal, WPath(id.clone())).await?;
+    Ok(Redirect::to(&format!("/ui/jobs/{id}")).into_response())
+}
+
+/// `POST /ui/jobs/{id}/cancel`: the API's cancel (a finished job is its 400), then the
+/// job's page.
+pub(crate) async fn cancel(
+    State(state): State<UiState>,
+    user: LoggedIn,
+    Path(id): Path<String>,
+    Form(form): Form<Plain>,
+) -> Result<Response, UiError> {
+    user.check(&form.csrf)?;
+    let principal = Principal {
+        org: user.session.org.clone(),
+    };
+    let _accepted = jobs::cancel(State(state.api.clone()), principal, WPath(id.clone())).await?;
     Ok(Redirect::to(&format!("/ui/jobs/{id}")).into_response())
 }

@@ -2,9 +2,10 @@
 //!
 //! Every page is HTML rendered here from a minijinja template in `templates/` (each a body,
 //! wrapped in `layout.html`, which holds the one `<nav>`), styled by one stylesheet and
-//! given a little behaviour by one small script (`assets/ui.js`: the overview's polling, the
-//! editor's validation as you type, confirmations). No node toolchain, nothing fetched at run
-//! time: `include_str!` puts the templates and assets in the binary.
+//! given a little behaviour by one small script (`assets/ui.js`: the overview's and a
+//! batch's polling, the editor's validation as you type, a batch file's upload,
+//! confirmations). No node toolchain, nothing fetched at run time: `include_str!` puts the
+//! templates and assets in the binary.
 //!
 //! The pages never hold business rules of their own and never call the server over HTTP:
 //! they read and write through what the API's handlers use (the [`Catalog`], the store, the
@@ -15,8 +16,8 @@
 //!
 //! Sections, one module each: [`overview`] (its [`charts`] drawn from the per-minute figures
 //! the [`rollup`] task writes), [`applications`] (with the [`editor`]), [`job_list`] and
-//! [`jobs`], [`batches`]; [`login`] opens and closes sessions, kept in the store ([`session`]);
-//! [`pages`] renders.
+//! [`jobs`], [`batches`] (with the [`upload`] of a batch file); [`login`] opens and closes
+//! sessions, kept in the store ([`session`]); [`pages`] renders.
 //!
 //! [`Catalog`]: crate::apps::Catalog
 
@@ -31,6 +32,7 @@ mod overview;
 mod pages;
 pub(crate) mod rollup;
 mod session;
+mod upload;
 
 use std::sync::Arc;
 
@@ -79,8 +81,16 @@ pub(crate) fn router<S>(api: AppState) -> Router<S> {
         .route("/ui/jobs/retry-failed", post(job_list::retry_failed))
         .route("/ui/jobs/{id}", get(jobs::page))
         .route("/ui/jobs/{id}/retry", post(jobs::retry))
+        .route("/ui/jobs/{id}/cancel", post(jobs::cancel))
         .route("/ui/batches", get(batches::list))
+        .route("/ui/batches/new", get(upload::new))
+        .route("/ui/batches/upload", post(upload::upload))
+        .route("/ui/batches/start", post(upload::start))
         .route("/ui/batches/{id}", get(batches::page))
+        .route("/ui/batches/{id}/live", get(batches::live))
+        .route("/ui/batches/{id}/cancel", post(batches::cancel))
+        .route("/ui/batches/{id}/retry", post(batches::retry))
+        .route("/ui/batches/{id}/results", get(batches::results))
         .layer(axum::middleware::map_response(guarded))
         .with_state(state)
 }

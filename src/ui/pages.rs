@@ -28,6 +28,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
     env.add_filter("when", when);
+    env.add_filter("from_now", from_now);
     for (name, source) in [
         ("layout.html", include_str!("templates/layout.html")),
         ("login.html", include_str!("templates/login.html")),
@@ -47,6 +48,8 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("job.html", include_str!("templates/job.html")),
         ("batches.html", include_str!("templates/batches.html")),
         ("batch.html", include_str!("templates/batch.html")),
+        ("batch_live.html", include_str!("templates/batch_live.html")),
+        ("batch_new.html", include_str!("templates/batch_new.html")),
     ] {
         // The templates are part of the binary; one that does not parse is a build mistake
         // that the first test of any page reports.
@@ -63,6 +66,25 @@ fn when(value: Option<String>) -> String {
         Some(t) if t.len() >= 19 => t[..19].replacen('T', " ", 1),
         Some(t) => t,
         None => "—".to_owned(),
+    }
+}
+
+/// How far ahead an RFC 3339 timestamp is, as a person says it: `in about 3 min`.
+fn from_now(value: Option<String>) -> String {
+    let Some(text) = value else {
+        return "—".to_owned();
+    };
+    let Ok(then) = humantime::parse_rfc3339_weak(&text) else {
+        return when(Some(text));
+    };
+    let seconds = then
+        .duration_since(std::time::SystemTime::now())
+        .map_or(0, |d| d.as_secs());
+    match seconds {
+        0..5 => "any moment now".to_owned(),
+        5..90 => format!("in about {seconds} s"),
+        90..5400 => format!("in about {} min", (seconds + 30) / 60),
+        _ => format!("in about {} h {} min", seconds / 3600, seconds % 3600 / 60),
     }
 }
 
@@ -129,4 +151,30 @@ fn render(template: &str, ctx: Value) -> Result<String, UiError> {
             tracing::error!(template, error = %format!("{e:#}"), "a dashboard template failed");
             UiError::Api(ApiError::new(ErrorCode::Internal, "internal server error"))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::from_now;
+
+    fn ahead(seconds: u64) -> Option<String> {
+        let at = SystemTime::now() + Duration::from_secs(seconds);
+        Some(humantime::format_rfc3339_micros(at).to_string())
+    }
+
+    #[test]
+    fn an_eta_reads_as_the_time_left_in_words() {
+        assert_eq!(from_now(ahead(185)), "in about 3 min");
+        assert_eq!(
+            from_now(ahead(2 * 3600 + 10 * 60 + 20)),
+            "in about 2 h 10 min"
+        );
+        assert_eq!(
+            from_now(Some("2020-01-01T00:00:00.000000Z".to_owned())),
+            "any moment now"
+        );
+        assert_eq!(from_now(None), "—");
+    }
 }

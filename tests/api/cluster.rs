@@ -312,7 +312,7 @@ async fn provider_limits_and_429_pauses_hold_for_the_whole_cluster() {
     assert_eq!(jobs.len(), 240);
 }
 
-fn write_provider_config(dir: &Path, llm_base: &str, max_concurrency: usize) -> String {
+pub(crate) fn write_provider_config(dir: &Path, llm_base: &str, max_concurrency: usize) -> String {
     let path = dir.join("scriptorium.toml");
     let toml = format!(
         "[providers.default]\nkind = \"openai\"\nbase_url = \"{llm_base}/v1\"\nmodel = \"m\"\n\

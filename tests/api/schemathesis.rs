@@ -108,9 +108,21 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer_on_any_ro
     )
     .unwrap();
     let base = app.base.clone();
-    let (passed, output) = tokio::task::spawn_blocking(move || run(&base, &config))
-        .await
-        .unwrap();
+    let (mut passed, mut output) = tokio::task::spawn_blocking({
+        let (base, config) = (base.clone(), config.clone());
+        move || run(&base, &config)
+    })
+    .await
+    .unwrap();
+    // Schemathesis itself sometimes crashes while generating a case ("Runtime Error", e.g.
+    // hypothesis's "AST constructor recursion depth mismatch"), which finds nothing about the
+    // server: such a run, with no failure found, is made once more.
+    if !passed && !output.contains("FAILURES") && output.contains("Runtime Error") {
+        println!("{output}\nschemathesis crashed without finding a failure: running it again");
+        (passed, output) = tokio::task::spawn_blocking(move || run(&base, &config))
+            .await
+            .unwrap();
+    }
     println!("{output}");
     assert!(
         passed,

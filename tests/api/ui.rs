@@ -1,9 +1,9 @@
 //! The dashboard over plain HTTP: sessions (log in, cookie flags, log out), pages scoped to
 //! the session's organisation, and forms refused from anywhere but the dashboard itself.
-//! The same pages in a real browser: `ui_browser.rs`.
+//! The same pages in a real browser: `ui_browser.rs`; batches from files: `ui_batches.rs`.
 
 use reqwest::redirect::Policy;
-use reqwest::{Client, Response, StatusCode, header};
+use reqwest::{Client, RequestBuilder, Response, StatusCode, header};
 use scriptorium::config::ServeOptions;
 use scriptorium::store::{MINUTE_MICROS, minute_of, now_micros, rfc3339};
 use serde_json::{Value, json};
@@ -13,12 +13,76 @@ use crate::pg::Schema;
 use crate::process::{Serve, ServerProcess};
 
 /// A client that shows redirects instead of following them.
-fn client() -> Client {
+pub fn client() -> Client {
     Client::builder().redirect(Policy::none()).build().unwrap()
 }
 
+/// A dashboard session of one organisation, as a browser holds it: the cookie, and the
+/// CSRF token its pages put in their forms.
+pub struct Session {
+    base: String,
+    /// The session cookie, `name=value`.
+    pub cookie: String,
+    /// The token the session's forms carry.
+    pub token: String,
+}
+
+impl Session {
+    /// Logs in with `key` and reads the token off the overview.
+    pub async fn open(app: &TestApp, key: &str) -> Self {
+        let mut session = Self {
+            base: app.base.clone(),
+            cookie: log_in(app, key).await,
+            token: String::new(),
+        };
+        let page = session.get("/ui/").await.text().await.unwrap();
+        let start = page
+            .find(r#"name="csrf" value=""#)
+            .expect("a form with a token")
+            + 19;
+        session.token = page[start..].split('"').next().unwrap().to_owned();
+        session
+    }
+
+    /// `GET path` with the session's cookie.
+    pub async fn get(&self, path: &str) -> Response {
+        get(&self.base, &self.cookie, path).await
+    }
+
+    /// A POST to `path` with the session's cookie, from the dashboard's own origin; the
+    /// caller adds the body (and the token, or not).
+    pub fn post(&self, path: &str) -> RequestBuilder {
+        self.post_from(&self.base, path)
+    }
+
+    /// A POST to `path` with the session's cookie, from a page of `origin`.
+    pub fn post_from(&self, origin: &str, path: &str) -> RequestBuilder {
+        client()
+            .post(format!("{}{path}", self.base))
+            .header(header::COOKIE, &self.cookie)
+            .header(header::ORIGIN, origin)
+    }
+
+    /// A form posted as the dashboard posts it: `fields` and the session's token.
+    pub async fn submit(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        let mut form = vec![("csrf", self.token.as_str())];
+        form.extend_from_slice(fields);
+        self.post(path).form(&form).send().await.unwrap()
+    }
+
+    /// A request of the page's script: `body` as JSON, the token in `X-CSRF-Token`.
+    pub async fn script(&self, path: &str, body: &Value) -> Response {
+        self.post(path)
+            .header("x-csrf-token", &self.token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
 /// Logs in with `key`; answers the `name=value` of the session cookie.
-pub async fn log_in(app: &TestApp, key: &str) -> String {
+async fn log_in(app: &TestApp, key: &str) -> String {
     let response = client()
         .post(format!("{}/ui/login", app.base))
         .header(header::ORIGIN, &app.base)
@@ -32,28 +96,18 @@ pub async fn log_in(app: &TestApp, key: &str) -> String {
     cookie.split(';').next().unwrap().to_owned()
 }
 
-/// `GET path` with the session `cookie`.
-async fn get(app: &TestApp, cookie: &str, path: &str) -> Response {
+/// `GET path` with the session `cookie` (none: "").
+async fn get(base: &str, cookie: &str, path: &str) -> Response {
     client()
-        .get(format!("{}{path}", app.base))
+        .get(format!("{base}{path}"))
         .header(header::COOKIE, cookie)
         .send()
         .await
         .unwrap()
 }
 
-/// The CSRF token the page at `path` carries in its forms.
-async fn csrf(app: &TestApp, cookie: &str) -> String {
-    let page = get(app, cookie, "/ui/").await.text().await.unwrap();
-    let start = page
-        .find(r#"name="csrf" value=""#)
-        .expect("a form with a token")
-        + 19;
-    page[start..].split('"').next().unwrap().to_owned()
-}
-
 /// A failed job of the default organisation, which completes when retried.
-async fn failed_job(app: &TestApp) -> String {
+pub async fn failed_job(app: &TestApp) -> String {
     let job = app
         .create_job("echo", &[("Text", &["[[mock:fatal-first=1]]"])])
         .await;
@@ -75,12 +129,12 @@ async fn every_page_without_a_session_sends_to_the_log_in() {
         "/ui/batches",
     ] {
         for cookie in ["", "scriptorium_session=made-up"] {
-            let response = get(&app, cookie, path).await;
+            let response = get(&app.base, cookie, path).await;
             assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path}");
             assert_eq!(response.headers()[header::LOCATION], "/ui/login", "{path}");
         }
     }
-    let login = get(&app, "", "/ui/login").await;
+    let login = get(&app.base, "", "/ui/login").await;
     assert_eq!(login.status(), StatusCode::OK);
     assert!(login.text().await.unwrap().contains("<nav"));
 }
@@ -137,39 +191,28 @@ async fn another_organisations_job_batch_and_application_are_404s() {
         .unwrap();
     let batch = batch["id"].as_str().unwrap();
 
-    let ours = log_in(&app, KEY).await;
+    let ours = Session::open(&app, KEY).await;
     for path in [
         format!("/ui/jobs/{job}"),
         "/ui/applications/ours".to_owned(),
         format!("/ui/batches/{batch}"),
     ] {
-        assert_eq!(
-            get(&app, &ours, &path).await.status(),
-            StatusCode::OK,
-            "{path}"
-        );
+        assert_eq!(ours.get(&path).await.status(), StatusCode::OK, "{path}");
     }
 
-    let theirs = log_in(&app, &app.key_for("other").await).await;
+    let theirs = Session::open(&app, &app.key_for("other").await).await;
     for path in [
         format!("/ui/jobs/{job}"),
         "/ui/applications/ours".to_owned(),
         "/ui/applications/ours/edit".to_owned(),
         format!("/ui/batches/{batch}"),
     ] {
-        let response = get(&app, &theirs, &path).await;
+        let response = theirs.get(&path).await;
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
     }
-    let list = get(&app, &theirs, "/ui/applications").await;
+    let list = theirs.get("/ui/applications").await;
     assert!(!list.text().await.unwrap().contains("/ui/applications/ours"));
-    let retry = client()
-        .post(format!("{}/ui/jobs/{job}/retry", app.base))
-        .header(header::COOKIE, &theirs)
-        .header(header::ORIGIN, &app.base)
-        .form(&[("csrf", csrf(&app, &theirs).await)])
-        .send()
-        .await
-        .unwrap();
+    let retry = theirs.submit(&format!("/ui/jobs/{job}/retry"), &[]).await;
     assert_eq!(retry.status(), StatusCode::NOT_FOUND);
     assert_eq!(app.job(&job).await["status"], "failed", "nothing changed");
 }
@@ -178,23 +221,24 @@ async fn another_organisations_job_batch_and_application_are_404s() {
 async fn a_form_without_the_sessions_token_or_from_another_site_is_refused() {
     let app = helpers::spawn_app().await;
     let job = failed_job(&app).await;
-    let cookie = log_in(&app, KEY).await;
-    let token = csrf(&app, &cookie).await;
-    let retry = |origin: &str, token: String| {
-        client()
-            .post(format!("{}/ui/jobs/{job}/retry", app.base))
-            .header(header::COOKIE, &cookie)
-            .header(header::ORIGIN, origin)
-            .form(&[("csrf", token)])
-            .send()
-    };
-    let wrong_token = retry(&app.base, "not-the-token".to_owned()).await.unwrap();
+    let session = Session::open(&app, KEY).await;
+    let path = format!("/ui/jobs/{job}/retry");
+    let wrong_token = session
+        .post(&path)
+        .form(&[("csrf", "not-the-token")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong_token.status(), StatusCode::FORBIDDEN);
-    let foreign = retry("https://evil.example", token.clone()).await.unwrap();
+    let foreign = session
+        .post_from("https://evil.example", &path)
+        .form(&[("csrf", &session.token)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
-    let editor = client()
-        .post(format!("{}/ui/editor/save", app.base))
-        .header(header::COOKIE, &cookie)
+    let editor = session
+        .post("/ui/editor/save")
         .json(&json!({"definition": {"name": "x"}}))
         .send()
         .await
@@ -210,14 +254,7 @@ async fn a_form_without_the_sessions_token_or_from_another_site_is_refused() {
     assert_eq!(cross_site_login.status(), StatusCode::FORBIDDEN);
     assert_eq!(app.job(&job).await["status"], "failed", "nothing changed");
 
-    let ours = client()
-        .post(format!("{}/ui/jobs/{job}/retry", app.base))
-        .header(header::COOKIE, &cookie)
-        .header(header::ORIGIN, &app.base)
-        .form(&[("csrf", token)])
-        .send()
-        .await
-        .unwrap();
+    let ours = session.submit(&path, &[]).await;
     assert_eq!(ours.status(), StatusCode::SEE_OTHER);
     assert_eq!(app.wait_finished(&job).await["status"], "completed");
 }
@@ -225,19 +262,9 @@ async fn a_form_without_the_sessions_token_or_from_another_site_is_refused() {
 #[tokio::test]
 async fn after_log_out_the_cookie_opens_nothing() {
     let app = helpers::spawn_app().await;
-    let cookie = log_in(&app, KEY).await;
-    assert_eq!(
-        get(&app, &cookie, "/ui/jobs").await.status(),
-        StatusCode::OK
-    );
-    let out = client()
-        .post(format!("{}/ui/logout", app.base))
-        .header(header::COOKIE, &cookie)
-        .header(header::ORIGIN, &app.base)
-        .form(&[("csrf", csrf(&app, &cookie).await)])
-        .send()
-        .await
-        .unwrap();
+    let session = Session::open(&app, KEY).await;
+    assert_eq!(session.get("/ui/jobs").await.status(), StatusCode::OK);
+    let out = session.submit("/ui/logout", &[]).await;
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
     assert!(
         out.headers()[header::SET_COOKIE]
@@ -245,7 +272,7 @@ async fn after_log_out_the_cookie_opens_nothing() {
             .unwrap()
             .contains("Max-Age=0")
     );
-    let after = get(&app, &cookie, "/ui/jobs").await;
+    let after = session.get("/ui/jobs").await;
     assert_eq!(after.status(), StatusCode::SEE_OTHER);
     assert_eq!(after.headers()[header::LOCATION], "/ui/login");
 }
@@ -253,48 +280,38 @@ async fn after_log_out_the_cookie_opens_nothing() {
 #[tokio::test]
 async fn the_editor_names_a_definitions_problem_then_previews_and_saves_it() {
     let app = helpers::spawn_app().await;
-    let cookie = log_in(&app, KEY).await;
-    let token = csrf(&app, &cookie).await;
-    let post = |path: &str, body: Value| {
-        client()
-            .post(format!("{}{path}", app.base))
-            .header(header::COOKIE, &cookie)
-            .header(header::ORIGIN, &app.base)
-            .header("x-csrf-token", &token)
-            .json(&body)
-            .send()
-    };
+    let session = Session::open(&app, KEY).await;
     let mut definition = json!({"id": "greeter", "name": "Greeter", "status": "deployed",
         "prompt": "Hello {{ inputs['Who'][0] ",
         "inputs": [{"name": "Who", "input_type": "text", "required": true}]});
     let inputs = json!([{"id": "Who", "value": ["Ada"]}]);
-    let bad: Value = post(
-        "/ui/editor/preview",
-        json!({"definition": definition, "inputs": inputs}),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let bad: Value = session
+        .script(
+            "/ui/editor/preview",
+            &json!({"definition": definition, "inputs": inputs}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     let problem = bad["problems"][0].as_str().unwrap();
     assert!(problem.starts_with("prompt, line 1"), "{bad}");
 
     definition["prompt"] = json!("Hello {{ inputs['Who'][0] }}");
-    let good: Value = post(
-        "/ui/editor/preview",
-        json!({"definition": definition, "inputs": inputs}),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let good: Value = session
+        .script(
+            "/ui/editor/preview",
+            &json!({"definition": definition, "inputs": inputs}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(good["preview"]["user"], "Hello Ada", "{good}");
 
-    let saved: Value = post("/ui/editor/save", json!({"definition": definition}))
+    let saved: Value = session
+        .script("/ui/editor/save", &json!({"definition": definition}))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -304,14 +321,14 @@ async fn the_editor_names_a_definitions_problem_then_previews_and_saves_it() {
 
     definition["id"] = json!("half-done");
     definition["status"] = json!("draft");
-    let draft: Value = post("/ui/editor/save", json!({"definition": definition}))
+    let draft: Value = session
+        .script("/ui/editor/save", &json!({"definition": definition}))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(draft["location"], "/ui/applications/half-done", "{draft}");
-    let list = get(&app, &cookie, "/ui/applications").await.text().await;
+    let list = session.get("/ui/applications").await.text().await;
     let list = list.unwrap();
     let drafts = list
         .split("<h2>Drafts</h2>")
@@ -342,12 +359,12 @@ fn older(page: &str) -> Option<String> {
 #[tokio::test]
 async fn the_overview_charts_the_jobs_finished_once_their_minute_is_rolled_up() {
     let app = helpers::spawn_app().await;
-    let cookie = log_in(&app, KEY).await;
+    let s = Session::open(&app, KEY).await;
     for text in ["one", "two", "[[mock:fatal-first=1]]"] {
         let job = app.create_job("echo", &[("Text", &[text])]).await;
         app.wait_finished(job["id"].as_str().unwrap()).await;
     }
-    let before = get(&app, &cookie, "/ui/").await.text().await.unwrap();
+    let before = s.get("/ui/").await.text().await.unwrap();
     assert_eq!(before.matches(r#"<figure class="chart">"#).count(), 6);
     assert!(
         before.contains("0 completed, 0 failed"),
@@ -356,7 +373,7 @@ async fn the_overview_charts_the_jobs_finished_once_their_minute_is_rolled_up() 
 
     roll_up_now(&app).await;
     for path in ["/ui/", "/ui/overview/live"] {
-        let page = get(&app, &cookie, path).await.text().await.unwrap();
+        let page = s.get(path).await.text().await.unwrap();
         // The hour's chart and the day's.
         let summary = r#"<span class="muted">2 completed, 1 failed</span>"#;
         assert_eq!(page.matches(summary).count(), 2, "{path}");
@@ -365,15 +382,15 @@ async fn the_overview_charts_the_jobs_finished_once_their_minute_is_rolled_up() 
         assert!(page.contains(r#"<rect class="mean""#), "{path}");
     }
     // Another organisation's figures are its own.
-    let theirs = log_in(&app, &app.key_for("other").await).await;
-    let page = get(&app, &theirs, "/ui/").await.text().await.unwrap();
+    let theirs = Session::open(&app, &app.key_for("other").await).await;
+    let page = theirs.get("/ui/").await.text().await.unwrap();
     assert!(page.contains("0 completed, 0 failed"));
 }
 
 #[tokio::test]
 async fn the_jobs_list_pages_by_cursor_and_filters_by_batch_and_time() {
     let app = helpers::spawn_app().await;
-    let cookie = log_in(&app, KEY).await;
+    let s = Session::open(&app, KEY).await;
     let mut first = String::new();
     for i in 0..52 {
         let job = app
@@ -383,7 +400,7 @@ async fn the_jobs_list_pages_by_cursor_and_filters_by_batch_and_time() {
             first = job["id"].as_str().unwrap().to_owned();
         }
     }
-    let page = get(&app, &cookie, "/ui/jobs?application=echo")
+    let page = s.get("/ui/jobs?application=echo")
         .await
         .text()
         .await
@@ -392,12 +409,7 @@ async fn the_jobs_list_pages_by_cursor_and_filters_by_batch_and_time() {
     assert!(page.contains("52 job(s) match"), "the counters' total");
     assert!(!page.contains(&first), "the oldest is on the next page");
     let cursor = older(&page).expect("a link to older jobs");
-    let next = get(
-        &app,
-        &cookie,
-        &format!("/ui/jobs?application=echo&older={cursor}"),
-    )
-    .await;
+    let next = s.get(&format!("/ui/jobs?application=echo&older={cursor}")).await;
     let next = next.text().await.unwrap();
     assert_eq!(rows(&next), 2);
     assert!(next.contains(&first));
@@ -412,26 +424,16 @@ async fn the_jobs_list_pages_by_cursor_and_filters_by_batch_and_time() {
     ]});
     let batch: Value = app.create_batch("echo", items).await.json().await.unwrap();
     let id = batch["id"].as_str().unwrap();
-    let page = get(&app, &cookie, &format!("/ui/jobs?batch={id}")).await;
+    let page = s.get(&format!("/ui/jobs?batch={id}")).await;
     let page = page.text().await.unwrap();
     assert_eq!(rows(&page), 3);
     assert!(page.contains("3 job(s) match"), "the batch's counts");
 
     // By the time they were made.
-    let page = get(
-        &app,
-        &cookie,
-        "/ui/jobs?application=echo&before=2000-01-01T00:00",
-    )
-    .await;
+    let page = s.get("/ui/jobs?application=echo&before=2000-01-01T00:00").await;
     assert_eq!(rows(&page.text().await.unwrap()), 0);
     let hour_ago = &rfc3339(now_micros() - 3_600_000_000)[..16];
-    let page = get(
-        &app,
-        &cookie,
-        &format!("/ui/jobs?application=echo&after={hour_ago}"),
-    )
-    .await;
+    let page = s.get(&format!("/ui/jobs?application=echo&after={hour_ago}")).await;
     let page = page.text().await.unwrap();
     assert_eq!(rows(&page), 50);
     assert!(
@@ -440,8 +442,8 @@ async fn the_jobs_list_pages_by_cursor_and_filters_by_batch_and_time() {
     );
 
     // A filter that names nothing is the API's error.
-    let (app_ref, cookie_ref) = (&app, &cookie);
-    let status = |path: String| async move { get(app_ref, cookie_ref, &path).await.status() };
+    let session = &s;
+    let status = |path: String| async move { session.get(&path).await.status() };
     let unknown = uuid::Uuid::now_v7();
     assert_eq!(
         status(format!("/ui/jobs?batch={unknown}")).await,
@@ -459,8 +461,8 @@ async fn the_jobs_list_pages_by_cursor_and_filters_by_batch_and_time() {
         status("/ui/jobs?older=nope".into()).await,
         StatusCode::BAD_REQUEST
     );
-    let theirs = log_in(&app, &app.key_for("other").await).await;
-    let response = get(&app, &theirs, &format!("/ui/jobs?batch={id}")).await;
+    let theirs = Session::open(&app, &app.key_for("other").await).await;
+    let response = theirs.get(&format!("/ui/jobs?batch={id}")).await;
     assert_eq!(
         response.status(),
         StatusCode::NOT_FOUND,
@@ -471,7 +473,7 @@ async fn the_jobs_list_pages_by_cursor_and_filters_by_batch_and_time() {
 #[tokio::test]
 async fn retry_all_failed_requeues_only_the_failures_the_filter_shows() {
     let app = helpers::spawn_app().await;
-    let cookie = log_in(&app, KEY).await;
+    let s = Session::open(&app, KEY).await;
     let mut batches = Vec::new();
     for name in ["a", "b"] {
         let text = format!("[[mock:fatal-first=1]] {name}");
@@ -481,29 +483,17 @@ async fn retry_all_failed_requeues_only_the_failures_the_filter_shows() {
         assert_eq!(app.wait_batch(&id).await["counts"]["failed"], 1);
         batches.push(id);
     }
-    let page = get(
-        &app,
-        &cookie,
-        &format!("/ui/jobs?batch={}&status=failed", batches[0]),
-    )
-    .await;
+    let page = s.get(&format!("/ui/jobs?batch={}&status=failed", batches[0])).await;
     let page = page.text().await.unwrap();
     assert!(page.contains("Retry all 1 failed"), "the filter's failures");
 
-    let response = client()
-        .post(format!("{}/ui/jobs/retry-failed", app.base))
-        .header(header::COOKIE, &cookie)
-        .header(header::ORIGIN, &app.base)
-        .form(&[
-            ("csrf", csrf(&app, &cookie).await.as_str()),
-            ("application", "echo"),
-            ("batch", batches[0].as_str()),
-            ("after", ""),
-            ("before", ""),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let fields = [
+        ("application", "echo"),
+        ("batch", batches[0].as_str()),
+        ("after", ""),
+        ("before", ""),
+    ];
+    let response = s.submit("/ui/jobs/retry-failed", &fields).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let to = response.headers()[header::LOCATION].to_str().unwrap();
     assert!(to.contains("retried=1") && to.contains(&batches[0]), "{to}");
@@ -524,7 +514,7 @@ async fn a_session_outlives_a_restart_of_the_server() {
     let storage = app.stop().await;
     let app = helpers::spawn_in(storage, ServeOptions::default()).await;
     assert_eq!(
-        get(&app, &cookie, "/ui/jobs").await.status(),
+        get(&app.base, &cookie, "/ui/jobs").await.status(),
         StatusCode::OK
     );
 }

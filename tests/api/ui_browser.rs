@@ -1,7 +1,7 @@
 //! The dashboard in a real headless Chromium, driven over WebDriver (Debian's `chromium` and
 //! `chromium-driver`; the test starts chromedriver on a free port): log in, build an
-//! application in the editor (a problem named as you type, then the preview, a try, a
-//! save), run it once, watch the job fail, retry it, see it complete, see the overview
+//! application in the editor (a problem named as you type and Save disabled, then the
+//! preview, a try, a save), run it once, watch the job fail, retry it, see it complete, see the overview
 //! refresh itself, look at the jobs and batches, log out and be refused. The browser's log
 //! must hold no error (a script error, a failed request, a refused script or style), and
 //! every page is photographed at 1280 and 390 pixels wide into `target/ui-screenshots/`.
@@ -23,10 +23,10 @@ use crate::helpers::{self, KEY};
 
 /// How long a page may take to show what a step waits for before the test gives up (a
 /// guard against hanging, not a measure of speed).
-const PATIENCE: Duration = Duration::from_secs(60);
+pub const PATIENCE: Duration = Duration::from_secs(60);
 
 /// chromedriver, killed when the test ends.
-struct Driver {
+pub struct Driver {
     child: Child,
     url: String,
 }
@@ -39,7 +39,7 @@ impl Drop for Driver {
 }
 
 /// Starts chromedriver on a free port; `None` when it is not installed.
-async fn driver() -> Option<Driver> {
+pub async fn driver() -> Option<Driver> {
     let installed = Command::new("chromedriver")
         .arg("--version")
         .output()
@@ -83,7 +83,7 @@ async fn driver() -> Option<Driver> {
 }
 
 /// A headless Chromium session that keeps its console log.
-async fn browser(driver: &Driver) -> Client {
+pub async fn browser(driver: &Driver) -> Client {
     let mut options = json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu",
         "--disable-dev-shm-usage", "--window-size=1280,900"]});
     if Path::new("/usr/bin/chromium").exists() {
@@ -129,7 +129,7 @@ mod url_error {
 }
 
 /// The console's errors since the last call: script errors, failed requests, refusals.
-async fn console_errors(c: &Client) -> Vec<String> {
+pub async fn console_errors(c: &Client) -> Vec<String> {
     let entries = c.issue_cmd(BrowserLog).await.unwrap();
     entries
         .as_array()
@@ -140,19 +140,19 @@ async fn console_errors(c: &Client) -> Vec<String> {
         .collect()
 }
 
-fn screenshots() -> PathBuf {
+pub fn screenshots() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
-async fn shot(c: &Client, width: u32, name: &str) {
+pub async fn shot(c: &Client, width: u32, name: &str) {
     let png = c.screenshot().await.unwrap();
     std::fs::write(screenshots().join(format!("{width}-{name}.png")), png).unwrap();
 }
 
 /// Waits until `ready` holds for the page; `what` names it when it never does.
-async fn until<F, Fut>(c: &Client, what: &str, ready: F)
+pub async fn until<F, Fut>(c: &Client, what: &str, ready: F)
 where
     F: Fn(Client) -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -165,18 +165,18 @@ where
 }
 
 /// The text of the first element `css` finds, or "" when none does.
-async fn text_of(c: &Client, css: &str) -> String {
+pub async fn text_of(c: &Client, css: &str) -> String {
     match c.find(Locator::Css(css)).await {
         Ok(e) => e.text().await.unwrap_or_default(),
         Err(_) => String::new(),
     }
 }
 
-async fn path_of(c: &Client) -> String {
+pub async fn path_of(c: &Client) -> String {
     c.current_url().await.unwrap().path().to_owned()
 }
 
-async fn click(c: &Client, css: &str) {
+pub async fn click(c: &Client, css: &str) {
     c.find(Locator::Css(css))
         .await
         .unwrap()
@@ -185,7 +185,7 @@ async fn click(c: &Client, css: &str) {
         .unwrap();
 }
 
-async fn type_into(c: &Client, css: &str, text: &str) {
+pub async fn type_into(c: &Client, css: &str, text: &str) {
     c.find(Locator::Css(css))
         .await
         .unwrap()
@@ -194,8 +194,14 @@ async fn type_into(c: &Client, css: &str, text: &str) {
         .unwrap();
 }
 
+/// Whether the editor's Save button can be clicked.
+async fn save_enabled(c: &Client) -> bool {
+    let save = c.find(Locator::Css("#save")).await.unwrap();
+    save.is_enabled().await.unwrap()
+}
+
 /// Reloads the page until `css` is on it.
-async fn reload_until(c: &Client, css: &str) {
+pub async fn reload_until(c: &Client, css: &str) {
     until(c, css, |c| async move {
         if c.find(Locator::Css(css)).await.is_ok() {
             return true;
@@ -244,12 +250,17 @@ async fn a_person_builds_runs_and_retries_in_a_real_browser_without_a_console_er
     })
     .await;
     shot(&c, 1280, "editor-problem").await;
+    assert!(
+        !save_enabled(&c).await,
+        "no save while the definition has a problem"
+    );
     type_into(&c, "textarea[name=prompt]", "}}").await;
     until(&c, "the preview", |c| async move {
         text_of(&c, "#preview-user").await == "Hello Ada"
     })
     .await;
     shot(&c, 1280, "editor-preview").await;
+    assert!(save_enabled(&c).await, "a valid definition can be saved");
     click(&c, "#try").await;
     until(&c, "the model's answer", |c| async move {
         !text_of(&c, "#answer-text").await.is_empty()

@@ -1,6 +1,6 @@
 //! Bulk intake: for each size of `--batch-items` (100,000 and 1,000,000 by default), one
-//! `POST …/batches` of that many inline items, then one batch from an uploaded CSV file of
-//! as many rows, each timed from the first byte sent to the 202 (which comes once every item
+//! `POST …/batches` of that many inline items, then one batch from an uploaded JSON Lines
+//! file and one from an uploaded CSV file of as many rows, each timed from the first byte sent to the 202 (which comes once every item
 //! is stored): items per second, and the process's peak memory during the request (VmHWM,
 //! reset before it; the server runs in this process, and the client streams its body from a
 //! file, so the growth is the server's). Then what the stored batch costs to read: `GET` it
@@ -33,13 +33,17 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let inline = measure(&client, &server.base, "inline items", n, &body, None).await?;
         std::fs::remove_file(&body)?;
 
-        let rows = workspace.path().join(format!("rows-{n}.csv"));
-        write_csv_rows(&rows, n)?;
-        let file_id = upload(&client, &server.base, &rows).await?;
-        std::fs::remove_file(&rows)?;
-        let body = workspace.path().join(format!("file-{n}.json"));
-        std::fs::write(&body, json!({ "file_id": file_id }).to_string())?;
-        measure(&client, &server.base, "CSV rows", n, &body, Some(&file_id)).await?;
+        for (kind, write) in FILES {
+            let rows = workspace
+                .path()
+                .join(format!("rows-{n}.{}", kind.extension()));
+            write(&rows, n)?;
+            let file_id = upload(&client, &server.base, &rows).await?;
+            std::fs::remove_file(&rows)?;
+            let body = workspace.path().join(format!("file-{n}.json"));
+            std::fs::write(&body, json!({ "file_id": file_id }).to_string())?;
+            measure(&client, &server.base, kind.rows(), n, &body, Some(kind)).await?;
+        }
         last = inline;
     }
 
@@ -64,6 +68,46 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     server.stop().await
 }
 
+/// The kinds of file a batch is read from.
+#[derive(Clone, Copy)]
+enum FileKind {
+    JsonLines,
+    Csv,
+}
+
+impl FileKind {
+    fn extension(self) -> &'static str {
+        match self {
+            Self::JsonLines => "jsonl",
+            Self::Csv => "csv",
+        }
+    }
+
+    /// What its items are called in the figures.
+    fn rows(self) -> &'static str {
+        match self {
+            Self::JsonLines => "JSON lines",
+            Self::Csv => "CSV rows",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::JsonLines => "JSON Lines",
+            Self::Csv => "CSV",
+        }
+    }
+}
+
+/// Writes a file of so many rows to a path.
+type WriteRows = fn(&Path, usize) -> std::io::Result<()>;
+
+/// The files each size is also measured from, and how each is written.
+const FILES: [(FileKind, WriteRows); 2] = [
+    (FileKind::JsonLines, write_jsonl_rows),
+    (FileKind::Csv, write_csv_rows),
+];
+
 /// Posts the body in `body` (streamed from the file) and prints the figures of its intake.
 async fn measure(
     client: &reqwest::Client,
@@ -71,7 +115,7 @@ async fn measure(
     what: &str,
     n: usize,
     body: &Path,
-    file: Option<&str>,
+    file: Option<FileKind>,
 ) -> anyhow::Result<Value> {
     let size = std::fs::metadata(body)?.len();
     let source = tokio::fs::File::open(body).await?;
@@ -94,7 +138,7 @@ async fn measure(
         "{batch}"
     );
     let source = match file {
-        Some(_) => "from an uploaded CSV file".to_owned(),
+        Some(kind) => format!("from an uploaded {} file", kind.name()),
         None => format!("inline ({:.1} MB body)", size as f64 / 1e6),
     };
     println!(
@@ -121,6 +165,18 @@ fn write_inline_body(path: &Path, n: usize) -> std::io::Result<()> {
     }
     body.write_all(b"]}")?;
     body.flush()
+}
+
+/// Writes a JSON Lines file of `n` items, each with a custom_id, to `path`.
+fn write_jsonl_rows(path: &Path, n: usize) -> std::io::Result<()> {
+    let mut rows = BufWriter::new(std::fs::File::create(path)?);
+    for i in 0..n {
+        writeln!(
+            rows,
+            "{{\"custom_id\": \"line-{i}\", \"inputs\": [{{\"id\": \"Text\", \"value\": [\"product {i}\"]}}]}}"
+        )?;
+    }
+    rows.flush()
 }
 
 /// Writes a CSV file of `n` rows, `custom_id,Text`, to `path`.

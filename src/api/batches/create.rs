@@ -78,7 +78,11 @@ pub(crate) async fn create(
     };
     match (fields.file_id.as_deref(), fields.items) {
         (Some(_), true) => return Err(invalid("send items or a file_id, not both")),
-        (Some(file_id), false) => intake = read_file(&state, &org, file_id, intake).await?,
+        (Some(file_id), false) => {
+            let (back, read) = read_file(&state, &org, file_id, intake).await?;
+            read?;
+            intake = back;
+        }
         (None, _) => {}
     }
     let metadata = serde_json::to_string(&fields.metadata.unwrap_or_default())
@@ -87,13 +91,37 @@ pub(crate) async fn create(
     Ok((StatusCode::ACCEPTED, Json(stored.into())))
 }
 
-/// Reads the items of the uploaded file `raw_id` of `org` into `intake`.
-async fn read_file(
+/// Reads the items of the uploaded file `raw_id` of `org` into `intake`, and hands the
+/// intake back with how the read went (a file that cannot be read, or an item that refuses
+/// the whole batch, is the inner error; a check still wants what the intake saw). The outer
+/// error is a parser that panicked.
+pub(super) async fn read_file(
     state: &AppState,
     org: &OrgId,
     raw_id: &str,
     mut intake: Intake,
-) -> Result<Intake, ApiError> {
+) -> Result<(Intake, Result<(), ApiError>), ApiError> {
+    match open_file(state, org, raw_id).await {
+        Ok((format, reader)) => {
+            on_thread(move || {
+                let read = match format {
+                    Format::JsonLines => jsonl::read(reader, &mut intake),
+                    Format::Csv => table::read(reader, &mut intake),
+                };
+                (intake, read)
+            })
+            .await
+        }
+        Err(e) => Ok((intake, Err(e))),
+    }
+}
+
+/// The uploaded file `raw_id` of `org`: its format, by its name, and a reader of its bytes.
+async fn open_file(
+    state: &AppState,
+    org: &OrgId,
+    raw_id: &str,
+) -> Result<(Format, ChunkReader), ApiError> {
     let missing = || {
         ApiError::new(
             ErrorCode::InvalidBatchFile,
@@ -126,16 +154,7 @@ async fn read_file(
         }
     };
     let chunks = bytes.map(|chunk| chunk.map_err(|e| upload_error(e.into())));
-    let reader = ChunkReader::new(Box::pin(chunks));
-    let (read, intake) = on_thread(move || {
-        let read = match format {
-            Format::JsonLines => jsonl::read(reader, &mut intake),
-            Format::Csv => table::read(reader, &mut intake),
-        };
-        (read, intake)
-    })
-    .await?;
-    read.map(|()| intake)
+    Ok((format, ChunkReader::new(Box::pin(chunks))))
 }
 
 /// The request's body as chunks, held to `limit` bytes as it arrives.

@@ -7,6 +7,10 @@
 //! and a parser that outruns the store waits. The store's transaction starts with the first
 //! chunk and ends with [`Intake::finish`]; anything else (an error, a strict refusal, a
 //! dropped request) drops the channel, and the store rolls everything back.
+//!
+//! An intake made by [`Intake::checking`] runs the very same checks and stores nothing: it
+//! only counts and keeps what it refused, for a look at a file before its batch is created
+//! ([`super::check`]).
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
@@ -19,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use super::super::applications::refused_or_checked;
 use super::super::{ApiError, AppState, ErrorCode};
+use super::check::ColumnCheck;
 use crate::apps::Application;
 use crate::store::{
     BatchEnd, BatchId, BatchItem, BatchPart, BatchRecord, JobId, NewBatch, OrgId, Priority,
@@ -65,9 +70,26 @@ pub(super) enum Raw {
     Unreadable {
         /// Why, in words for the client (the place is added).
         message: String,
+        /// The input (a CSV column) it is about, when it is about one.
+        input: Option<String>,
         /// What was sent, as JSON text.
         sent: String,
     },
+}
+
+/// An item refused by the checks, as a batch's `errors` and a file's check name it.
+#[derive(Debug)]
+pub(super) struct Refused {
+    /// The item's custom id.
+    pub(super) custom_id: String,
+    /// Where it was.
+    pub(super) place: Place,
+    /// The input it is about, when it is about one.
+    pub(super) input: Option<String>,
+    /// Why, without its place.
+    pub(super) message: String,
+    /// Why, with its place when it came from a file (the batch's `errors` say this).
+    pub(super) description: String,
 }
 
 /// The store's side of an intake once its first chunk is ready.
@@ -92,10 +114,14 @@ pub(super) struct Intake {
     storing: Option<Storing>,
     /// Items taken so far.
     count: u64,
-    /// The first refused items: `(custom_id, description)`.
-    refusals: Vec<(String, String)>,
-    /// Whether any item was refused.
-    refused: bool,
+    /// The first refused items.
+    refusals: Vec<Refused>,
+    /// Items refused.
+    refused: u64,
+    /// Whether the items are only checked, never stored.
+    checking: bool,
+    /// The columns of a CSV file, as a check shows them.
+    columns: Vec<ColumnCheck>,
 }
 
 impl Intake {
@@ -120,8 +146,36 @@ impl Intake {
             storing: None,
             count: 0,
             refusals: Vec::new(),
-            refused: false,
+            refused: 0,
+            checking: false,
+            columns: Vec::new(),
         }
+    }
+
+    /// An intake of `app`'s items for `org` that checks them as [`Intake::new`]'s does and
+    /// stores nothing; [`Intake::tally`] says what it found.
+    pub(super) fn checking(state: AppState, org: OrgId, app: Arc<Application>) -> Self {
+        let priority = app.priority;
+        Self {
+            checking: true,
+            ..Self::new(state, org, app, priority)
+        }
+    }
+
+    /// Whether the items are only checked, never stored.
+    pub(super) fn is_checking(&self) -> bool {
+        self.checking
+    }
+
+    /// Notes the columns of a CSV file's header, for a check to show.
+    pub(super) fn set_columns(&mut self, columns: Vec<ColumnCheck>) {
+        self.columns = columns;
+    }
+
+    /// What a checking intake found: items taken, items refused, the first refused ones,
+    /// and the columns of a CSV file.
+    pub(super) fn tally(self) -> (u64, u64, Vec<Refused>, Vec<ColumnCheck>) {
+        (self.count, self.refused, self.refusals, self.columns)
     }
 
     /// The application the items are for.
@@ -153,25 +207,38 @@ impl Intake {
                     refused_or_checked(&self.state, &self.org, &self.app, inputs.as_ref());
                 match self.handle.block_on(checked)? {
                     Ok(inputs) => Ok(json_text(&inputs)),
-                    Err(message) => Err((message, json_text(&inputs))),
+                    Err(e) => Err((e.message, e.input, json_text(&inputs))),
                 }
             }
-            Raw::Unreadable { message, sent } => Err((message, sent)),
+            Raw::Unreadable {
+                message,
+                input,
+                sent,
+            } => Err((message, input, sent)),
         };
         let (inputs, refused) = match outcome {
             Ok(inputs) => (inputs, None),
-            Err((message, sent)) => {
-                let message = match place {
-                    Place::Item => message,
+            Err((message, input, sent)) => {
+                let description = match place {
+                    Place::Item => message.clone(),
                     _ => place.says(position, &message),
                 };
-                self.refused = true;
+                self.refused += 1;
                 if self.refusals.len() < MAX_ERRORS {
-                    self.refusals.push((custom_id.clone(), message.clone()));
+                    self.refusals.push(Refused {
+                        custom_id: custom_id.clone(),
+                        place,
+                        input,
+                        message,
+                        description: description.clone(),
+                    });
                 }
-                (sent, Some(message))
+                (sent, Some(description))
             }
         };
+        if self.checking {
+            return Ok(());
+        }
         self.chunk.push(BatchItem {
             id: JobId::generate(),
             custom_id,
@@ -252,8 +319,8 @@ impl Intake {
         })
     }
 
-    /// Ends the intake: with no items, a 400; under `strict` with refused items, a 400
-    /// listing them, and nothing written; else the batch row (with `metadata`), and the
+    /// Ends the intake: with no items, a 400 ([`no_items`]); under `strict` with refused
+    /// items, a 400 listing them, and nothing written; else the batch row (with `metadata`), and the
     /// batch as stored once every item is durable. Runs on the runtime.
     pub(super) async fn finish(
         mut self,
@@ -262,16 +329,13 @@ impl Intake {
         webhook: Option<Subscription>,
     ) -> Result<BatchRecord, ApiError> {
         if self.count == 0 {
-            return Err(ApiError::new(
-                ErrorCode::InvalidBatch,
-                "send items (a list of {custom_id?, inputs}) or a file_id; this batch has no items",
-            ));
+            return Err(no_items());
         }
-        if strict && self.refused {
+        if strict && self.refused > 0 {
             let descriptions = self
                 .refusals
                 .drain(..)
-                .map(|(custom_id, message)| format!("item '{custom_id}': {message}"))
+                .map(|r| format!("item '{}': {}", r.custom_id, r.description))
                 .collect();
             return Err(ApiError::many(ErrorCode::InvalidInputs, descriptions));
         }
@@ -305,10 +369,18 @@ impl Intake {
         let errors: Vec<Value> = self
             .refusals
             .iter()
-            .map(|(custom_id, description)| json!({"custom_id": custom_id, "description": description}))
+            .map(|r| json!({"custom_id": r.custom_id, "description": r.description}))
             .collect();
         json_text(&errors)
     }
+}
+
+/// The answer to a batch without items.
+pub(super) fn no_items() -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidBatch,
+        "send items (a list of {custom_id?, inputs}) or a file_id; this batch has no items",
+    )
 }
 
 /// Why the store stopped taking parts early: its own answer.

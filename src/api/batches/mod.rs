@@ -6,8 +6,11 @@
 //! - [`intake`]: each item checked as a single job is (one that fails the checks is stored
 //!   as a failed job with the check's message and named in the batch's `errors`, unless
 //!   `strict` refuses the whole request), and sent to the store in chunks;
-//! - [`sources`]: the parsers of the body, of JSON Lines and of CSV files, as streams.
+//! - [`sources`]: the parsers of the body, of JSON Lines and of CSV files, as streams;
+//! - [`check`]: a file read as the create reads it, nothing stored (the dashboard's look
+//!   before it starts a batch).
 
+mod check;
 mod create;
 mod intake;
 mod lifecycle;
@@ -19,9 +22,10 @@ use axum::extract::State;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+pub(crate) use check::check;
 pub(crate) use create::{__path_create, BodyLimit, create};
 pub(crate) use lifecycle::{__path_cancel, __path_retry, cancel, retry};
-pub(crate) use results::{__path_results, results};
+pub(crate) use results::{__path_results, ResultsQuery, results};
 
 use super::applications::served_app;
 use super::extract::{Principal, WPath, WQuery};

@@ -32,7 +32,7 @@ const PAGE: u64 = 1_000;
 #[into_params(parameter_in = Query)]
 pub(crate) struct ResultsQuery {
     /// `jsonl` (the default) or `csv`.
-    format: Option<String>,
+    pub(crate) format: Option<String>,
     /// Only items that finished after this cursor.
     after: Option<i64>,
     /// Only items with this status: `completed`, `failed` or `cancelled`.
@@ -107,6 +107,7 @@ pub(crate) async fn results(
             after: query.after.unwrap_or(0),
             state: status,
             limit: PAGE,
+            newest_first: false,
         },
         left: query.limit.unwrap_or(u64::MAX),
         format,

@@ -289,6 +289,9 @@ pub struct ResultQuery {
     pub state: Option<JobState>,
     /// Items to return at most.
     pub limit: u64,
+    /// Latest finished first (the dashboard's recent failures), rather than in finishing
+    /// order (a client following the batch by cursor).
+    pub newest_first: bool,
 }
 
 /// A finished item of a batch, as its results show it.

@@ -28,8 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0010_batches.sql"),
     include_str!("0011_webhooks.sql"),
     include_str!("0012_batch_lifecycle.sql"),
-    // 0013 is another branch's; the lead renumbers at merge.
-    include_str!("0014_dashboard.sql"),
+    include_str!("0013_dashboard.sql"),
 ];
 
 /// Taken before anything else, per schema: nodes sharing a schema serialise their

@@ -44,12 +44,16 @@ pub(super) async fn page(pool: &Pool, q: &ResultQuery) -> Result<Vec<BatchResult
              title, suggestion, error, prompt_tokens, completion_tokens, inputs \
            FROM jobs WHERE batch_id = $1 AND org = $2 AND finished_seq IS NOT NULL \
              AND finished_seq > $3 AND finished_seq <= $4) r \
-         WHERE $5::text IS NULL OR state = $5 ORDER BY finished_seq LIMIT $6";
+         WHERE $5::text IS NULL OR state = $5 ORDER BY finished_seq";
+    let sql = match q.newest_first {
+        false => format!("{sql} LIMIT $6"),
+        true => format!("{sql} DESC LIMIT $6"),
+    };
     let state = q.state.map(|s| s.as_str());
     let limit = q.limit.min(i64::MAX as u64) as i64;
     let params: [&(dyn ToSql + Sync); 6] =
         [&q.batch_id, &q.org, &q.after, &horizon, &state, &limit];
-    let stmt = client.prepare_cached(sql).await.map_err(map_err)?;
+    let stmt = client.prepare_cached(&sql).await.map_err(map_err)?;
     let rows = client.query(&stmt, &params).await.map_err(map_err)?;
     rows.iter().map(result).collect()
 }

@@ -2,20 +2,22 @@
 //! ([`Writer::write_alone`](super::writer::Writer::write_alone)): the items as their chunks
 //! arrive, [`ROWS`] to a statement (one statement per item would journal every page it
 //! touches once per item: SQLite keeps a statement journal for each statement of a longer
-//! transaction), each chunk counted in `job_counts` at once (the per-row count trigger skips
-//! batch items, 0009_batch_counts.sql), then the batch row with its counts. Parts that stop
+//! transaction), each chunk counted in `job_counts` at once (`jobs` has no insert trigger,
+//! which would have SQLite copy each statement's rows to a temporary table first:
+//! 0013_insert_counts.sql), then the batch row with its counts. Parts that stop
 //! before their end roll it all back. The batch's own counts, and the finishing order of its
-//! items, are kept by the `jobs_batch_count` trigger (0011_batch_lifecycle.sql). A batch read
+//! items, are kept by the `jobs_status_change` trigger (0012_one_state_trigger.sql). A batch read
 //! also reads its recent pace: the last [`THROUGHPUT_WINDOW`] items to run to their end,
 //! walked back in `jobs_finished`.
 
 use rusqlite::{Connection, OptionalExtension, Row, Statement, params};
 
+use super::jobs::count_inserted;
 use super::map_err;
 use crate::store::{
     BatchId, BatchItem, BatchPage, BatchPart, BatchParts, BatchQuery, BatchRecord,
     BatchRetryOutcome, BatchTally, NewBatch, OrgId, Priority, StoreError, THROUGHPUT_WINDOW,
-    Throughput, unfinished_batch,
+    Throughput, WriterStatus, unfinished_batch,
 };
 
 const RECORD_COLUMNS: &str = "id, application_id, total, completed, failed, cancelled, \
@@ -35,9 +37,6 @@ const MOVE_PRIORITY: &str =
 const INSERT_BATCH: &str = "INSERT INTO batches (id, org, application_id, total, completed, \
      failed, created_at, changed_at, priority, metadata, errors) \
      VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?6, ?7, ?8, ?9)";
-
-const COUNT: &str = "INSERT INTO job_counts (org, application_id, status, n) \
-     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO UPDATE SET n = n + excluded.n";
 
 /// The insert of `rows` items: each `(id, inputs, custom_id, error, position)`; a refused item
 /// (one with an error) is inserted failed, its position its place in the finishing order
@@ -141,13 +140,15 @@ fn insert_chunk(
         }
     }
     let refused = items.iter().filter(|i| i.refused.is_some()).count();
-    let mut count = conn.prepare_cached(COUNT)?;
-    for (status, n) in [("in_progress", items.len() - refused), ("failed", refused)] {
-        if n > 0 {
-            count.execute(params![batch.org, batch.application_id, status, n as i64])?;
-        }
-    }
-    Ok(())
+    let (org, app) = (&batch.org, &batch.application_id);
+    count_inserted(
+        conn,
+        org,
+        app,
+        WriterStatus::InProgress,
+        items.len() - refused,
+    )?;
+    count_inserted(conn, org, app, WriterStatus::Failed, refused)
 }
 
 /// Runs `statement` (the insert of exactly `rows.len()` items) for `rows`.

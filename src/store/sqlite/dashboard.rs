@@ -1,4 +1,4 @@
-//! The dashboard's statements (tables of 0013_dashboard.sql): the per-minute roll-up, the
+//! The dashboard's statements (tables of 0014_dashboard.sql): the per-minute roll-up, the
 //! sessions, and the jobs list by keyset.
 //!
 //! The roll-up reads the finished jobs of whole minutes on a read connection (through the

@@ -5,8 +5,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::cancels;
 use crate::store::{
-    Inserted, JobCount, JobId, JobInputs, JobPage, JobQuery, JobRecord, JobState, Lease, NewJob,
-    OrgId, Outcome, OutcomeKind, Priority, RetryOutcome, Usage, WriterStatus, after,
+    ApplicationId, Inserted, JobCount, JobId, JobInputs, JobPage, JobQuery, JobRecord, JobState,
+    Lease, NewJob, OrgId, Outcome, OutcomeKind, Priority, RetryOutcome, Usage, WriterStatus, after,
 };
 
 /// A job's state as read: a cancelled job is stored `failed`, with the time of the cancel.
@@ -23,6 +23,11 @@ pub(super) const RECORD_COLUMNS: &str = concat!(
     ", attempt, created_at, updated_at, started_at, completed_at, title, suggestion, error, \
      prompt_tokens, completion_tokens, priority, provider, model, batch_id, custom_id"
 );
+
+/// Adds inserted jobs to their counter (inserts are counted here, not by a trigger: see
+/// 0013_insert_counts.sql).
+const COUNT_INSERTED: &str = "INSERT INTO job_counts (org, application_id, status, n) \
+     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO UPDATE SET n = n + excluded.n";
 
 /// The error a job keeps when its worker vanished during its last attempt.
 const LOST_ON_LAST_ATTEMPT: &str =
@@ -52,6 +57,13 @@ pub(super) fn insert(conn: &Connection, job: &NewJob, now: i64) -> rusqlite::Res
             job.application_version,
         ])?;
     if inserted == 1 {
+        count_inserted(
+            conn,
+            &job.org,
+            &job.application_id,
+            WriterStatus::InProgress,
+            1,
+        )?;
         return Ok(Inserted {
             id: job.id,
             created_at: now,
@@ -69,6 +81,25 @@ pub(super) fn insert(conn: &Connection, job: &NewJob, now: i64) -> rusqlite::Res
             state: state(r, 2)?,
         })
     })
+}
+
+/// Counts `n` jobs of `org`'s application `app` just inserted with Writer status `status`.
+pub(super) fn count_inserted(
+    conn: &Connection,
+    org: &OrgId,
+    app: &ApplicationId,
+    status: WriterStatus,
+    n: usize,
+) -> rusqlite::Result<()> {
+    if n > 0 {
+        conn.prepare_cached(COUNT_INSERTED)?.execute(params![
+            org,
+            app,
+            status.as_str(),
+            n as i64
+        ])?;
+    }
+    Ok(())
 }
 
 pub(super) fn get(

@@ -7,15 +7,24 @@ use rusqlite::{Connection, Row, params};
 use super::jobs::{self, state_column};
 use crate::store::{BatchResult, ResultQuery};
 
+/// The page's query, without its order.
+macro_rules! select {
+    () => {
+        concat!(
+            "SELECT finished_seq, position, custom_id, id, ",
+            state_column!(),
+            " AS ended, title, suggestion, error, prompt_tokens, completion_tokens, inputs \
+             FROM jobs WHERE batch_id = ?1 AND org = ?2 AND finished_seq IS NOT NULL \
+               AND finished_seq > ?3 AND (?4 IS NULL OR ended = ?4) "
+        )
+    };
+}
+
 pub(super) fn page(conn: &Connection, q: &ResultQuery) -> rusqlite::Result<Vec<BatchResult>> {
-    let sql = concat!(
-        "SELECT finished_seq, position, custom_id, id, ",
-        state_column!(),
-        " AS ended, title, suggestion, error, prompt_tokens, completion_tokens, inputs \
-         FROM jobs WHERE batch_id = ?1 AND org = ?2 AND finished_seq IS NOT NULL \
-           AND finished_seq > ?3 AND (?4 IS NULL OR ended = ?4) \
-         ORDER BY finished_seq LIMIT ?5"
-    );
+    let sql = match q.newest_first {
+        false => concat!(select!(), "ORDER BY finished_seq LIMIT ?5"),
+        true => concat!(select!(), "ORDER BY finished_seq DESC LIMIT ?5"),
+    };
     conn.prepare_cached(sql)?
         .query_map(
             params![

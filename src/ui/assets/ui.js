@@ -1,4 +1,5 @@
-// The dashboard's only script: the overview's refresh, confirmations, and the editor.
+// The dashboard's only script: the overview's and a batch's refresh, confirmations, the
+// editor, and the upload of a batch file.
 "use strict";
 
 // Forms with data-confirm ask first.
@@ -7,9 +8,12 @@ document.addEventListener("submit", (event) => {
   if (message && !window.confirm(message)) event.preventDefault();
 });
 
-// A part of a page with data-refresh is fetched again every 5 s while the page is visible.
+// A part of a page with data-refresh is fetched again every 5 s while the page is visible,
+// until it holds an element marked data-finished (a batch that has ended).
 function refresh(part) {
   const every = 5000;
+  const finished = () => part.querySelector("[data-finished]") !== null;
+  if (finished()) return;
   const tick = async () => {
     if (!document.hidden) {
       try {
@@ -19,6 +23,7 @@ function refresh(part) {
           return;
         }
         if (response.ok) part.innerHTML = await response.text();
+        if (finished()) return;
       } catch (_) {
         // The server is away for a moment; the next tick tries again.
       }
@@ -125,6 +130,7 @@ function editor(form) {
 
   const status = document.getElementById("status");
   const problems = document.getElementById("problems");
+  const save = document.getElementById("save");
   const preview = document.getElementById("preview");
   const answer = document.getElementById("answer");
 
@@ -135,6 +141,8 @@ function editor(form) {
       return item;
     }));
     status.textContent = list.length ? "Not valid yet:" : "Valid.";
+    // Only a definition without problems can be saved.
+    save.disabled = list.length > 0;
   }
 
   // The problems of an answer: a definition not valid yet ({problems}), or an error.
@@ -182,7 +190,7 @@ function editor(form) {
   form.addEventListener("change", changed);
   form.addEventListener("submit", (event) => event.preventDefault());
   document.getElementById("try").addEventListener("click", () => check(true));
-  document.getElementById("save").addEventListener("click", async () => {
+  save.addEventListener("click", async () => {
     const { definition, local } = build();
     if (local.length) return showProblems(local);
     status.textContent = "Saving…";
@@ -198,8 +206,59 @@ function editor(form) {
   check(false);
 }
 
+// A batch file: sent as the Files API takes it (the body is the file, named by
+// Content-Disposition), then its check is shown; nothing starts until "Start batch".
+function upload(form) {
+  const status = document.getElementById("upload-status");
+  const problems = document.getElementById("upload-problems");
+  const button = form.querySelector("button[type=submit]");
+  const show = (list) => problems.replaceChildren(...list.map((p) => {
+    const item = document.createElement("li");
+    item.textContent = p;
+    return item;
+  }));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const file = form.elements.file.files[0];
+    if (!file) return show(["Choose a .csv or .jsonl file first."]);
+    button.disabled = true;
+    show([]);
+    status.textContent = `Uploading ${file.name}…`;
+    try {
+      const response = await fetch("/ui/batches/upload", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: {
+          "X-CSRF-Token": form.dataset.csrf,
+          "Content-Disposition": `attachment; filename*=utf-8''${encodeURIComponent(file.name)}`,
+        },
+        body: file,
+      });
+      if (response.redirected) {
+        window.location = "/ui/login";
+        return;
+      }
+      const type = response.headers.get("content-type") || "";
+      const answer = type.includes("json") ? await response.json() : {};
+      if (response.ok && answer.id) {
+        const application = encodeURIComponent(form.elements.application.value);
+        window.location = `/ui/batches/new?application=${application}&file_id=${encodeURIComponent(answer.id)}`;
+        return;
+      }
+      const list = (answer.errors || []).map((e) => e.description);
+      show(list.length ? list : [`${response.status} ${response.statusText}`]);
+    } catch (_) {
+      show(["The server could not be reached; try again."]);
+    }
+    status.textContent = "";
+    button.disabled = false;
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-refresh]").forEach(refresh);
   const form = document.getElementById("editor");
   if (form) editor(form);
+  const batchFile = document.getElementById("batch-upload");
+  if (batchFile) upload(batchFile);
 });

@@ -132,7 +132,9 @@ async fn apps_jobs_and_batch_status_print_for_a_person_and_as_json() {
 async fn batch_cancel_retry_and_results_and_jobs_cancel_go_through_the_command_line() {
     let app = spawn_app().await;
     let run = Run::new(&app.base);
-    let slow = |n: usize| serde_json::json!({"inputs": [{"id": "Text", "value": [format!("[[mock:sleep=2000]] {n}")]}]});
+    // Calls long enough that the cancel, a process started after the create, lands while
+    // they run even on a loaded machine (with 2 s, all three once finished first).
+    let slow = |n: usize| serde_json::json!({"inputs": [{"id": "Text", "value": [format!("[[mock:sleep=10000]] {n}")]}]});
     let body = serde_json::json!({"items": [slow(1), slow(2), slow(3)]});
     let created: Value = app.create_batch("echo", body).await.json().await.unwrap();
     let batch_id = created["id"].as_str().unwrap().to_owned();

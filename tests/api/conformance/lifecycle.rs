@@ -30,6 +30,7 @@ async fn results(
             after: all.last().map_or(0, |r| r.cursor),
             state,
             limit: page,
+            newest_first: false,
         };
         let got = store.batch_results(query).await.unwrap();
         let short = (got.len() as u64) < page;
@@ -282,8 +283,21 @@ pub(super) async fn results_follow_the_finishing_order_and_the_pace_gives_an_eta
         after: all[4].cursor,
         state: None,
         limit: 100,
+        newest_first: false,
     };
     assert_eq!(store.batch_results(after_fifth).await.unwrap().len(), 5);
+    let latest_two = ResultQuery {
+        org: owner.clone(),
+        batch_id: batch_id("f1"),
+        after: 0,
+        state: None,
+        limit: 2,
+        newest_first: true,
+    };
+    let latest: Vec<_> = store.batch_results(latest_two).await.unwrap();
+    let latest: Vec<_> = latest.iter().map(|r| r.job_id).collect();
+    let last_two: Vec<_> = order.iter().rev().take(2).copied().collect();
+    assert_eq!(latest, last_two, "newest first");
     let done = read(store, &owner, "f1").await;
     assert_eq!(done.eta(h.clock.now()), None);
     let none = ResultQuery {
@@ -292,6 +306,7 @@ pub(super) async fn results_follow_the_finishing_order_and_the_pace_gives_an_eta
         after: 0,
         state: None,
         limit: 100,
+        newest_first: false,
     };
     assert!(store.batch_results(none).await.unwrap().is_empty());
 }

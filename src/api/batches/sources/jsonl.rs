@@ -46,6 +46,7 @@ fn read_lines(reader: &mut ChunkReader, intake: &mut Intake) -> Result<(), ApiEr
 fn item(text: &[u8]) -> (Option<String>, Raw) {
     let unreadable = |message: String| Raw::Unreadable {
         message,
+        input: None,
         sent: serde_json::to_string(&String::from_utf8_lossy(text))
             .unwrap_or_else(|_| "null".to_owned()),
     };

@@ -11,6 +11,7 @@
 use serde_json::{Value, json};
 
 use super::super::super::{ApiError, ErrorCode};
+use super::super::check::ColumnCheck;
 use super::super::intake::{Intake, Place, Raw};
 use super::ChunkReader;
 use crate::apps::Application;
@@ -21,6 +22,7 @@ const CUSTOM_ID: &str = "custom_id";
 const SEPARATOR: char = '|';
 
 /// What a column of the file holds.
+#[derive(Clone, PartialEq, Eq)]
 enum Column {
     /// The item's custom id.
     CustomId,
@@ -52,7 +54,11 @@ fn read_rows(reader: &mut ChunkReader, intake: &mut Intake) -> Result<(), ApiErr
             "the CSV file is empty: its first row must name the columns",
         ));
     }
-    let columns = header(&record, intake.app())?;
+    let named = named_columns(&record, intake.app());
+    if intake.is_checking() {
+        intake.set_columns(named.iter().map(column_check).collect());
+    }
+    let columns = header(named)?;
     let mut number = 1;
     while rows.read_byte_record(&mut record).map_err(unreadable)? {
         number += 1;
@@ -62,9 +68,12 @@ fn read_rows(reader: &mut ChunkReader, intake: &mut Intake) -> Result<(), ApiErr
     Ok(())
 }
 
-/// The columns the header names; a 400 naming the first it cannot take.
-fn header(record: &csv::ByteRecord, app: &Application) -> Result<Vec<Column>, ApiError> {
-    let mut columns: Vec<Column> = Vec::with_capacity(record.len());
+/// Each column the header names, as written, and what it holds or why it cannot be taken.
+type Named = Vec<(String, Result<Column, String>)>;
+
+/// What each cell of the header names (see [`Named`]).
+fn named_columns(record: &csv::ByteRecord, app: &Application) -> Named {
+    let mut named: Named = Vec::with_capacity(record.len());
     for (at, cell) in record.iter().enumerate() {
         let cell = if at == 0 {
             cell.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(cell)
@@ -72,47 +81,74 @@ fn header(record: &csv::ByteRecord, app: &Application) -> Result<Vec<Column>, Ap
             cell
         };
         let Ok(name) = std::str::from_utf8(cell) else {
-            return Err(refused(&format!("header: column {} is not UTF-8", at + 1)));
+            let lossy = String::from_utf8_lossy(cell).into_owned();
+            named.push((
+                lossy,
+                Err(format!("header: column {} is not UTF-8", at + 1)),
+            ));
+            continue;
         };
         let name = name.trim();
         let column = if name == CUSTOM_ID {
-            Column::CustomId
+            Ok(Column::CustomId)
         } else if app.inputs.iter().any(|spec| spec.name == name) {
-            Column::Input(name.to_owned())
+            Ok(Column::Input(name.to_owned()))
         } else {
             let takes: Vec<&str> = app.inputs.iter().map(|s| s.name.as_str()).collect();
-            return Err(refused(&format!(
+            Err(format!(
                 "header: column {} '{name}' is not an input of application '{}' \
                  (it takes: {}; and a column may be custom_id)",
                 at + 1,
                 app.id,
                 takes.join(", ")
-            )));
+            ))
         };
-        let repeated = columns.iter().any(|c| match (c, &column) {
-            (Column::CustomId, Column::CustomId) => true,
-            (Column::Input(a), Column::Input(b)) => a == b,
-            _ => false,
+        let column = column.and_then(|column| {
+            if named.iter().any(|(_, c)| c.as_ref() == Ok(&column)) {
+                Err(format!("header: column '{name}' is given twice"))
+            } else {
+                Ok(column)
+            }
         });
-        if repeated {
-            return Err(refused(&format!("header: column '{name}' is given twice")));
-        }
-        columns.push(column);
+        named.push((name.to_owned(), column));
     }
-    Ok(columns)
+    named
+}
+
+/// A column as a file's check shows it.
+fn column_check((name, column): &(String, Result<Column, String>)) -> ColumnCheck {
+    let (input, problem) = match column {
+        Ok(Column::CustomId) => (None, None),
+        Ok(Column::Input(input)) => (Some(input.clone()), None),
+        Err(why) => (None, Some(why.clone())),
+    };
+    ColumnCheck {
+        name: name.clone(),
+        input,
+        problem,
+    }
+}
+
+/// The columns the header names; a 400 naming the first it cannot take.
+fn header(named: Named) -> Result<Vec<Column>, ApiError> {
+    named
+        .into_iter()
+        .map(|(_, column)| column.map_err(|why| refused(&why)))
+        .collect()
 }
 
 /// One row as an item: its custom id and its inputs as a job create takes them.
 fn row(columns: &[Column], record: &csv::ByteRecord) -> (Option<String>, Raw) {
     let mut custom_id = None;
     let mut inputs = Vec::with_capacity(columns.len());
-    let mut problem = None;
+    let mut problem: Option<(String, Option<&str>)> = None;
     if record.len() != columns.len() {
-        problem = Some(format!(
+        let message = format!(
             "has {} cells; the header has {}",
             record.len(),
             columns.len()
-        ));
+        );
+        problem = Some((message, None));
     }
     for (column, cell) in columns.iter().zip(record.iter()) {
         let name = match column {
@@ -121,12 +157,13 @@ fn row(columns: &[Column], record: &csv::ByteRecord) -> (Option<String>, Raw) {
         };
         let text = match std::str::from_utf8(cell) {
             Ok(text) if text.contains('\0') => {
-                problem.get_or_insert_with(|| format!("column '{name}' holds a NUL character"));
+                let message = format!("column '{name}' holds a NUL character");
+                problem.get_or_insert((message, Some(name)));
                 continue;
             }
             Ok(text) => text,
             Err(_) => {
-                problem.get_or_insert_with(|| format!("column '{name}' is not UTF-8"));
+                problem.get_or_insert((format!("column '{name}' is not UTF-8"), Some(name)));
                 continue;
             }
         };
@@ -141,8 +178,9 @@ fn row(columns: &[Column], record: &csv::ByteRecord) -> (Option<String>, Raw) {
     }
     let inputs = Value::Array(inputs);
     let raw = match problem {
-        Some(message) => Raw::Unreadable {
+        Some((message, input)) => Raw::Unreadable {
             message,
+            input: input.map(str::to_owned),
             sent: inputs.to_string(),
         },
         None => Raw::Inputs(Some(inputs)),

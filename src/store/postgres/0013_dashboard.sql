@@ -1,5 +1,5 @@
 -- The dashboard's tables (docs/dashboard.md), and the webhooks' pending counter; the same
--- model as SQLite's 0013_dashboard.sql.
+-- model as SQLite's 0014_dashboard.sql.
 --
 -- Charts: `job_minutes` holds, per organisation, application and minute, the jobs that
 -- finished in it (completed, failed; cancelled ones are left out) and their queue waits and

@@ -1,0 +1,327 @@
+//! A batch whose server stops in the middle of its work, by `kill -9` or by a graceful
+//! restart (SIGTERM), on SQLite and on PostgreSQL: a new server on the same data finishes it,
+//! its counts are exact (and agree with the jobs list), every item finished once with its own
+//! result, and its results, read by cursor from the start or from a cursor taken before the
+//! stop, answer each item exactly once. And a server killed while it takes a batch in leaves
+//! nothing of it. The model is mock-llm, in this process, so it outlives the servers.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures_util::stream;
+use reqwest::Client;
+use serde_json::{Value, json};
+
+use crate::cluster::write_provider_config;
+use crate::helpers::KEY;
+use crate::pg::Schema;
+use crate::process::{Serve, ServerProcess, client};
+use crate::providers::start_llm;
+
+/// Items in the batch: enough that a stop lands in the middle of its work.
+const ITEMS: usize = 3_000;
+/// The application: quick attempts, many of them.
+const APP: &str = "sturdy";
+
+/// How the first server stops.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    /// `kill -9`: nothing is given back; leases lapse (PostgreSQL) or the next start queues
+    /// the running items again (SQLite).
+    Kill,
+    /// SIGTERM: in-flight calls end or are given back, then the process exits cleanly.
+    Graceful,
+}
+
+/// Where the servers keep their data: a data directory's SQLite file, or a test schema.
+fn database_flags(schema: Option<&Schema>) -> Vec<String> {
+    match schema {
+        Some(schema) => vec!["--database-url".into(), schema.url("batch_crash")],
+        None => vec!["--sqlite-sync".into(), "normal".into()],
+    }
+}
+
+/// A server on `data_dir` (and `schema`, if any) working the provider apps against `config`.
+fn serve<'a>(data_dir: &'a Path, config: &'a str, flags: &'a [String]) -> Serve<'a> {
+    let mut serve = Serve::new(data_dir);
+    serve.api_key = Some(KEY);
+    serve.apps = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/provider-apps");
+    serve.args = ["--config", config, "--concurrency", "16", "--lease", "2s"]
+        .into_iter()
+        .chain(flags.iter().map(String::as_str))
+        .collect();
+    serve
+}
+
+/// The text of item `i`, which its result must carry.
+fn text(i: usize) -> String {
+    format!("batch-crash-item-{i:05}")
+}
+
+async fn get_json(http: &Client, url: &str) -> Value {
+    let response = http.get(url).bearer_auth(KEY).send().await.unwrap();
+    assert_eq!(response.status(), 200, "GET {url}");
+    response.json().await.unwrap()
+}
+
+/// The batch's results after `cursor`, as JSON lines.
+async fn results(http: &Client, server: &ServerProcess, batch: &str, cursor: u64) -> Vec<Value> {
+    let url = server.url(&format!(
+        "/v1/applications/batches/{batch}/results?after={cursor}"
+    ));
+    let response = http.get(url).bearer_auth(KEY).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let lines: Vec<Value> = response
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let cursors: Vec<u64> = lines
+        .iter()
+        .map(|l| l["cursor"].as_u64().unwrap())
+        .collect();
+    assert!(
+        cursors.windows(2).all(|w| w[0] < w[1]) && cursors.first().is_none_or(|&c| c > cursor),
+        "results after {cursor} are not in increasing cursor order: {cursors:?}"
+    );
+    lines
+}
+
+/// `totalCount` of the application's jobs with `status` (`""`: all).
+async fn listed(http: &Client, server: &ServerProcess, status: &str) -> u64 {
+    let url = server.url(&format!(
+        "/v1/applications/{APP}/jobs?status={status}&limit=1"
+    ));
+    get_json(http, &url).await["totalCount"].as_u64().unwrap()
+}
+
+/// Polls the batch until `done` holds for it; panics after `limit`.
+async fn wait_for(
+    http: &Client,
+    server: &ServerProcess,
+    batch: &str,
+    limit: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let url = server.url(&format!("/v1/applications/batches/{batch}"));
+    let deadline = Instant::now() + limit;
+    loop {
+        let batch = get_json(http, &url).await;
+        if done(&batch) {
+            return batch;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the batch did not get there within {limit:?}: {batch}; server log:\n{}",
+            server.child.stderr.text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn count(batch: &Value, key: &str) -> u64 {
+    batch["counts"][key].as_u64().unwrap()
+}
+
+/// Each line's item, by custom_id, asserting that none is answered twice and that each
+/// completed with its own text.
+fn items_of(lines: &[Value]) -> HashMap<String, Value> {
+    let mut items = HashMap::new();
+    for line in lines {
+        let custom_id = line["custom_id"].as_str().unwrap().to_owned();
+        assert_eq!(line["status"], "completed", "{line}");
+        let i: usize = custom_id.trim_start_matches("item-").parse().unwrap();
+        let suggestion = line["data"]["suggestion"].as_str().unwrap_or_default();
+        assert!(
+            suggestion.contains(&text(i)),
+            "{custom_id} has another item's result: {line}"
+        );
+        assert!(
+            items.insert(custom_id, line.clone()).is_none(),
+            "an item is answered twice: {line}"
+        );
+    }
+    items
+}
+
+/// The scenario: see the module's doc.
+async fn a_batch_survives(stop: Stop, schema: Option<&Schema>) {
+    let llm = start_llm(&["--ttft", "5ms"], 0).await;
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = write_provider_config(config_dir.path(), &llm.base, 16);
+    let data_dir = tempfile::tempdir().unwrap();
+    let flags = database_flags(schema);
+    let serve = serve(data_dir.path(), &config, &flags);
+    let http = client();
+    let server = serve.start();
+
+    let items: Vec<Value> = (0..ITEMS)
+        .map(|i| json!({"custom_id": format!("item-{i}"), "inputs": [{"id": "Text", "value": [text(i)]}]}))
+        .collect();
+    let response = http
+        .post(server.url(&format!("/v1/applications/{APP}/batches")))
+        .bearer_auth(KEY)
+        .json(&json!({ "items": items }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let created: Value = response.json().await.unwrap();
+    let batch = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(count(&created, "total"), ITEMS as u64, "{created}");
+
+    // Stop it once a fifth has completed, with a cursor read before.
+    let running = wait_for(&http, &server, &batch, Duration::from_secs(60), |b| {
+        count(b, "completed") >= ITEMS as u64 / 5
+    })
+    .await;
+    let before = results(&http, &server, &batch, 0).await;
+    let cursor = before.last().map_or(0, |l| l["cursor"].as_u64().unwrap());
+    let first_run = match stop {
+        Stop::Kill => server.kill_9(),
+        Stop::Graceful => {
+            server.child.sigterm();
+            let ServerProcess { child, .. } = server;
+            let stopped = child.wait(Duration::from_secs(30));
+            assert!(stopped.status.success(), "{}", stopped.all());
+            stopped
+        }
+    };
+    let stopped_at = format!("counts {}", running["counts"]);
+    assert!(
+        count(&running, "completed") < ITEMS as u64,
+        "the batch had finished before the stop; the test proves nothing: {running}\n{}",
+        first_run.all()
+    );
+
+    // A new server on the same data finishes the batch.
+    let server = serve.start();
+    let done = wait_for(&http, &server, &batch, Duration::from_secs(120), |b| {
+        count(b, "in_progress") == 0
+    })
+    .await;
+    let sum: u64 = ["in_progress", "completed", "failed", "cancelled"]
+        .iter()
+        .map(|k| count(&done, k))
+        .sum();
+    assert_eq!(sum, count(&done, "total"), "{done}");
+    assert_eq!(count(&done, "total"), ITEMS as u64, "{done}");
+    assert_eq!(count(&done, "completed"), ITEMS as u64, "{done}");
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(listed(&http, &server, "").await, ITEMS as u64);
+    assert_eq!(listed(&http, &server, "completed").await, ITEMS as u64);
+    assert_eq!(listed(&http, &server, "in_progress").await, 0);
+
+    // From the start, each item once; from the cursor taken before, the others, each once.
+    let all = items_of(&results(&http, &server, &batch, 0).await);
+    assert_eq!(all.len(), ITEMS);
+    let earlier = items_of(&before);
+    let later = items_of(&results(&http, &server, &batch, cursor).await);
+    assert_eq!(earlier.len() + later.len(), ITEMS, "{stopped_at}");
+    assert!(earlier.keys().all(|id| !later.contains_key(id)));
+    let job_ids: HashSet<&str> = all
+        .values()
+        .map(|l| l["job_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(job_ids.len(), ITEMS);
+    let calls = llm.mock.stats().requests;
+    assert!(
+        calls >= ITEMS as u64,
+        "{calls} model calls for {ITEMS} items"
+    );
+    println!(
+        "{stop:?} with {stopped_at}; {} results before the stop, {} after; {calls} model calls",
+        earlier.len(),
+        later.len()
+    );
+    server.kill_9();
+}
+
+/// A server killed while it stores a batch: the request's items are in an open transaction,
+/// and after a restart there is no batch and no item.
+async fn a_batch_taken_in_when_killed_leaves_nothing(schema: Option<&Schema>) {
+    let data_dir = tempfile::tempdir().unwrap();
+    let flags = database_flags(schema);
+    let mut serve = Serve::new(data_dir.path());
+    serve.api_key = Some(KEY);
+    serve.args = ["--concurrency", "0"]
+        .into_iter()
+        .chain(flags.iter().map(String::as_str))
+        .collect();
+    let server = serve.start();
+
+    // Three chunks' worth of items, then the body stalls, unfinished.
+    let items: String = (0..10_000)
+        .map(|i| {
+            format!(r#"{{"custom_id": "k{i}", "inputs": [{{"id": "Text", "value": ["x"]}}]}},"#)
+        })
+        .collect();
+    let parts: Vec<Result<String, std::io::Error>> = vec![Ok(format!("{{\"items\": [{items}"))];
+    let body = reqwest::Body::wrap_stream(stream::StreamExt::chain(
+        stream::iter(parts),
+        stream::pending(),
+    ));
+    let request = client()
+        .post(server.url("/v1/applications/echo/batches"))
+        .bearer_auth(KEY)
+        .header("content-type", "application/json")
+        .body(body)
+        .send();
+    let sent = tokio::spawn(request);
+    // Give the server time to store the chunks it has (a wait, not a timed assertion: the
+    // test holds whether or not it got that far).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    server.kill_9();
+    assert!(sent.await.unwrap().is_err(), "the request was answered");
+
+    let server = serve.start();
+    let http = client();
+    let url = server.url("/v1/applications/echo/jobs?limit=1");
+    assert_eq!(get_json(&http, &url).await["totalCount"], 0);
+    let url = server.url("/v1/applications/echo/batches");
+    let batches = get_json(&http, &url).await;
+    assert_eq!(batches["totalCount"], 0, "{batches}");
+    server.kill_9();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_mid_batch_on_sqlite_loses_nothing_and_answers_each_item_once() {
+    a_batch_survives(Stop::Kill, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_restart_mid_batch_on_sqlite_answers_each_item_once() {
+    a_batch_survives(Stop::Graceful, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_mid_batch_on_postgres_loses_nothing_and_answers_each_item_once() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    a_batch_survives(Stop::Kill, Some(&schema)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_restart_mid_batch_on_postgres_answers_each_item_once() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    a_batch_survives(Stop::Graceful, Some(&schema)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_while_a_batch_is_taken_in_leaves_nothing_on_sqlite() {
+    a_batch_taken_in_when_killed_leaves_nothing(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_while_a_batch_is_taken_in_leaves_nothing_on_postgres() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    a_batch_taken_in_when_killed_leaves_nothing(Some(&schema)).await;
+}
