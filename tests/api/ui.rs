@@ -400,7 +400,8 @@ async fn the_jobs_list_pages_by_cursor_and_filters_by_batch_and_time() {
             first = job["id"].as_str().unwrap().to_owned();
         }
     }
-    let page = s.get("/ui/jobs?application=echo")
+    let page = s
+        .get("/ui/jobs?application=echo")
         .await
         .text()
         .await
@@ -409,7 +410,9 @@ async fn the_jobs_list_pages_by_cursor_and_filters_by_batch_and_time() {
     assert!(page.contains("52 job(s) match"), "the counters' total");
     assert!(!page.contains(&first), "the oldest is on the next page");
     let cursor = older(&page).expect("a link to older jobs");
-    let next = s.get(&format!("/ui/jobs?application=echo&older={cursor}")).await;
+    let next = s
+        .get(&format!("/ui/jobs?application=echo&older={cursor}"))
+        .await;
     let next = next.text().await.unwrap();
     assert_eq!(rows(&next), 2);
     assert!(next.contains(&first));
@@ -430,10 +433,14 @@ async fn the_jobs_list_pages_by_cursor_and_filters_by_batch_and_time() {
     assert!(page.contains("3 job(s) match"), "the batch's counts");
 
     // By the time they were made.
-    let page = s.get("/ui/jobs?application=echo&before=2000-01-01T00:00").await;
+    let page = s
+        .get("/ui/jobs?application=echo&before=2000-01-01T00:00")
+        .await;
     assert_eq!(rows(&page.text().await.unwrap()), 0);
     let hour_ago = &rfc3339(now_micros() - 3_600_000_000)[..16];
-    let page = s.get(&format!("/ui/jobs?application=echo&after={hour_ago}")).await;
+    let page = s
+        .get(&format!("/ui/jobs?application=echo&after={hour_ago}"))
+        .await;
     let page = page.text().await.unwrap();
     assert_eq!(rows(&page), 50);
     assert!(
@@ -483,7 +490,9 @@ async fn retry_all_failed_requeues_only_the_failures_the_filter_shows() {
         assert_eq!(app.wait_batch(&id).await["counts"]["failed"], 1);
         batches.push(id);
     }
-    let page = s.get(&format!("/ui/jobs?batch={}&status=failed", batches[0])).await;
+    let page = s
+        .get(&format!("/ui/jobs?batch={}&status=failed", batches[0]))
+        .await;
     let page = page.text().await.unwrap();
     assert!(page.contains("Retry all 1 failed"), "the filter's failures");
 

@@ -14,10 +14,11 @@ use super::{
 use crate::store::{
     ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
     BatchParts, BatchQuery, BatchRecord, BatchResult, BatchRetryOutcome, CancelOutcome,
-    ClaimedFile, ClaimedJob, Dashboard, FileId, FileInserted, FileLease, FilePage, FileProcessed, FileQuery,
-    FileRecord, Inserted, JobCount, JobId, JobInputs, JobPage, JobQuery, JobRecord, KeyInfo, Lease,
-    NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId, Outbox, Outcome, ResultQuery,
-    RetryOutcome, SchemaVersion, Store, StoreFuture, VersionPage, VersionQuery, after,
+    ClaimedFile, ClaimedJob, Dashboard, FileId, FileInserted, FileLease, FilePage, FileProcessed,
+    FileQuery, FileRecord, Inserted, JobCount, JobId, JobInputs, JobPage, JobQuery, JobRecord,
+    KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId, Outbox,
+    Outcome, ResultQuery, RetryOutcome, SchemaVersion, Store, StoreFuture, VersionPage,
+    VersionQuery, after,
 };
 
 impl Store for PostgresStore {

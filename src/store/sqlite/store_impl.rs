@@ -14,11 +14,11 @@ use super::{
 use crate::store::{
     ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
     BatchParts, BatchQuery, BatchRecord, BatchResult, BatchRetryOutcome, CancelOutcome,
-    ClaimedFile, ClaimedJob, Dashboard, FileId, FileInserted, FileLease, FilePage, FileProcessed, FileQuery,
-    FileRecord, Inserted, JobCount, JobId, JobInputs, JobPage, JobQuery, JobRecord, KeyInfo, Lease,
-    NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId, Outbox, Outcome, OutcomeKind,
-    ResultQuery, RetryOutcome, SchemaVersion, Store, StoreError, StoreFuture, VersionPage,
-    VersionQuery, isolating,
+    ClaimedFile, ClaimedJob, Dashboard, FileId, FileInserted, FileLease, FilePage, FileProcessed,
+    FileQuery, FileRecord, Inserted, JobCount, JobId, JobInputs, JobPage, JobQuery, JobRecord,
+    KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId, Outbox,
+    Outcome, OutcomeKind, ResultQuery, RetryOutcome, SchemaVersion, Store, StoreError, StoreFuture,
+    VersionPage, VersionQuery, isolating,
 };
 
 impl SqliteStore {
