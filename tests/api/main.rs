@@ -37,5 +37,6 @@ mod ui;
 mod ui_batches;
 mod ui_browser;
 mod ui_browser_batches;
+mod ui_ops;
 mod validation;
 mod webhooks;

@@ -381,7 +381,7 @@ async fn the_overview_draws_its_charts_in_a_real_browser_without_a_console_error
         let job = app.create_job("echo", &[("Text", &[text])]).await;
         app.wait_finished(job["id"].as_str().unwrap()).await;
     }
-    crate::ui::roll_up_now(&app).await;
+    crate::ui_ops::roll_up_now(&app).await;
 
     let c = browser(&driver).await;
     c.goto(&format!("{base}/ui/login")).await.unwrap();
