@@ -84,6 +84,13 @@ pub trait Store: Send + Sync + 'static {
     /// `None` (also for another organisation's job). Read only by a job's page, never on
     /// the path of a claim or a finish.
     fn job_inputs<'a>(&'a self, org: &'a OrgId, id: JobId) -> StoreFuture<'a, Option<JobInputs>>;
+    /// The attempts of a job of `org` that ended without its result, oldest first (none for
+    /// another organisation's job). Read only by a job's page.
+    fn ended_attempts<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: JobId,
+    ) -> StoreFuture<'a, Vec<EndedAttempt>>;
     /// A page of an application's jobs, newest first, with the total that match.
     fn list_jobs(&self, query: JobQuery) -> StoreFuture<'_, JobPage>;
     /// Queues a failed job again with a fresh series of attempts (not one refused at

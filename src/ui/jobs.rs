@@ -14,7 +14,7 @@ use crate::api::extract::{Principal, WPath};
 use crate::api::views::PreviewView;
 use crate::api::{ApiError, ErrorCode, jobs};
 use crate::apps::Inputs;
-use crate::store::{ApplicationId, JobId, JobInputs, OrgId};
+use crate::store::{ApplicationId, JobId, JobInputs, OrgId, rfc3339};
 
 /// `GET /ui/jobs/{id}`: a job of the organisation as the API shows it (another's is a 404),
 /// with the inputs it was created with and its prompt rendered as its attempts send it.
@@ -28,10 +28,20 @@ pub(crate) async fn page(
     let job = jobs::retrieve(State(state.api.clone()), principal, WPath(id.clone())).await?;
     let job = serde_json::to_value(job.0)
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-    let made = match JobId::parse(&id) {
-        Some(id) => state.api.store.job_inputs(org, id).await?,
-        None => None,
+    let (made, ended) = match JobId::parse(&id) {
+        Some(id) => (
+            state.api.store.job_inputs(org, id).await?,
+            state.api.store.ended_attempts(org, id).await?,
+        ),
+        None => (None, Vec::new()),
     };
+    let ended: Vec<_> = ended
+        .into_iter()
+        .map(|a| {
+            context! { attempt => a.attempt, started_at => a.started_at.map(rfc3339),
+            ended_at => rfc3339(a.ended_at), state => a.state, error => a.error }
+        })
+        .collect();
     let (inputs, prompt) = match made {
         Some(made) => {
             let app = job["application_id"].as_str().unwrap_or_default();
@@ -48,7 +58,7 @@ pub(crate) async fn page(
         "/ui/jobs",
         "Job",
         "job.html",
-        context! { job, inputs, prompt, prompt_error },
+        context! { job, inputs, prompt, prompt_error, ended },
     )
 }
 

@@ -333,3 +333,39 @@ async fn the_editor_names_a_definitions_problem_then_previews_and_saves_it() {
     assert!(drafts.contains("/ui/applications/half-done"), "{drafts}");
     assert!(!drafts.contains("/ui/applications/greeter"), "{drafts}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_page_lists_each_attempt_with_its_times_and_error() {
+    let app = helpers::spawn_app().await;
+    let session = Session::open(&app, KEY).await;
+    let job = app
+        .create_job("echo", &[("Text", &["twice [[mock:fail-first=1]]"])])
+        .await;
+    let id = job["id"].as_str().unwrap();
+    let done = app.wait_finished(id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let page = session.get(&format!("/ui/jobs/{id}")).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    let attempts = &page[page.find("<h2>Attempts</h2>").expect("an attempts table")..];
+    let attempts = &attempts[..attempts.find("</table>").unwrap()];
+    let rows: Vec<&str> = attempts.split("<tr>").skip(2).collect();
+    assert_eq!(
+        rows.len(),
+        2,
+        "the retried attempt, then the completed one: {attempts}"
+    );
+    assert!(
+        rows[0].contains("<td>1</td>")
+            && rows[0].contains("retrying")
+            && rows[0].contains("mock: call 1 failed on purpose"),
+        "{}",
+        rows[0]
+    );
+    assert!(
+        rows[1].contains("<td>2</td>") && rows[1].contains("completed"),
+        "{}",
+        rows[1]
+    );
+    app.stop().await;
+}

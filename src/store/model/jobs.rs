@@ -240,6 +240,24 @@ pub struct JobInputs {
     pub application_version: Option<u32>,
 }
 
+/// An attempt of a job that ended without its result: it failed, was retried, or went back
+/// to wait for its provider. The finishing code records one each (a completed attempt is the
+/// job's own row, so the usual path records nothing); an attempt ended by a lapsed lease or
+/// a cancel is not among them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndedAttempt {
+    /// Its number (a wait for the provider gives the number back: the next attempt has it too).
+    pub attempt: u32,
+    /// When it was claimed (microseconds since the epoch).
+    pub started_at: Option<i64>,
+    /// When its outcome was written.
+    pub ended_at: i64,
+    /// `failed`, `retrying` or `waiting_for_provider`.
+    pub state: String,
+    /// Why.
+    pub error: Option<String>,
+}
+
 /// Tokens a call used, as the backend reported them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Usage {

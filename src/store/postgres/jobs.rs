@@ -15,8 +15,8 @@ use super::errors::map_err;
 use super::{connection, notify};
 use crate::report::Cause;
 use crate::store::{
-    ClaimedJob, Inserted, JobCount, JobId, JobInputs, JobPage, JobQuery, JobRecord, JobState,
-    Lease, OrgId, Priority, RetryOutcome, RetryPolicy, StoreError, Usage, WriterStatus,
+    ClaimedJob, EndedAttempt, Inserted, JobCount, JobId, JobInputs, JobPage, JobQuery, JobRecord,
+    JobState, Lease, OrgId, Priority, RetryOutcome, RetryPolicy, StoreError, Usage, WriterStatus,
 };
 
 pub(super) const RECORD_COLUMNS: &str = "id, application_id, state, attempt, created_at, updated_at, \
@@ -144,6 +144,28 @@ pub(super) async fn inputs(
         inputs: r.get(0),
         application_version: r.get::<_, Option<i32>>(1).map(|v| v as u32),
     }))
+}
+
+/// The attempts of a job that ended without its result, oldest first.
+pub(super) async fn ended_attempts(
+    pool: &Pool,
+    org: &OrgId,
+    id: JobId,
+) -> Result<Vec<EndedAttempt>, StoreError> {
+    let sql = "SELECT a.attempt, a.started_at, a.ended_at, a.state, a.error FROM job_attempts a \
+         JOIN jobs j ON j.seq = a.job_seq WHERE j.id = $1 AND j.org = $2 \
+         ORDER BY a.ended_at, a.attempt";
+    let rows = query(pool, sql, &[&id, &org]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| EndedAttempt {
+            attempt: r.get::<_, i32>(0) as u32,
+            started_at: r.get(1),
+            ended_at: r.get(2),
+            state: r.get(3),
+            error: r.get(4),
+        })
+        .collect())
 }
 
 /// A page of an application's jobs, newest first, and the count from `job_counts`.

@@ -111,6 +111,11 @@ async fn finish_chunk(
            FROM u WHERE q.seq = ANY(ARRAY(SELECT unnest($12::bigint[]))) AND {FENCE} \
            RETURNING q.seq, u.attempt, q.started_at), \
          m AS (SELECT * FROM done UNION ALL SELECT * FROM again), \
+         ended AS (INSERT INTO job_attempts (job_seq, attempt, started_at, ended_at, state, \
+             error) \
+           SELECT m.seq, m.attempt, m.started_at, $1, u.state, u.error \
+           FROM m JOIN u ON u.seq = m.seq AND u.attempt = m.attempt \
+           WHERE u.state <> 'completed' ON CONFLICT DO NOTHING), \
          f AS (UPDATE jobs j SET state = u.state, attempt = m.attempt, \
              started_at = m.started_at, \
              title = CASE WHEN u.state = 'completed' THEN u.title ELSE j.title END, \

@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0011_webhooks.sql"),
     include_str!("0012_batch_lifecycle.sql"),
     include_str!("0013_dashboard.sql"),
+    include_str!("0014_job_attempts.sql"),
 ];
 
 /// Taken before anything else, per schema: nodes sharing a schema serialise their

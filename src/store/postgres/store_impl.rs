@@ -14,10 +14,10 @@ use super::{
 use crate::store::{
     ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
     BatchParts, BatchQuery, BatchRecord, BatchResult, BatchRetryOutcome, CancelOutcome,
-    ClaimedFile, ClaimedJob, Dashboard, FileId, FileInserted, FileLease, FilePage, FileProcessed,
-    FileQuery, FileRecord, Inserted, JobCount, JobId, JobInputs, JobPage, JobQuery, JobRecord,
-    KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId, Outbox,
-    Outcome, ResultQuery, RetryOutcome, SchemaVersion, Store, StoreFuture, VersionPage,
+    ClaimedFile, ClaimedJob, Dashboard, EndedAttempt, FileId, FileInserted, FileLease, FilePage,
+    FileProcessed, FileQuery, FileRecord, Inserted, JobCount, JobId, JobInputs, JobPage, JobQuery,
+    JobRecord, KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId,
+    Outbox, Outcome, ResultQuery, RetryOutcome, SchemaVersion, Store, StoreFuture, VersionPage,
     VersionQuery, after,
 };
 
@@ -32,6 +32,14 @@ impl Store for PostgresStore {
 
     fn job_inputs<'a>(&'a self, org: &'a OrgId, id: JobId) -> StoreFuture<'a, Option<JobInputs>> {
         Box::pin(jobs::inputs(&self.pool, org, id))
+    }
+
+    fn ended_attempts<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: JobId,
+    ) -> StoreFuture<'a, Vec<EndedAttempt>> {
+        Box::pin(jobs::ended_attempts(&self.pool, org, id))
     }
 
     fn list_jobs(&self, query: JobQuery) -> StoreFuture<'_, JobPage> {

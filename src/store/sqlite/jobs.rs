@@ -5,8 +5,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::cancels;
 use crate::store::{
-    ApplicationId, Inserted, JobCount, JobId, JobInputs, JobPage, JobQuery, JobRecord, JobState,
-    Lease, NewJob, OrgId, Outcome, OutcomeKind, Priority, RetryOutcome, Usage, WriterStatus, after,
+    ApplicationId, EndedAttempt, Inserted, JobCount, JobId, JobInputs, JobPage, JobQuery,
+    JobRecord, JobState, Lease, NewJob, OrgId, Outcome, OutcomeKind, Priority, RetryOutcome, Usage,
+    WriterStatus, after,
 };
 
 /// A job's state as read: a cancelled job is stored `failed`, with the time of the cancel.
@@ -129,6 +130,28 @@ pub(super) fn inputs(
         .optional()
 }
 
+pub(super) fn ended_attempts(
+    conn: &Connection,
+    org: &OrgId,
+    id: JobId,
+) -> rusqlite::Result<Vec<EndedAttempt>> {
+    conn.prepare_cached(
+        "SELECT a.attempt, a.started_at, a.ended_at, a.state, a.error FROM job_attempts a \
+         JOIN jobs j ON j.seq = a.job_seq WHERE j.id = ?1 AND j.org = ?2 \
+         ORDER BY a.ended_at, a.attempt",
+    )?
+    .query_map(params![id, org], |r| {
+        Ok(EndedAttempt {
+            attempt: r.get(0)?,
+            started_at: r.get(1)?,
+            ended_at: r.get(2)?,
+            state: r.get(3)?,
+            error: r.get(4)?,
+        })
+    })?
+    .collect()
+}
+
 pub(super) fn list(conn: &Connection, q: &JobQuery) -> rusqlite::Result<JobPage> {
     let status = q.status.map(|s| s.as_str());
     let filter = if status.is_some() {
@@ -241,9 +264,27 @@ pub(super) fn finish(conn: &Connection, outcomes: &[Outcome], now: i64) -> rusql
         "UPDATE jobs SET state = 'failed', error = ?3, lease_until = NULL, updated_at = ?4, \
          waiting_since = NULL, completed_at = ?4 {fence}"
     ))?;
+    // An attempt that ends without its result is recorded first (read from the row it still
+    // is, fenced as the update that follows).
+    let mut ended = conn.prepare_cached(&format!(
+        "INSERT OR IGNORE INTO job_attempts (job_seq, attempt, started_at, ended_at, state, error) \
+         SELECT seq, attempt, started_at, ?3, ?4, ?5 FROM jobs {fence}"
+    ))?;
     let mut applied = 0;
     for Outcome { lease, kind } in outcomes {
         let (seq, attempt) = (lease.seq, lease.attempt);
+        match kind {
+            OutcomeKind::Completed { .. } => {}
+            OutcomeKind::Retry { error, .. } => {
+                ended.execute(params![seq, attempt, now, "retrying", error])?;
+            }
+            OutcomeKind::Wait { error, .. } => {
+                ended.execute(params![seq, attempt, now, "waiting_for_provider", error])?;
+            }
+            OutcomeKind::Failed { error } => {
+                ended.execute(params![seq, attempt, now, "failed", error])?;
+            }
+        }
         applied += match kind {
             OutcomeKind::Completed {
                 title,

@@ -49,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0012_one_state_trigger.sql"),
     include_str!("0013_insert_counts.sql"),
     include_str!("0014_dashboard.sql"),
+    include_str!("0015_job_attempts.sql"),
 ];
 /// Page cache of the key-lookup connection.
 const AUTH_CACHE_KIB: u32 = 256;

@@ -14,11 +14,11 @@ use super::{
 use crate::store::{
     ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
     BatchParts, BatchQuery, BatchRecord, BatchResult, BatchRetryOutcome, CancelOutcome,
-    ClaimedFile, ClaimedJob, Dashboard, FileId, FileInserted, FileLease, FilePage, FileProcessed,
-    FileQuery, FileRecord, Inserted, JobCount, JobId, JobInputs, JobPage, JobQuery, JobRecord,
-    KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId, Outbox,
-    Outcome, OutcomeKind, ResultQuery, RetryOutcome, SchemaVersion, Store, StoreError, StoreFuture,
-    VersionPage, VersionQuery, isolating,
+    ClaimedFile, ClaimedJob, Dashboard, EndedAttempt, FileId, FileInserted, FileLease, FilePage,
+    FileProcessed, FileQuery, FileRecord, Inserted, JobCount, JobId, JobInputs, JobPage, JobQuery,
+    JobRecord, KeyInfo, Lease, NewBatch, NewFile, NewJob, NewVersion, NodeApplications, OrgId,
+    Outbox, Outcome, OutcomeKind, ResultQuery, RetryOutcome, SchemaVersion, Store, StoreError,
+    StoreFuture, VersionPage, VersionQuery, isolating,
 };
 
 impl SqliteStore {
@@ -49,6 +49,17 @@ impl Store for SqliteStore {
     fn job_inputs<'a>(&'a self, org: &'a OrgId, id: JobId) -> StoreFuture<'a, Option<JobInputs>> {
         let org = org.clone();
         Box::pin(read(&self.readers, move |c| jobs::inputs(c, &org, id)))
+    }
+
+    fn ended_attempts<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: JobId,
+    ) -> StoreFuture<'a, Vec<EndedAttempt>> {
+        let org = org.clone();
+        Box::pin(read(&self.readers, move |c| {
+            jobs::ended_attempts(c, &org, id)
+        }))
     }
 
     fn list_jobs(&self, query: JobQuery) -> StoreFuture<'_, JobPage> {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use scriptorium::store::JobState;
+use scriptorium::store::{JobState, RetryOutcome};
 use tokio::time::timeout;
 
 use super::{Harness, claim_one, completed, failed, job, job_id, org, retry_after, state_of};
@@ -231,4 +231,67 @@ pub(super) async fn an_insert_wakes_the_engine(h: Harness) {
     writer.insert_job(job("job-1")).await.unwrap();
     let woken = timeout(Duration::from_secs(5), wakeups.notified()).await;
     assert!(woken.is_ok(), "an insert signals the engine");
+}
+
+pub(super) async fn attempts_that_end_without_a_result_are_listed_with_their_times(h: Harness) {
+    let store = &*h.store;
+    store.insert_job(job("job-1")).await.unwrap();
+    let first = claim_one(store, Duration::from_secs(30)).await;
+    h.clock.advance(Duration::from_millis(7));
+    assert_eq!(
+        store
+            .finish(vec![retry_after(first, Duration::ZERO)])
+            .await
+            .unwrap(),
+        1
+    );
+    // A stale outcome of the same attempt records nothing more.
+    assert_eq!(
+        store.finish(vec![failed(first, "too late")]).await.unwrap(),
+        0
+    );
+    h.clock.advance(Duration::from_millis(1));
+    let second = claim_one(store, Duration::from_secs(30)).await;
+    h.clock.advance(Duration::from_millis(3));
+    assert_eq!(
+        store.finish(vec![failed(second, "gave up")]).await.unwrap(),
+        1
+    );
+    let third_try = store
+        .retry_job(&org("default"), job_id("job-1"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(third_try, RetryOutcome::Requeued(_)),
+        "{third_try:?}"
+    );
+    let again = claim_one(store, Duration::from_secs(30)).await;
+    assert_eq!(store.finish(vec![completed(again, "ok")]).await.unwrap(), 1);
+
+    let ended = store
+        .ended_attempts(&org("default"), job_id("job-1"))
+        .await
+        .unwrap();
+    let seen: Vec<(u32, &str, Option<&str>)> = ended
+        .iter()
+        .map(|a| (a.attempt, a.state.as_str(), a.error.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (1, "retrying", Some("try later")),
+            (2, "failed", Some("gave up")),
+        ],
+        "the completed attempt is the job's own row"
+    );
+    assert_eq!(ended[0].ended_at - ended[0].started_at.unwrap(), 7_000);
+    assert_eq!(ended[1].ended_at - ended[1].started_at.unwrap(), 3_000);
+    // Another organisation sees none of them.
+    assert!(
+        store
+            .ended_attempts(&org("other"), job_id("job-1"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -117,6 +117,7 @@ conformance!(
     leases::a_lease_lapsing_on_the_last_attempt_fails_the_job,
     leases::a_released_job_keeps_its_attempt_count,
     leases::a_renewed_lease_is_not_reaped,
+    leases::attempts_that_end_without_a_result_are_listed_with_their_times,
     keys::keys_are_created_authenticated_listed_and_revoked,
     keys::graphs_are_kept_per_org_and_application,
     leases::an_insert_wakes_the_engine,
