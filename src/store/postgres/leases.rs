@@ -92,7 +92,18 @@ async fn finish_chunk(
     // the attempt and start of the run they end (joined back to `u` on seq and attempt, so a
     // stale outcome for the same job in the batch cannot supply the values). Each side probes the queue's primary key
     // with its own seqs only. One `UPDATE jobs` per batch keeps the `job_counts` trigger to
-    // one key-ordered upsert per statement (see the module docs of `super`).
+    // one key-ordered upsert per statement (see the module docs of `super`). Attempts that
+    // end without a result are recorded in `job_attempts`; a batch of completions only (the
+    // usual one) is the statement without that part.
+    let ended = if columns.state.iter().any(|s| *s != "completed") {
+        "ended AS (INSERT INTO job_attempts (job_seq, attempt, started_at, ended_at, state, \
+             error) \
+           SELECT m.seq, m.attempt, m.started_at, $1, u.state, u.error \
+           FROM m JOIN u ON u.seq = m.seq AND u.attempt = m.attempt \
+           WHERE u.state <> 'completed' ON CONFLICT DO NOTHING), "
+    } else {
+        ""
+    };
     let sql = format!(
         "WITH u AS (SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], \
              $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $13::text[], \
@@ -110,12 +121,7 @@ async fn finish_chunk(
                THEN coalesce(q.waiting_since, $1) END \
            FROM u WHERE q.seq = ANY(ARRAY(SELECT unnest($12::bigint[]))) AND {FENCE} \
            RETURNING q.seq, u.attempt, q.started_at), \
-         m AS (SELECT * FROM done UNION ALL SELECT * FROM again), \
-         ended AS (INSERT INTO job_attempts (job_seq, attempt, started_at, ended_at, state, \
-             error) \
-           SELECT m.seq, m.attempt, m.started_at, $1, u.state, u.error \
-           FROM m JOIN u ON u.seq = m.seq AND u.attempt = m.attempt \
-           WHERE u.state <> 'completed' ON CONFLICT DO NOTHING), \
+         m AS (SELECT * FROM done UNION ALL SELECT * FROM again), {ended}\
          f AS (UPDATE jobs j SET state = u.state, attempt = m.attempt, \
              started_at = m.started_at, \
              title = CASE WHEN u.state = 'completed' THEN u.title ELSE j.title END, \
