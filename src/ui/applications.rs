@@ -13,7 +13,7 @@ use super::pages::Pages;
 use super::session::LoggedIn;
 use super::{UiError, UiState};
 use crate::api::applications::GenerateBody;
-use crate::api::extract::{Principal, WJson, WPath};
+use crate::api::extract::{WJson, WPath};
 use crate::api::views::{JobView, StoredApplicationView, VersionView};
 use crate::api::{ApiError, ErrorCode, jobs};
 use crate::apps::CatalogError;
@@ -124,9 +124,7 @@ pub(crate) async fn run(
         inputs: Some(json!(inputs)),
         stream: None,
     };
-    let principal = Principal {
-        org: user.session.org.clone(),
-    };
+    let principal = user.principal();
     let (_, accepted) = jobs::create(
         State(state.api.clone()),
         principal,

@@ -9,15 +9,15 @@
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, Response};
 use minijinja::{Value, context};
 
-use super::jobs::Plain;
+use super::jobs::{Plain, act};
 use super::pages::Pages;
 use super::session::LoggedIn;
 use super::{UiError, UiState};
 use crate::api::batches::{self, ResultsQuery};
-use crate::api::extract::{Principal, WPath, WQuery};
+use crate::api::extract::{WPath, WQuery};
 use crate::api::views::{BatchResultView, BatchView};
 use crate::store::{BatchId, BatchQuery, JobState, OrgId, ResultQuery};
 
@@ -88,7 +88,7 @@ pub(crate) async fn live(
 /// The batch as the API shows it and its latest failed items.
 async fn figures(state: &UiState, user: &LoggedIn, id: &str) -> Result<Value, UiError> {
     let org = &user.session.org;
-    let principal = Principal { org: org.clone() };
+    let principal = user.principal();
     let batch =
         batches::retrieve(State(state.api.clone()), principal, WPath(id.to_owned())).await?;
     let batch = serde_json::to_value(batch.0).unwrap_or_default();
@@ -129,12 +129,11 @@ pub(crate) async fn cancel(
     Path(id): Path<String>,
     Form(form): Form<Plain>,
 ) -> Result<Response, UiError> {
-    user.check(&form.csrf)?;
-    let principal = Principal {
-        org: user.session.org.clone(),
-    };
-    let _accepted = batches::cancel(State(state.api.clone()), principal, WPath(id.clone())).await?;
-    Ok(Redirect::to(&format!("/ui/batches/{id}")).into_response())
+    let page = format!("/ui/batches/{id}");
+    act(&user, &form, page, |principal| {
+        batches::cancel(State(state.api.clone()), principal, WPath(id))
+    })
+    .await
 }
 
 /// `POST /ui/batches/{id}/retry`: the API's retry of the failed and cancelled items (none
@@ -145,12 +144,11 @@ pub(crate) async fn retry(
     Path(id): Path<String>,
     Form(form): Form<Plain>,
 ) -> Result<Response, UiError> {
-    user.check(&form.csrf)?;
-    let principal = Principal {
-        org: user.session.org.clone(),
-    };
-    let _accepted = batches::retry(State(state.api.clone()), principal, WPath(id.clone())).await?;
-    Ok(Redirect::to(&format!("/ui/batches/{id}")).into_response())
+    let page = format!("/ui/batches/{id}");
+    act(&user, &form, page, |principal| {
+        batches::retry(State(state.api.clone()), principal, WPath(id))
+    })
+    .await
 }
 
 /// `GET /ui/batches/{id}/results?format=csv|jsonl`: the API's results, streamed as it
@@ -165,9 +163,7 @@ pub(crate) async fn results(
         Some("csv") => "csv",
         _ => "jsonl",
     };
-    let principal = Principal {
-        org: user.session.org.clone(),
-    };
+    let principal = user.principal();
     let mut response = batches::results(
         State(state.api.clone()),
         principal,

@@ -23,7 +23,7 @@ use super::session::LoggedIn;
 use super::{UiError, UiState};
 use crate::api::ApiError;
 use crate::api::definitions::{self, PreviewRequest};
-use crate::api::extract::{Principal, WJson};
+use crate::api::extract::WJson;
 use crate::apps::CatalogError;
 
 /// `GET /ui/applications/new`: the editor, empty but for a starting template.
@@ -81,9 +81,7 @@ pub(crate) async fn preview(
     body: WJson<PreviewRequest>,
 ) -> Result<Response, UiError> {
     user.check_header(&headers)?;
-    let principal = Principal {
-        org: user.session.org.clone(),
-    };
+    let principal = user.principal();
     let preview = definitions::preview(State(state.api.clone()), principal, body).await;
     Ok(answered(preview.map(|view| json!({"preview": view.0}))))
 }

@@ -24,7 +24,7 @@ pub(crate) async fn page(
     Path(id): Path<String>,
 ) -> Result<Html<String>, UiError> {
     let org = &user.session.org;
-    let principal = Principal { org: org.clone() };
+    let principal = user.principal();
     let job = jobs::retrieve(State(state.api.clone()), principal, WPath(id.clone())).await?;
     let job = serde_json::to_value(job.0)
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
@@ -103,6 +103,22 @@ pub(crate) struct Plain {
     pub(super) csrf: String,
 }
 
+/// A button's action on one object: the form's token checked, the API's handler `call`ed
+/// for the session's organisation (its 4xx shown as such), then back to the object's `page`.
+pub(super) async fn act<T, Fut>(
+    user: &LoggedIn,
+    form: &Plain,
+    page: String,
+    call: impl FnOnce(Principal) -> Fut,
+) -> Result<Response, UiError>
+where
+    Fut: Future<Output = Result<T, ApiError>>,
+{
+    user.check(&form.csrf)?;
+    call(user.principal()).await?;
+    Ok(Redirect::to(&page).into_response())
+}
+
 /// `POST /ui/jobs/{id}/retry`: the API's retry (a job that has not failed is the API's
 /// 400), then the job's page.
 pub(crate) async fn retry(
@@ -111,12 +127,11 @@ pub(crate) async fn retry(
     Path(id): Path<String>,
     Form(form): Form<Plain>,
 ) -> Result<Response, UiError> {
-    user.check(&form.csrf)?;
-    let principal = Principal {
-        org: user.session.org.clone(),
-    };
-    let _accepted = jobs::retry(State(state.api.clone()), principal, WPath(id.clone())).await?;
-    Ok(Redirect::to(&format!("/ui/jobs/{id}")).into_response())
+    let page = format!("/ui/jobs/{id}");
+    act(&user, &form, page, |principal| {
+        jobs::retry(State(state.api.clone()), principal, WPath(id))
+    })
+    .await
 }
 
 /// `POST /ui/jobs/{id}/cancel`: the API's cancel (a finished job is its 400), then the
@@ -127,10 +142,9 @@ pub(crate) async fn cancel(
     Path(id): Path<String>,
     Form(form): Form<Plain>,
 ) -> Result<Response, UiError> {
-    user.check(&form.csrf)?;
-    let principal = Principal {
-        org: user.session.org.clone(),
-    };
-    let _accepted = jobs::cancel(State(state.api.clone()), principal, WPath(id.clone())).await?;
-    Ok(Redirect::to(&format!("/ui/jobs/{id}")).into_response())
+    let page = format!("/ui/jobs/{id}");
+    act(&user, &form, page, |principal| {
+        jobs::cancel(State(state.api.clone()), principal, WPath(id))
+    })
+    .await
 }

@@ -186,6 +186,13 @@ pub(crate) struct LoggedIn {
 }
 
 impl LoggedIn {
+    /// The session's organisation, as the API's handlers take it.
+    pub(crate) fn principal(&self) -> crate::api::extract::Principal {
+        crate::api::extract::Principal {
+            org: self.session.org.clone(),
+        }
+    }
+
     /// Refuses a form or script request that does not carry this session's CSRF token.
     pub(crate) fn check(&self, token: &str) -> Result<(), UiError> {
         if same_bytes(token.as_bytes(), self.session.csrf.as_bytes()) {

@@ -20,7 +20,7 @@ use super::pages::Pages;
 use super::session::LoggedIn;
 use super::{UiError, UiState};
 use crate::api::batches::{self, BodyLimit};
-use crate::api::extract::{Principal, WPath, WQuery};
+use crate::api::extract::{WPath, WQuery};
 use crate::api::files;
 use crate::api::views::{FileView, StoredApplicationView};
 use crate::api::{ApiError, ErrorCode};
@@ -81,9 +81,7 @@ pub(crate) async fn upload(
     body: Body,
 ) -> Result<Response, UiError> {
     user.check_header(&headers)?;
-    let principal = Principal {
-        org: user.session.org.clone(),
-    };
+    let principal = user.principal();
     let query = WQuery(files::UploadQuery::default());
     let uploaded = files::upload(State(state.api.clone()), principal, query, headers, body).await;
     // The script shows the API's own error, in its shape and with its status.
@@ -113,9 +111,7 @@ pub(crate) async fn start(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    let principal = Principal {
-        org: user.session.org.clone(),
-    };
+    let principal = user.principal();
     let (_, Json(batch)) = batches::create(
         State(state.api.clone()),
         principal,
