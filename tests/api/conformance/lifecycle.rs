@@ -90,6 +90,13 @@ pub(super) async fn a_batch_cancel_stops_waiting_items_at_once_and_running_ones_
     let kept = store.get_job(&owner, done.id).await.unwrap().unwrap();
     assert_eq!(kept.suggestion.as_deref(), Some("kept"));
 
+    // A claim made while the running item is cancelling takes the plain job, never the item
+    // (taken again, its new attempt would run to the end and complete a cancelled batch).
+    let next = store.claim(10, LEASE).await.unwrap();
+    let next: Vec<_> = next.iter().map(|c| c.id).collect();
+    assert_eq!(next, vec![job_id("plain")]);
+    assert_eq!(state_of(store, running.id).await, JobState::Cancelling);
+
     // The running item's result is dropped; its heartbeat finds the lease gone and ends it.
     let late = store
         .finish(vec![completed(running.lease, "too late")])
@@ -110,7 +117,7 @@ pub(super) async fn a_batch_cancel_stops_waiting_items_at_once_and_running_ones_
     }
 
     // Nothing of another job changed; finished work cannot be cancelled.
-    assert_eq!(state_of(store, job_id("plain")).await, JobState::Queued);
+    assert_eq!(state_of(store, job_id("plain")).await, JobState::Running);
     let again = store.cancel_batch(&owner, batch_id("c1")).await.unwrap();
     assert!(matches!(again, CancelOutcome::Finished), "{again:?}");
     let finished = store.cancel_job(&owner, done.id).await.unwrap();
