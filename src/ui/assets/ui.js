@@ -9,19 +9,11 @@ document.addEventListener("submit", (event) => {
 });
 
 // A part of a page with data-refresh is fetched again every 5 s while the page is visible,
-// until it holds an element marked data-finished (a batch that has ended), and once more
-// after that: on PostgreSQL a cancelled batch's items can be counted failed for a moment
-// before they are counted cancelled.
+// until it holds an element marked data-finished (a batch that has ended).
 function refresh(part) {
   const every = 5000;
-  let last = false;
-  const finished = () => {
-    const ended = part.querySelector("[data-finished]") !== null;
-    const stop = ended && last;
-    last = ended;
-    return stop;
-  };
-  if (part.querySelector("[data-finished]") !== null) return;
+  const finished = () => part.querySelector("[data-finished]") !== null;
+  if (finished()) return;
   const tick = async () => {
     if (!document.hidden) {
       try {
