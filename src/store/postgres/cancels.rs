@@ -20,11 +20,12 @@ use crate::store::{
 const CANCELLED: &str = "cancelled";
 
 /// Cancels the queue rows `target` selects (`seq, state`, locked) at $1 ($2: the error),
-/// after the common table expressions `before` (each followed by a comma): answers how many
-/// jobs were touched and how many of them were running.
-fn cancel_sql(before: &str, target: &str) -> String {
+/// then runs the common table expressions `also` (each followed by a comma; they may read
+/// `t`, the rows selected): answers how many jobs were touched and how many of them were
+/// running.
+fn cancel_sql(target: &str, also: &str) -> String {
     format!(
-        "WITH {before} t AS ({target}), \
+        "WITH t AS ({target}), {also} \
          gone AS (DELETE FROM job_queue q USING t \
            WHERE q.seq = ANY(ARRAY(SELECT seq FROM t WHERE state <> 'running')) \
              AND q.seq = t.seq RETURNING q.seq, q.attempt, q.started_at), \
@@ -54,10 +55,10 @@ pub(super) async fn job(
     now: i64,
 ) -> Result<(CancelOutcome<JobRecord>, bool), StoreError> {
     let sql = cancel_sql(
-        "",
         "SELECT q.seq, q.state FROM job_queue q \
          WHERE q.seq = (SELECT seq FROM jobs WHERE id = $3 AND org = $4) \
            AND q.state <> 'cancelling' FOR UPDATE",
+        "",
     );
     let params: [&(dyn ToSql + Sync); 4] = [&now, &CANCELLED, &id, org];
     let rows = query(pool, &sql, &params).await?;
@@ -74,7 +75,9 @@ pub(super) async fn job(
 
 /// Cancels every item of a batch of `org` still in progress and records when (unless a
 /// cancel was asked before); answers the batch as it is now, and whether running calls must
-/// stop. Its items in progress are found among its organisation's queue rows.
+/// stop. Its items in progress are found among its organisation's queue rows. A batch whose
+/// last items finished between the check and the statement is not marked cancelled: it
+/// answers finished, as it would a moment later.
 pub(super) async fn batch(
     pool: &Pool,
     org: &OrgId,
@@ -87,20 +90,21 @@ pub(super) async fn batch(
         Some(_) => {}
     }
     let sql = cancel_sql(
-        "b AS (UPDATE batches SET cancelled_at = coalesce(cancelled_at, $1) \
-           WHERE id = $3 AND org = $4 RETURNING id),",
         "SELECT q.seq, q.state FROM job_queue q JOIN jobs j ON j.seq = q.seq \
          WHERE q.org = $4 AND j.batch_id = $3 AND q.state <> 'cancelling' \
          ORDER BY q.seq FOR UPDATE OF q",
+        "b AS (UPDATE batches SET cancelled_at = coalesce(cancelled_at, $1) \
+           WHERE id = $3 AND org = $4 AND EXISTS (SELECT 1 FROM t) RETURNING id),",
     );
     let params: [&(dyn ToSql + Sync); 4] = [&now, &CANCELLED, &id, org];
     let rows = query(pool, &sql, &params).await?;
-    let (_, running) = counts(&rows);
-    let batch = batches::get(pool, org, id).await?;
-    Ok((
-        batch.map_or(CancelOutcome::NotFound, CancelOutcome::Cancelled),
-        running > 0,
-    ))
+    let (touched, running) = counts(&rows);
+    let outcome = match batches::get(pool, org, id).await? {
+        None => CancelOutcome::NotFound,
+        Some(batch) if touched == 0 && batch.status().finished() => CancelOutcome::Finished,
+        Some(batch) => CancelOutcome::Cancelled(batch),
+    };
+    Ok((outcome, running > 0))
 }
 
 fn counts(rows: &[tokio_postgres::Row]) -> (i64, i64) {
