@@ -177,9 +177,12 @@ impl Engine {
             self.metrics.jobs.claimed(&job);
             let stop = self.track(job.lease);
             let (engine, done) = (self.clone(), done.clone());
+            // The attempt's future is large (every provider's call is in its type): boxed, the
+            // task that holds it stays small, and spawning it copies a few words, not the
+            // attempt (measured: a tenth of the burn-down's process time was those copies).
             async move {
                 tokio::select! {
-                    outcome = engine.work(job) => {
+                    outcome = Box::pin(engine.work(job)) => {
                         let _ = done.send(outcome).await;
                     }
                     () = stop.notified() => {}
