@@ -51,6 +51,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0013_insert_counts.sql"),
     include_str!("0014_dashboard.sql"),
     include_str!("0015_job_attempts.sql"),
+    include_str!("0016_completion_counts.sql"),
 ];
 /// Page cache of the key-lookup connection.
 const AUTH_CACHE_KIB: u32 = 256;
