@@ -229,9 +229,11 @@ impl Backend {
     pub(crate) async fn complete(&self, request: ChatRequest) -> Result<Completion, ProviderError> {
         let request = self.with_model(request);
         let admission = self.admit(&request).await;
+        // The HTTP client's call is a large future; boxed, it does not make every attempt
+        // (and every job's task, which holds one) that large, whatever its provider.
         let result = match &self.provider {
             Provider::Mock(mock) => mock.complete(&request).await,
-            Provider::OpenAi(client) => client.complete(&request).await,
+            Provider::OpenAi(client) => Box::pin(client.complete(&request)).await,
         };
         admission
             .settle(result.as_ref().map(|done| done.usage))
