@@ -16,6 +16,7 @@ mod dashboard;
 mod files;
 mod ids;
 mod jobs;
+mod leases;
 mod orgs;
 mod results;
 mod store_impl;
@@ -98,7 +99,7 @@ impl SqliteStore {
         let now = store.clock.now();
         let recovered = store
             .writer
-            .write(true, move |c| jobs::reap(c, i64::MAX, now))
+            .write(true, move |c| leases::reap(c, i64::MAX, now))
             .await?;
         if recovered > 0 {
             tracing::info!(

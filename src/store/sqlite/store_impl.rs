@@ -8,8 +8,8 @@ use rusqlite::Connection;
 use tokio::sync::{Notify, broadcast};
 
 use super::{
-    SqliteStore, applications, batches, cancels, claims, files, jobs, map_err, orgs, read, results,
-    schema_version,
+    SqliteStore, applications, batches, cancels, claims, files, jobs, leases, map_err, orgs, read,
+    results, schema_version,
 };
 use crate::store::{
     ApplicationId, ApplicationRecord, ApplicationVersion, ApplicationsChanged, BatchId, BatchPage,
@@ -150,7 +150,7 @@ impl Store for SqliteStore {
                 .iter()
                 .any(|o| matches!(o.kind, OutcomeKind::Retry { .. }));
             self.writer
-                .write(wakes, move |c| jobs::finish(c, &group, now))
+                .write(wakes, move |c| leases::finish(c, &group, now))
         }))
     }
 
@@ -159,7 +159,7 @@ impl Store for SqliteStore {
         let lease = lease.as_micros() as i64;
         Box::pin(
             self.writer
-                .write(false, move |c| jobs::renew(c, &leases, now + lease, now)),
+                .write(false, move |c| leases::renew(c, &leases, now + lease, now)),
         )
     }
 
@@ -167,13 +167,13 @@ impl Store for SqliteStore {
         let now = self.clock.now();
         Box::pin(
             self.writer
-                .write(true, move |c| jobs::release(c, &leases, now)),
+                .write(true, move |c| leases::release(c, &leases, now)),
         )
     }
 
     fn reap(&self) -> StoreFuture<'_, usize> {
         let now = self.clock.now();
-        Box::pin(self.writer.write(true, move |c| jobs::reap(c, now, now)))
+        Box::pin(self.writer.write(true, move |c| leases::reap(c, now, now)))
     }
 
     fn wakeups(&self) -> Arc<Notify> {
