@@ -24,7 +24,14 @@ def ticks(pid, children=False):
 def postgres_ticks():
     pids = [int(p) for p in subprocess.run(
         ["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout.split()]
-    postmaster = min(pids)
+    # The postmaster is the one whose parent is no PostgreSQL process (not the lowest pid:
+    # pids wrap around, and a backend may get a lower one).
+    def parent(pid):
+        try:
+            return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            return pids[0]  # exited: not the postmaster
+    postmaster = next(pid for pid in pids if parent(pid) not in pids)
     total = 0
     for pid in pids:
         try:
