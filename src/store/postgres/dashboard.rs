@@ -10,7 +10,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::PostgresStore;
-use super::jobs::{RECORD_COLUMNS, query, record};
+use super::jobs::{RECORD_COLUMNS, newest_first, query, record};
 use crate::store::{
     Dashboard, JobFilter, JobRecord, MINUTE_MICROS, MinuteFigures, OrgId, StoreError, StoreFuture,
     StoredSession, first_id_at, minute_of,
@@ -88,16 +88,16 @@ async fn browse(pool: &Pool, f: &JobFilter) -> Result<Vec<JobRecord>, StoreError
     );
     let limit = f.limit.min(i64::MAX as u64) as i64;
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&f.org, &f.application_id];
-    let mut sql = String::from("SELECT seq FROM jobs WHERE org = $1 AND application_id = $2");
+    let mut conditions = String::from("org = $1 AND application_id = $2");
     if let Some(status) = &status {
-        filter(&mut sql, &mut params, status, " AND status = #");
+        filter(&mut conditions, &mut params, status, " AND status = #");
     }
     if let Some(batch) = &f.batch_id {
-        filter(&mut sql, &mut params, batch, " AND batch_id = #");
+        filter(&mut conditions, &mut params, batch, " AND batch_id = #");
     }
     if let Some(cursor) = &f.older_than {
         let clause = " AND seq < (SELECT seq FROM jobs WHERE id = # AND org = $1)";
-        filter(&mut sql, &mut params, cursor, clause);
+        filter(&mut conditions, &mut params, cursor, clause);
     }
     if let Some(after) = &after {
         let clause = format!(
@@ -105,7 +105,7 @@ async fn browse(pool: &Pool, f: &JobFilter) -> Result<Vec<JobRecord>, StoreError
                (SELECT seq FROM jobs WHERE id >= # ORDER BY id LIMIT 1) - {SEQ_SLACK}, \
                9223372036854775807)"
         );
-        filter(&mut sql, &mut params, after, &clause);
+        filter(&mut conditions, &mut params, after, &clause);
     }
     if let Some(before) = &before {
         let clause = format!(
@@ -113,13 +113,13 @@ async fn browse(pool: &Pool, f: &JobFilter) -> Result<Vec<JobRecord>, StoreError
                (SELECT seq FROM jobs WHERE id >= # ORDER BY id LIMIT 1) + {SEQ_SLACK}, \
                9223372036854775807)"
         );
-        filter(&mut sql, &mut params, before, &clause);
+        filter(&mut conditions, &mut params, before, &clause);
     }
     params.push(&limit);
+    let limit = format!("${}", params.len());
     let sql = format!(
-        "SELECT {RECORD_COLUMNS} FROM job_records WHERE seq IN ({sql} ORDER BY seq DESC \
-         LIMIT ${}) ORDER BY seq DESC",
-        params.len()
+        "SELECT {RECORD_COLUMNS} FROM job_records WHERE seq IN ({}) ORDER BY seq DESC",
+        newest_first(&conditions, status.is_some(), &limit, "0")
     );
     let rows = query(pool, &sql, &params).await?;
     rows.iter().map(record).collect()

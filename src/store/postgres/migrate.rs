@@ -30,7 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0012_batch_lifecycle.sql"),
     include_str!("0013_dashboard.sql"),
     include_str!("0014_job_attempts.sql"),
-    include_str!("0015_jobs_by_app_updated_at.sql"),
+    include_str!("0015_lists_by_status.sql"),
 ];
 
 /// Taken before anything else, per schema: nodes sharing a schema serialise their
