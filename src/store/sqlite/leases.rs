@@ -258,18 +258,7 @@ mod tests {
     fn many_completions_are_one_fenced_statement() {
         let conn = Connection::open_in_memory().unwrap();
         super::super::migrate(&conn).unwrap();
-        let mut explain = conn
-            .prepare(&format!(
-                "EXPLAIN QUERY PLAN {}",
-                complete_sql(COMPLETE_CHUNK)
-            ))
-            .unwrap();
-        let mut steps = explain.raw_query();
-        let mut plan: Vec<String> = Vec::new();
-        while let Some(step) = steps.next().unwrap() {
-            plan.push(step.get(3).unwrap());
-        }
-        drop(steps);
+        let plan = super::super::query_plan(&conn, complete_sql(COMPLETE_CHUNK));
         assert!(
             plan.iter()
                 .any(|s| s.contains("SEARCH jobs USING INTEGER PRIMARY KEY")),

@@ -265,3 +265,16 @@ fn map_err(e: rusqlite::Error) -> StoreError {
 fn io_err(path: &Path, e: std::io::Error) -> StoreError {
     StoreError::database(path.display().to_string(), e)
 }
+
+/// The steps of `EXPLAIN QUERY PLAN` for `sql`, its parameters left unbound (with QPSG on, no
+/// bound value changes a plan).
+#[cfg(test)]
+fn query_plan(conn: &Connection, sql: &str) -> Vec<String> {
+    let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let mut steps = explain.raw_query();
+    let mut plan = Vec::new();
+    while let Some(step) = steps.next().unwrap() {
+        plan.push(step.get(3).unwrap());
+    }
+    plan
+}
