@@ -310,6 +310,71 @@ async fn cancelling_a_running_batch_aborts_its_calls_which_mock_llm_sees_leave()
     assert_eq!(by_status["totalCount"], 1);
 }
 
+/// Batches stored at the same time as each other and as single jobs: their items' places
+/// among the jobs interleave (on PostgreSQL each batch is found through the range of places
+/// its items took), yet a cancel takes exactly its own batch's items, and a dashboard list of
+/// a batch shows only its items.
+#[tokio::test]
+async fn a_cancel_takes_exactly_its_batch_among_batches_and_jobs_stored_at_once() {
+    // No worker: everything waits.
+    let app = spawn_with(ServeOptions {
+        concurrency: Some(0),
+        ..ServeOptions::default()
+    })
+    .await;
+    const ITEMS: usize = 3_000;
+    let batch = |name: &'static str| {
+        let items = (0..ITEMS)
+            .map(|n| item(&format!("{name}-{n}"), &[name]))
+            .collect();
+        app.batch_of("echo", items)
+    };
+    let singles = async {
+        let mut ids = Vec::new();
+        for n in 0..20 {
+            let text = format!("single {n}");
+            let job = app.create_job("echo", &[("Text", &[&text])]).await;
+            ids.push(job["id"].as_str().unwrap().to_owned());
+        }
+        ids
+    };
+    let (a, b, singles) = tokio::join!(batch("alpha"), batch("beta"), singles);
+    let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+
+    let response = app
+        .post(&format!("/v1/applications/batches/{a}/cancel"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let counts = |cancelled: usize, in_progress: usize| {
+        json!({"total": ITEMS, "in_progress": in_progress, "completed": 0, "failed": 0,
+            "cancelled": cancelled})
+    };
+    assert_eq!(app.batch(a).await["counts"], counts(ITEMS, 0));
+    assert_eq!(app.batch(b).await["counts"], counts(0, ITEMS));
+    for id in &singles {
+        let job = app.get_json(&format!("/v1/applications/jobs/{id}")).await;
+        assert_eq!(job["status"], "in_progress", "{job}");
+    }
+    let listed = app
+        .get_json("/v1/applications/echo/jobs?status=failed")
+        .await;
+    assert_eq!(listed["totalCount"], ITEMS);
+
+    // The dashboard's list of b: a page of b's items, newest first, all of them counted.
+    let s = crate::ui::Session::open(&app, crate::helpers::KEY).await;
+    let page = s.get(&format!("/ui/jobs?batch={b}")).await;
+    let page = page.text().await.unwrap();
+    assert!(page.contains(&format!("{ITEMS} job(s) match")), "{page}");
+    assert!(
+        page.contains(&format!(">beta-{}<", ITEMS - 1)),
+        "the newest item"
+    );
+    assert_eq!(page.matches(">beta-").count(), 50, "a page of b's items");
+    assert!(!page.contains("alpha-"), "none of a's");
+}
+
 #[tokio::test]
 async fn a_single_waiting_job_is_cancelled_at_once_and_can_be_retried() {
     // No worker: the job waits.

@@ -35,7 +35,8 @@ const RECORDS: &str = "batch_records b CROSS JOIN LATERAL ( \
          ORDER BY finished_seq DESC LIMIT $1) last) w";
 
 const INSERT_BATCH: &str = "WITH b AS (INSERT INTO batches (id, org, application_id, total, \
-       created_at, priority, metadata, errors) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)) \
+       created_at, priority, metadata, errors, first_seq, last_seq) \
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10, $11)) \
      INSERT INTO batch_counts (batch_id, shard, completed, failed, changed_at) \
      VALUES ($1, 0, 0, $9, $5)";
 
@@ -115,6 +116,18 @@ pub(super) async fn insert(
         tally.add(&chunk);
     };
     let (total, refused) = (tally.total as i64, tally.refused as i64);
+    // The items' range (0016_batch_ranges.sql): after every job there was before, up to the
+    // last `seq` this connection took, its last item's.
+    let range = if total == 0 {
+        (None, None)
+    } else {
+        let last: i64 = tx
+            .query_one("SELECT currval(pg_get_serial_sequence('jobs', 'seq'))", &[])
+            .await
+            .map_err(map_err)?
+            .get(0);
+        (Some(before + 1), Some(last))
+    };
     let priority = end.priority.index() as i16;
     if end.priority != batch.priority {
         tx.execute(MOVE_PRIORITY, &[&priority, &before, &batch.id])
@@ -122,7 +135,7 @@ pub(super) async fn insert(
             .map_err(map_err)?;
     }
     let head = tx.prepare_cached(INSERT_BATCH).await.map_err(map_err)?;
-    let params: [&(dyn ToSql + Sync); 9] = [
+    let params: [&(dyn ToSql + Sync); 11] = [
         &batch.id,
         &batch.org,
         &batch.application_id,
@@ -132,6 +145,8 @@ pub(super) async fn insert(
         &end.metadata,
         &end.errors,
         &refused,
+        &range.0,
+        &range.1,
     ];
     tx.execute(&head, &params).await.map_err(map_err)?;
     if let Some(webhook) = &end.webhook {

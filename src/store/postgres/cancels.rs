@@ -75,9 +75,9 @@ pub(super) async fn job(
 
 /// Cancels every item of a batch of `org` still in progress and records when (unless a
 /// cancel was asked before); answers the batch as it is now, and whether running calls must
-/// stop. Its items in progress are found among its organisation's queue rows. A batch whose
-/// last items finished between the check and the statement is not marked cancelled: it
-/// answers finished, as it would a moment later.
+/// stop. Its items in progress are the queue rows in its range of `seq`
+/// (0016_batch_ranges.sql). A batch whose last items finished between the check and the
+/// statement is not marked cancelled: it answers finished, as it would a moment later.
 pub(super) async fn batch(
     pool: &Pool,
     org: &OrgId,
@@ -91,7 +91,9 @@ pub(super) async fn batch(
     }
     let sql = cancel_sql(
         "SELECT q.seq, q.state FROM job_queue q JOIN jobs j ON j.seq = q.seq \
-         WHERE q.org = $4 AND j.batch_id = $3 AND q.state <> 'cancelling' \
+         WHERE q.seq BETWEEN (SELECT first_seq FROM batches WHERE id = $3) \
+           AND (SELECT last_seq FROM batches WHERE id = $3) \
+           AND q.org = $4 AND j.batch_id = $3 AND q.state <> 'cancelling' \
          ORDER BY q.seq FOR UPDATE OF q",
         "b AS (UPDATE batches SET cancelled_at = coalesce(cancelled_at, $1) \
            WHERE id = $3 AND org = $4 AND EXISTS (SELECT 1 FROM t) RETURNING id),",

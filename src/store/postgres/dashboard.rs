@@ -93,7 +93,11 @@ async fn browse(pool: &Pool, f: &JobFilter) -> Result<Vec<JobRecord>, StoreError
         filter(&mut conditions, &mut params, status, " AND status = #");
     }
     if let Some(batch) = &f.batch_id {
-        filter(&mut conditions, &mut params, batch, " AND batch_id = #");
+        // A batch's items lie in its range of `seq` (0016_batch_ranges.sql).
+        let clause = " AND batch_id = # AND seq BETWEEN \
+             (SELECT first_seq FROM batches WHERE id = #) AND \
+             (SELECT last_seq FROM batches WHERE id = #)";
+        filter(&mut conditions, &mut params, batch, clause);
     }
     if let Some(cursor) = &f.older_than {
         let clause = " AND seq < (SELECT seq FROM jobs WHERE id = # AND org = $1)";
