@@ -6,7 +6,8 @@
 //! - `intake`: jobs accepted per second through `POST …/jobs`, 64 keep-alive connections, each
 //!   job committed before its 202, driven by `wrk`; beside it, the same server's no-op route
 //!   (`GET /healthz`) in the same run, and the ratio of the two.
-//! - `burndown`: N queued jobs worked to completion; jobs per second.
+//! - `burndown`: N queued jobs (or with `--burndown-batch` one batch of N items) worked to
+//!   completion; jobs per second.
 //! - `wakeup`: on an idle server, the time from a job's insert to its attempt starting
 //!   (`started_at - created_at`), p50 and p99 over sequential jobs.
 //! - `model`: N jobs against `mock-llm` at a fixed latency and capacity; how close to the
@@ -53,6 +54,10 @@ pub struct BenchArgs {
     /// Jobs for the burn-down.
     #[arg(long, default_value_t = 100_000)]
     pub jobs: usize,
+    /// The burn-down's jobs are the items of one batch (stored through `POST …/batches` on a
+    /// server that works none) instead of single jobs.
+    #[arg(long)]
+    pub burndown_batch: bool,
     /// Sizes of the batches the batches scenario creates (comma-separated).
     #[arg(long, default_value = "100000,1000000", value_delimiter = ',')]
     pub batch_items: Vec<usize>,

@@ -3,15 +3,23 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use serde_json::{Value, json};
+
 use super::harness::{APP, KEY, Running, Workspace, count, start};
 use super::{BenchArgs, percentiles};
 
 pub(super) async fn burndown(args: &BenchArgs) -> anyhow::Result<()> {
     let workspace = Workspace::new(args).await?;
     let seeded = Instant::now();
-    workspace.seed(args.jobs).await?;
+    let what = if args.burndown_batch {
+        seed_batch(&workspace, args).await?;
+        "batch items"
+    } else {
+        workspace.seed(args.jobs).await?;
+        "jobs"
+    };
     println!(
-        "burndown: seeded {} jobs in {:.1}s",
+        "burndown: seeded {} {what} in {:.1}s",
         args.jobs,
         seeded.elapsed().as_secs_f64()
     );
@@ -25,6 +33,22 @@ pub(super) async fn burndown(args: &BenchArgs) -> anyhow::Result<()> {
         args.concurrency
     );
     Ok(())
+}
+
+/// Stores `--jobs` items as one batch through a server that works none.
+async fn seed_batch(workspace: &Workspace, args: &BenchArgs) -> anyhow::Result<()> {
+    let server = start(workspace.options(0, args.sqlite_sync)).await?;
+    let items: Vec<Value> = (0..args.jobs)
+        .map(|_| json!({"inputs": [{"id": "Text", "value": ["hello"]}]}))
+        .collect();
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/applications/{APP}/batches", server.base))
+        .bearer_auth(KEY)
+        .json(&json!({ "items": items }))
+        .send()
+        .await?;
+    anyhow::ensure!(response.status().as_u16() == 202, "{}", response.status());
+    server.stop().await
 }
 
 /// Starts `--nodes` servers on a seeded workspace and waits until `n` jobs are completed.

@@ -8,7 +8,7 @@
 --
 -- The index cost more than it gave. Each item took an entry when inserted (a ninth of
 -- PostgreSQL's work per item of a batch: callgrind of one backend inserting 24,576 items,
--- 106,600 instructions an item with it, 94,900 without), and each finish, which is never a HOT
+-- 106,600 instructions an item with it, 95,000 without), and each finish, which is never a HOT
 -- update, another, with the old version's key, so PostgreSQL cleaned its pages bottom-up as it
 -- did `jobs_by_app`'s (0015). Results, retries and a batch's pace read `jobs_finished`.
 -- A batch of no items has no range (NULL): nothing lies in it.

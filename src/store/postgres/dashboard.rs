@@ -89,9 +89,10 @@ async fn browse(pool: &Pool, f: &JobFilter) -> Result<Vec<JobRecord>, StoreError
     let limit = f.limit.min(i64::MAX as u64) as i64;
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&f.org, &f.application_id];
     let mut conditions = String::from("org = $1 AND application_id = $2");
-    if let Some(status) = &status {
+    let status_param = status.as_ref().map(|status| {
         filter(&mut conditions, &mut params, status, " AND status = #");
-    }
+        format!("${}", params.len())
+    });
     if let Some(batch) = &f.batch_id {
         // A batch's items lie in its range of `seq` (0016_batch_ranges.sql).
         let clause = " AND batch_id = # AND seq BETWEEN \
@@ -123,7 +124,7 @@ async fn browse(pool: &Pool, f: &JobFilter) -> Result<Vec<JobRecord>, StoreError
     let limit = format!("${}", params.len());
     let sql = format!(
         "SELECT {RECORD_COLUMNS} FROM job_records WHERE seq IN ({}) ORDER BY seq DESC",
-        newest_first(&conditions, status.is_some(), &limit, "0")
+        newest_first(&conditions, status_param.as_deref(), &limit, "0")
     );
     let rows = query(pool, &sql, &params).await?;
     rows.iter().map(record).collect()

@@ -180,7 +180,7 @@ pub(super) async fn list(pool: &Pool, q: &JobQuery) -> Result<JobPage, StoreErro
     // are read from the table.
     let page = format!(
         "SELECT {RECORD_COLUMNS} FROM job_records WHERE seq IN ({}) ORDER BY seq DESC",
-        newest_first(filter, status.is_some(), "$4", "$5")
+        newest_first(filter, status.and(Some("$3")), "$4", "$5")
     );
     let total = "SELECT coalesce(sum(n), 0)::bigint FROM job_counts \
          WHERE org = $1 AND application_id = $2 AND ($3::text IS NULL OR status = $3)";
@@ -209,19 +209,34 @@ pub(super) async fn list(pool: &Pool, q: &JobQuery) -> Result<JobPage, StoreErro
 }
 
 /// The seqs of the `jobs` rows that match `filter` (which begins with `org = $1 AND
-/// application_id = $2`), newest first, `LIMIT {limit} OFFSET {offset}` (SQL expressions).
-/// Each status's rows are a range of `jobs_by_app_status`: when `filter` names no status, the
-/// three ranges are merged (a Merge Append of three index scans; the planner makes none from
-/// the statuses of a `UNION ALL` without the inner limits), each read no further than the
-/// page's end nor past its last live row: its count in `job_counts`, exact in the statement's
-/// snapshot, ends the scan before the range's dead entries (a finished job leaves one in
-/// `in_progress` until a vacuum). Lists need no index on `(org, application_id, seq)`: each
-/// finish gave it an entry with the old row version's key, and the page cleaning that caused
-/// was a seventh of PostgreSQL's work per job (0015_lists_by_status.sql).
-pub(super) fn newest_first(filter: &str, has_status: bool, limit: &str, offset: &str) -> String {
-    if has_status {
+/// application_id = $2`, then `AND status = {status}` when a status is given), newest first,
+/// `LIMIT {limit} OFFSET {offset}` (SQL expressions). Each status's rows are a range of
+/// `jobs_by_app_status`, read no further than the page's end nor past the range's last live
+/// row: its count in `job_counts`, exact in the statement's snapshot, ends the scan before the
+/// range's dead entries (a finished job leaves one in `in_progress` until a vacuum). When
+/// `filter` names no status, the three ranges are merged (a Merge Append of three index scans;
+/// the planner makes none from the statuses of a `UNION ALL` without the inner limits). Lists
+/// need no index on `(org, application_id, seq)`: each finish gave it an entry with the old
+/// row version's key, and the page cleaning that caused was a seventh of PostgreSQL's work
+/// per job (0015_lists_by_status.sql).
+pub(super) fn newest_first(
+    filter: &str,
+    status: Option<&str>,
+    limit: &str,
+    offset: &str,
+) -> String {
+    let live = |status: &str| {
+        format!(
+            "(SELECT coalesce(sum(n), 0)::bigint FROM job_counts \
+              WHERE org = $1 AND application_id = $2 AND status = {status})"
+        )
+    };
+    if let Some(status) = status {
+        // No more rows than the status has live past the offset (none once it is past).
         return format!(
-            "SELECT seq FROM jobs WHERE {filter} ORDER BY seq DESC LIMIT {limit} OFFSET {offset}"
+            "SELECT seq FROM jobs WHERE {filter} ORDER BY seq DESC \
+             LIMIT least({limit}::bigint, greatest({} - {offset}::bigint, 0)) OFFSET {offset}",
+            live(status)
         );
     }
     // The page's end saturates rather than overflows (an offset may be any `bigint`).
@@ -237,8 +252,8 @@ pub(super) fn newest_first(filter: &str, has_status: bool, limit: &str, offset: 
         format!(
             "(SELECT seq FROM jobs WHERE {filter} AND status = '{status}' ORDER BY seq DESC \
              LIMIT least(least({offset}::bigint, {MAX} - {limit}::bigint) + {limit}::bigint, \
-               (SELECT coalesce(sum(n), 0)::bigint FROM job_counts \
-                WHERE org = $1 AND application_id = $2 AND status = '{status}')))"
+               {}))",
+            live(&format!("'{status}'"))
         )
     })
     .collect();
