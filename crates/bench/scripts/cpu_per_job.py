@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """CPU time per job of a burn-down, which moves far less with the machine's load than wall time.
 
-    python3 crates/bench/scripts/cpu_per_job.py BENCH_BINARY JOBS [--database-url URL]
+    python3 crates/bench/scripts/cpu_per_job.py BENCH_BINARY JOBS [--database-url URL] [--burndown-batch]
 
 Runs `BENCH --scenarios burndown --jobs JOBS [...]` and prints its jobs/s, the bench process's
 CPU per job between its "seeded" line and its result line, and with --database-url every
