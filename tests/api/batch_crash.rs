@@ -271,8 +271,8 @@ async fn a_batch_taken_in_when_killed_leaves_nothing(schema: Option<&Schema>) {
         .body(body)
         .send();
     let sent = tokio::spawn(request);
-    // Give the server time to store the chunks it has (a wait, not a timed assertion: the
-    // test holds whether or not it got that far).
+    // Give the server time to take in what it has (a wait, not a timed assertion: the test
+    // holds whether or not it got that far).
     tokio::time::sleep(Duration::from_secs(1)).await;
     server.kill_9();
     assert!(sent.await.unwrap().is_err(), "the request was answered");

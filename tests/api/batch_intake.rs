@@ -296,3 +296,48 @@ async fn a_body_that_breaks_or_overflows_after_thousands_of_items_writes_nothing
     let batches = app.get_json("/v1/applications/echo/batches").await;
     assert_eq!(batches["totalCount"], 0);
 }
+
+/// A batch whose body arrives slowly holds up no other write: nothing of it is stored until
+/// the whole body is in (on SQLite the batch would otherwise hold the one writer from its
+/// first chunk of items to its last).
+#[tokio::test]
+async fn a_batch_body_that_arrives_slowly_holds_up_no_other_write() {
+    // No worker: the jobs wait, and the counts read are the stored ones.
+    let app = spawn_with(ServeOptions {
+        concurrency: Some(0),
+        ..ServeOptions::default()
+    })
+    .await;
+    let body = serde_json::to_string(&json!({"items": many(5_000)})).unwrap();
+    // All but the closing brackets now (more than a chunk of items), those when asked.
+    let (head, tail) = body.split_at(body.len() - 2);
+    let (send, parts) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(2);
+    send.send(Ok(head.to_owned())).await.unwrap();
+    let parts = futures_util::stream::unfold(parts, |mut parts| async move {
+        parts.recv().await.map(|part| (part, parts))
+    });
+    let batch = app
+        .post("/v1/applications/echo/batches")
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(parts))
+        .send();
+    let batch = tokio::spawn(batch);
+    // Time for the server to read what it was sent (a wait, not a timed assertion: the test
+    // holds whether or not it got that far).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    let single = app.create_job("echo", &[("Text", &["meanwhile"])]);
+    let single = tokio::time::timeout(std::time::Duration::from_secs(20), single)
+        .await
+        .expect("a single job is stored while a batch's body is still arriving");
+    assert_eq!(single["status"], "in_progress");
+    assert_eq!(app.echo_total().await, 1, "nothing of the batch yet");
+
+    send.send(Ok(tail.to_owned())).await.unwrap();
+    drop(send);
+    let response = batch.await.unwrap().unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let stored: Value = response.json().await.unwrap();
+    assert_eq!(stored["counts"]["total"], 5_000);
+    assert_eq!(app.echo_total().await, 5_001);
+}

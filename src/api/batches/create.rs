@@ -1,11 +1,12 @@
 //! `POST /v1/applications/{application_id}/batches`: a batch from inline `items` or from an
 //! uploaded `.jsonl` or `.csv` file (`file_id`).
 //!
-//! The body is read as a stream on a blocking thread ([`sources::body`]); its items go to
-//! the [`Intake`] as they are parsed, and from it to the store in chunks, in one transaction
-//! that commits only once the last item is in. With a `file_id`, the file's bytes are
-//! streamed from blob storage the same way. Memory stays flat whatever the batch's size;
-//! the 202 comes once every item is durable, and a failure anywhere leaves nothing written.
+//! The body is written to a temporary file as it arrives, then read back as a stream on a
+//! blocking thread ([`sources::body`]); its items go to the [`Intake`] as they are parsed,
+//! and from it to the store in chunks, in one transaction that commits only once the last
+//! item is in. With a `file_id`, the file's bytes are streamed from blob storage the same
+//! way. Memory stays flat whatever the batch's size; the 202 comes once every item is
+//! durable, and a failure anywhere leaves nothing written.
 
 use axum::Json;
 use axum::body::Body;
@@ -69,7 +70,7 @@ pub(crate) async fn create(
     let priority = priority(&headers)?.unwrap_or(app.priority);
     let org = principal.org;
     let mut intake = Intake::new(state.clone(), org.clone(), app, priority);
-    let reader = ChunkReader::new(limited(request, limit.0));
+    let reader = ChunkReader::new(spooled(&state, request, limit.0).await?);
     let (fields, mut intake) = on_thread(move || (body::read(reader, &mut intake), intake)).await?;
     let fields = fields?;
     let webhook = match &fields.webhook {
@@ -157,17 +158,33 @@ async fn open_file(
     Ok((format, ChunkReader::new(Box::pin(chunks))))
 }
 
-/// The request's body as chunks, held to `limit` bytes as it arrives.
-fn limited(request: Body, limit: usize) -> BoxStream<'static, Chunk> {
-    let mut seen = 0;
-    Box::pin(request.into_data_stream().map(move |chunk| {
+/// The request's body, written to a temporary file as it arrives (held to `limit` bytes),
+/// then read back as chunks. Nothing is stored until the whole body is in: no writer is taken
+/// and no transaction opened while a client sends, however slowly.
+async fn spooled(
+    state: &AppState,
+    request: Body,
+    limit: usize,
+) -> Result<BoxStream<'static, Chunk>, ApiError> {
+    let mut spool = state.files.spool().map_err(upload_error)?;
+    let mut body = request.into_data_stream();
+    while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| body_error(&e))?;
-        seen += chunk.len();
-        if seen > limit {
+        if spool.size() + chunk.len() as u64 > limit as u64 {
             return Err(too_large());
         }
-        Ok(chunk)
-    }))
+        spool
+            .write(&chunk)
+            .await
+            .map_err(|e| upload_error(e.into()))?;
+    }
+    let chunks = spool
+        .into_chunks()
+        .await
+        .map_err(|e| upload_error(e.into()))?;
+    Ok(Box::pin(
+        chunks.map(|chunk| chunk.map_err(|e| upload_error(e.into()))),
+    ))
 }
 
 /// Runs `work` (a parse, which blocks on its source) on a blocking thread.

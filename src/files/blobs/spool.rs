@@ -1,21 +1,26 @@
 //! Uploads on their way in: written to a temporary file in `<data_dir>/uploads/` as they
 //! stream, so an upload never sits in memory while it arrives and an upload over the limit
 //! costs nothing but the bytes read before it was refused. [`Blobs::put_spooled`] then makes
-//! the file a blob (a rename on local storage). A spool dropped before that is deleted; the
-//! temp files of a crashed process are removed by [`Blobs::check`] at the next start.
+//! the file a blob (a rename on local storage); a batch's inline body is read back from it
+//! ([`Spool::into_chunks`]). A spool dropped before that is deleted; the temp files of a
+//! crashed process are removed by [`Blobs::check`] at the next start.
 //!
 //! [`Blobs::put_spooled`]: super::Blobs::put_spooled
 //! [`Blobs::check`]: super::Blobs::check
 
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{self, BoxStream};
 use tempfile::TempPath;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::BlobError;
 use super::local::{TMP_PREFIX, io_err};
 use crate::report::Cause;
+
+/// How much [`Spool::into_chunks`] reads at a time.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// An upload being written to a temporary file.
 pub struct Spool {
@@ -64,6 +69,29 @@ impl Spool {
             .await
             .map(Bytes::from)
             .map_err(|e| io_err("read", &self.path, e))
+    }
+
+    /// Everything written, read back as a stream of chunks; the file is deleted once the
+    /// stream is dropped.
+    pub async fn into_chunks(
+        mut self,
+    ) -> Result<BoxStream<'static, Result<Bytes, BlobError>>, BlobError> {
+        self.file
+            .flush()
+            .await
+            .map_err(|e| io_err("write", &self.path, e))?;
+        let file = tokio::fs::File::open(&self.path)
+            .await
+            .map_err(|e| io_err("open", &self.path, e))?;
+        let chunks = stream::unfold((file, self.path), |(mut file, path)| async move {
+            let mut chunk = BytesMut::with_capacity(READ_CHUNK);
+            match file.read_buf(&mut chunk).await {
+                Ok(0) => None,
+                Ok(_) => Some((Ok(chunk.freeze()), (file, path))),
+                Err(e) => Some((Err(io_err("read", &path, e)), (file, path))),
+            }
+        });
+        Ok(Box::pin(chunks))
     }
 
     /// Makes the file durable and answers its path, which is no longer deleted on drop.
