@@ -1,7 +1,7 @@
 //! The batch statements. An insert is one transaction on one connection: the items as their
 //! chunks arrive, each chunk one `INSERT … SELECT FROM unnest(…)` (the `jobs_enqueue`
-//! trigger queues the valid ones), then the batch row and its first counter row, then the
-//! wake-up. Parts that stop before their end roll it all back. The counts are kept by
+//! trigger queues the valid ones), then the batch row, its first counter row and its items'
+//! counts in `job_counts`, then the wake-up. Parts that stop before their end roll it all back. The counts are kept by
 //! `jobs_count_update` (0012_batch_lifecycle.sql); reads go through the `batch_records` view,
 //! which sums a batch's counter shards, with the batch's recent pace: the last
 //! [`THROUGHPUT_WINDOW`] items to run to their end, walked back in `jobs_finished`.
@@ -34,9 +34,18 @@ const RECORDS: &str = "batch_records b CROSS JOIN LATERAL ( \
            AND b.cancelled_at IS NULL \
          ORDER BY finished_seq DESC LIMIT $1) last) w";
 
+/// The batch's row and its first counter row, and its items counted in `job_counts` (the
+/// refused ones failed, the rest in progress; 0017_insert_counts.sql), on the connection's
+/// shard, in key order as every counter write takes them.
 const INSERT_BATCH: &str = "WITH b AS (INSERT INTO batches (id, org, application_id, total, \
        created_at, priority, metadata, errors, first_seq, last_seq) \
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10, $11)) \
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10, $11)), \
+     counted AS (INSERT INTO job_counts (org, application_id, status, shard, n) \
+       SELECT $2, $3, status, pg_backend_pid() % 16, n \
+       FROM (VALUES ('failed', $9::bigint), ('in_progress', $4::bigint - $9::bigint)) c(status, n) \
+       WHERE n > 0 ORDER BY status \
+       ON CONFLICT (org, application_id, status, shard) \
+       DO UPDATE SET n = job_counts.n + excluded.n) \
      INSERT INTO batch_counts (batch_id, shard, completed, failed, changed_at) \
      VALUES ($1, 0, 0, $9, $5)";
 

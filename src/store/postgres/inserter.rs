@@ -33,18 +33,26 @@ const GROUPS_IN_FLIGHT: usize = 2;
 /// Requests waiting for the grouper at most; senders wait beyond that (backpressure).
 const QUEUE: usize = 16 * 1024;
 
-/// The `jobs_enqueue` trigger gives each inserted job its `job_queue` row.
-const INSERT: &str = "INSERT INTO jobs (id, org, application_id, state, inputs, max_attempts, \
-       backoff_initial_ms, backoff_max_ms, run_at, idempotency_key, created_at, updated_at, \
-       max_wait_ms, priority, application_version) \
-     SELECT u.id, u.org, u.application_id, 'queued', u.inputs, u.max_attempts, \
-       u.backoff_initial_ms, u.backoff_max_ms, $9, u.idempotency_key, $9, $9, \
-       u.max_wait_ms, u.priority, u.application_version \
-     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], \
-                 $7::bigint[], $8::text[], $10::bigint[], $11::smallint[], $12::int[]) \
-       AS u(id, org, application_id, inputs, max_attempts, backoff_initial_ms, \
-            backoff_max_ms, idempotency_key, max_wait_ms, priority, application_version) \
-     ON CONFLICT DO NOTHING RETURNING id";
+/// The `jobs_enqueue` trigger gives each inserted job its `job_queue` row; the statement
+/// counts what it inserted in `job_counts` (0017_insert_counts.sql), on its connection's
+/// shard, in key order as every counter write takes them.
+const INSERT: &str = "WITH inserted AS (INSERT INTO jobs (id, org, application_id, state, \
+         inputs, max_attempts, backoff_initial_ms, backoff_max_ms, run_at, idempotency_key, \
+         created_at, updated_at, max_wait_ms, priority, application_version) \
+       SELECT u.id, u.org, u.application_id, 'queued', u.inputs, u.max_attempts, \
+         u.backoff_initial_ms, u.backoff_max_ms, $9, u.idempotency_key, $9, $9, \
+         u.max_wait_ms, u.priority, u.application_version \
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], \
+                   $7::bigint[], $8::text[], $10::bigint[], $11::smallint[], $12::int[]) \
+         AS u(id, org, application_id, inputs, max_attempts, backoff_initial_ms, \
+              backoff_max_ms, idempotency_key, max_wait_ms, priority, application_version) \
+       ON CONFLICT DO NOTHING RETURNING id, org, application_id), \
+     counted AS (INSERT INTO job_counts (org, application_id, status, shard, n) \
+       SELECT org, application_id, 'in_progress', pg_backend_pid() % 16, count(*) \
+       FROM inserted GROUP BY org, application_id ORDER BY org, application_id \
+       ON CONFLICT (org, application_id, status, shard) \
+       DO UPDATE SET n = job_counts.n + excluded.n) \
+     SELECT id FROM inserted";
 
 const EXISTING: &str = "SELECT j.org, j.idempotency_key, j.id, j.created_at, \
        coalesce(q.state, j.state) FROM jobs j LEFT JOIN job_queue q ON q.seq = j.seq \

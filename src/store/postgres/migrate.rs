@@ -32,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0014_job_attempts.sql"),
     include_str!("0015_lists_by_status.sql"),
     include_str!("0016_batch_ranges.sql"),
+    include_str!("0017_insert_counts.sql"),
 ];
 
 /// Taken before anything else, per schema: nodes sharing a schema serialise their
