@@ -125,6 +125,15 @@ async fn a_csv_is_checked_before_anything_exists_then_started_and_its_results_do
         .await
         .unwrap();
     assert!(page.contains("data-finished"), "the refresh stops");
+    assert!(page.contains(&format!(r#"href="/ui/jobs?batch={id}">all 3 as jobs<"#)));
+    let failed = format!("/ui/jobs?batch={id}&amp;status=failed");
+    assert!(page.contains(&format!(r#"href="{failed}">the failed ones<"#)));
+    let items = session.get(&failed.replace("&amp;", "&")).await;
+    let items = items.text().await.unwrap();
+    assert!(
+        items.contains("1 job(s) match") && items.contains("chair"),
+        "{items}"
+    );
     let failures = table(&page, r#"id="failures""#);
     assert!(
         failures.contains("chair") && failures.contains("shout"),
