@@ -1,10 +1,11 @@
 //! The batch statements. An insert is one transaction on one connection: the items as their
 //! chunks arrive, each chunk one `INSERT … SELECT FROM unnest(…)` (the `jobs_enqueue`
 //! trigger queues the valid ones), then the batch row, its first counter row and its items'
-//! counts in `job_counts`, then the wake-up. Parts that stop before their end roll it all back. The counts are kept by
-//! `jobs_count_update` (0012_batch_lifecycle.sql); reads go through the `batch_records` view,
-//! which sums a batch's counter shards, with the batch's recent pace: the last
-//! [`THROUGHPUT_WINDOW`] items to run to their end, walked back in `jobs_finished`.
+//! counts in `job_counts`, then the wake-up. Parts that stop before their end roll it all
+//! back. The counts are kept by `jobs_count_update` (0012_batch_lifecycle.sql); reads go
+//! through the `batch_records` view, which sums a batch's counter shards, with the batch's
+//! recent pace: the last [`THROUGHPUT_WINDOW`] items to run to their end, walked back in
+//! `jobs_finished`.
 
 use deadpool_postgres::Pool;
 use tokio_postgres::Row;
