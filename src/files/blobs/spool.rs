@@ -13,18 +13,21 @@ use std::path::{Path, PathBuf};
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{self, BoxStream};
 use tempfile::TempPath;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 
 use super::BlobError;
 use super::local::{TMP_PREFIX, io_err};
 use crate::report::Cause;
 
+/// How much a spool gathers before it writes: a body arrives in chunks of a few KiB, and each
+/// write to a `tokio::fs::File` is a trip to the blocking pool.
+const WRITE_BUFFER: usize = 256 * 1024;
 /// How much [`Spool::into_chunks`] reads at a time.
 const READ_CHUNK: usize = 64 * 1024;
 
 /// An upload being written to a temporary file.
 pub struct Spool {
-    file: tokio::fs::File,
+    file: BufWriter<tokio::fs::File>,
     path: TempPath,
     size: u64,
 }
@@ -38,7 +41,7 @@ impl Spool {
             .map_err(|e| io_err("create a temporary file in", dir, e))?
             .into_parts();
         Ok(Self {
-            file: tokio::fs::File::from_std(file),
+            file: BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(file)),
             path,
             size: 0,
         })
@@ -98,7 +101,7 @@ impl Spool {
     pub(super) async fn finish(mut self) -> Result<PathBuf, BlobError> {
         let sync = async {
             self.file.flush().await?;
-            self.file.sync_all().await
+            self.file.get_ref().sync_all().await
         };
         sync.await.map_err(|e| io_err("fsync", &self.path, e))?;
         drop(self.file);
