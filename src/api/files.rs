@@ -16,6 +16,7 @@ use super::extract::{Principal, WJson, WPath, WQuery, body_error};
 use super::paging;
 use super::views::{DeletedView, FileListView, FileView, SuccessView};
 use super::{ApiError, AppState, ErrorCode};
+use crate::files::blobs::Spool;
 use crate::files::{FileKind, UploadError, disposition};
 use crate::report::Chain;
 use crate::store::{FileId, FileQuery};
@@ -66,19 +67,7 @@ pub(crate) async fn upload(
         None | Some("") => Vec::new(),
         Some(raw) => vec![graph_id(raw)?],
     };
-    // The body streams into a temporary file, held to the limit as it arrives.
-    let mut spool = state.files.spool().map_err(upload_error)?;
-    let mut body = body.into_data_stream();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| body_error(&e))?;
-        if spool.size() + chunk.len() as u64 > limit {
-            return Err(too_large(limit));
-        }
-        spool
-            .write(&chunk)
-            .await
-            .map_err(|e| upload_error(e.into()))?;
-    }
+    let spool = spooled(&state, body, limit, || too_large(limit)).await?;
     if spool.size() == 0 {
         return Err(ApiError::new(ErrorCode::FileEmpty, "the file is empty"));
     }
@@ -88,6 +77,29 @@ pub(crate) async fn upload(
         .await
         .map_err(upload_error)?;
     Ok(Json(FileView::from(record)).into_response())
+}
+
+/// A request's body streamed into a temporary file as it arrives, held to `limit` bytes
+/// (`too_large` is the error past it): an upload's, and a batch's inline items.
+pub(super) async fn spooled(
+    state: &AppState,
+    body: Body,
+    limit: u64,
+    too_large: impl Fn() -> ApiError,
+) -> Result<Spool, ApiError> {
+    let mut spool = state.files.spool().map_err(upload_error)?;
+    let mut body = body.into_data_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| body_error(&e))?;
+        if spool.size() + chunk.len() as u64 > limit {
+            return Err(too_large());
+        }
+        spool
+            .write(&chunk)
+            .await
+            .map_err(|e| upload_error(e.into()))?;
+    }
+    Ok(spool)
 }
 
 fn too_large(limit: u64) -> ApiError {

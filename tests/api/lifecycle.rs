@@ -25,6 +25,14 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// Asks to cancel batch `id`; answers the response.
+    async fn cancel_batch(&self, id: &str) -> reqwest::Response {
+        self.post(&format!("/v1/applications/batches/{id}/cancel"))
+            .send()
+            .await
+            .unwrap()
+    }
+
     async fn batch(&self, id: &str) -> Value {
         self.get_json(&format!("/v1/applications/batches/{id}"))
             .await
@@ -254,11 +262,7 @@ async fn cancelling_a_running_batch_aborts_its_calls_which_mock_llm_sees_leave()
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
-    let response = app
-        .post(&format!("/v1/applications/batches/{id}/cancel"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.cancel_batch(id).await;
     assert_eq!(response.status().as_u16(), 202);
     let cancelling: Value = response.json().await.unwrap();
     assert_eq!(cancelling["status"], "cancelling", "{cancelling}");
@@ -297,11 +301,7 @@ async fn cancelling_a_running_batch_aborts_its_calls_which_mock_llm_sees_leave()
         .await;
     assert_eq!(listed["totalCount"], 6);
 
-    let again = app
-        .post(&format!("/v1/applications/batches/{id}/cancel"))
-        .send()
-        .await
-        .unwrap();
+    let again = app.cancel_batch(id).await;
     let description = assert_error(again, 400, "BadRequest").await;
     assert!(description.contains("finished"), "{description}");
     let by_status = app
@@ -341,11 +341,7 @@ async fn a_cancel_takes_exactly_its_batch_among_batches_and_jobs_stored_at_once(
     let (a, b, singles) = tokio::join!(batch("alpha"), batch("beta"), singles);
     let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
 
-    let response = app
-        .post(&format!("/v1/applications/batches/{a}/cancel"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.cancel_batch(a).await;
     assert_eq!(response.status().as_u16(), 202);
     let counts = |cancelled: usize, in_progress: usize| {
         json!({"total": ITEMS, "in_progress": in_progress, "completed": 0, "failed": 0,

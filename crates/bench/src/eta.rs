@@ -11,7 +11,7 @@ use scriptorium::providers::config::{Concurrency, ProviderConfig, ProviderKind};
 use serde_json::{Value, json};
 
 use super::BenchArgs;
-use super::harness::{APP, KEY, Workspace, start};
+use super::harness::{KEY, Workspace, create_batch, start};
 
 /// The shares of the batch at which the estimate is taken.
 const MARKS: [f64; 3] = [0.25, 0.50, 0.75];
@@ -31,14 +31,7 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let items: Vec<Value> = (0..args.eta_items)
         .map(|n| json!({"inputs": [{"id": "Text", "value": [format!("product {n}")]}]}))
         .collect();
-    let response = client
-        .post(format!("{}/v1/applications/{APP}/batches", server.base))
-        .bearer_auth(KEY)
-        .json(&json!({ "items": items }))
-        .send()
-        .await?;
-    anyhow::ensure!(response.status().as_u16() == 202, "{}", response.status());
-    let batch: Value = response.json().await?;
+    let batch = create_batch(&client, &server.base, items).await?;
     let url = format!(
         "{}/v1/applications/batches/{}",
         server.base,

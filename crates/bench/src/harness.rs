@@ -273,3 +273,20 @@ pub async fn count(client: &reqwest::Client, base: &str, status: &str) -> anyhow
         .as_u64()
         .ok_or_else(|| anyhow::anyhow!("no totalCount in {page}"))
 }
+
+/// Creates a batch of the benchmark application from inline `items` (202 expected); answers
+/// the batch.
+pub async fn create_batch(
+    client: &reqwest::Client,
+    base: &str,
+    items: Vec<serde_json::Value>,
+) -> anyhow::Result<serde_json::Value> {
+    let response = client
+        .post(format!("{base}/v1/applications/{APP}/batches"))
+        .bearer_auth(KEY)
+        .json(&serde_json::json!({ "items": items }))
+        .send()
+        .await?;
+    anyhow::ensure!(response.status().as_u16() == 202, "{}", response.status());
+    Ok(response.json().await?)
+}

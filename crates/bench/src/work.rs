@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
-use super::harness::{APP, KEY, Running, Workspace, count, start};
+use super::harness::{APP, KEY, Running, Workspace, count, create_batch, start};
 use super::{BenchArgs, percentiles};
 
 pub(super) async fn burndown(args: &BenchArgs) -> anyhow::Result<()> {
@@ -41,13 +41,7 @@ async fn seed_batch(workspace: &Workspace, args: &BenchArgs) -> anyhow::Result<(
     let items: Vec<Value> = (0..args.jobs)
         .map(|_| json!({"inputs": [{"id": "Text", "value": ["hello"]}]}))
         .collect();
-    let response = reqwest::Client::new()
-        .post(format!("{}/v1/applications/{APP}/batches", server.base))
-        .bearer_auth(KEY)
-        .json(&json!({ "items": items }))
-        .send()
-        .await?;
-    anyhow::ensure!(response.status().as_u16() == 202, "{}", response.status());
+    create_batch(&reqwest::Client::new(), &server.base, items).await?;
     server.stop().await
 }
 

@@ -16,8 +16,8 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
 use super::super::applications::served_app;
-use super::super::extract::{Principal, WPath, body_error, json_content_type};
-use super::super::files::upload_error;
+use super::super::extract::{Principal, WPath, json_content_type};
+use super::super::files::{spooled, upload_error};
 use super::super::jobs::priority;
 use super::super::views::BatchView;
 use super::super::{ApiError, AppState, ErrorCode};
@@ -70,7 +70,7 @@ pub(crate) async fn create(
     let priority = priority(&headers)?.unwrap_or(app.priority);
     let org = principal.org;
     let mut intake = Intake::new(state.clone(), org.clone(), app, priority);
-    let reader = ChunkReader::new(spooled(&state, request, limit.0).await?);
+    let reader = ChunkReader::new(spooled_body(&state, request, limit.0).await?);
     let (fields, mut intake) = on_thread(move || (body::read(reader, &mut intake), intake)).await?;
     let fields = fields?;
     let webhook = match &fields.webhook {
@@ -161,23 +161,12 @@ async fn open_file(
 /// The request's body, written to a temporary file as it arrives (held to `limit` bytes),
 /// then read back as chunks. Nothing is stored until the whole body is in: no writer is taken
 /// and no transaction opened while a client sends, however slowly.
-async fn spooled(
+async fn spooled_body(
     state: &AppState,
     request: Body,
     limit: usize,
 ) -> Result<BoxStream<'static, Chunk>, ApiError> {
-    let mut spool = state.files.spool().map_err(upload_error)?;
-    let mut body = request.into_data_stream();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| body_error(&e))?;
-        if spool.size() + chunk.len() as u64 > limit as u64 {
-            return Err(too_large());
-        }
-        spool
-            .write(&chunk)
-            .await
-            .map_err(|e| upload_error(e.into()))?;
-    }
+    let spool = spooled(state, request, limit as u64, too_large).await?;
     let chunks = spool
         .into_chunks()
         .await

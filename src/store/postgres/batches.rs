@@ -69,6 +69,16 @@ const MOVE_PRIORITY: &str = "WITH moved AS (UPDATE jobs SET priority = $1 \
        WHERE seq > $2 AND batch_id = $3 AND priority <> $1 RETURNING seq) \
      UPDATE job_queue q SET priority = $1 FROM moved WHERE q.seq = moved.seq";
 
+/// `{seq} BETWEEN` the range of `seq` the items of batch `{batch}` took (SQL expressions),
+/// where they lie beside, at most, jobs other connections inserted meanwhile
+/// (0016_batch_ranges.sql).
+pub(super) fn in_range(seq: &str, batch: &str) -> String {
+    format!(
+        "{seq} BETWEEN (SELECT first_seq FROM batches WHERE id = {batch}) \
+           AND (SELECT last_seq FROM batches WHERE id = {batch})"
+    )
+}
+
 /// Stores `batch` and the items `parts` bring; see the module's doc.
 pub(super) async fn insert(
     pool: &Pool,

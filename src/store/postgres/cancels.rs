@@ -90,11 +90,12 @@ pub(super) async fn batch(
         Some(_) => {}
     }
     let sql = cancel_sql(
-        "SELECT q.seq, q.state FROM job_queue q JOIN jobs j ON j.seq = q.seq \
-         WHERE q.seq BETWEEN (SELECT first_seq FROM batches WHERE id = $3) \
-           AND (SELECT last_seq FROM batches WHERE id = $3) \
-           AND q.org = $4 AND j.batch_id = $3 AND q.state <> 'cancelling' \
-         ORDER BY q.seq FOR UPDATE OF q",
+        &format!(
+            "SELECT q.seq, q.state FROM job_queue q JOIN jobs j ON j.seq = q.seq \
+             WHERE {} AND q.org = $4 AND j.batch_id = $3 AND q.state <> 'cancelling' \
+             ORDER BY q.seq FOR UPDATE OF q",
+            batches::in_range("q.seq", "$3")
+        ),
         "b AS (UPDATE batches SET cancelled_at = coalesce(cancelled_at, $1) \
            WHERE id = $3 AND org = $4 AND EXISTS (SELECT 1 FROM t) RETURNING id),",
     );

@@ -9,8 +9,8 @@ use deadpool_postgres::Pool;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::PostgresStore;
 use super::jobs::{RECORD_COLUMNS, newest_first, query, record};
+use super::{PostgresStore, batches};
 use crate::store::{
     Dashboard, JobFilter, JobRecord, MINUTE_MICROS, MinuteFigures, OrgId, StoreError, StoreFuture,
     StoredSession, first_id_at, minute_of,
@@ -89,16 +89,14 @@ async fn browse(pool: &Pool, f: &JobFilter) -> Result<Vec<JobRecord>, StoreError
     let limit = f.limit.min(i64::MAX as u64) as i64;
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&f.org, &f.application_id];
     let mut conditions = String::from("org = $1 AND application_id = $2");
-    let status_param = status.as_ref().map(|status| {
-        filter(&mut conditions, &mut params, status, " AND status = #");
-        format!("${}", params.len())
-    });
+    let mut status_param = None;
+    if let Some(status) = &status {
+        params.push(status);
+        status_param = Some(format!("${}", params.len()));
+    }
     if let Some(batch) = &f.batch_id {
-        // A batch's items lie in its range of `seq` (0016_batch_ranges.sql).
-        let clause = " AND batch_id = # AND seq BETWEEN \
-             (SELECT first_seq FROM batches WHERE id = #) AND \
-             (SELECT last_seq FROM batches WHERE id = #)";
-        filter(&mut conditions, &mut params, batch, clause);
+        let clause = format!(" AND batch_id = # AND {}", batches::in_range("seq", "#"));
+        filter(&mut conditions, &mut params, batch, &clause);
     }
     if let Some(cursor) = &f.older_than {
         let clause = " AND seq < (SELECT seq FROM jobs WHERE id = # AND org = $1)";

@@ -171,8 +171,9 @@ pub(super) async fn ended_attempts(
 /// A page of an application's jobs, newest first, and the count from `job_counts`.
 pub(super) async fn list(pool: &Pool, q: &JobQuery) -> Result<JobPage, StoreError> {
     let status = q.status.map(|s| s.as_str());
+    // Without a status `$3` is still named, so that both statements take the same parameters.
     let filter = if status.is_some() {
-        "org = $1 AND application_id = $2 AND status = $3"
+        "org = $1 AND application_id = $2"
     } else {
         "org = $1 AND application_id = $2 AND $3::text IS NULL"
     };
@@ -209,7 +210,7 @@ pub(super) async fn list(pool: &Pool, q: &JobQuery) -> Result<JobPage, StoreErro
 }
 
 /// The seqs of the `jobs` rows that match `filter` (which begins with `org = $1 AND
-/// application_id = $2`, then `AND status = {status}` when a status is given), newest first,
+/// application_id = $2`) and, when given, have the status `status`, newest first,
 /// `LIMIT {limit} OFFSET {offset}` (SQL expressions). Each status's rows are a range of
 /// `jobs_by_app_status`, read no further than the page's end nor past the range's last live
 /// row: its count in `job_counts`, exact in the statement's snapshot, ends the scan before the
@@ -225,18 +226,21 @@ pub(super) fn newest_first(
     limit: &str,
     offset: &str,
 ) -> String {
-    let live = |status: &str| {
-        format!(
+    // The status's rows, and how many of them are live.
+    let range = |status: &str| {
+        let rows = format!("SELECT seq FROM jobs WHERE {filter} AND status = {status}");
+        let live = format!(
             "(SELECT coalesce(sum(n), 0)::bigint FROM job_counts \
               WHERE org = $1 AND application_id = $2 AND status = {status})"
-        )
+        );
+        (rows, live)
     };
     if let Some(status) = status {
         // No more rows than the status has live past the offset (none once it is past).
+        let (rows, live) = range(status);
         return format!(
-            "SELECT seq FROM jobs WHERE {filter} ORDER BY seq DESC \
-             LIMIT least({limit}::bigint, greatest({} - {offset}::bigint, 0)) OFFSET {offset}",
-            live(status)
+            "{rows} ORDER BY seq DESC \
+             LIMIT least({limit}::bigint, greatest({live} - {offset}::bigint, 0)) OFFSET {offset}"
         );
     }
     // The page's end saturates rather than overflows (an offset may be any `bigint`).
@@ -248,12 +252,11 @@ pub(super) fn newest_first(
     ]
     .iter()
     .map(|status| {
-        let status = status.as_str();
+        let (rows, live) = range(&format!("'{}'", status.as_str()));
         format!(
-            "(SELECT seq FROM jobs WHERE {filter} AND status = '{status}' ORDER BY seq DESC \
+            "({rows} ORDER BY seq DESC \
              LIMIT least(least({offset}::bigint, {MAX} - {limit}::bigint) + {limit}::bigint, \
-               {}))",
-            live(&format!("'{status}'"))
+               {live}))"
         )
     })
     .collect();
