@@ -35,12 +35,15 @@ const RECORDS: &str = "batch_records b CROSS JOIN LATERAL ( \
            AND b.cancelled_at IS NULL \
          ORDER BY finished_seq DESC LIMIT $1) last) w";
 
-/// The batch's row and its first counter row, and its items counted in `job_counts` (the
-/// refused ones failed, the rest in progress; 0017_insert_counts.sql), on the connection's
-/// shard, in key order as every counter write takes them.
+/// The batch's row with its items' range of `seq` (0016_batch_ranges.sql: after every job
+/// there was before, `$10`, up to the last `seq` this connection took, its last item's; none
+/// without items), its first counter row, and its items counted in `job_counts` (the refused
+/// ones failed, the rest in progress; 0017_insert_counts.sql), on the connection's shard, in
+/// key order as every counter write takes them.
 const INSERT_BATCH: &str = "WITH b AS (INSERT INTO batches (id, org, application_id, total, \
        created_at, priority, metadata, errors, first_seq, last_seq) \
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10, $11)), \
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $4::bigint > 0 THEN $10::bigint + 1 END, \
+         CASE WHEN $4::bigint > 0 THEN currval(pg_get_serial_sequence('jobs', 'seq')) END)), \
      counted AS (INSERT INTO job_counts (org, application_id, status, shard, n) \
        SELECT $2, $3, status, pg_backend_pid() % 16, n \
        FROM (VALUES ('failed', $9::bigint), ('in_progress', $4::bigint - $9::bigint)) c(status, n) \
@@ -136,18 +139,6 @@ pub(super) async fn insert(
         tally.add(&chunk);
     };
     let (total, refused) = (tally.total as i64, tally.refused as i64);
-    // The items' range (0016_batch_ranges.sql): after every job there was before, up to the
-    // last `seq` this connection took, its last item's.
-    let range = if total == 0 {
-        (None, None)
-    } else {
-        let last: i64 = tx
-            .query_one("SELECT currval(pg_get_serial_sequence('jobs', 'seq'))", &[])
-            .await
-            .map_err(map_err)?
-            .get(0);
-        (Some(before + 1), Some(last))
-    };
     let priority = end.priority.index() as i16;
     if end.priority != batch.priority {
         tx.execute(MOVE_PRIORITY, &[&priority, &before, &batch.id])
@@ -155,7 +146,7 @@ pub(super) async fn insert(
             .map_err(map_err)?;
     }
     let head = tx.prepare_cached(INSERT_BATCH).await.map_err(map_err)?;
-    let params: [&(dyn ToSql + Sync); 11] = [
+    let params: [&(dyn ToSql + Sync); 10] = [
         &batch.id,
         &batch.org,
         &batch.application_id,
@@ -165,8 +156,7 @@ pub(super) async fn insert(
         &end.metadata,
         &end.errors,
         &refused,
-        &range.0,
-        &range.1,
+        &before,
     ];
     tx.execute(&head, &params).await.map_err(map_err)?;
     if let Some(webhook) = &end.webhook {
