@@ -101,7 +101,10 @@ pub trait Store: Send + Sync + 'static {
     /// statement or a few per chunk): valid items `queued`, refused ones `failed` with their
     /// error; then the batch row, from the [`BatchPart::End`]. Durable when the future
     /// resolves; answers the batch as stored. Parts that stop before their end (every
-    /// sender dropped) write nothing and answer an error.
+    /// sender dropped) write nothing and answer an error. The valid items can be claimed
+    /// when it resolves (SQLite) or soon after, as the store's queuer gives them their queue
+    /// rows, a chunk at a time, on any node (PostgreSQL: 0018_queued_after_intake.sql);
+    /// cancels reach them either way.
     fn insert_batch(&self, batch: NewBatch, parts: BatchParts) -> StoreFuture<'_, BatchRecord>;
     /// One batch of `org` with its counts, or `None` (also for another organisation's).
     fn get_batch<'a>(&'a self, org: &'a OrgId, id: BatchId)

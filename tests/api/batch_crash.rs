@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::cluster::write_provider_config;
 use crate::helpers::KEY;
-use crate::pg::Schema;
+use crate::pg::{Schema, bootstrap};
 use crate::process::{Serve, ServerProcess, client};
 use crate::providers::start_llm;
 
@@ -42,12 +42,18 @@ fn database_flags(schema: Option<&Schema>) -> Vec<String> {
     }
 }
 
-/// A server on `data_dir` (and `schema`, if any) working the provider apps against `config`.
-fn serve<'a>(data_dir: &'a Path, config: &'a str, flags: &'a [String]) -> Serve<'a> {
+/// A server on `data_dir` (and `schema`, if any) working the provider apps against `config`,
+/// `concurrency` at a time ("0": it only serves the API).
+fn serve<'a>(
+    data_dir: &'a Path,
+    config: &'a str,
+    flags: &'a [String],
+    concurrency: &'a str,
+) -> Serve<'a> {
     let mut serve = Serve::new(data_dir);
     serve.api_key = Some(KEY);
     serve.apps = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/provider-apps");
-    serve.args = ["--config", config, "--concurrency", "16", "--lease", "2s"]
+    serve.args = ["--config", config, "--concurrency", concurrency, "--lease", "2s"]
         .into_iter()
         .chain(flags.iter().map(String::as_str))
         .collect();
@@ -57,6 +63,24 @@ fn serve<'a>(data_dir: &'a Path, config: &'a str, flags: &'a [String]) -> Serve<
 /// The text of item `i`, which its result must carry.
 fn text(i: usize) -> String {
     format!("batch-crash-item-{i:05}")
+}
+
+/// Creates the batch of [`ITEMS`] items; answers its id.
+async fn create(http: &Client, server: &ServerProcess) -> String {
+    let items: Vec<Value> = (0..ITEMS)
+        .map(|i| json!({"custom_id": format!("item-{i}"), "inputs": [{"id": "Text", "value": [text(i)]}]}))
+        .collect();
+    let response = http
+        .post(server.url(&format!("/v1/applications/{APP}/batches")))
+        .bearer_auth(KEY)
+        .json(&json!({ "items": items }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(count(&created, "total"), ITEMS as u64, "{created}");
+    created["id"].as_str().unwrap().to_owned()
 }
 
 async fn get_json(http: &Client, url: &str) -> Value {
@@ -154,24 +178,11 @@ async fn a_batch_survives(stop: Stop, schema: Option<&Schema>) {
     let config = write_provider_config(config_dir.path(), &llm.base, 16);
     let data_dir = tempfile::tempdir().unwrap();
     let flags = database_flags(schema);
-    let serve = serve(data_dir.path(), &config, &flags);
+    let serve = serve(data_dir.path(), &config, &flags, "16");
     let http = client();
     let server = serve.start();
 
-    let items: Vec<Value> = (0..ITEMS)
-        .map(|i| json!({"custom_id": format!("item-{i}"), "inputs": [{"id": "Text", "value": [text(i)]}]}))
-        .collect();
-    let response = http
-        .post(server.url(&format!("/v1/applications/{APP}/batches")))
-        .bearer_auth(KEY)
-        .json(&json!({ "items": items }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let created: Value = response.json().await.unwrap();
-    let batch = created["id"].as_str().unwrap().to_owned();
-    assert_eq!(count(&created, "total"), ITEMS as u64, "{created}");
+    let batch = create(&http, &server).await;
 
     // Stop it once a fifth has completed, with a cursor read before.
     let running = wait_for(&http, &server, &batch, Duration::from_secs(60), |b| {
@@ -324,4 +335,158 @@ async fn a_kill_9_while_a_batch_is_taken_in_leaves_nothing_on_postgres() {
         return;
     };
     a_batch_taken_in_when_killed_leaves_nothing(Some(&schema)).await;
+}
+
+/// Items of the batch that keep their queue rows when [`unqueue_after`] undoes the rest.
+const KEPT_QUEUED: i64 = 1_000;
+
+/// Waits until the queuer of a PostgreSQL server queued every item of `batch`: a batch's
+/// items get their queue rows after its 202, a chunk per transaction
+/// (0018_queued_after_intake.sql).
+async fn wait_queued(db: &tokio_postgres::Client, batch: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let queued = "SELECT unqueued_from IS NULL FROM batches WHERE id = $1";
+    while !db.query_one(queued, &[&batch]).await.unwrap().get::<_, bool>(0) {
+        assert!(Instant::now() < deadline, "the batch's items were not queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Leaves a queued batch as a queuer stopped after its first [`KEPT_QUEUED`] items would:
+/// the later items without queue rows and the batch's `unqueued_from` at the first of them.
+/// Answers that `seq`.
+async fn unqueue_after(db: &tokio_postgres::Client, batch: &str) -> i64 {
+    let undo = "WITH b AS (SELECT first_seq + $2 AS start FROM batches WHERE id = $1), \
+         gone AS (DELETE FROM job_queue WHERE seq >= (SELECT start FROM b) RETURNING 1), \
+         moved AS (UPDATE batches SET unqueued_from = (SELECT start FROM b) WHERE id = $1) \
+         SELECT (SELECT start FROM b), (SELECT count(*) FROM gone)";
+    let row = db.query_one(undo, &[&batch, &KEPT_QUEUED]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(1), ITEMS as i64 - KEPT_QUEUED);
+    row.get(0)
+}
+
+/// How many queue rows there are, and where the batch's unqueued items start.
+async fn queue_state(db: &tokio_postgres::Client, batch: &str) -> (i64, Option<i64>) {
+    let sql = "SELECT (SELECT count(*) FROM job_queue), \
+         (SELECT unqueued_from FROM batches WHERE id = $1)";
+    let row = db.query_one(sql, &[&batch]).await.unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// A PostgreSQL server killed after a batch's 202 but before its queuer queued every item
+/// (the state is made by [`unqueue_after`] once the server is gone): the next server queues
+/// the rest, and every item runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_queueing_a_kill_9_cut_short_runs_each_item_once_on_postgres() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let llm = start_llm(&["--ttft", "5ms"], 0).await;
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = write_provider_config(config_dir.path(), &llm.base, 16);
+    let data_dir = tempfile::tempdir().unwrap();
+    let flags = database_flags(Some(&schema));
+    let http = client();
+    let db = bootstrap(&schema.url("test")).await;
+
+    // A server that works nothing takes the batch in and is killed.
+    let server = serve(data_dir.path(), &config, &flags, "0").start();
+    let batch = create(&http, &server).await;
+    wait_queued(&db, &batch).await;
+    server.kill_9();
+    let start = unqueue_after(&db, &batch).await;
+    assert_eq!(queue_state(&db, &batch).await, (KEPT_QUEUED, Some(start)));
+
+    // The next server queues the rest and works them all.
+    let server = serve(data_dir.path(), &config, &flags, "16").start();
+    let done = wait_for(&http, &server, &batch, Duration::from_secs(120), |b| {
+        count(b, "in_progress") == 0
+    })
+    .await;
+    assert_eq!(count(&done, "completed"), ITEMS as u64, "{done}");
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(items_of(&results(&http, &server, &batch, 0).await).len(), ITEMS);
+    assert_eq!(llm.mock.stats().requests, ITEMS as u64, "an item ran twice");
+    assert_eq!(queue_state(&db, &batch).await, (0, None));
+    server.kill_9();
+}
+
+/// Waits until `waiters` of the server's connections wait for an advisory lock.
+async fn wait_for_lock_waiters(db: &tokio_postgres::Client, schema: &Schema, waiters: i64) {
+    let sql = "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name = $1";
+    let app = schema.app("batch_crash");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db.query_one(sql, &[&app]).await.unwrap().get::<_, i64>(0) < waiters {
+        assert!(Instant::now() < deadline, "no cancel waits for the queueing lock");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// On PostgreSQL, cancels reach a batch's items that its queuer has not queued yet: one item's
+/// cancel, then the batch's, each waiting for the batch's queueing lock as for a queuer's
+/// chunk (the test holds it, so no queuer moves meanwhile). Every item ends cancelled, nothing
+/// of the batch is queued after, and a retry runs every item once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancels_reach_the_items_the_queuer_has_not_queued_on_postgres() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let llm = start_llm(&["--ttft", "5ms"], 0).await;
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = write_provider_config(config_dir.path(), &llm.base, 16);
+    let data_dir = tempfile::tempdir().unwrap();
+    let flags = database_flags(Some(&schema));
+    let http = client();
+    let db = bootstrap(&schema.url("test")).await;
+    let server = serve(data_dir.path(), &config, &flags, "0").start();
+    let batch = create(&http, &server).await;
+    wait_queued(&db, &batch).await;
+    let lock = "SELECT pg_advisory_lock(batch_queueing_lock($1))";
+    db.execute(lock, &[&batch]).await.unwrap();
+    let start = unqueue_after(&db, &batch).await;
+
+    // One item not queued yet, then the whole batch.
+    let sql = "SELECT id FROM jobs WHERE seq = $1";
+    let job: String = db.query_one(sql, &[&(start + 5)]).await.unwrap().get(0);
+    let post = |path: String| {
+        let request = http.post(server.url(&path)).bearer_auth(KEY).send();
+        tokio::spawn(request)
+    };
+    let one = post(format!("/v1/applications/jobs/{job}/cancel"));
+    wait_for_lock_waiters(&db, &schema, 1).await;
+    let all = post(format!("/v1/applications/batches/{batch}/cancel"));
+    wait_for_lock_waiters(&db, &schema, 2).await;
+    let unlock = "SELECT pg_advisory_unlock(batch_queueing_lock($1))";
+    db.execute(unlock, &[&batch]).await.unwrap();
+    let one = one.await.unwrap().unwrap();
+    assert_eq!(one.status(), 202, "{}", one.text().await.unwrap());
+    let all = all.await.unwrap().unwrap();
+    assert_eq!(all.status(), 202, "{}", all.text().await.unwrap());
+
+    let url = server.url(&format!("/v1/applications/jobs/{job}"));
+    let cancelled = get_json(&http, &url).await;
+    assert_eq!(cancelled["status"], "failed", "{cancelled}");
+    assert_eq!(cancelled["error"], "cancelled", "{cancelled}");
+    let url = server.url(&format!("/v1/applications/batches/{batch}"));
+    let ended = get_json(&http, &url).await;
+    assert_eq!(count(&ended, "cancelled"), ITEMS as u64, "{ended}");
+    assert_eq!(count(&ended, "in_progress"), 0, "{ended}");
+    assert_eq!(queue_state(&db, &batch).await, (0, None));
+
+    // A retry queues them all again, and a working node runs each once.
+    let url = server.url(&format!("/v1/applications/batches/{batch}/retry"));
+    let retried = http.post(url).bearer_auth(KEY).send().await.unwrap();
+    assert_eq!(retried.status(), 202);
+    let worker_dir = tempfile::tempdir().unwrap();
+    let worker = serve(worker_dir.path(), &config, &flags, "16").start();
+    let done = wait_for(&http, &worker, &batch, Duration::from_secs(120), |b| {
+        count(b, "in_progress") == 0
+    })
+    .await;
+    assert_eq!(count(&done, "completed"), ITEMS as u64, "{done}");
+    assert_eq!(llm.mock.stats().requests, ITEMS as u64, "an item ran twice");
+    assert_eq!(queue_state(&db, &batch).await, (0, None));
+    worker.kill_9();
+    server.kill_9();
 }

@@ -1,8 +1,8 @@
 //! The batch statements. An insert is one transaction on one connection: the items as their
-//! chunks arrive, each chunk one `INSERT … SELECT FROM unnest(…)` (the `jobs_enqueue`
-//! trigger queues the valid ones), then the batch row, its first counter row and its items'
-//! counts in `job_counts`, then the wake-up. Parts that stop before their end roll it all
-//! back. The counts are kept by `jobs_count_update` (0012_batch_lifecycle.sql); reads go
+//! chunks arrive, each chunk one `INSERT … SELECT FROM unnest(…)`, then the batch row, its
+//! first counter row and its items' counts in `job_counts`. Parts that stop before their end
+//! roll it all back. The valid items get their queue rows after the commit, from the store's
+//! queuer (`queueing.rs`, 0018_queued_after_intake.sql). The counts are kept by `jobs_count_update` (0012_batch_lifecycle.sql); reads go
 //! through the `batch_records` view, which sums a batch's counter shards, with the batch's
 //! recent pace: the last [`THROUGHPUT_WINDOW`] items to run to their end, walked back in
 //! `jobs_finished`.
@@ -14,7 +14,7 @@ use tokio_postgres::types::ToSql;
 use super::errors::map_err;
 use super::jobs::query;
 use super::jobs::query_then_notify;
-use super::{connection, notify};
+use super::connection;
 use crate::store::{
     BatchId, BatchPage, BatchPart, BatchParts, BatchQuery, BatchRecord, BatchRetryOutcome,
     BatchStatus, BatchTally, JobId, NewBatch, OrgId, Priority, StoreError, THROUGHPUT_WINDOW,
@@ -37,13 +37,15 @@ const RECORDS: &str = "batch_records b CROSS JOIN LATERAL ( \
 
 /// The batch's row with its items' range of `seq` (0016_batch_ranges.sql: after every job
 /// there was before, `$10`, up to the last `seq` this connection took, its last item's; none
-/// without items), its first counter row, and its items counted in `job_counts` (the refused
-/// ones failed, the rest in progress; 0017_insert_counts.sql), on the connection's shard, in
-/// key order as every counter write takes them.
+/// without items), all of it left to the queuer unless every item was refused
+/// (0018_queued_after_intake.sql), its first counter row, and its items counted in
+/// `job_counts` (the refused ones failed, the rest in progress; 0017_insert_counts.sql), on
+/// the connection's shard, in key order as every counter write takes them.
 const INSERT_BATCH: &str = "WITH b AS (INSERT INTO batches (id, org, application_id, total, \
-       created_at, priority, metadata, errors, first_seq, last_seq) \
+       created_at, priority, metadata, errors, first_seq, last_seq, unqueued_from) \
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $4::bigint > 0 THEN $10::bigint + 1 END, \
-         CASE WHEN $4::bigint > 0 THEN currval(pg_get_serial_sequence('jobs', 'seq')) END)), \
+         CASE WHEN $4::bigint > 0 THEN currval(pg_get_serial_sequence('jobs', 'seq')) END, \
+         CASE WHEN $4::bigint > $9::bigint THEN $10::bigint + 1 END)), \
      counted AS (INSERT INTO job_counts (org, application_id, status, shard, n) \
        SELECT $2, $3, status, pg_backend_pid() % 16, n \
        FROM (VALUES ('failed', $9::bigint), ('in_progress', $4::bigint - $9::bigint)) c(status, n) \
@@ -53,7 +55,7 @@ const INSERT_BATCH: &str = "WITH b AS (INSERT INTO batches (id, org, application
      INSERT INTO batch_counts (batch_id, shard, completed, failed, changed_at) \
      VALUES ($1, 0, 0, $9, $5)";
 
-/// A chunk of items; a refused item (one with an error) is inserted failed, and not queued.
+/// A chunk of items; a refused item (one with an error) is inserted failed.
 const INSERT_ITEMS: &str = "INSERT INTO jobs (id, org, application_id, state, inputs, \
        max_attempts, backoff_initial_ms, backoff_max_ms, run_at, created_at, updated_at, \
        max_wait_ms, priority, application_version, batch_id, custom_id, error, completed_at, \
@@ -65,12 +67,11 @@ const INSERT_ITEMS: &str = "INSERT INTO jobs (id, org, application_id, state, in
      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY \
        AS u(id, inputs, custom_id, error, at)";
 
-/// Items stored before the batch's priority was known moved to it, in the queue too: the
-/// batch's rows are those after the last job before it (no index on `batch_id` needed; a
+/// Items stored before the batch's priority was known moved to it (they are not queued yet):
+/// the batch's rows are those after the last job before it (no index on `batch_id` needed; a
 /// sequence only grows).
-const MOVE_PRIORITY: &str = "WITH moved AS (UPDATE jobs SET priority = $1 \
-       WHERE seq > $2 AND batch_id = $3 AND priority <> $1 RETURNING seq) \
-     UPDATE job_queue q SET priority = $1 FROM moved WHERE q.seq = moved.seq";
+const MOVE_PRIORITY: &str =
+    "UPDATE jobs SET priority = $1 WHERE seq > $2 AND batch_id = $3 AND priority <> $1";
 
 /// `{seq} BETWEEN` the range of `seq` the items of batch `{batch}` took (SQL expressions),
 /// where they lie beside, at most, jobs other connections inserted meanwhile
@@ -161,9 +162,6 @@ pub(super) async fn insert(
     tx.execute(&head, &params).await.map_err(map_err)?;
     if let Some(webhook) = &end.webhook {
         super::webhooks::subscribe(&tx, batch.id, &batch.org, webhook).await?;
-    }
-    if refused < total {
-        notify(&tx).await?;
     }
     tx.commit().await.map_err(map_err)?;
     Ok(tally.record(batch, end, now))

@@ -1,17 +1,22 @@
 //! Cancelling: of one job, of a batch's items in progress (one statement), and the end of a
 //! running job's cancel, when its heartbeat finds the lease gone or its lease lapses. Same
 //! semantics as SQLite's `cancels.rs` (0012_batch_lifecycle.sql tells the model). A job in
-//! progress has a queue row: a waiting one leaves the queue, cancelled, in the statement
-//! that cancels it; a running one's row becomes `cancelling` (and keeps its lease, so the
-//! reaper still finds it), and the statement notifies every node's heartbeat (through
-//! `scriptorium_cancels`), which renews at once and so stops the call wherever it runs. Queue rows are locked in `seq` order, as a batch of outcomes
-//! locks them, so the two cannot deadlock.
+//! progress has a queue row, or is a batch's item not queued yet (0018_queued_after_intake.sql):
+//! a waiting one leaves the queue, cancelled, in the statement that cancels it; one not queued
+//! yet ends cancelled in the same statement, under its batch's queueing lock, which keeps the
+//! queuer from queueing it meanwhile; a running one's row becomes `cancelling` (and keeps its
+//! lease, so the reaper still finds it), and the statement notifies every node's heartbeat
+//! (through `scriptorium_cancels`), which renews at once and so stops the call wherever it
+//! runs. Queue rows are locked in `seq` order, as a batch of outcomes locks them, so the two
+//! cannot deadlock.
 
 use deadpool_postgres::Pool;
+use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::jobs::query;
-use super::{batches, jobs};
+use super::errors::map_err;
+use super::jobs::{Params, query};
+use super::{batches, connection, jobs};
 use crate::store::{
     BatchId, BatchRecord, CancelOutcome, JobId, JobRecord, JobState, Lease, OrgId, StoreError,
 };
@@ -19,13 +24,13 @@ use crate::store::{
 /// The error a cancelled job keeps.
 const CANCELLED: &str = "cancelled";
 
-/// Cancels the queue rows `target` selects (`seq, state`, locked) at $1 ($2: the error),
-/// then runs the common table expressions `also` (each followed by a comma; they may read
-/// `t`, the rows selected): answers how many jobs were touched and how many of them were
-/// running.
-fn cancel_sql(target: &str, also: &str) -> String {
+/// Cancels, at $1 ($2: the error), the jobs whose queue rows `queued` selects (`seq, state`,
+/// locked) and the batch items not queued yet that `stored` selects (`seq`), then runs the
+/// common table expressions `also` (each followed by a comma; they may read `t` and `s`, the
+/// rows selected): answers how many jobs were touched and how many of them were running.
+fn cancel_sql(queued: &str, stored: &str, also: &str) -> String {
     format!(
-        "WITH t AS ({target}), {also} \
+        "WITH t AS ({queued}), s AS ({stored}), {also} \
          gone AS (DELETE FROM job_queue q USING t \
            WHERE q.seq = ANY(ARRAY(SELECT seq FROM t WHERE state <> 'running')) \
              AND q.seq = t.seq RETURNING q.seq, q.attempt, q.started_at), \
@@ -33,7 +38,8 @@ fn cancel_sql(target: &str, also: &str) -> String {
            WHERE q.seq = ANY(ARRAY(SELECT seq FROM t WHERE state = 'running')) \
            RETURNING q.seq), \
          m AS (SELECT seq, attempt, started_at, false AS running FROM gone \
-           UNION ALL SELECT seq, NULL, NULL, true FROM stopping), \
+           UNION ALL SELECT seq, NULL, NULL, true FROM stopping \
+           UNION ALL SELECT seq, NULL, NULL, false FROM s), \
          j AS (UPDATE jobs j SET cancelled_at = $1, updated_at = $1, \
              state = CASE WHEN m.running THEN j.state ELSE 'failed' END, \
              attempt = coalesce(m.attempt, j.attempt), \
@@ -47,6 +53,31 @@ fn cancel_sql(target: &str, also: &str) -> String {
     )
 }
 
+/// Items of the batch in `b` (a row of `batches`) from the first not queued yet: those still
+/// waiting without a queue row (one cancelled before it was queued, then retried, has one).
+const STORED: &str = "j.seq >= b.unqueued_from AND j.state = 'queued' \
+     AND j.cancelled_at IS NULL AND NOT EXISTS (SELECT 1 FROM job_queue q WHERE q.seq = j.seq)";
+
+/// Runs `lock` (which takes the queueing lock of the batch it finds, if that batch is still
+/// being queued) and then the cancel `sql` in one transaction: `sql`, a statement of its own,
+/// sees the batch as the queuer left it.
+async fn under_queueing_lock(
+    pool: &Pool,
+    lock: &str,
+    lock_params: &Params<'_>,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<Vec<Row>, StoreError> {
+    let mut client = connection(pool).await?;
+    let tx = client.transaction().await.map_err(map_err)?;
+    let lock = tx.prepare_cached(lock).await.map_err(map_err)?;
+    tx.query(&lock, lock_params).await.map_err(map_err)?;
+    let stmt = tx.prepare_cached(sql).await.map_err(map_err)?;
+    let rows = tx.query(&stmt, params).await.map_err(map_err)?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(rows)
+}
+
 /// Cancels one job of `org`; answers it as it is now, and whether a running call must stop.
 pub(super) async fn job(
     pool: &Pool,
@@ -54,14 +85,21 @@ pub(super) async fn job(
     id: JobId,
     now: i64,
 ) -> Result<(CancelOutcome<JobRecord>, bool), StoreError> {
+    let lock = "SELECT pg_advisory_xact_lock(batch_queueing_lock(b.id)) \
+         FROM jobs j JOIN batches b ON b.id = j.batch_id \
+         WHERE j.id = $1 AND j.org = $2 AND b.unqueued_from IS NOT NULL";
     let sql = cancel_sql(
         "SELECT q.seq, q.state FROM job_queue q \
          WHERE q.seq = (SELECT seq FROM jobs WHERE id = $3 AND org = $4) \
            AND q.state <> 'cancelling' FOR UPDATE",
+        &format!(
+            "SELECT j.seq FROM jobs j JOIN batches b ON b.id = j.batch_id \
+             WHERE j.id = $3 AND j.org = $4 AND {STORED}"
+        ),
         "",
     );
     let params: [&(dyn ToSql + Sync); 4] = [&now, &CANCELLED, &id, org];
-    let rows = query(pool, &sql, &params).await?;
+    let rows = under_queueing_lock(pool, lock, &[&id, org], &sql, &params).await?;
     let (touched, running) = counts(&rows);
     let outcome = match jobs::get(pool, org, id).await? {
         None => CancelOutcome::NotFound,
@@ -76,7 +114,8 @@ pub(super) async fn job(
 /// Cancels every item of a batch of `org` still in progress and records when (unless a
 /// cancel was asked before); answers the batch as it is now, and whether running calls must
 /// stop. Its items in progress are the queue rows in its range of `seq`
-/// (0016_batch_ranges.sql). A batch whose last items finished between the check and the
+/// (0016_batch_ranges.sql) and its items not queued yet, which nothing need queue any more.
+/// A batch whose last items finished between the check and the
 /// statement is not marked cancelled: it answers finished, as it would a moment later.
 pub(super) async fn batch(
     pool: &Pool,
@@ -89,6 +128,8 @@ pub(super) async fn batch(
         Some(batch) if batch.status().finished() => return Ok((CancelOutcome::Finished, false)),
         Some(_) => {}
     }
+    let lock = "SELECT pg_advisory_xact_lock(batch_queueing_lock(id)) FROM batches \
+         WHERE id = $1 AND org = $2 AND unqueued_from IS NOT NULL";
     let sql = cancel_sql(
         &format!(
             "SELECT q.seq, q.state FROM job_queue q JOIN jobs j ON j.seq = q.seq \
@@ -96,11 +137,18 @@ pub(super) async fn batch(
              ORDER BY q.seq FOR UPDATE OF q",
             batches::in_range("q.seq", "$3")
         ),
-        "b AS (UPDATE batches SET cancelled_at = coalesce(cancelled_at, $1) \
-           WHERE id = $3 AND org = $4 AND EXISTS (SELECT 1 FROM t) RETURNING id),",
+        &format!(
+            "SELECT j.seq FROM batches b JOIN jobs j \
+               ON j.seq BETWEEN b.unqueued_from AND b.last_seq AND j.batch_id = b.id \
+             WHERE b.id = $3 AND b.org = $4 AND {STORED}"
+        ),
+        "marked AS (UPDATE batches SET cancelled_at = coalesce(cancelled_at, $1), \
+             unqueued_from = NULL \
+           WHERE id = $3 AND org = $4 \
+             AND (EXISTS (SELECT 1 FROM t) OR EXISTS (SELECT 1 FROM s)) RETURNING id),",
     );
     let params: [&(dyn ToSql + Sync); 4] = [&now, &CANCELLED, &id, org];
-    let rows = query(pool, &sql, &params).await?;
+    let rows = under_queueing_lock(pool, lock, &[&id, org], &sql, &params).await?;
     let (touched, running) = counts(&rows);
     let outcome = match batches::get(pool, org, id).await? {
         None => CancelOutcome::NotFound,
@@ -110,7 +158,7 @@ pub(super) async fn batch(
     Ok((outcome, running > 0))
 }
 
-fn counts(rows: &[tokio_postgres::Row]) -> (i64, i64) {
+fn counts(rows: &[Row]) -> (i64, i64) {
     rows.first().map_or((0, 0), |r| (r.get(0), r.get(1)))
 }
 

@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0015_lists_by_status.sql"),
     include_str!("0016_batch_ranges.sql"),
     include_str!("0017_insert_counts.sql"),
+    include_str!("0018_queued_after_intake.sql"),
 ];
 
 /// Taken before anything else, per schema: nodes sharing a schema serialise their

@@ -17,6 +17,10 @@
 //!   row and its indexes. A job's `jobs` row is written on insert, when it leaves the queue
 //!   (with its outcome), on a retry outcome and by the retry route; the `job_records` view
 //!   reads the queue's columns while a queue row exists (migration 0003).
+//! - **A batch's items are queued after it is stored** ([`queueing`]): the batch's insert
+//!   writes only their `jobs` rows, and the store's queuer gives them their queue rows after
+//!   the commit, a chunk per transaction under the batch's queueing lock, waking every node;
+//!   any node's queuer finishes a batch another node left half queued (migration 0018).
 //! - **Claims, outcomes, heartbeats and releases are one statement each** ([`jobs`],
 //!   [`leases`]): a claim is `FOR UPDATE SKIP LOCKED`, so nodes never wait on each other; a
 //!   batch of outcomes of every kind is one fenced statement over `unnest(…)`. One statement,
@@ -61,6 +65,7 @@ mod listener;
 mod migrate;
 mod nodes;
 mod orgs;
+mod queueing;
 mod results;
 mod shared;
 mod store_impl;
@@ -111,6 +116,7 @@ pub struct PostgresStore {
     cancels: Arc<Notify>,
     applications: broadcast::Sender<ApplicationsChanged>,
     listener: JoinHandle<()>,
+    queuer: queueing::Queuer,
     clock: Clock,
     /// The organisation this node's last claim served last: the next claim starts after it.
     turn: std::sync::Mutex<Option<OrgId>>,
@@ -154,6 +160,7 @@ impl PostgresStore {
         };
         let listener = listener::start(config, signals).await?;
         let inserts = inserter::spawn(pool.clone(), wakeups.clone(), clock.clone());
+        let queuer = queueing::spawn(pool.clone());
         Ok(Self {
             pool,
             inserts,
@@ -161,6 +168,7 @@ impl PostgresStore {
             cancels,
             applications,
             listener,
+            queuer,
             clock,
             turn: std::sync::Mutex::default(),
         })

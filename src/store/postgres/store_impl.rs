@@ -51,7 +51,7 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let record = batches::insert(&self.pool, &batch, parts, now).await?;
             if record.in_progress() > 0 {
-                self.wakeups.notify_one();
+                self.queuer.wake();
             }
             Ok(record)
         })

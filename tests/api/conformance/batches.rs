@@ -49,9 +49,9 @@ fn end(priority: Priority) -> BatchEnd {
     }
 }
 
-/// Inserts `batch` as a request does: its items in chunks of 5,000 through the channel,
-/// then its end (or no end, when `end` is `None`).
-pub(super) async fn insert(
+/// Stores `batch` in `store` as a request does: its items in chunks of 5,000 through the
+/// channel, then its end (or no end, when `end` is `None`).
+pub(super) async fn store_batch(
     store: &dyn Store,
     (head, items): Batch,
     end: Option<BatchEnd>,
@@ -69,9 +69,22 @@ pub(super) async fn insert(
     stored
 }
 
+/// [`store_batch`] in the harness's store, then waits until its items are queued.
+pub(super) async fn insert(
+    h: &Harness,
+    batch: Batch,
+    end: Option<BatchEnd>,
+) -> Result<BatchRecord, StoreError> {
+    let stored = store_batch(&*h.store, batch, end).await;
+    if stored.is_ok() {
+        h.queued().await;
+    }
+    stored
+}
+
 /// Inserts `batch`, ended as it was created (low priority).
-pub(super) async fn insert_whole(store: &dyn Store, batch: Batch) -> BatchRecord {
-    insert(store, batch, Some(end(Priority::Low)))
+pub(super) async fn insert_whole(h: &Harness, batch: Batch) -> BatchRecord {
+    insert(h, batch, Some(end(Priority::Low)))
         .await
         .unwrap()
 }
@@ -91,8 +104,7 @@ pub(super) async fn read(store: &dyn Store, owner: &OrgId, name: &str) -> BatchR
 pub(super) async fn a_batch_is_stored_whole_with_its_refused_items_failed(h: Harness) {
     let store = &*h.store;
     // More items than one statement of PostgreSQL's takes.
-    let stored = insert_whole(
-        store,
+    let stored = insert_whole(&h,
         batch("b1", "default", "echo", 12_000, &[0, 5_000, 11_999]),
     )
     .await;
@@ -169,7 +181,7 @@ pub(super) async fn a_batch_is_stored_whole_with_its_refused_items_failed(h: Har
 pub(super) async fn batch_counts_follow_outcomes_and_retries_exactly(h: Harness) {
     let store = &*h.store;
     let owner = org("default");
-    insert_whole(store, batch("b2", "default", "echo", 3, &[])).await;
+    insert_whole(&h, batch("b2", "default", "echo", 3, &[])).await;
     store.insert_job(job("alone")).await.unwrap();
     let claimed = store.claim(10, Duration::from_secs(30)).await.unwrap();
     assert_eq!(claimed.len(), 4);
@@ -226,11 +238,11 @@ pub(super) async fn batch_counts_follow_outcomes_and_retries_exactly(h: Harness)
 
 pub(super) async fn batches_are_listed_newest_first_per_application_by_status(h: Harness) {
     let store = &*h.store;
-    insert_whole(store, batch("l1", "default", "echo", 1, &[0])).await;
-    insert_whole(store, batch("l2", "default", "echo", 2, &[])).await;
-    insert_whole(store, batch("l3", "default", "echo", 2, &[1])).await;
-    insert_whole(store, batch("l4", "default", "other-app", 1, &[])).await;
-    insert_whole(store, batch("l5", "acme", "echo", 1, &[])).await;
+    insert_whole(&h, batch("l1", "default", "echo", 1, &[0])).await;
+    insert_whole(&h, batch("l2", "default", "echo", 2, &[])).await;
+    insert_whole(&h, batch("l3", "default", "echo", 2, &[1])).await;
+    insert_whole(&h, batch("l4", "default", "other-app", 1, &[])).await;
+    insert_whole(&h, batch("l5", "acme", "echo", 1, &[])).await;
     let page = |status, offset, limit| BatchQuery {
         org: org("default"),
         application_id: "echo".into(),
@@ -267,12 +279,12 @@ pub(super) async fn a_batch_whose_parts_stop_before_their_end_writes_nothing(h: 
     let owner = org("default");
     store.insert_job(job("before")).await.unwrap();
     // The sender goes away after two chunks (a request that failed or was dropped).
-    let stopped = insert(store, batch("s1", "default", "echo", 9_000, &[3]), None).await;
+    let stopped = insert(&h, batch("s1", "default", "echo", 9_000, &[3]), None).await;
     assert!(stopped.is_err());
     // An item the database refuses (a job id taken) in a later chunk undoes the earlier ones.
     let (head, mut items) = batch("s2", "default", "echo", 7_000, &[]);
     items[6_500].id = job_id("before");
-    let refused = insert(store, (head, items), Some(end(Priority::Low))).await;
+    let refused = insert(&h, (head, items), Some(end(Priority::Low))).await;
     assert!(refused.is_err());
     for name in ["s1", "s2"] {
         assert!(
@@ -291,15 +303,14 @@ pub(super) async fn a_batch_whose_parts_stop_before_their_end_writes_nothing(h: 
     let claimed = store.claim(100, Duration::from_secs(30)).await.unwrap();
     assert_eq!(claimed.len(), 1);
     // The store is still whole: the next batch goes in.
-    let stored = insert_whole(store, batch("s3", "default", "echo", 2, &[])).await;
+    let stored = insert_whole(&h, batch("s3", "default", "echo", 2, &[])).await;
     assert_eq!(stored.total, 2);
 }
 
 pub(super) async fn a_priority_named_after_the_items_moves_the_stored_items(h: Harness) {
     let store = &*h.store;
     store.insert_job(job("plain")).await.unwrap();
-    let stored = insert(
-        store,
+    let stored = insert(&h,
         batch("p1", "default", "echo", 6_000, &[1]),
         Some(end(Priority::High)),
     )

@@ -230,7 +230,7 @@ pub(super) async fn the_jobs_list_pages_by_keyset_and_filters_by_status_batch_an
     assert_eq!(browse(store, failures).await, [claimed[0].id]);
 
     // By batch: its items only, newest first.
-    insert_whole(store, batch("b", "default", "echo", 3, &[])).await;
+    insert_whole(&h, batch("b", "default", "echo", 3, &[])).await;
     let items = JobFilter {
         batch_id: Some(batch_id("b")),
         ..filter(10)

@@ -62,7 +62,7 @@ pub(super) async fn a_batch_cancel_stops_waiting_items_at_once_and_running_ones_
 ) {
     let store = &*h.store;
     let owner = org("default");
-    insert_whole(store, batch("c1", "default", "echo", 5, &[4])).await;
+    insert_whole(&h, batch("c1", "default", "echo", 5, &[4])).await;
     let claimed = store.claim(2, LEASE).await.unwrap();
     let (done, running) = (&claimed[0], &claimed[1]);
     let waiting = waiting_items(&claimed, "c1", 4);
@@ -179,7 +179,7 @@ pub(super) async fn a_cancelled_job_whose_worker_died_is_ended_by_the_reaper_and
 pub(super) async fn a_batch_retry_runs_its_failed_and_cancelled_items_again_once(h: Harness) {
     let store = &*h.store;
     let owner = org("default");
-    insert_whole(store, batch("t1", "default", "echo", 5, &[4])).await;
+    insert_whole(&h, batch("t1", "default", "echo", 5, &[4])).await;
     let claimed = store.claim(2, LEASE).await.unwrap();
     let waiting = waiting_items(&claimed, "t1", 4);
     h.clock.advance(Duration::from_secs(1));
@@ -258,7 +258,7 @@ pub(super) async fn a_batch_retry_runs_its_failed_and_cancelled_items_again_once
 pub(super) async fn results_follow_the_finishing_order_and_the_pace_gives_an_eta(h: Harness) {
     let store = &*h.store;
     let owner = org("default");
-    insert_whole(store, batch("f1", "default", "echo", 10, &[])).await;
+    insert_whole(&h, batch("f1", "default", "echo", 10, &[])).await;
     assert_eq!(read(store, &owner, "f1").await.throughput, None);
     store.insert_job(job("solo")).await.unwrap();
     let claimed = store.claim(20, LEASE).await.unwrap();

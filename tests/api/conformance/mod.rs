@@ -28,7 +28,7 @@ mod throughput;
 mod webhooks;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use scriptorium::store::postgres::PostgresStore;
 use scriptorium::store::sqlite::{Durability, SqliteStore};
@@ -39,7 +39,7 @@ use scriptorium::store::{
 use tempfile::TempDir;
 use uuid::Uuid;
 
-use crate::pg::Schema;
+use crate::pg::{Schema, bootstrap};
 
 /// A store under test, a second instance on the same data where the backend allows one,
 /// and what to clean up afterwards (dropped last).
@@ -49,7 +49,7 @@ struct Harness {
     clock: Clock,
     peer: Option<Arc<dyn Store>>,
     _dir: Option<TempDir>,
-    _schema: Option<Schema>,
+    schema: Option<Schema>,
 }
 
 async fn sqlite() -> Harness {
@@ -62,7 +62,7 @@ async fn sqlite() -> Harness {
         clock,
         peer: None,
         _dir: Some(dir),
-        _schema: None,
+        schema: None,
     }
 }
 
@@ -81,8 +81,26 @@ async fn postgres() -> Option<Harness> {
         clock,
         peer: Some(Arc::new(peer)),
         _dir: None,
-        _schema: Some(schema),
+        schema: Some(schema),
     })
+}
+
+impl Harness {
+    /// Waits until the store has queued the items of every batch it stored: PostgreSQL's
+    /// queuer gives them their queue rows after the insert returns
+    /// (0018_queued_after_intake.sql); SQLite queues them as it stores them.
+    async fn queued(&self) {
+        let Some(schema) = &self.schema else {
+            return;
+        };
+        let db = bootstrap(&schema.url("queued")).await;
+        let sql = "SELECT count(*) FROM batches WHERE unqueued_from IS NOT NULL";
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while db.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) > 0 {
+            assert!(Instant::now() < deadline, "the stored batches were not queued");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
 }
 
 /// Every case, on both backends.

@@ -63,10 +63,10 @@ type Subscribed = (NewBatch, Vec<BatchItem>, BatchEnd);
 
 /// Inserts a batch as a request does (see [`super::batches::insert`]).
 async fn insert_batch(
-    store: &dyn Store,
+    h: &Harness,
     (head, items, end): Subscribed,
 ) -> Result<BatchRecord, StoreError> {
-    super::batches::insert(store, (head, items), Some(end)).await
+    super::batches::insert(h, (head, items), Some(end)).await
 }
 
 fn batch_id(name: &str) -> BatchId {
@@ -116,10 +116,10 @@ pub(super) async fn events_are_written_with_the_state_change_and_claimed_under_a
         EventKind::JobCompleted,
         EventKind::JobFailed,
     ];
-    insert_batch(store, batch("w1", 3, &[], Some(&all)))
+    insert_batch(&h, batch("w1", 3, &[], Some(&all)))
         .await
         .unwrap();
-    insert_batch(store, batch("w2", 1, &[], None))
+    insert_batch(&h, batch("w2", 1, &[], None))
         .await
         .unwrap();
     store.insert_job(job("plain")).await.unwrap();
@@ -256,7 +256,7 @@ pub(super) async fn events_are_written_with_the_state_change_and_claimed_under_a
 pub(super) async fn a_batch_completed_event_is_written_each_time_the_batch_finishes(h: Harness) {
     let store = &*h.store;
     let batch_only = [EventKind::BatchCompleted];
-    insert_batch(store, batch("r1", 2, &[0, 1], Some(&batch_only)))
+    insert_batch(&h, batch("r1", 2, &[0, 1], Some(&batch_only)))
         .await
         .unwrap();
     let refused = claim_events(store).await;
@@ -270,7 +270,7 @@ pub(super) async fn a_batch_completed_event_is_written_each_time_the_batch_finis
         (EventKind::BatchCompleted, batch_id("r1"))
     );
 
-    insert_batch(store, batch("r2", 2, &[], Some(&batch_only)))
+    insert_batch(&h, batch("r2", 2, &[], Some(&batch_only)))
         .await
         .unwrap();
     let claimed = store.claim(1, LEASE).await.unwrap();
@@ -346,7 +346,8 @@ async fn concurrent_finishers_of_a_batch_write_its_completion_once() {
     };
     let store = PostgresStore::open(&schema.url("t")).await.unwrap();
     let batch_only = [EventKind::BatchCompleted];
-    insert_batch(&store, batch("c1", 2, &[], Some(&batch_only)))
+    let (head, items, end) = batch("c1", 2, &[], Some(&batch_only));
+    super::batches::store_batch(&store, (head, items), Some(end))
         .await
         .unwrap();
     let admin = bootstrap(&schema.base).await;
