@@ -53,10 +53,17 @@ fn serve<'a>(
     let mut serve = Serve::new(data_dir);
     serve.api_key = Some(KEY);
     serve.apps = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/provider-apps");
-    serve.args = ["--config", config, "--concurrency", concurrency, "--lease", "2s"]
-        .into_iter()
-        .chain(flags.iter().map(String::as_str))
-        .collect();
+    serve.args = [
+        "--config",
+        config,
+        "--concurrency",
+        concurrency,
+        "--lease",
+        "2s",
+    ]
+    .into_iter()
+    .chain(flags.iter().map(String::as_str))
+    .collect();
     serve
 }
 
@@ -346,8 +353,16 @@ const KEPT_QUEUED: i64 = 1_000;
 async fn wait_queued(db: &tokio_postgres::Client, batch: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let queued = "SELECT unqueued_from IS NULL FROM batches WHERE id = $1";
-    while !db.query_one(queued, &[&batch]).await.unwrap().get::<_, bool>(0) {
-        assert!(Instant::now() < deadline, "the batch's items were not queued");
+    while !db
+        .query_one(queued, &[&batch])
+        .await
+        .unwrap()
+        .get::<_, bool>(0)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the batch's items were not queued"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -405,7 +420,10 @@ async fn a_batch_whose_queueing_a_kill_9_cut_short_runs_each_item_once_on_postgr
     .await;
     assert_eq!(count(&done, "completed"), ITEMS as u64, "{done}");
     assert_eq!(done["status"], "completed", "{done}");
-    assert_eq!(items_of(&results(&http, &server, &batch, 0).await).len(), ITEMS);
+    assert_eq!(
+        items_of(&results(&http, &server, &batch, 0).await).len(),
+        ITEMS
+    );
     assert_eq!(llm.mock.stats().requests, ITEMS as u64, "an item ran twice");
     assert_eq!(queue_state(&db, &batch).await, (0, None));
     server.kill_9();
@@ -418,7 +436,10 @@ async fn wait_for_lock_waiters(db: &tokio_postgres::Client, schema: &Schema, wai
     let app = schema.app("batch_crash");
     let deadline = Instant::now() + Duration::from_secs(30);
     while db.query_one(sql, &[&app]).await.unwrap().get::<_, i64>(0) < waiters {
-        assert!(Instant::now() < deadline, "no cancel waits for the queueing lock");
+        assert!(
+            Instant::now() < deadline,
+            "no cancel waits for the queueing lock"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

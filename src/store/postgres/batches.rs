@@ -11,10 +11,10 @@ use deadpool_postgres::Pool;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
+use super::connection;
 use super::errors::map_err;
 use super::jobs::query;
 use super::jobs::query_then_notify;
-use super::connection;
 use crate::store::{
     BatchId, BatchPage, BatchPart, BatchParts, BatchQuery, BatchRecord, BatchRetryOutcome,
     BatchStatus, BatchTally, JobId, NewBatch, OrgId, Priority, StoreError, THROUGHPUT_WINDOW,

@@ -109,11 +109,19 @@ async fn queue_all(pool: &Pool) -> Result<(), StoreError> {
 async fn queue_chunk(client: &mut Object, batch: BatchId) -> Result<bool, StoreError> {
     let tx = client.transaction().await.map_err(map_err)?;
     let lock = tx.prepare_cached(LOCK).await.map_err(map_err)?;
-    if !tx.query_one(&lock, &[&batch]).await.map_err(map_err)?.get::<_, bool>(0) {
+    if !tx
+        .query_one(&lock, &[&batch])
+        .await
+        .map_err(map_err)?
+        .get::<_, bool>(0)
+    {
         return Ok(false);
     }
     let chunk = tx.prepare_cached(QUEUE_CHUNK).await.map_err(map_err)?;
-    let row = tx.query_one(&chunk, &[&batch, &CHUNK]).await.map_err(map_err)?;
+    let row = tx
+        .query_one(&chunk, &[&batch, &CHUNK])
+        .await
+        .map_err(map_err)?;
     let (queued, rest): (i64, Option<i64>) = (row.get(0), row.get(1));
     if queued > 0 {
         notify(&tx).await?;

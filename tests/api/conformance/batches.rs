@@ -84,9 +84,7 @@ pub(super) async fn insert(
 
 /// Inserts `batch`, ended as it was created (low priority).
 pub(super) async fn insert_whole(h: &Harness, batch: Batch) -> BatchRecord {
-    insert(h, batch, Some(end(Priority::Low)))
-        .await
-        .unwrap()
+    insert(h, batch, Some(end(Priority::Low))).await.unwrap()
 }
 
 pub(super) fn batch_id(name: &str) -> BatchId {
@@ -104,7 +102,8 @@ pub(super) async fn read(store: &dyn Store, owner: &OrgId, name: &str) -> BatchR
 pub(super) async fn a_batch_is_stored_whole_with_its_refused_items_failed(h: Harness) {
     let store = &*h.store;
     // More items than one statement of PostgreSQL's takes.
-    let stored = insert_whole(&h,
+    let stored = insert_whole(
+        &h,
         batch("b1", "default", "echo", 12_000, &[0, 5_000, 11_999]),
     )
     .await;
@@ -310,7 +309,8 @@ pub(super) async fn a_batch_whose_parts_stop_before_their_end_writes_nothing(h: 
 pub(super) async fn a_priority_named_after_the_items_moves_the_stored_items(h: Harness) {
     let store = &*h.store;
     store.insert_job(job("plain")).await.unwrap();
-    let stored = insert(&h,
+    let stored = insert(
+        &h,
         batch("p1", "default", "echo", 6_000, &[1]),
         Some(end(Priority::High)),
     )

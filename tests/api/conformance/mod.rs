@@ -97,7 +97,10 @@ impl Harness {
         let sql = "SELECT count(*) FROM batches WHERE unqueued_from IS NOT NULL";
         let deadline = Instant::now() + Duration::from_secs(30);
         while db.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) > 0 {
-            assert!(Instant::now() < deadline, "the stored batches were not queued");
+            assert!(
+                Instant::now() < deadline,
+                "the stored batches were not queued"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }

@@ -119,9 +119,7 @@ pub(super) async fn events_are_written_with_the_state_change_and_claimed_under_a
     insert_batch(&h, batch("w1", 3, &[], Some(&all)))
         .await
         .unwrap();
-    insert_batch(&h, batch("w2", 1, &[], None))
-        .await
-        .unwrap();
+    insert_batch(&h, batch("w2", 1, &[], None)).await.unwrap();
     store.insert_job(job("plain")).await.unwrap();
     assert!(claim_events(store).await.is_empty(), "nothing finished yet");
 
