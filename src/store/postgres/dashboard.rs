@@ -88,7 +88,7 @@ async fn browse(pool: &Pool, f: &JobFilter) -> Result<Vec<JobRecord>, StoreError
     );
     let limit = f.limit.min(i64::MAX as u64) as i64;
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&f.org, &f.application_id];
-    let mut conditions = String::new();
+    let mut conditions = String::from("org = $1 AND application_id = $2");
     let mut status_param = None;
     if let Some(status) = &status {
         params.push(status);

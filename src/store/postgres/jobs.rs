@@ -172,16 +172,16 @@ pub(super) async fn ended_attempts(
 pub(super) async fn list(pool: &Pool, q: &JobQuery) -> Result<JobPage, StoreError> {
     let status = q.status.map(|s| s.as_str());
     // Without a status `$3` is still named, so that both statements take the same parameters.
-    let conditions = if status.is_some() {
-        ""
+    let filter = if status.is_some() {
+        "org = $1 AND application_id = $2"
     } else {
-        " AND $3::text IS NULL"
+        "org = $1 AND application_id = $2 AND $3::text IS NULL"
     };
     // The offset is skipped in the index alone (an index-only scan); only the page's rows
     // are read from the table.
     let page = format!(
         "SELECT {RECORD_COLUMNS} FROM job_records WHERE seq IN ({}) ORDER BY seq DESC",
-        newest_first(conditions, status.and(Some("$3")), "$4", "$5")
+        newest_first(filter, status.and(Some("$3")), "$4", "$5")
     );
     let total = "SELECT coalesce(sum(n), 0)::bigint FROM job_counts \
          WHERE org = $1 AND application_id = $2 AND ($3::text IS NULL OR status = $3)";
@@ -209,40 +209,26 @@ pub(super) async fn list(pool: &Pool, q: &JobQuery) -> Result<JobPage, StoreErro
     })
 }
 
-/// The key `jobs_by_list_key` orders the jobs of one organisation's application and one
-/// status by (then by `seq`; 0019_list_keys.sql), of the SQL expressions `org`, `application`
-/// and `status` (each text).
-fn list_key(org: &str, application: &str, status: &str) -> String {
-    format!(
-        "((length({org})::text || ':' || {org} || '/' || {application} || '/' || {status}) \
-          COLLATE \"C\")"
-    )
-}
-
-/// The seqs of the jobs of the organisation `$1`'s application `$2` that match `conditions`
-/// (each clause beginning with ` AND `) and, when given, have the status `status`, newest
-/// first, `LIMIT {limit} OFFSET {offset}` (SQL expressions). Each status's rows are a range of
-/// `jobs_by_list_key`, named by its key alone (0019_list_keys.sql tells why), read no further
-/// than the page's end nor past the range's last live row: its count in `job_counts`, exact in
-/// the statement's snapshot, ends the scan before the range's dead entries (a finished job
-/// leaves one in `in_progress` until a vacuum). When no status is given, the three ranges are
-/// merged (a Merge Append of three index scans; the planner makes none from the statuses of a
-/// `UNION ALL` without the inner limits). Lists need no index on `(org, application_id, seq)`:
-/// each finish gave it an entry with the old row version's key, and the page cleaning that
-/// caused was a seventh of PostgreSQL's work per job (0015_lists_by_status.sql).
+/// The seqs of the `jobs` rows that match `filter` (which begins with `org = $1 AND
+/// application_id = $2`) and, when given, have the status `status`, newest first,
+/// `LIMIT {limit} OFFSET {offset}` (SQL expressions). Each status's rows are a range of
+/// `jobs_by_app_status`, read no further than the page's end nor past the range's last live
+/// row: its count in `job_counts`, exact in the statement's snapshot, ends the scan before the
+/// range's dead entries (a finished job leaves one in `in_progress` until a vacuum). When
+/// `filter` names no status, the three ranges are merged (a Merge Append of three index scans;
+/// the planner makes none from the statuses of a `UNION ALL` without the inner limits). Lists
+/// need no index on `(org, application_id, seq)`: each finish gave it an entry with the old
+/// row version's key, and the page cleaning that caused was a seventh of PostgreSQL's work
+/// per job (0015_lists_by_status.sql).
 pub(super) fn newest_first(
-    conditions: &str,
+    filter: &str,
     status: Option<&str>,
     limit: &str,
     offset: &str,
 ) -> String {
     // The status's rows, and how many of them are live.
     let range = |status: &str| {
-        let rows = format!(
-            "SELECT seq FROM jobs WHERE {} = {}{conditions}",
-            list_key("org", "application_id", "status"),
-            list_key("$1::text", "$2::text", &format!("{status}::text"))
-        );
+        let rows = format!("SELECT seq FROM jobs WHERE {filter} AND status = {status}");
         let live = format!(
             "(SELECT coalesce(sum(n), 0)::bigint FROM job_counts \
               WHERE org = $1 AND application_id = $2 AND status = {status})"

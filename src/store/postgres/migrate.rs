@@ -34,7 +34,6 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0016_batch_ranges.sql"),
     include_str!("0017_insert_counts.sql"),
     include_str!("0018_queued_after_intake.sql"),
-    include_str!("0019_list_keys.sql"),
 ];
 
 /// Taken before anything else, per schema: nodes sharing a schema serialise their
