@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 use futures_util::stream;
 use reqwest::Client;
 use serde_json::{Value, json};
+use tempfile::TempDir;
 
 use crate::cluster::write_provider_config;
 use crate::helpers::KEY;
 use crate::pg::{Schema, bootstrap};
 use crate::process::{Serve, ServerProcess, client};
-use crate::providers::start_llm;
+use crate::providers::{Llm, start_llm};
 
 /// Items in the batch: enough that a stop lands in the middle of its work.
 const ITEMS: usize = 3_000;
@@ -388,44 +389,81 @@ async fn queue_state(db: &tokio_postgres::Client, batch: &str) -> (i64, Option<i
     (row.get(0), row.get(1))
 }
 
+/// Where the two queueing tests start: a PostgreSQL schema of their own, mock-llm, and a
+/// batch of [`ITEMS`] items taken in by a server that works nothing (returned beside), whose
+/// queuer has queued them. Dropped in field order, the schema last.
+struct QueuedBatch {
+    llm: Llm,
+    config: String,
+    flags: Vec<String>,
+    http: Client,
+    db: tokio_postgres::Client,
+    batch: String,
+    data_dir: TempDir,
+    _config_dir: TempDir,
+    schema: Schema,
+}
+
+impl QueuedBatch {
+    /// `None` (after a notice) when no PostgreSQL server is configured.
+    async fn start() -> Option<(Self, ServerProcess)> {
+        let schema = Schema::create().await?;
+        let llm = start_llm(&["--ttft", "5ms"], 0).await;
+        let config_dir = tempfile::tempdir().unwrap();
+        let config = write_provider_config(config_dir.path(), &llm.base, 16);
+        let db = bootstrap(&schema.url("test")).await;
+        let mut started = Self {
+            llm,
+            config,
+            flags: database_flags(Some(&schema)),
+            http: client(),
+            db,
+            batch: String::new(),
+            data_dir: tempfile::tempdir().unwrap(),
+            _config_dir: config_dir,
+            schema,
+        };
+        let server = started.serve(started.data_dir.path(), "0").start();
+        started.batch = create(&started.http, &server).await;
+        wait_queued(&started.db, &started.batch).await;
+        Some((started, server))
+    }
+
+    /// A server on the schema, working `concurrency` at a time.
+    fn serve<'a>(&'a self, data_dir: &'a Path, concurrency: &'a str) -> Serve<'a> {
+        serve(data_dir, &self.config, &self.flags, concurrency)
+    }
+}
+
 /// A PostgreSQL server killed after a batch's 202 but before its queuer queued every item
 /// (the state is made by [`unqueue_after`] once the server is gone): the next server queues
 /// the rest, and every item runs once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_whose_queueing_a_kill_9_cut_short_runs_each_item_once_on_postgres() {
-    let Some(schema) = Schema::create().await else {
+    let Some((t, server)) = QueuedBatch::start().await else {
         return;
     };
-    let llm = start_llm(&["--ttft", "5ms"], 0).await;
-    let config_dir = tempfile::tempdir().unwrap();
-    let config = write_provider_config(config_dir.path(), &llm.base, 16);
-    let data_dir = tempfile::tempdir().unwrap();
-    let flags = database_flags(Some(&schema));
-    let http = client();
-    let db = bootstrap(&schema.url("test")).await;
-
-    // A server that works nothing takes the batch in and is killed.
-    let server = serve(data_dir.path(), &config, &flags, "0").start();
-    let batch = create(&http, &server).await;
-    wait_queued(&db, &batch).await;
+    let (http, db, batch) = (&t.http, &t.db, t.batch.as_str());
     server.kill_9();
-    let start = unqueue_after(&db, &batch).await;
-    assert_eq!(queue_state(&db, &batch).await, (KEPT_QUEUED, Some(start)));
+    let start = unqueue_after(db, batch).await;
+    assert_eq!(queue_state(db, batch).await, (KEPT_QUEUED, Some(start)));
 
     // The next server queues the rest and works them all.
-    let server = serve(data_dir.path(), &config, &flags, "16").start();
-    let done = wait_for(&http, &server, &batch, Duration::from_secs(120), |b| {
+    let server = t.serve(t.data_dir.path(), "16").start();
+    let done = wait_for(http, &server, batch, Duration::from_secs(120), |b| {
         count(b, "in_progress") == 0
     })
     .await;
     assert_eq!(count(&done, "completed"), ITEMS as u64, "{done}");
     assert_eq!(done["status"], "completed", "{done}");
+    let answered = items_of(&results(http, &server, batch, 0).await);
+    assert_eq!(answered.len(), ITEMS);
     assert_eq!(
-        items_of(&results(&http, &server, &batch, 0).await).len(),
-        ITEMS
+        t.llm.mock.stats().requests,
+        ITEMS as u64,
+        "an item ran twice"
     );
-    assert_eq!(llm.mock.stats().requests, ITEMS as u64, "an item ran twice");
-    assert_eq!(queue_state(&db, &batch).await, (0, None));
+    assert_eq!(queue_state(db, batch).await, (0, None));
     server.kill_9();
 }
 
@@ -450,22 +488,13 @@ async fn wait_for_lock_waiters(db: &tokio_postgres::Client, schema: &Schema, wai
 /// of the batch is queued after, and a retry runs every item once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancels_reach_the_items_the_queuer_has_not_queued_on_postgres() {
-    let Some(schema) = Schema::create().await else {
+    let Some((t, server)) = QueuedBatch::start().await else {
         return;
     };
-    let llm = start_llm(&["--ttft", "5ms"], 0).await;
-    let config_dir = tempfile::tempdir().unwrap();
-    let config = write_provider_config(config_dir.path(), &llm.base, 16);
-    let data_dir = tempfile::tempdir().unwrap();
-    let flags = database_flags(Some(&schema));
-    let http = client();
-    let db = bootstrap(&schema.url("test")).await;
-    let server = serve(data_dir.path(), &config, &flags, "0").start();
-    let batch = create(&http, &server).await;
-    wait_queued(&db, &batch).await;
+    let (http, db, batch) = (&t.http, &t.db, t.batch.as_str());
     let lock = "SELECT pg_advisory_lock(batch_queueing_lock($1))";
     db.execute(lock, &[&batch]).await.unwrap();
-    let start = unqueue_after(&db, &batch).await;
+    let start = unqueue_after(db, batch).await;
 
     // One item not queued yet, then the whole batch.
     let sql = "SELECT id FROM jobs WHERE seq = $1";
@@ -475,9 +504,9 @@ async fn cancels_reach_the_items_the_queuer_has_not_queued_on_postgres() {
         tokio::spawn(request)
     };
     let one = post(format!("/v1/applications/jobs/{job}/cancel"));
-    wait_for_lock_waiters(&db, &schema, 1).await;
+    wait_for_lock_waiters(db, &t.schema, 1).await;
     let all = post(format!("/v1/applications/batches/{batch}/cancel"));
-    wait_for_lock_waiters(&db, &schema, 2).await;
+    wait_for_lock_waiters(db, &t.schema, 2).await;
     let unlock = "SELECT pg_advisory_unlock(batch_queueing_lock($1))";
     db.execute(unlock, &[&batch]).await.unwrap();
     let one = one.await.unwrap().unwrap();
@@ -486,28 +515,32 @@ async fn cancels_reach_the_items_the_queuer_has_not_queued_on_postgres() {
     assert_eq!(all.status(), 202, "{}", all.text().await.unwrap());
 
     let url = server.url(&format!("/v1/applications/jobs/{job}"));
-    let cancelled = get_json(&http, &url).await;
+    let cancelled = get_json(http, &url).await;
     assert_eq!(cancelled["status"], "failed", "{cancelled}");
     assert_eq!(cancelled["error"], "cancelled", "{cancelled}");
     let url = server.url(&format!("/v1/applications/batches/{batch}"));
-    let ended = get_json(&http, &url).await;
+    let ended = get_json(http, &url).await;
     assert_eq!(count(&ended, "cancelled"), ITEMS as u64, "{ended}");
     assert_eq!(count(&ended, "in_progress"), 0, "{ended}");
-    assert_eq!(queue_state(&db, &batch).await, (0, None));
+    assert_eq!(queue_state(db, batch).await, (0, None));
 
     // A retry queues them all again, and a working node runs each once.
     let url = server.url(&format!("/v1/applications/batches/{batch}/retry"));
     let retried = http.post(url).bearer_auth(KEY).send().await.unwrap();
     assert_eq!(retried.status(), 202);
     let worker_dir = tempfile::tempdir().unwrap();
-    let worker = serve(worker_dir.path(), &config, &flags, "16").start();
-    let done = wait_for(&http, &worker, &batch, Duration::from_secs(120), |b| {
+    let worker = t.serve(worker_dir.path(), "16").start();
+    let done = wait_for(http, &worker, batch, Duration::from_secs(120), |b| {
         count(b, "in_progress") == 0
     })
     .await;
     assert_eq!(count(&done, "completed"), ITEMS as u64, "{done}");
-    assert_eq!(llm.mock.stats().requests, ITEMS as u64, "an item ran twice");
-    assert_eq!(queue_state(&db, &batch).await, (0, None));
+    assert_eq!(
+        t.llm.mock.stats().requests,
+        ITEMS as u64,
+        "an item ran twice"
+    );
+    assert_eq!(queue_state(db, batch).await, (0, None));
     worker.kill_9();
     server.kill_9();
 }
