@@ -115,8 +115,8 @@ pub(super) async fn job(
 /// cancel was asked before); answers the batch as it is now, and whether running calls must
 /// stop. Its items in progress are the queue rows in its range of `seq`
 /// (0016_batch_ranges.sql) and its items not queued yet, which nothing need queue any more.
-/// A batch whose last items finished between the check and the
-/// statement is not marked cancelled: it answers finished, as it would a moment later.
+/// A batch whose last items finished between the check and the statement is not marked
+/// cancelled: it answers finished, as it would a moment later.
 pub(super) async fn batch(
     pool: &Pool,
     org: &OrgId,
