@@ -2,10 +2,10 @@
 //! chunks arrive, each chunk one `INSERT … SELECT FROM unnest(…)`, then the batch row, its
 //! first counter row and its items' counts in `job_counts`. Parts that stop before their end
 //! roll it all back. The valid items get their queue rows after the commit, from the store's
-//! queuer (`queueing.rs`, 0018_queued_after_intake.sql). The counts are kept by `jobs_count_update` (0012_batch_lifecycle.sql); reads go
-//! through the `batch_records` view, which sums a batch's counter shards, with the batch's
-//! recent pace: the last [`THROUGHPUT_WINDOW`] items to run to their end, walked back in
-//! `jobs_finished`.
+//! queuer (`queueing.rs`, 0018_queued_after_intake.sql). The counts are kept by
+//! `jobs_count_update` (0012_batch_lifecycle.sql); reads go through the `batch_records` view,
+//! which sums a batch's counter shards, with the batch's recent pace: the last
+//! [`THROUGHPUT_WINDOW`] items to run to their end, walked back in `jobs_finished`.
 
 use deadpool_postgres::Pool;
 use tokio_postgres::Row;

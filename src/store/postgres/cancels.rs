@@ -53,10 +53,11 @@ fn cancel_sql(queued: &str, stored: &str, also: &str) -> String {
     )
 }
 
-/// Items of the batch in `b` (a row of `batches`) from the first not queued yet: those still
-/// waiting without a queue row (one cancelled before it was queued, then retried, has one).
-const STORED: &str = "j.seq >= b.unqueued_from AND j.state = 'queued' \
-     AND j.cancelled_at IS NULL AND NOT EXISTS (SELECT 1 FROM job_queue q WHERE q.seq = j.seq)";
+/// Of a batch's items `j` from the first its queuer has not reached (`b.unqueued_from`), those
+/// still waiting without a queue row (one cancelled before it was queued, then retried, has
+/// one).
+const STORED: &str = "j.state = 'queued' AND j.cancelled_at IS NULL \
+     AND NOT EXISTS (SELECT 1 FROM job_queue q WHERE q.seq = j.seq)";
 
 /// Runs `lock` (which takes the queueing lock of the batch it finds, if that batch is still
 /// being queued) and then the cancel `sql` in one transaction: `sql`, a statement of its own,
@@ -94,7 +95,7 @@ pub(super) async fn job(
            AND q.state <> 'cancelling' FOR UPDATE",
         &format!(
             "SELECT j.seq FROM jobs j JOIN batches b ON b.id = j.batch_id \
-             WHERE j.id = $3 AND j.org = $4 AND {STORED}"
+             WHERE j.id = $3 AND j.org = $4 AND j.seq >= b.unqueued_from AND {STORED}"
         ),
         "",
     );
