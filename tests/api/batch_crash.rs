@@ -433,6 +433,21 @@ impl QueuedBatch {
     fn serve<'a>(&'a self, data_dir: &'a Path, concurrency: &'a str) -> Serve<'a> {
         serve(data_dir, &self.config, &self.flags, concurrency)
     }
+
+    /// Waits until `server` has worked the batch off, then checks that every item completed,
+    /// each with one model call, and that no queue row is left; answers the batch.
+    async fn ran_each_once(&self, server: &ServerProcess) -> Value {
+        let (batch, limit) = (self.batch.as_str(), Duration::from_secs(120));
+        let done = wait_for(&self.http, server, batch, limit, |b| {
+            count(b, "in_progress") == 0
+        })
+        .await;
+        assert_eq!(count(&done, "completed"), ITEMS as u64, "{done}");
+        let calls = self.llm.mock.stats().requests;
+        assert_eq!(calls, ITEMS as u64, "an item ran twice");
+        assert_eq!(queue_state(&self.db, batch).await, (0, None));
+        done
+    }
 }
 
 /// A PostgreSQL server killed after a batch's 202 but before its queuer queued every item
@@ -450,20 +465,10 @@ async fn a_batch_whose_queueing_a_kill_9_cut_short_runs_each_item_once_on_postgr
 
     // The next server queues the rest and works them all.
     let server = t.serve(t.data_dir.path(), "16").start();
-    let done = wait_for(http, &server, batch, Duration::from_secs(120), |b| {
-        count(b, "in_progress") == 0
-    })
-    .await;
-    assert_eq!(count(&done, "completed"), ITEMS as u64, "{done}");
+    let done = t.ran_each_once(&server).await;
     assert_eq!(done["status"], "completed", "{done}");
     let answered = items_of(&results(http, &server, batch, 0).await);
     assert_eq!(answered.len(), ITEMS);
-    assert_eq!(
-        t.llm.mock.stats().requests,
-        ITEMS as u64,
-        "an item ran twice"
-    );
-    assert_eq!(queue_state(db, batch).await, (0, None));
     server.kill_9();
 }
 
@@ -530,17 +535,7 @@ async fn cancels_reach_the_items_the_queuer_has_not_queued_on_postgres() {
     assert_eq!(retried.status(), 202);
     let worker_dir = tempfile::tempdir().unwrap();
     let worker = t.serve(worker_dir.path(), "16").start();
-    let done = wait_for(http, &worker, batch, Duration::from_secs(120), |b| {
-        count(b, "in_progress") == 0
-    })
-    .await;
-    assert_eq!(count(&done, "completed"), ITEMS as u64, "{done}");
-    assert_eq!(
-        t.llm.mock.stats().requests,
-        ITEMS as u64,
-        "an item ran twice"
-    );
-    assert_eq!(queue_state(db, batch).await, (0, None));
+    t.ran_each_once(&worker).await;
     worker.kill_9();
     server.kill_9();
 }
